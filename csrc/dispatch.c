@@ -1,0 +1,97 @@
+/* dispatch.c — pick the GEMM kernel table entry once, newest ISA first.
+ * FASTNN_ARCH=ref|avx2|avx512 overrides the choice (an entry the CPU cannot run is ignored).
+ * The choice is made when the extension is imported (fnn_arch_name is called then), before any
+ * thread can race on it; fnn_set_arch switches it for tests and must not run beside a GEMM.
+ * Threads: fnn_set_num_threads sets the count every fastnn parallel region uses, whatever Python
+ * thread calls it (unlike omp_set_num_threads, which is per calling thread). */
+#include <stdlib.h>
+#include <string.h>
+#include "fastnn.h"
+#include "gemm_kernels.h"
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+const fnn_arch *const fnn_all_archs[] = {
+#ifdef FNN_HAVE_X86_KERNELS
+    &fnn_arch_avx512,
+    &fnn_arch_avx2,
+#endif
+    &fnn_arch_ref,
+    NULL,
+};
+
+static const fnn_arch *active = NULL;
+static int n_threads = 0; /* 0: not set yet */
+
+static int runnable(const fnn_arch *a) { return a->available == NULL || a->available(); }
+
+static const fnn_arch *find(const char *name) {
+    for (const fnn_arch *const *a = fnn_all_archs; *a; a++)
+        if (strcmp((*a)->name, name) == 0) return *a;
+    return NULL;
+}
+
+const fnn_arch *fnn_active_arch(void) {
+    if (active) return active;
+    const char *env = getenv("FASTNN_ARCH");
+    const fnn_arch *pick = NULL;
+    if (env && *env) {
+        pick = find(env);
+        if (pick && !runnable(pick)) pick = NULL;
+    }
+    if (!pick)
+        for (const fnn_arch *const *a = fnn_all_archs; *a && !pick; a++)
+            if (runnable(*a)) pick = *a;
+    active = pick;
+    return active;
+}
+
+const char *fnn_arch_name(void) { return fnn_active_arch()->name; }
+
+int fnn_arch_available(const char *name) {
+    const fnn_arch *a = find(name);
+    return a != NULL && runnable(a);
+}
+
+int fnn_set_arch(const char *name) {
+    const fnn_arch *a = find(name);
+    if (!a || !runnable(a)) return FNN_EUNSUPPORTED;
+    active = a;
+    return FNN_OK;
+}
+
+const char *fnn_arch_list(void) {
+    static char buf[128];
+    if (!buf[0])
+        for (const fnn_arch *const *a = fnn_all_archs; *a; a++) {
+            if (buf[0]) strcat(buf, " ");
+            strcat(buf, (*a)->name);
+        }
+    return buf;
+}
+
+int fnn_openmp_enabled(void) {
+#ifdef _OPENMP
+    return 1;
+#else
+    return 0;
+#endif
+}
+
+int fnn_get_num_threads(void) {
+#ifdef _OPENMP
+    if (n_threads <= 0) n_threads = omp_get_max_threads();
+    return n_threads;
+#else
+    return 1;
+#endif
+}
+
+void fnn_set_num_threads(int n) {
+#ifdef _OPENMP
+    n_threads = n > 0 ? n : omp_get_num_procs();
+#else
+    (void)n;
+#endif
+}

@@ -1,0 +1,204 @@
+/* gemm.c — C = alpha * op(A) @ op(B) + beta * C, row-major, the BLIS way: pack op(B) into
+ * KC x NR panels and op(A) into MR x KC panels, then sweep MR x NR tiles with the microkernel of
+ * the active kernel table entry (dispatch.c). The five loops live here once for every ISA; an ISA
+ * only brings a microkernel and its block sizes (gemm_kernels.h).
+ *
+ * Threads (OpenMP, when built with it): one parallel region per call; packing and the tile loop
+ * are shared out with `omp for`, the packed panels are shared. Small products run serially. */
+#ifndef real
+#include <stdlib.h>
+#include <string.h>
+#include "fastnn.h"
+#include "gemm_kernels.h"
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#define REF_MR 4
+#define REF_NR 8
+#define PAR_MIN_FLOPS (64 * 64 * 64) /* below this m*n*k, one thread */
+
+static inline void *align64(void *p) { return (void *)(((uintptr_t)p + 63) & ~(uintptr_t)63); }
+static inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+
+#define FNN_SELF "gemm.c"
+#include "instantiate.h"
+
+const fnn_arch fnn_arch_ref = {
+    "ref", NULL,
+    {REF_MR, REF_NR, 128, 256, 4096, fnn_gemm_ukr_ref_4x8_f32},
+    {REF_MR, REF_NR, 64, 256, 2048, fnn_gemm_ukr_ref_4x8_f64},
+};
+
+#else /* template part: real, FN */
+
+/* The portable microkernel: the compiler vectorises the 4 x 8 accumulator with baseline flags. */
+void FN(fnn_gemm_ukr_ref_4x8)(int64_t k, const real *restrict a, const real *restrict b,
+                              real *restrict c, int64_t ldc, int64_t mr, int64_t nr, real alpha,
+                              real beta) {
+    real acc[REF_MR][REF_NR];
+    memset(acc, 0, sizeof acc);
+    for (int64_t p = 0; p < k; p++)
+        for (int i = 0; i < REF_MR; i++)
+            for (int j = 0; j < REF_NR; j++) acc[i][j] += a[p * REF_MR + i] * b[p * REF_NR + j];
+    for (int64_t i = 0; i < mr; i++) {
+        real *ci = c + i * ldc;
+        if (beta == 0)
+            for (int64_t j = 0; j < nr; j++) ci[j] = alpha * acc[i][j];
+        else
+            for (int64_t j = 0; j < nr; j++) ci[j] = alpha * acc[i][j] + beta * ci[j];
+    }
+}
+
+size_t FN(fnn_gemm_work_size)(void) {
+    size_t most = 0;
+    for (const fnn_arch *const *a = fnn_all_archs; *a; a++) {
+#if REAL_IS_FLOAT
+        const fnn_kernel_f32 *K = &(*a)->f32;
+#else
+        const fnn_kernel_f64 *K = &(*a)->f64;
+#endif
+        size_t s = (size_t)(K->mc * K->kc + K->kc * K->nc);
+        if (s > most) most = s;
+    }
+    return most + 2 * 64 / sizeof(real); /* room to align both panels */
+}
+
+/* op(A)[i0 + ip*MR + i, p0 + p] into dst[p*MR + i] for one MR-row panel, zero-padded past mr. */
+static void FN(pack_a)(real *restrict dst, const real *restrict A, int64_t lda, int trans,
+                       int64_t i0, int64_t p0, int64_t mr, int64_t kc, int64_t MR) {
+    if (trans) { /* A stored k x m: a row of A holds MR consecutive i */
+        for (int64_t p = 0; p < kc; p++) {
+            const real *src = A + (p0 + p) * lda + i0;
+            int64_t i = 0;
+            for (; i < mr; i++) dst[p * MR + i] = src[i];
+            for (; i < MR; i++) dst[p * MR + i] = 0;
+        }
+    } else {
+        for (int64_t i = 0; i < mr; i++) {
+            const real *src = A + (i0 + i) * lda + p0;
+            for (int64_t p = 0; p < kc; p++) dst[p * MR + i] = src[p];
+        }
+        for (int64_t i = mr; i < MR; i++)
+            for (int64_t p = 0; p < kc; p++) dst[p * MR + i] = 0;
+    }
+}
+
+/* op(B)[p0 + p, j0 + j] into dst[p*NR + j] for one NR-column panel, zero-padded past nr. */
+static void FN(pack_b)(real *restrict dst, const real *restrict B, int64_t ldb, int trans,
+                       int64_t p0, int64_t j0, int64_t nr, int64_t kc, int64_t NR) {
+    if (trans) { /* B stored n x k */
+        for (int64_t j = 0; j < nr; j++) {
+            const real *src = B + (j0 + j) * ldb + p0;
+            for (int64_t p = 0; p < kc; p++) dst[p * NR + j] = src[p];
+        }
+        for (int64_t j = nr; j < NR; j++)
+            for (int64_t p = 0; p < kc; p++) dst[p * NR + j] = 0;
+    } else {
+        for (int64_t p = 0; p < kc; p++) {
+            const real *src = B + (p0 + p) * ldb + j0;
+            int64_t j = 0;
+            for (; j < nr; j++) dst[p * NR + j] = src[j];
+            for (; j < NR; j++) dst[p * NR + j] = 0;
+        }
+    }
+}
+
+static int FN(check_args)(int64_t m, int64_t n, int64_t k, int64_t ldc, int64_t lda, int64_t ldb,
+                          int trans_a, int trans_b) {
+    if (m < 0 || n < 0 || k < 0) return FNN_EINVAL;
+    if (ldc < (n > 1 ? n : 1)) return FNN_EINVAL;
+    int64_t acols = trans_a ? m : k, bcols = trans_b ? k : n;
+    if (lda < (acols > 1 ? acols : 1) || ldb < (bcols > 1 ? bcols : 1)) return FNN_EINVAL;
+    return FNN_OK;
+}
+
+/* C := beta * C, without reading C when beta == 0. */
+static void FN(scale_c)(real *C, int64_t m, int64_t n, int64_t ldc, real beta) {
+    for (int64_t i = 0; i < m; i++) {
+        real *ci = C + i * ldc;
+        if (beta == 0)
+            memset(ci, 0, (size_t)n * sizeof(real));
+        else if (beta != 1)
+            for (int64_t j = 0; j < n; j++) ci[j] *= beta;
+    }
+}
+
+int FN(fnn_gemm)(real *C, const real *A, const real *B, int64_t m, int64_t n, int64_t k,
+                 int64_t ldc, int64_t lda, int64_t ldb, int trans_a, int trans_b, double alpha_d,
+                 double beta_d, real *work) {
+    int st = FN(check_args)(m, n, k, ldc, lda, ldb, trans_a, trans_b);
+    if (st != FNN_OK) return st;
+    const real alpha = (real)alpha_d, beta = (real)beta_d;
+    if (m == 0 || n == 0) return FNN_OK;
+    if (k == 0 || alpha == 0) {
+        FN(scale_c)(C, m, n, ldc, beta);
+        return FNN_OK;
+    }
+#if REAL_IS_FLOAT
+    const fnn_kernel_f32 K = fnn_active_arch()->f32;
+#else
+    const fnn_kernel_f64 K = fnn_active_arch()->f64;
+#endif
+    real *owned = NULL;
+    if (!work) {
+        owned = (real *)malloc(FN(fnn_gemm_work_size)() * sizeof(real));
+        if (!owned) return FNN_ENOMEM;
+        work = owned;
+    }
+    real *pa = (real *)align64(work);
+    real *pb = (real *)align64(pa + K.mc * K.kc);
+    const int64_t MR = K.mr, NR = K.nr;
+    const int parallel = (double)m * (double)n * (double)k >= PAR_MIN_FLOPS;
+    const int nthreads = fnn_get_num_threads();
+    (void)parallel;
+    (void)nthreads;
+
+#pragma omp parallel if (parallel) num_threads(nthreads)
+    for (int64_t jc = 0; jc < n; jc += K.nc) {
+        const int64_t nc = min64(K.nc, n - jc), nb = (nc + NR - 1) / NR;
+        for (int64_t pc = 0; pc < k; pc += K.kc) {
+            const int64_t kc = min64(K.kc, k - pc);
+            const real beta_pc = pc == 0 ? beta : (real)1;
+#pragma omp for schedule(static)
+            for (int64_t jp = 0; jp < nb; jp++)
+                FN(pack_b)(pb + jp * NR * kc, B, ldb, trans_b, pc, jc + jp * NR,
+                           min64(NR, nc - jp * NR), kc, NR);
+            for (int64_t ic = 0; ic < m; ic += K.mc) {
+                const int64_t mc = min64(K.mc, m - ic), na = (mc + MR - 1) / MR;
+#pragma omp for schedule(static)
+                for (int64_t ip = 0; ip < na; ip++)
+                    FN(pack_a)(pa + ip * MR * kc, A, lda, trans_a, ic + ip * MR, pc,
+                               min64(MR, mc - ip * MR), kc, MR);
+#pragma omp for schedule(static)
+                for (int64_t t = 0; t < na * nb; t++) {
+                    const int64_t jp = t / na, ip = t % na;
+                    real *c = C + (ic + ip * MR) * ldc + jc + jp * NR;
+                    K.ukr(kc, pa + ip * MR * kc, pb + jp * NR * kc, c, ldc,
+                          min64(MR, mc - ip * MR), min64(NR, nc - jp * NR), alpha, beta_pc);
+                }
+            }
+        }
+    }
+    free(owned);
+    return FNN_OK;
+}
+
+int FN(fnn_gemm_naive)(real *C, const real *A, const real *B, int64_t m, int64_t n, int64_t k,
+                       int64_t ldc, int64_t lda, int64_t ldb, int trans_a, int trans_b,
+                       double alpha_d, double beta_d) {
+    int st = FN(check_args)(m, n, k, ldc, lda, ldb, trans_a, trans_b);
+    if (st != FNN_OK) return st;
+    const real alpha = (real)alpha_d, beta = (real)beta_d;
+    for (int64_t i = 0; i < m; i++)
+        for (int64_t j = 0; j < n; j++) {
+            real s = 0;
+            for (int64_t p = 0; p < k; p++)
+                s += (trans_a ? A[p * lda + i] : A[i * lda + p]) *
+                     (trans_b ? B[j * ldb + p] : B[p * ldb + j]);
+            C[i * ldc + j] = beta == 0 ? alpha * s : alpha * s + beta * C[i * ldc + j];
+        }
+    return FNN_OK;
+}
+
+#endif

@@ -1,0 +1,44 @@
+/* gemm_kernels.h — the microkernel contract and the kernel table behind fnn_gemm.
+ *
+ * Contract of a microkernel fnn_sgemm_ukr_<isa>_<MR>x<NR> (and its double twin):
+ *   c[0:mr, 0:nr] := beta * c + alpha * a @ b        (row-major c, leading dimension ldc)
+ *   a: packed MR x k panel, a[p * MR + i];  b: packed k x NR panel, b[p * NR + j]; both are
+ *   zero-padded past mr / nr, 64-byte aligned. 1 <= mr <= MR, 1 <= nr <= NR, k >= 1.
+ *   Only the mr x nr corner of c is touched; beta == 0 never reads c. No loops over m or n.
+ * A kernel table entry gives the tile (MR, NR), the cache blocks (MC, KC, NC; MC % MR == 0,
+ * NC % NR == 0) and the kernel. The portable "ref" entry is always there. */
+#ifndef FASTNN_GEMM_KERNELS_H
+#define FASTNN_GEMM_KERNELS_H
+#include <stdint.h>
+
+typedef void (*fnn_ukr_f32)(int64_t k, const float *restrict a, const float *restrict b,
+                            float *restrict c, int64_t ldc, int64_t mr, int64_t nr, float alpha,
+                            float beta);
+typedef void (*fnn_ukr_f64)(int64_t k, const double *restrict a, const double *restrict b,
+                            double *restrict c, int64_t ldc, int64_t mr, int64_t nr, double alpha,
+                            double beta);
+
+typedef struct fnn_kernel_f32 { int64_t mr, nr, mc, kc, nc; fnn_ukr_f32 ukr; } fnn_kernel_f32;
+typedef struct fnn_kernel_f64 { int64_t mr, nr, mc, kc, nc; fnn_ukr_f64 ukr; } fnn_kernel_f64;
+
+typedef struct fnn_arch {
+    const char *name;
+    int (*available)(void); /* can this CPU run it */
+    fnn_kernel_f32 f32;
+    fnn_kernel_f64 f64;
+} fnn_arch;
+
+/* Defined in gemm.c, gemm_avx2.c, gemm_avx512.c (x86-64 only). */
+extern const fnn_arch fnn_arch_ref;
+#if defined(__x86_64__) || defined(_M_X64)
+#define FNN_HAVE_X86_KERNELS 1
+extern const fnn_arch fnn_arch_avx2;
+extern const fnn_arch fnn_arch_avx512;
+#endif
+
+/* dispatch.c: the entry in use (chosen once: FASTNN_ARCH, else newest ISA first). */
+const fnn_arch *fnn_active_arch(void);
+/* Every compiled entry, for sizing workspaces: NULL-terminated. */
+extern const fnn_arch *const fnn_all_archs[];
+
+#endif

@@ -1,0 +1,146 @@
+/* losses.c — losses on raw outputs Z (m x n) and their gradients dL/dZ.
+ * Per-sample losses l_i combine as L = sum_i w_i l_i / sum_i w_i (w = sample weights, or 1), so
+ * sample weights rescale samples without changing the scale of the loss. The link (softmax,
+ * sigmoid) is fused into the loss: its gradient is the stable "probability minus target".
+ * Each loss is one function that fills the value, the gradient, or both (NULL skips one). */
+#ifndef real
+#include <math.h>
+#include <string.h>
+#include "fastnn.h"
+#define FNN_SELF "losses.c"
+#include "instantiate.h"
+#else
+
+#if REAL_IS_FLOAT
+#define EXP expf
+#define LOG logf
+#define LOG1P log1pf
+#else
+#define EXP exp
+#define LOG log
+#define LOG1P log1p
+#endif
+
+/* sum of weights; 0 means "no weight at all": value 0, gradient 0. */
+static double FN(weight_sum)(const real *sw, int64_t m) {
+    if (!sw) return (double)m;
+    double s = 0;
+    for (int64_t i = 0; i < m; i++) s += sw[i];
+    return s;
+}
+
+static int FN(xent)(double *loss, real *dZ, const real *Z, const int64_t *labels, const real *sw,
+                    int64_t m, int64_t n) {
+    for (int64_t i = 0; i < m; i++)
+        if (labels[i] < 0 || labels[i] >= n) return FNN_EINVAL;
+    const double W = FN(weight_sum)(sw, m);
+    double total = 0;
+    for (int64_t i = 0; i < m; i++) {
+        const real *z = Z + i * n;
+        const double w = W == 0 ? 0 : (sw ? sw[i] : 1) / W;
+        real mx = z[0];
+        for (int64_t j = 1; j < n; j++) mx = z[j] > mx ? z[j] : mx;
+        real s = 0;
+        for (int64_t j = 0; j < n; j++) s += EXP(z[j] - mx);
+        if (loss) total += w * ((double)mx + log((double)s) - (double)z[labels[i]]);
+        if (dZ) {
+            real *d = dZ + i * n;
+            const real scale = (real)w / s;
+            for (int64_t j = 0; j < n; j++) d[j] = EXP(z[j] - mx) * scale;
+            d[labels[i]] -= (real)w;
+        }
+    }
+    if (loss) *loss = total;
+    return FNN_OK;
+}
+
+static int FN(bce)(double *loss, real *dZ, const real *Z, const real *T, const real *sw, int64_t m,
+                   int64_t n) {
+    const double W = FN(weight_sum)(sw, m);
+    double total = 0;
+    for (int64_t i = 0; i < m; i++) {
+        const real *z = Z + i * n, *t = T + i * n;
+        const double w = W == 0 ? 0 : (sw ? sw[i] : 1) / W;
+        if (loss) {
+            double li = 0;
+            for (int64_t j = 0; j < n; j++) {
+                const real a = z[j] >= 0 ? z[j] : -z[j];
+                li += (double)((z[j] > 0 ? z[j] : 0) - z[j] * t[j] + LOG1P(EXP(-a)));
+            }
+            total += w * li / (double)n;
+        }
+        if (dZ) {
+            real *d = dZ + i * n;
+            const real scale = (real)(w / (double)n);
+            for (int64_t j = 0; j < n; j++) {
+                const real e = EXP(-(z[j] >= 0 ? z[j] : -z[j]));
+                const real p = z[j] >= 0 ? 1 / (1 + e) : e / (1 + e);
+                d[j] = (p - t[j]) * scale;
+            }
+        }
+    }
+    if (loss) *loss = total;
+    return FNN_OK;
+}
+
+static int FN(mse)(double *loss, real *dZ, const real *Z, const real *T, const real *sw, int64_t m,
+                   int64_t n) {
+    const double W = FN(weight_sum)(sw, m);
+    double total = 0;
+    for (int64_t i = 0; i < m; i++) {
+        const real *z = Z + i * n, *t = T + i * n;
+        const double w = W == 0 ? 0 : (sw ? sw[i] : 1) / W;
+        if (loss) {
+            double li = 0;
+            for (int64_t j = 0; j < n; j++) li += (double)((z[j] - t[j]) * (z[j] - t[j]));
+            total += w * li / (double)n;
+        }
+        if (dZ) {
+            real *d = dZ + i * n;
+            const real scale = (real)(2 * w / (double)n);
+            for (int64_t j = 0; j < n; j++) d[j] = (z[j] - t[j]) * scale;
+        }
+    }
+    if (loss) *loss = total;
+    return FNN_OK;
+}
+
+int FN(fnn_softmax_xent_forward)(double *loss, const real *Z, const int64_t *labels, const real *sw,
+                                 int64_t m, int64_t n) {
+    return FN(xent)(loss, NULL, Z, labels, sw, m, n);
+}
+int FN(fnn_softmax_xent_backward)(real *dZ, const real *Z, const int64_t *labels, const real *sw,
+                                  int64_t m, int64_t n) {
+    return FN(xent)(NULL, dZ, Z, labels, sw, m, n);
+}
+int FN(fnn_sigmoid_bce_forward)(double *loss, const real *Z, const real *T, const real *sw,
+                                int64_t m, int64_t n) {
+    return FN(bce)(loss, NULL, Z, T, sw, m, n);
+}
+int FN(fnn_sigmoid_bce_backward)(real *dZ, const real *Z, const real *T, const real *sw,
+                                 int64_t m, int64_t n) {
+    return FN(bce)(NULL, dZ, Z, T, sw, m, n);
+}
+int FN(fnn_mse_forward)(double *loss, const real *Z, const real *T, const real *sw, int64_t m,
+                        int64_t n) {
+    return FN(mse)(loss, NULL, Z, T, sw, m, n);
+}
+int FN(fnn_mse_backward)(real *dZ, const real *Z, const real *T, const real *sw, int64_t m,
+                         int64_t n) {
+    return FN(mse)(NULL, dZ, Z, T, sw, m, n);
+}
+
+int FN(fnn_loss_forward_backward)(int loss, double *value, real *dZ, const real *Z, const real *T,
+                                  const int64_t *labels, const real *sw, int64_t m, int64_t n) {
+    switch (loss) {
+    case FNN_LOSS_SOFTMAX_XENT: return FN(xent)(value, dZ, Z, labels, sw, m, n);
+    case FNN_LOSS_SIGMOID_BCE: return FN(bce)(value, dZ, Z, T, sw, m, n);
+    case FNN_LOSS_MSE: return FN(mse)(value, dZ, Z, T, sw, m, n);
+    default: return FNN_EINVAL;
+    }
+}
+
+#undef EXP
+#undef LOG
+#undef LOG1P
+#endif

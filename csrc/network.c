@@ -1,0 +1,385 @@
+/* network.c — the training engine: whole epochs, single steps, gradients and inference of a stack
+ * of layers, on one flat parameter buffer, with a workspace allocated once.
+ *
+ * params = [W_0, W_1, ..., | b_0, gamma, beta, ...]: weights first, so penalties apply to the
+ * prefix [0, n_decay). grads mirror params; optimizer slots mirror them n_slots times.
+ * Forward keeps every layer's output (acts[l]); derivatives are taken from those outputs.
+ * Backward runs in two gradient buffers: in place through activations, dropout and batch norm,
+ * ping-pong across dense layers (dX = dZ @ W^T), and stops at the lowest layer with parameters.
+ * Nothing here allocates after fnn_workspace_new, holds global state, or touches Python. */
+#ifndef real
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include "fastnn.h"
+
+#define FNN_SELF "network.c"
+#include "instantiate.h"
+
+#else
+
+struct FN(fnn_workspace) {
+    int64_t batch, n_layers, width; /* width: widest layer (and input, output) */
+    real *x, *t, *sw;               /* gathered batch: inputs, real targets, sample weights */
+    int64_t *labels;                /* gathered integer labels */
+    real **out;                     /* per layer output, batch x n_out */
+    const real **acts;              /* per layer output pointer (may alias out of an earlier layer) */
+    real **aux;                     /* dropout mask or batch-norm xhat, batch x n_out */
+    real **stats;                   /* batch norm: mean, var, inv_std (3 x n_out) */
+    real *g0, *g1;                  /* gradient ping-pong, batch x width */
+    real *grads;                    /* flat gradient, n_params */
+    real *gemm_work;                /* GEMM packing buffers */
+    void *block;
+};
+
+static size_t FN(round64)(size_t bytes) { return (bytes + 63) & ~(size_t)63; }
+
+int FN(fnn_workspace_new)(FN(fnn_workspace) **out, const fnn_net *net, int64_t batch) {
+    *out = NULL;
+    if (batch < 1 || net->n_layers < 1 || net->n_inputs < 1) return FNN_EINVAL;
+    const int64_t L = net->n_layers, B = batch;
+    int64_t width = net->n_inputs > net->n_outputs ? net->n_inputs : net->n_outputs;
+    for (int64_t l = 0; l < L; l++)
+        if (net->layers[l].n_out > width) width = net->layers[l].n_out;
+    /* size table: one block carved into named buffers */
+    size_t sz = FN(round64)(sizeof(FN(fnn_workspace)));
+    sz += FN(round64)((size_t)L * (sizeof(real *) * 3 + sizeof(const real *)));
+    sz += FN(round64)((size_t)(B * net->n_inputs) * sizeof(real));
+    sz += FN(round64)((size_t)(B * net->n_outputs) * sizeof(real));
+    sz += FN(round64)((size_t)B * sizeof(real)) + FN(round64)((size_t)B * sizeof(int64_t));
+    for (int64_t l = 0; l < L; l++) {
+        const fnn_layer *ly = &net->layers[l];
+        sz += FN(round64)((size_t)(B * ly->n_out) * sizeof(real));
+        if (ly->kind == FNN_LAYER_DROPOUT || ly->kind == FNN_LAYER_BATCHNORM)
+            sz += FN(round64)((size_t)(B * ly->n_out) * sizeof(real));
+        if (ly->kind == FNN_LAYER_BATCHNORM) sz += FN(round64)((size_t)(3 * ly->n_out) * sizeof(real));
+    }
+    sz += 2 * FN(round64)((size_t)(B * width) * sizeof(real));
+    sz += FN(round64)((size_t)(net->n_params > 0 ? net->n_params : 1) * sizeof(real));
+    sz += FN(round64)(FN(fnn_gemm_work_size)() * sizeof(real));
+    char *block = (char *)aligned_alloc(64, sz);
+    if (!block) return FNN_ENOMEM;
+    memset(block, 0, sz);
+    char *cur = block;
+    FN(fnn_workspace) *ws = (FN(fnn_workspace) *)(void *)cur;
+    cur += FN(round64)(sizeof(FN(fnn_workspace)));
+    char *ptrs = cur;
+    cur += FN(round64)((size_t)L * (sizeof(real *) * 3 + sizeof(const real *)));
+    ws->out = (real **)(void *)ptrs;
+    ws->aux = ws->out + L;
+    ws->stats = ws->aux + L;
+    ws->acts = (const real **)(void *)(ws->stats + L);
+#define TAKE(ptr, T_, count) \
+    do { ptr = (T_ *)(void *)cur; cur += FN(round64)((size_t)(count) * sizeof(T_)); } while (0)
+    TAKE(ws->x, real, B * net->n_inputs);
+    TAKE(ws->t, real, B * net->n_outputs);
+    TAKE(ws->sw, real, B);
+    TAKE(ws->labels, int64_t, B);
+    for (int64_t l = 0; l < L; l++) {
+        const fnn_layer *ly = &net->layers[l];
+        TAKE(ws->out[l], real, B * ly->n_out);
+        ws->aux[l] = NULL;
+        ws->stats[l] = NULL;
+        if (ly->kind == FNN_LAYER_DROPOUT || ly->kind == FNN_LAYER_BATCHNORM)
+            TAKE(ws->aux[l], real, B * ly->n_out);
+        if (ly->kind == FNN_LAYER_BATCHNORM) TAKE(ws->stats[l], real, 3 * ly->n_out);
+    }
+    TAKE(ws->g0, real, B * width);
+    TAKE(ws->g1, real, B * width);
+    TAKE(ws->grads, real, net->n_params > 0 ? net->n_params : 1);
+    TAKE(ws->gemm_work, real, FN(fnn_gemm_work_size)());
+#undef TAKE
+    ws->batch = B;
+    ws->n_layers = L;
+    ws->width = width;
+    ws->block = block;
+    *out = ws;
+    return FNN_OK;
+}
+
+void FN(fnn_workspace_free)(FN(fnn_workspace) *ws) {
+    if (ws) free(ws->block); /* the workspace lives inside its own block */
+}
+
+int64_t FN(fnn_workspace_batch)(const FN(fnn_workspace) *ws) { return ws->batch; }
+
+/* Forward pass of nb rows of x. training: dropout draws for optimizer step `step`, batch-norm
+ * batch statistics; else dropout is the identity and batch norm uses the running statistics. */
+static int FN(forward)(FN(fnn_workspace) *ws, const fnn_net *net, const real *params,
+                       const real *state, const real *x, int64_t nb, int training, int64_t step) {
+    const real *in = x;
+    for (int64_t l = 0; l < net->n_layers; l++) {
+        const fnn_layer *ly = &net->layers[l];
+        real *y = ws->out[l];
+        const int64_t n = ly->n_out;
+        int st = FNN_OK;
+        switch (ly->kind) {
+        case FNN_LAYER_DENSE:
+            st = FN(fnn_gemm)(y, in, params + ly->w_off, nb, n, ly->n_in, n, ly->n_in, n, 0, 0, 1.0,
+                              0.0, ws->gemm_work);
+            if (st != FNN_OK) return st;
+            FN(fnn_bias_forward)(y, params + ly->b_off, nb, n, n);
+            st = FN(fnn_activation_forward)(ly->activation, y, y, nb, n, ly->alpha);
+            break;
+        case FNN_LAYER_ACTIVATION:
+            st = FN(fnn_activation_forward)(ly->activation, y, in, nb, n, ly->alpha);
+            break;
+        case FNN_LAYER_DROPOUT:
+            if (training && ly->rate > 0) {
+                const uint64_t key = fnn_rng_key(net->seed, FNN_RNG_DROPOUT + (uint64_t)l, (uint64_t)step);
+                FN(fnn_dropout_forward)(y, ws->aux[l], in, nb * n, ly->rate, key);
+            } else {
+                y = (real *)in; /* identity: alias, no copy */
+            }
+            break;
+        case FNN_LAYER_BATCHNORM: {
+            const real *gamma = params + ly->w_off, *beta = params + ly->b_off;
+            if (training) {
+                real *s = ws->stats[l];
+                FN(fnn_batchnorm_forward)(y, ws->aux[l], s, s + n, s + 2 * n, in, gamma, beta, nb,
+                                          n, ly->eps);
+            } else {
+                FN(fnn_batchnorm_inference)(y, in, gamma, beta, state + ly->s_off,
+                                            state + ly->s_off + n, nb, n, ly->eps);
+            }
+            break;
+        }
+        default: return FNN_EINVAL;
+        }
+        if (st != FNN_OK) return st;
+        ws->acts[l] = y;
+        in = y;
+    }
+    return FNN_OK;
+}
+
+static int64_t FN(count_correct)(const fnn_net *net, const real *Z, const real *T,
+                                 const int64_t *labels, int64_t nb) {
+    const int64_t n = net->n_outputs;
+    int64_t hits = 0;
+    if (net->loss == FNN_LOSS_SOFTMAX_XENT) {
+        for (int64_t i = 0; i < nb; i++) {
+            const real *z = Z + i * n;
+            int64_t best = 0;
+            for (int64_t j = 1; j < n; j++)
+                if (z[j] > z[best]) best = j;
+            hits += best == labels[i];
+        }
+    } else if (net->loss == FNN_LOSS_SIGMOID_BCE) {
+        for (int64_t i = 0; i < nb * n; i++) hits += (Z[i] > 0) == (T[i] >= (real)0.5);
+    }
+    return hits;
+}
+
+/* Loss, and the flat gradient into ws->grads, of nb rows (training mode). */
+static int FN(forward_backward)(double *loss, int64_t *correct, FN(fnn_workspace) *ws,
+                                const fnn_net *net, const real *params, const real *x,
+                                const real *t, const int64_t *labels, const real *sw, int64_t nb,
+                                int64_t step) {
+    int st = FN(forward)(ws, net, params, NULL, x, nb, 1, step);
+    if (st != FNN_OK) return st;
+    const int64_t L = net->n_layers;
+    real *g = ws->g0, *spare = ws->g1;
+    const real *z = ws->acts[L - 1];
+    st = FN(fnn_loss_forward_backward)(net->loss, loss, g, z, t, labels, sw, nb, net->n_outputs);
+    if (st != FNN_OK) return st;
+    if (correct) *correct = FN(count_correct)(net, z, t, labels, nb);
+    if (!isfinite(*loss)) return FNN_ENONFINITE;
+
+    int64_t lowest = L; /* lowest layer with parameters: no input gradient needed below it */
+    for (int64_t l = 0; l < L; l++)
+        if (net->layers[l].kind == FNN_LAYER_DENSE || net->layers[l].kind == FNN_LAYER_BATCHNORM) {
+            lowest = l;
+            break;
+        }
+    real *grads = ws->grads;
+    memset(grads, 0, (size_t)net->n_params * sizeof(real));
+    for (int64_t l = L - 1; l >= lowest; l--) {
+        const fnn_layer *ly = &net->layers[l];
+        const int64_t n = ly->n_out;
+        const real *in = l > 0 ? ws->acts[l - 1] : x;
+        switch (ly->kind) {
+        case FNN_LAYER_DENSE:
+            st = FN(fnn_activation_backward)(ly->activation, g, g, ws->acts[l], nb, n, ly->alpha);
+            if (st != FNN_OK) return st;
+            /* dW += in^T g ; db += colsum g ; dX = g W^T */
+            st = FN(fnn_gemm)(grads + ly->w_off, in, g, ly->n_in, n, nb, n, ly->n_in, n, 1, 0, 1.0,
+                              1.0, ws->gemm_work);
+            if (st != FNN_OK) return st;
+            FN(fnn_bias_backward)(grads + ly->b_off, g, nb, n, n);
+            if (l > lowest) {
+                st = FN(fnn_gemm)(spare, g, params + ly->w_off, nb, ly->n_in, n, ly->n_in, n, n, 0,
+                                  1, 1.0, 0.0, ws->gemm_work);
+                if (st != FNN_OK) return st;
+                real *tmp = g;
+                g = spare;
+                spare = tmp;
+            }
+            break;
+        case FNN_LAYER_ACTIVATION:
+            st = FN(fnn_activation_backward)(ly->activation, g, g, ws->acts[l], nb, n, ly->alpha);
+            if (st != FNN_OK) return st;
+            break;
+        case FNN_LAYER_DROPOUT:
+            if (ly->rate > 0) FN(fnn_dropout_backward)(g, g, ws->aux[l], nb * n);
+            break;
+        case FNN_LAYER_BATCHNORM:
+            FN(fnn_batchnorm_backward)(g, grads + ly->w_off, grads + ly->b_off, g, ws->aux[l],
+                                       ws->stats[l] + 2 * n, params + ly->w_off, nb, n);
+            break;
+        default: return FNN_EINVAL;
+        }
+    }
+    /* x * 0 is 0 for every finite x and NaN otherwise: one pass tells if the gradient is finite */
+    real probe = 0;
+    for (int64_t i = 0; i < net->n_params; i++) probe += grads[i] * 0;
+    return probe == 0 ? FNN_OK : FNN_ENONFINITE;
+}
+
+static int FN(apply_update)(real *params, real *slots, const fnn_net *net, const fnn_optim *opt,
+                            const real *grads, double lr, int64_t t) {
+    const int64_t P = net->n_params;
+    switch (opt->kind) {
+    case FNN_OPT_SGD:
+        FN(fnn_sgd_update)(params, slots, grads, P, net->n_decay, lr, opt->momentum, opt->nesterov,
+                           opt->l2, opt->l1, opt->weight_decay);
+        return FNN_OK;
+    case FNN_OPT_ADAM:
+        FN(fnn_adam_update)(params, slots, slots + P, grads, P, net->n_decay, t, lr, opt->beta1,
+                            opt->beta2, opt->eps, opt->l2, opt->l1, opt->weight_decay);
+        return FNN_OK;
+    case FNN_OPT_RMSPROP:
+        FN(fnn_rmsprop_update)(params, slots, grads, P, net->n_decay, lr, opt->rho, opt->eps,
+                               opt->l2, opt->l1, opt->weight_decay);
+        return FNN_OK;
+    default: return FNN_EINVAL;
+    }
+}
+
+/* One optimizer step on a gathered batch; nothing is changed unless it returns FNN_OK. */
+static int FN(step)(fnn_train_result *res, real *params, real *slots, real *state,
+                    int64_t *counters, FN(fnn_workspace) *ws, const fnn_net *net,
+                    const fnn_optim *opt, const real *x, const real *t, const int64_t *labels,
+                    const real *sw, int64_t nb, int64_t epoch, int64_t samples0) {
+    double loss = 0;
+    int64_t correct = 0;
+    const int64_t step = counters[FNN_CTR_STEP];
+    int st = FN(forward_backward)(&loss, &correct, ws, net, params, x, t, labels, sw, nb, step);
+    if (st != FNN_OK) return st;
+    for (int64_t l = 0; l < net->n_layers; l++) {
+        const fnn_layer *ly = &net->layers[l];
+        if (ly->kind == FNN_LAYER_BATCHNORM) {
+            const real *s = ws->stats[l];
+            FN(fnn_batchnorm_running)(state + ly->s_off, state + ly->s_off + ly->n_out, s,
+                                      s + ly->n_out, nb, ly->n_out, ly->momentum);
+        }
+    }
+    const double lr = fnn_lr_at(opt, epoch, step, samples0);
+    st = FN(apply_update)(params, slots, net, opt, ws->grads, lr, step + 1);
+    if (st != FNN_OK) return st;
+    counters[FNN_CTR_STEP] = step + 1;
+    counters[FNN_CTR_SAMPLES] += nb;
+    double wsum = (double)nb;
+    if (sw) {
+        wsum = 0;
+        for (int64_t i = 0; i < nb; i++) wsum += sw[i];
+    }
+    res->batches += 1;
+    res->samples += nb;
+    res->loss_sum += loss * wsum;
+    res->weight_sum += wsum;
+    res->correct += correct;
+    return FNN_OK;
+}
+
+static int FN(check_net)(const fnn_net *net, const fnn_optim *opt, const FN(fnn_workspace) *ws) {
+    if (!ws || ws->n_layers != net->n_layers) return FNN_EINVAL;
+    if (opt && (opt->kind < FNN_OPT_SGD || opt->kind > FNN_OPT_RMSPROP)) return FNN_EINVAL;
+    return FNN_OK;
+}
+
+int FN(fnn_train_epoch)(fnn_train_result *res, real *params, real *slots, real *state,
+                        int64_t *counters, int64_t *perm, FN(fnn_workspace) *ws,
+                        const fnn_net *net, const fnn_optim *opt, const real *X, const real *T,
+                        const int64_t *labels, const real *sw, int64_t n, int64_t batch,
+                        int shuffle, int64_t epoch, fnn_check_fn check, void *ctx) {
+    memset(res, 0, sizeof *res);
+    res->bad_batch = -1;
+    int st = FN(check_net)(net, opt, ws);
+    if (st != FNN_OK) return st;
+    if (batch < 1 || batch > ws->batch || n < 0) return FNN_EINVAL;
+    if (shuffle)
+        fnn_shuffle(perm, fnn_rng_key(net->seed, FNN_RNG_SHUFFLE, (uint64_t)epoch), n);
+    else
+        for (int64_t i = 0; i < n; i++) perm[i] = i;
+    const int64_t din = net->n_inputs, dout = net->n_outputs;
+    const int64_t samples0 = counters[FNN_CTR_SAMPLES];
+    for (int64_t b = 0, start = 0; start < n; b++, start += batch) {
+        const int64_t nb = start + batch <= n ? batch : n - start;
+        const int64_t *rows = perm + start;
+        for (int64_t i = 0; i < nb; i++) {
+            memcpy(ws->x + i * din, X + rows[i] * din, (size_t)din * sizeof(real));
+            if (T) memcpy(ws->t + i * dout, T + rows[i] * dout, (size_t)dout * sizeof(real));
+            if (labels) ws->labels[i] = labels[rows[i]];
+            if (sw) ws->sw[i] = sw[rows[i]];
+        }
+        st = FN(step)(res, params, slots, state, counters, ws, net, opt, ws->x, T ? ws->t : NULL,
+                      labels ? ws->labels : NULL, sw ? ws->sw : NULL, nb, epoch, samples0);
+        if (st != FNN_OK) {
+            res->bad_batch = b;
+            return st;
+        }
+        if (check && check(ctx)) return FNN_EINTR;
+    }
+    return FNN_OK;
+}
+
+int FN(fnn_train_step)(fnn_train_result *res, real *params, real *slots, real *state,
+                       int64_t *counters, FN(fnn_workspace) *ws, const fnn_net *net,
+                       const fnn_optim *opt, const real *X, const real *T, const int64_t *labels,
+                       const real *sw, int64_t n, int64_t epoch) {
+    memset(res, 0, sizeof *res);
+    res->bad_batch = -1;
+    int st = FN(check_net)(net, opt, ws);
+    if (st != FNN_OK) return st;
+    if (n < 1 || n > ws->batch) return FNN_EINVAL;
+    st = FN(step)(res, params, slots, state, counters, ws, net, opt, X, T, labels, sw, n, epoch,
+                  counters[FNN_CTR_SAMPLES]);
+    if (st != FNN_OK) res->bad_batch = 0;
+    return st;
+}
+
+int FN(fnn_gradient)(double *loss, real *grads, const real *params, FN(fnn_workspace) *ws,
+                     const fnn_net *net, const real *X, const real *T, const int64_t *labels,
+                     const real *sw, int64_t n, int64_t step) {
+    int st = FN(check_net)(net, NULL, ws);
+    if (st != FNN_OK) return st;
+    if (n < 1 || n > ws->batch) return FNN_EINVAL;
+    st = FN(forward_backward)(loss, NULL, ws, net, params, X, T, labels, sw, n, step);
+    if (st == FNN_OK || st == FNN_ENONFINITE)
+        memcpy(grads, ws->grads, (size_t)net->n_params * sizeof(real));
+    return st;
+}
+
+int FN(fnn_predict)(real *out, const real *params, const real *state, FN(fnn_workspace) *ws,
+                    const fnn_net *net, const real *X, int64_t n, int link) {
+    int st = FN(check_net)(net, NULL, ws);
+    if (st != FNN_OK) return st;
+    const int64_t din = net->n_inputs, dout = net->n_outputs;
+    for (int64_t start = 0; start < n; start += ws->batch) {
+        const int64_t nb = start + ws->batch <= n ? ws->batch : n - start;
+        st = FN(forward)(ws, net, params, state, X + start * din, nb, 0, 0);
+        if (st != FNN_OK) return st;
+        const real *z = ws->acts[net->n_layers - 1];
+        real *o = out + start * dout;
+        if (link && net->loss == FNN_LOSS_SOFTMAX_XENT)
+            FN(fnn_softmax_forward)(o, z, nb, dout);
+        else if (link && net->loss == FNN_LOSS_SIGMOID_BCE)
+            FN(fnn_sigmoid_forward)(o, z, nb * dout);
+        else
+            memcpy(o, z, (size_t)(nb * dout) * sizeof(real));
+    }
+    return FNN_OK;
+}
+
+#endif

@@ -1,0 +1,96 @@
+/* optimizers.c — parameter updates as one loop over the flat parameter buffer, and the learning
+ * rate schedules. The formulas are in fastnn_api.h; they follow PyTorch (SGD momentum buffer
+ * v = mu v + g, Adam with bias-corrected moments and eps outside the square root, AdamW's
+ * decoupled decay p *= 1 - lr wd). Penalties touch only params[0:n_decay], the weights. */
+#ifndef real
+#include <math.h>
+#include "fastnn.h"
+#define FNN_SELF "optimizers.c"
+#include "instantiate.h"
+
+double fnn_lr_at(const fnn_optim *o, int64_t epoch, int64_t step, int64_t samples_seen) {
+    const double lr = o->lr;
+    switch (o->schedule) {
+    case FNN_LR_STEP:
+        return lr * pow(o->gamma, (double)(epoch / (o->step_size > 0 ? o->step_size : 1)));
+    case FNN_LR_EXPONENTIAL: return lr * pow(o->gamma, (double)epoch);
+    case FNN_LR_COSINE: {
+        const double T = o->total_steps > 0 ? (double)o->total_steps : 1.0;
+        const double t = (double)step < T ? (double)step : T;
+        return o->lr_min + (lr - o->lr_min) * (1 + cos(3.14159265358979323846 * t / T)) / 2;
+    }
+    case FNN_LR_INVSCALING: return lr / pow((double)samples_seen + 1, o->power_t);
+    case FNN_LR_ADAPTIVE: return lr * o->lr_scale;
+    default: return lr;
+    }
+}
+
+#else
+
+#if REAL_IS_FLOAT
+#define SQRT sqrtf
+#else
+#define SQRT sqrt
+#endif
+
+/* g + l2 p + l1 sign(p) */
+static inline real FN(penalised)(real g, real p, real l2, real l1) {
+    return g + l2 * p + l1 * (real)((p > 0) - (p < 0));
+}
+
+void FN(fnn_sgd_update)(real *restrict p, real *restrict vel, const real *restrict g, int64_t n,
+                        int64_t n_decay, double lr_d, double momentum_d, int nesterov, double l2_d,
+                        double l1_d, double wd_d) {
+    const real lr = (real)lr_d, mu = (real)momentum_d, l2 = (real)l2_d, l1 = (real)l1_d;
+    const real shrink = (real)(1 - lr_d * wd_d);
+    for (int64_t i = 0; i < n; i++) {
+        const int decayed = i < n_decay;
+        const real gi = decayed ? FN(penalised)(g[i], p[i], l2, l1) : g[i];
+        const real pi = decayed ? p[i] * shrink : p[i];
+        if (mu != 0) {
+            const real v = mu * vel[i] + gi;
+            vel[i] = v;
+            p[i] = pi - lr * (nesterov ? gi + mu * v : v);
+        } else {
+            p[i] = pi - lr * gi;
+        }
+    }
+}
+
+void FN(fnn_adam_update)(real *restrict p, real *restrict m, real *restrict v,
+                         const real *restrict g, int64_t n, int64_t n_decay, int64_t t, double lr_d,
+                         double beta1_d, double beta2_d, double eps_d, double l2_d, double l1_d,
+                         double wd_d) {
+    const real lr = (real)lr_d, b1 = (real)beta1_d, b2 = (real)beta2_d, eps = (real)eps_d;
+    const real l2 = (real)l2_d, l1 = (real)l1_d, shrink = (real)(1 - lr_d * wd_d);
+    const real c1 = (real)(1 / (1 - pow(beta1_d, (double)t)));
+    const real c2 = (real)(1 / (1 - pow(beta2_d, (double)t)));
+    for (int64_t i = 0; i < n; i++) {
+        const int decayed = i < n_decay;
+        const real gi = decayed ? FN(penalised)(g[i], p[i], l2, l1) : g[i];
+        const real pi = decayed ? p[i] * shrink : p[i];
+        const real mi = b1 * m[i] + (1 - b1) * gi;
+        const real vi = b2 * v[i] + (1 - b2) * gi * gi;
+        m[i] = mi;
+        v[i] = vi;
+        p[i] = pi - lr * (mi * c1) / (SQRT(vi * c2) + eps);
+    }
+}
+
+void FN(fnn_rmsprop_update)(real *restrict p, real *restrict s, const real *restrict g, int64_t n,
+                            int64_t n_decay, double lr_d, double rho_d, double eps_d, double l2_d,
+                            double l1_d, double wd_d) {
+    const real lr = (real)lr_d, rho = (real)rho_d, eps = (real)eps_d;
+    const real l2 = (real)l2_d, l1 = (real)l1_d, shrink = (real)(1 - lr_d * wd_d);
+    for (int64_t i = 0; i < n; i++) {
+        const int decayed = i < n_decay;
+        const real gi = decayed ? FN(penalised)(g[i], p[i], l2, l1) : g[i];
+        const real pi = decayed ? p[i] * shrink : p[i];
+        const real si = rho * s[i] + (1 - rho) * gi * gi;
+        s[i] = si;
+        p[i] = pi - lr * gi / (SQRT(si) + eps);
+    }
+}
+
+#undef SQRT
+#endif

@@ -1,0 +1,52 @@
+"""fastnn: fast multi-layer perceptron training on the CPU.
+
+Compiled C kernels (GEMM with run-time CPU dispatch, activations, losses, optimizers, a whole
+training epoch in one call with the GIL released) under a small Keras/scikit-learn-like API, with a
+NumPy implementation of the same maths as oracle and fallback backend.
+"""
+from . import ops
+from ._backend import available_backends, get_backend, set_backend
+from ._errors import NonFiniteError
+from .layers import Activation, BatchNorm, BatchNormalization, Dense, Dropout
+from .model import History, Sequential
+from .optimizers import (SGD, Adam, AdamW, Adaptive, Constant, CosineDecay, ExponentialDecay,
+                         InvScaling, RMSprop, StepDecay)
+
+__version__ = "0.1.0"
+
+
+def show_config(print_fn=print):
+    """Report the backend, the GEMM kernel in use, OpenMP and the thread count."""
+    from . import _backend
+    be = _backend.current()
+    info = {
+        "fastnn": __version__,
+        "backend": be.BACKEND,
+        "backends available": ", ".join(available_backends()),
+        "gemm kernel": be.arch_name(),
+        "kernels compiled": ", ".join(be.arch_list()),
+        "kernels runnable": ", ".join(a for a in be.arch_list() if be.arch_available(a)),
+        "openmp": "on" if be.openmp_enabled() else "off",
+        "threads": be.get_num_threads(),
+    }
+    if print_fn:
+        print_fn("\n".join(f"{k:>18}: {v}" for k, v in info.items()))
+    return info
+
+
+def set_num_threads(n):
+    """Threads used by the compiled kernels (OpenMP); n <= 0 means all cores."""
+    from . import _backend
+    _backend.current().set_num_threads(int(n))
+
+
+def get_num_threads():
+    from . import _backend
+    return _backend.current().get_num_threads()
+
+
+__all__ = ["Sequential", "Dense", "Activation", "Dropout", "BatchNorm", "BatchNormalization",
+           "History", "SGD", "Adam", "AdamW", "RMSprop", "Constant", "StepDecay",
+           "ExponentialDecay", "CosineDecay", "InvScaling", "Adaptive", "NonFiniteError", "ops",
+           "set_backend", "get_backend", "available_backends", "show_config", "set_num_threads",
+           "get_num_threads"]

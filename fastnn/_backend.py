@@ -1,0 +1,61 @@
+"""The backend switch: "c" (the compiled extension fastnn._ext) or "python" (the NumPy oracle
+fastnn._reference). Both expose the same functions; everything above this module calls
+`current()` and never knows which one runs.
+
+Chosen by fastnn.set_backend(), else the FASTNN_BACKEND environment variable, else "c" when the
+extension imports, with one warning and the Python backend when it does not."""
+import os
+import warnings
+
+from . import _reference
+
+try:
+    from . import _ext
+    _EXT_ERROR = None
+except ImportError as exc:  # not built (pure-Python install) or broken build
+    _ext = None
+    _EXT_ERROR = exc
+
+_BACKENDS = {"python": _reference}
+if _ext is not None:
+    _BACKENDS["c"] = _ext
+
+_current = None
+
+
+def _default():
+    name = os.environ.get("FASTNN_BACKEND", "").strip().lower() or "c"
+    if name not in ("c", "python"):
+        warnings.warn(f"FASTNN_BACKEND={name!r} is not 'c' or 'python'; using the default", RuntimeWarning)
+        name = "c"
+    if name == "c" and _ext is None:
+        warnings.warn(f"fastnn's compiled extension is not available ({_EXT_ERROR}); "
+                      "using the (much slower) NumPy backend", RuntimeWarning, stacklevel=3)
+        name = "python"
+    return _BACKENDS[name]
+
+
+def current():
+    global _current
+    if _current is None:
+        _current = _default()
+    return _current
+
+
+def set_backend(name):
+    """Use the compiled ("c") or the NumPy ("python") implementation from now on."""
+    global _current
+    if name not in ("c", "python"):
+        raise ValueError(f"backend must be 'c' or 'python', not {name!r}")
+    if name == "c" and _ext is None:
+        raise ImportError(f"the compiled backend is not available: {_EXT_ERROR}")
+    _current = _BACKENDS[name]
+
+
+def get_backend():
+    """'c' or 'python'."""
+    return current().BACKEND
+
+
+def available_backends():
+    return sorted(_BACKENDS)

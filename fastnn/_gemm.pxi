@@ -1,0 +1,58 @@
+# gemm: C = alpha op(A) @ op(B) + beta C. Rows may be strided (leading dimension = strides[0]),
+# elements must be contiguous within a row.
+
+def gemm(floating[:, :] C,        # OUT m x n
+         const floating[:, :] A,  # IN  m x k, or k x m when trans_a
+         const floating[:, :] B,  # IN  k x n, or n x k when trans_b
+         bint trans_a=False, bint trans_b=False, double alpha=1.0, double beta=0.0):
+    cdef int64_t m = C.shape[0], n = C.shape[1]
+    cdef int64_t k = A.shape[0] if trans_a else A.shape[1]
+    cdef int64_t ldc = C.strides[0] // sizeof(floating) if m > 1 else max(n, 1)
+    cdef int64_t lda = A.strides[0] // sizeof(floating) if A.shape[0] > 1 else max(A.shape[1], 1)
+    cdef int64_t ldb = B.strides[0] // sizeof(floating) if B.shape[0] > 1 else max(B.shape[1], 1)
+    cdef int st
+    with nogil:
+        if floating is float:
+            st = fnn_gemm_f32(&C[0, 0] if m and n else NULL, &A[0, 0] if A.shape[0] and A.shape[1] else NULL,
+                              &B[0, 0] if B.shape[0] and B.shape[1] else NULL,
+                              m, n, k, ldc, lda, ldb, trans_a, trans_b, alpha, beta, NULL)
+        else:
+            st = fnn_gemm_f64(&C[0, 0] if m and n else NULL, &A[0, 0] if A.shape[0] and A.shape[1] else NULL,
+                              &B[0, 0] if B.shape[0] and B.shape[1] else NULL,
+                              m, n, k, ldc, lda, ldb, trans_a, trans_b, alpha, beta, NULL)
+    check_status(st)
+
+def gemm_naive(floating[:, :] C, const floating[:, :] A, const floating[:, :] B,
+               bint trans_a=False, bint trans_b=False, double alpha=1.0, double beta=0.0):
+    cdef int64_t m = C.shape[0], n = C.shape[1]
+    cdef int64_t k = A.shape[0] if trans_a else A.shape[1]
+    cdef int64_t ldc = C.strides[0] // sizeof(floating) if m > 1 else max(n, 1)
+    cdef int64_t lda = A.strides[0] // sizeof(floating) if A.shape[0] > 1 else max(A.shape[1], 1)
+    cdef int64_t ldb = B.strides[0] // sizeof(floating) if B.shape[0] > 1 else max(B.shape[1], 1)
+    cdef int st
+    with nogil:
+        if floating is float:
+            st = fnn_gemm_naive_f32(&C[0, 0] if m and n else NULL, &A[0, 0] if A.shape[0] and A.shape[1] else NULL,
+                                    &B[0, 0] if B.shape[0] and B.shape[1] else NULL,
+                                    m, n, k, ldc, lda, ldb, trans_a, trans_b, alpha, beta)
+        else:
+            st = fnn_gemm_naive_f64(&C[0, 0] if m and n else NULL, &A[0, 0] if A.shape[0] and A.shape[1] else NULL,
+                                    &B[0, 0] if B.shape[0] and B.shape[1] else NULL,
+                                    m, n, k, ldc, lda, ldb, trans_a, trans_b, alpha, beta)
+    check_status(st)
+
+def bias_forward(floating[:, ::1] Y,       # IN/OUT m x n: Y += b
+                 const floating[::1] b):   # IN n
+    with nogil:
+        if floating is float:
+            fnn_bias_forward_f32(&Y[0, 0], &b[0], Y.shape[0], Y.shape[1], Y.shape[1])
+        else:
+            fnn_bias_forward_f64(&Y[0, 0], &b[0], Y.shape[0], Y.shape[1], Y.shape[1])
+
+def bias_backward(floating[::1] db,               # IN/OUT n: db += column sums of dY
+                  const floating[:, ::1] dY):     # IN m x n
+    with nogil:
+        if floating is float:
+            fnn_bias_backward_f32(&db[0], &dY[0, 0], dY.shape[0], dY.shape[1], dY.shape[1])
+        else:
+            fnn_bias_backward_f64(&db[0], &dY[0, 0], dY.shape[0], dY.shape[1], dY.shape[1])

@@ -1,0 +1,536 @@
+"""The NumPy oracle: every function of the compiled backend (fastnn._ext), same names, same
+signatures, same in-place outputs, written as plainly as the maths allows. It is the definition the
+C kernels are tested against and the backend fastnn falls back to when the extension is not built.
+
+Conventions (as in csrc/fastnn.h): outputs first; `_forward` overwrites; `_backward` overwrites the
+input gradient and adds into parameter gradients; derivatives are taken from activation outputs.
+"""
+import math
+import signal
+import threading
+
+import numpy as np
+
+from ._codes import CTR_SAMPLES, CTR_STEP, RNG_DROPOUT, RNG_SHUFFLE
+
+BACKEND = "python"
+
+
+# -- configuration (mirrors _ext) -----------------------------------------------------------------
+def arch_name():
+    return "numpy"
+
+
+def arch_list():
+    return ["numpy"]
+
+
+def arch_available(name):
+    return name == "numpy"
+
+
+def set_arch(name):
+    if name != "numpy":
+        raise ValueError(f"kernel {name!r} is not available in the Python backend")
+
+
+def openmp_enabled():
+    return False
+
+
+def get_num_threads():
+    return 1
+
+
+def set_num_threads(n):
+    pass
+
+
+# -- gemm -----------------------------------------------------------------------------------------
+def gemm(C, A, B, trans_a=False, trans_b=False, alpha=1.0, beta=0.0):
+    """C = alpha op(A) @ op(B) + beta C; beta == 0 never reads C."""
+    a = A.T if trans_a else A
+    b = B.T if trans_b else B
+    if a.shape[1] != b.shape[0] or C.shape != (a.shape[0], b.shape[1]):
+        raise ValueError("fastnn: invalid argument (sizes, labels or options)")
+    prod = (a @ b).astype(C.dtype, copy=False) * C.dtype.type(alpha)
+    C[...] = prod if beta == 0 else prod + C.dtype.type(beta) * C
+
+
+gemm_naive = gemm
+
+
+def bias_forward(Y, b):
+    Y += b
+
+
+def bias_backward(db, dY):
+    db += dY.sum(axis=0)
+
+
+# -- activations: forward, and backward from the output y ------------------------------------------
+def _sigmoid(x):
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype, copy=False)
+
+
+def _softmax(x):
+    e = np.exp(x - x.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+_FORWARD = {
+    0: lambda x, a: x.copy(),
+    1: lambda x, a: np.maximum(x, 0),
+    2: lambda x, a: np.where(x > 0, x, x.dtype.type(a) * x),
+    3: lambda x, a: _sigmoid(x),
+    4: lambda x, a: np.tanh(x),
+    5: lambda x, a: _softmax(x),
+}
+_BACKWARD = {
+    0: lambda dy, y, a: dy.copy(),
+    1: lambda dy, y, a: np.where(y > 0, dy, 0),
+    2: lambda dy, y, a: np.where(y > 0, dy, y.dtype.type(a) * dy),
+    3: lambda dy, y, a: dy * y * (1 - y),
+    4: lambda dy, y, a: dy * (1 - y * y),
+    5: lambda dy, y, a: y * (dy - (dy * y).sum(axis=1, keepdims=True)),
+}
+
+
+def activation_forward(act, Y, X, alpha=0.0):
+    if act not in _FORWARD:
+        raise ValueError("fastnn: invalid argument (sizes, labels or options)")
+    Y[...] = _FORWARD[act](X, alpha)
+
+
+def activation_backward(act, dX, dY, Y, alpha=0.0):
+    if act not in _BACKWARD:
+        raise ValueError("fastnn: invalid argument (sizes, labels or options)")
+    dX[...] = _BACKWARD[act](dY, Y, alpha)
+
+
+# -- losses: value and gradient w.r.t. raw outputs ------------------------------------------------
+def _weights(sw, m):
+    """w_i / sum w (all zeros when the weights sum to zero)."""
+    w = np.ones(m) if sw is None else sw.astype(np.float64)
+    total = w.sum()
+    return np.zeros(m) if total == 0 else w / total
+
+
+def _loss(loss, Z, T, labels, sw):
+    """(value, gradient) of one loss."""
+    m, n = Z.shape
+    w = _weights(sw, m)
+    dt = Z.dtype.type
+    if loss == 0:  # softmax cross-entropy
+        if labels is None or np.any((labels < 0) | (labels >= n)):
+            raise ValueError("fastnn: invalid argument (sizes, labels or options)")
+        mx = Z.max(axis=1, keepdims=True)
+        e = np.exp(Z - mx)
+        s = e.sum(axis=1, keepdims=True)
+        per = mx[:, 0] + np.log(s[:, 0].astype(np.float64)) - Z[np.arange(m), labels]
+        grad = e * (w[:, None].astype(Z.dtype) / s)
+        grad[np.arange(m), labels] -= w.astype(Z.dtype)
+        return float(np.dot(w, per)), grad
+    if loss == 1:  # sigmoid binary cross-entropy on logits
+        per = (np.maximum(Z, 0) - Z * T + np.log1p(np.exp(-np.abs(Z)))).astype(np.float64).sum(1) / n
+        grad = (_sigmoid(Z) - T) * (w / n).astype(Z.dtype)[:, None]
+        return float(np.dot(w, per)), grad
+    if loss == 2:  # mean squared error
+        per = ((Z - T) ** 2).astype(np.float64).sum(1) / n
+        grad = (Z - T) * (2 * w / n).astype(Z.dtype)[:, None]
+        return float(np.dot(w, per)), grad
+    raise ValueError("fastnn: invalid argument (sizes, labels or options)")
+
+
+def loss_forward(loss, Z, T=None, labels=None, sw=None):
+    return _loss(loss, Z, T, labels, sw)[0]
+
+
+def loss_backward(loss, dZ, Z, T=None, labels=None, sw=None):
+    dZ[...] = _loss(loss, Z, T, labels, sw)[1]
+
+
+# -- optimizers ------------------------------------------------------------------------------------
+def _penalised(p, g, n_decay, lr, l2, l1, weight_decay):
+    """g' = g + l2 p + l1 sign(p) and p (1 - lr wd) on the decayed prefix."""
+    dt = p.dtype.type
+    g = g.copy()
+    d = slice(0, n_decay)
+    g[d] = g[d] + dt(l2) * p[d] + dt(l1) * np.sign(p[d])
+    p[d] = p[d] * dt(1 - lr * weight_decay)
+    return g
+
+
+def sgd_update(p, vel, g, n_decay, lr, momentum=0.0, nesterov=False, l2=0.0, l1=0.0, weight_decay=0.0):
+    dt = p.dtype.type
+    g = _penalised(p, g, n_decay, lr, l2, l1, weight_decay)
+    if momentum != 0:
+        vel[...] = dt(momentum) * vel + g
+        step = g + dt(momentum) * vel if nesterov else vel
+    else:
+        step = g
+    p -= dt(lr) * step
+
+
+def adam_update(p, m, v, g, n_decay, t, lr, beta1=0.9, beta2=0.999, eps=1e-8, l2=0.0, l1=0.0,
+                weight_decay=0.0):
+    dt = p.dtype.type
+    g = _penalised(p, g, n_decay, lr, l2, l1, weight_decay)
+    m[...] = dt(beta1) * m + dt(1 - dt(beta1)) * g
+    v[...] = dt(beta2) * v + dt(1 - dt(beta2)) * g * g
+    c1, c2 = dt(1 / (1 - beta1 ** t)), dt(1 / (1 - beta2 ** t))
+    p -= dt(lr) * (m * c1) / (np.sqrt(v * c2) + dt(eps))
+
+
+def rmsprop_update(p, s, g, n_decay, lr, rho=0.99, eps=1e-8, l2=0.0, l1=0.0, weight_decay=0.0):
+    dt = p.dtype.type
+    g = _penalised(p, g, n_decay, lr, l2, l1, weight_decay)
+    s[...] = dt(rho) * s + dt(1 - dt(rho)) * g * g
+    p -= dt(lr) * g / (np.sqrt(s) + dt(eps))
+
+
+def lr_at(optim, epoch, step, samples_seen):
+    lr, kind = optim["lr"], optim["schedule"]
+    if kind == 1:
+        return lr * optim["gamma"] ** (epoch // max(optim["step_size"], 1))
+    if kind == 2:
+        return lr * optim["gamma"] ** epoch
+    if kind == 3:
+        T = optim["total_steps"] if optim["total_steps"] > 0 else 1
+        t = min(step, T)
+        return optim["lr_min"] + (lr - optim["lr_min"]) * (1 + math.cos(math.pi * t / T)) / 2
+    if kind == 4:
+        return lr / (samples_seen + 1) ** optim["power_t"]
+    if kind == 5:
+        return lr * optim["lr_scale"]
+    return lr
+
+
+# -- random numbers (csrc/rng.c) ------------------------------------------------------------------
+_M64 = (1 << 64) - 1
+_GOLDEN = 0x9E3779B97F4A7C15
+
+
+def _mix(z):
+    """splitmix64's finaliser on a uint64 array (wrapping arithmetic)."""
+    z = np.asarray(z, dtype=np.uint64)
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+def _mix_int(z):
+    z &= _M64
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _M64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _M64
+    return z ^ (z >> 31)
+
+
+def rng_key(seed, kind, index):
+    return _mix_int(_mix_int(seed + _GOLDEN * (kind + 1)) ^ ((index * 0xD1B54A32D192ED03) & _M64))
+
+
+def _u64(key, ctr):
+    """u64(key, ctr) for an array of counters."""
+    with np.errstate(over="ignore"):
+        return _mix(np.uint64(key) + np.uint64(_GOLDEN) * (np.asarray(ctr, dtype=np.uint64) + np.uint64(1)))
+
+
+def _uniform(key, ctr):
+    return (_u64(key, ctr) >> np.uint64(11)).astype(np.float64) * 2.0**-53
+
+
+def rng_uniform(out, key, ctr0=0):
+    out[...] = _uniform(key, np.arange(len(out), dtype=np.uint64) + np.uint64(ctr0))
+
+
+def shuffle(perm, key):
+    """Fisher-Yates: for i = n-1 .. 1, j = u64(key, i) % (i + 1), swap."""
+    n = len(perm)
+    perm[...] = np.arange(n)
+    if n < 2:
+        return
+    i = np.arange(1, n, dtype=np.uint64)
+    js = (_u64(key, i) % (i + np.uint64(1))).astype(np.int64)
+    p = perm.tolist()
+    for ii in range(n - 1, 0, -1):
+        j = int(js[ii - 1])
+        p[ii], p[j] = p[j], p[ii]
+    perm[...] = p
+
+
+_shuffle = shuffle  # Engine.train_epoch has an argument of that name
+
+
+# -- dropout and batch normalisation ----------------------------------------------------------------
+def dropout_forward(Y, mask, X, rate, key):
+    keep = _uniform(key, np.arange(X.size, dtype=np.uint64)).reshape(X.shape) >= rate
+    scale = X.dtype.type(1 / (1 - rate)) if rate < 1 else X.dtype.type(0)
+    mask[...] = np.where(keep, scale, X.dtype.type(0))
+    Y[...] = X * mask
+
+
+def dropout_backward(dX, dY, mask):
+    dX[...] = dY * mask
+
+
+def batchnorm_forward(Y, xhat, mean, var, inv_std, X, gamma, beta, eps=1e-5):
+    x = X.astype(np.float64)
+    mu = x.mean(axis=0)
+    v = ((x - mu) ** 2).mean(axis=0)
+    mean[...] = mu
+    var[...] = v
+    inv_std[...] = 1 / np.sqrt(v + eps)
+    xhat[...] = (X - mean) * inv_std
+    Y[...] = gamma * xhat + beta
+
+
+def batchnorm_running(run_mean, run_var, mean, var, m, momentum=0.1):
+    unbias = m / (m - 1) if m > 1 else 1.0
+    run_mean[...] = (1 - momentum) * run_mean.astype(np.float64) + momentum * mean.astype(np.float64)
+    run_var[...] = (1 - momentum) * run_var.astype(np.float64) + momentum * var.astype(np.float64) * unbias
+
+
+def batchnorm_inference(Y, X, gamma, beta, run_mean, run_var, eps=1e-5):
+    inv = (1 / np.sqrt(run_var.astype(np.float64) + eps)).astype(X.dtype)
+    Y[...] = gamma * (X - run_mean) * inv + beta
+
+
+def batchnorm_backward(dX, dgamma, dbeta, dY, xhat, inv_std, gamma):
+    m = dY.shape[0]
+    dy = dY.astype(np.float64)
+    sdy = dy.sum(axis=0)
+    sdyx = (dy * xhat).sum(axis=0)
+    dbeta += sdy.astype(dbeta.dtype)
+    dgamma += sdyx.astype(dgamma.dtype)
+    k = gamma.astype(np.float64) * inv_std / m
+    dX[...] = k * (m * dy - sdy - xhat * sdyx)
+
+
+# -- the training engine (csrc/network.c) ------------------------------------------------------------
+class _DeferSigint:
+    """Hold SIGINT while a batch runs, as the C engine does, and report it between batches."""
+
+    def __init__(self):
+        self.raised = []
+        self._old = None
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self._old = signal.getsignal(signal.SIGINT)
+            signal.signal(signal.SIGINT, lambda *a: self.raised.append(KeyboardInterrupt()))
+        return self
+
+    def __exit__(self, *exc):
+        if self._old is not None:
+            signal.signal(signal.SIGINT, self._old)
+
+
+class Engine:
+    """Same interface and results as fastnn._ext.Engine (see fastnn/_network.pxi)."""
+
+    def __init__(self, spec, dtype, batch):
+        if batch < 1 or not spec["layers"] or spec["n_inputs"] < 1:
+            raise ValueError("fastnn: invalid argument (sizes, labels or options)")
+        self.spec = spec
+        self.layers = spec["layers"]
+        self.dtype = np.dtype(dtype)
+        self.is_f64 = self.dtype == np.float64
+        self.batch = batch
+        self.grads = np.zeros(spec["n_params"], self.dtype)
+        self._lowest = next((i for i, ly in enumerate(self.layers) if ly["kind"] in (0, 3)),
+                            len(self.layers))
+
+    def _check(self, arr):
+        if arr.dtype != self.dtype:
+            raise TypeError(f"this engine works in {self.dtype}")
+
+    # forward: list of layer outputs plus what backward needs
+    def _forward(self, params, state, x, training, step):
+        acts, aux = [], []
+        seed = self.spec["seed"]
+        for l, ly in enumerate(self.layers):
+            n = ly["n_out"]
+            extra = None
+            if ly["kind"] == 0:
+                W = params[ly["w_off"]:ly["w_off"] + ly["n_in"] * n].reshape(ly["n_in"], n)
+                y = np.empty((x.shape[0], n), self.dtype)
+                gemm(y, x, W)
+                bias_forward(y, params[ly["b_off"]:ly["b_off"] + n])
+                activation_forward(ly["activation"], y, y, ly["alpha"])
+            elif ly["kind"] == 1:
+                y = np.empty_like(x)
+                activation_forward(ly["activation"], y, x, ly["alpha"])
+            elif ly["kind"] == 2:
+                if training and ly["rate"] > 0:
+                    y, extra = np.empty_like(x), np.empty_like(x)
+                    dropout_forward(y, extra, x, ly["rate"], rng_key(seed, RNG_DROPOUT + l, step))
+                else:
+                    y = x
+            elif ly["kind"] == 3:
+                gamma = params[ly["w_off"]:ly["w_off"] + n]
+                beta = params[ly["b_off"]:ly["b_off"] + n]
+                y = np.empty_like(x)
+                if training:
+                    xhat = np.empty_like(x)
+                    mean, var, inv = (np.empty(n, self.dtype) for _ in range(3))
+                    batchnorm_forward(y, xhat, mean, var, inv, x, gamma, beta, ly["eps"])
+                    extra = (xhat, mean, var, inv)
+                else:
+                    s = ly["s_off"]
+                    batchnorm_inference(y, x, gamma, beta, state[s:s + n], state[s + n:s + 2 * n], ly["eps"])
+            else:
+                raise ValueError("fastnn: invalid argument (sizes, labels or options)")
+            acts.append(y)
+            aux.append(extra)
+            x = y
+        return acts, aux
+
+    def _correct(self, Z, T, labels):
+        loss = self.spec["loss"]
+        if loss == 0:
+            return int((Z.argmax(axis=1) == labels).sum())
+        if loss == 1:
+            return int(((Z > 0) == (T >= 0.5)).sum())
+        return 0
+
+    def _forward_backward(self, params, x, T, labels, sw, step):
+        """(status, loss, correct, aux); the gradient goes to self.grads."""
+        acts, aux = self._forward(params, None, x, True, step)
+        Z = acts[-1]
+        loss, g = _loss(self.spec["loss"], Z, T, labels, sw)
+        g = g.astype(self.dtype, copy=False)
+        correct = self._correct(Z, T, labels)
+        if not math.isfinite(loss):
+            return "nonfinite", loss, correct, aux
+        grads = self.grads
+        grads[...] = 0
+        for l in range(len(self.layers) - 1, self._lowest - 1, -1):
+            ly = self.layers[l]
+            n = ly["n_out"]
+            inp = acts[l - 1] if l > 0 else x
+            if ly["kind"] == 0:
+                activation_backward(ly["activation"], g, g, acts[l], ly["alpha"])
+                wo, bo = ly["w_off"], ly["b_off"]
+                dW = grads[wo:wo + ly["n_in"] * n].reshape(ly["n_in"], n)
+                gemm(dW, inp, g, trans_a=True, beta=1.0)
+                bias_backward(grads[bo:bo + n], g)
+                if l > self._lowest:
+                    W = params[wo:wo + ly["n_in"] * n].reshape(ly["n_in"], n)
+                    nxt = np.empty((g.shape[0], ly["n_in"]), self.dtype)
+                    gemm(nxt, g, W, trans_b=True)
+                    g = nxt
+            elif ly["kind"] == 1:
+                activation_backward(ly["activation"], g, g, acts[l], ly["alpha"])
+            elif ly["kind"] == 2:
+                if ly["rate"] > 0:
+                    dropout_backward(g, g, aux[l])
+            elif ly["kind"] == 3:
+                xhat, _, _, inv = aux[l]
+                wo, bo = ly["w_off"], ly["b_off"]
+                batchnorm_backward(g, grads[wo:wo + n], grads[bo:bo + n], g, xhat, inv,
+                                   params[wo:wo + n])
+        if not np.all(np.isfinite(grads)):
+            return "nonfinite", loss, correct, aux
+        return "ok", loss, correct, aux
+
+    def _step(self, res, params, slots, state, counters, optim, x, T, labels, sw, epoch, samples0):
+        step = int(counters[CTR_STEP])
+        status, loss, correct, aux = self._forward_backward(params, x, T, labels, sw, step)
+        if status != "ok":
+            return status
+        for l, ly in enumerate(self.layers):
+            if ly["kind"] == 3:
+                s, n = ly["s_off"], ly["n_out"]
+                _, mean, var, _ = aux[l]
+                batchnorm_running(state[s:s + n], state[s + n:s + 2 * n], mean, var, x.shape[0],
+                                  ly["momentum"])
+        lr = lr_at(optim, epoch, step, samples0)
+        P, nd, g = self.spec["n_params"], self.spec["n_decay"], self.grads
+        kind = optim["kind"]
+        if kind == 0:
+            sgd_update(params, slots[:P], g, nd, lr, optim["momentum"], optim["nesterov"],
+                       optim["l2"], optim["l1"], optim["weight_decay"])
+        elif kind == 1:
+            adam_update(params, slots[:P], slots[P:2 * P], g, nd, step + 1, lr, optim["beta1"],
+                        optim["beta2"], optim["eps"], optim["l2"], optim["l1"], optim["weight_decay"])
+        elif kind == 2:
+            rmsprop_update(params, slots[:P], g, nd, lr, optim["rho"], optim["eps"], optim["l2"],
+                           optim["l1"], optim["weight_decay"])
+        else:
+            raise ValueError("fastnn: invalid argument (sizes, labels or options)")
+        counters[CTR_STEP] = step + 1
+        counters[CTR_SAMPLES] += x.shape[0]
+        wsum = float(x.shape[0]) if sw is None else float(sw.astype(np.float64).sum())
+        res["batches"] += 1
+        res["samples"] += x.shape[0]
+        res["loss_sum"] += loss * wsum
+        res["weight_sum"] += wsum
+        res["correct"] += correct
+        return "ok"
+
+    @staticmethod
+    def _result():
+        return {"status": "ok", "batches": 0, "samples": 0, "loss_sum": 0.0, "weight_sum": 0.0,
+                "correct": 0, "bad_batch": -1, "exception": None}
+
+    def train_epoch(self, params, slots, state, counters, perm, optim, X, T, labels, sw, batch,
+                    shuffle, epoch):
+        self._check(params)
+        if batch < 1 or batch > self.batch:
+            raise ValueError("fastnn: invalid argument (sizes, labels or options)")
+        n = X.shape[0]
+        if shuffle:
+            _shuffle(perm, rng_key(self.spec["seed"], RNG_SHUFFLE, epoch))
+        else:
+            perm[...] = np.arange(n)
+        res = self._result()
+        samples0 = int(counters[CTR_SAMPLES])
+        with _DeferSigint() as sig:
+            for b, start in enumerate(range(0, n, batch)):
+                rows = perm[start:start + batch]
+                status = self._step(res, params, slots, state, counters, optim, X[rows],
+                                    None if T is None else T[rows],
+                                    None if labels is None else labels[rows],
+                                    None if sw is None else sw[rows], epoch, samples0)
+                if status != "ok":
+                    res["status"], res["bad_batch"] = status, b
+                    return res
+                if sig.raised:
+                    res["status"], res["exception"] = "interrupted", sig.raised[0]
+                    return res
+        return res
+
+    def train_step(self, params, slots, state, counters, optim, X, T, labels, sw, epoch):
+        self._check(params)
+        if not 1 <= X.shape[0] <= self.batch:
+            raise ValueError("fastnn: invalid argument (sizes, labels or options)")
+        res = self._result()
+        status = self._step(res, params, slots, state, counters, optim, X, T, labels, sw, epoch,
+                            int(counters[CTR_SAMPLES]))
+        if status != "ok":
+            res["status"], res["bad_batch"] = status, 0
+        return res
+
+    def gradient(self, grads, params, X, T, labels, sw, step):
+        self._check(params)
+        if not 1 <= X.shape[0] <= self.batch:
+            raise ValueError("fastnn: invalid argument (sizes, labels or options)")
+        status, loss, _, _ = self._forward_backward(params, X, T, labels, sw, step)
+        grads[...] = self.grads
+        return float("nan") if status != "ok" else loss
+
+    def predict(self, out, params, state, X, link=False):
+        self._check(params)
+        loss = self.spec["loss"]
+        for start in range(0, X.shape[0], self.batch):
+            acts, _ = self._forward(params, state, X[start:start + self.batch], False, 0)
+            z = acts[-1]
+            o = out[start:start + self.batch]
+            if link and loss == 0:
+                o[...] = _softmax(z)
+            elif link and loss == 1:
+                o[...] = _sigmoid(z)
+            else:
+                o[...] = z

@@ -1,0 +1,47 @@
+# Status codes, CPU dispatch and threads.
+from fastnn._errors import NonFiniteError
+
+cdef int _raise_pending() except -1:
+    # an exception is already set (by PyErr_CheckSignals in the check callback): propagate it
+    return -1
+
+cdef int check_status(int st) except -1:
+    if st == FNN_OK:
+        return 0
+    if st == FNN_EINVAL:
+        raise ValueError("fastnn: invalid argument (sizes, labels or options)")
+    if st == FNN_ENOMEM:
+        raise MemoryError("fastnn: out of memory")
+    if st == FNN_EUNSUPPORTED:
+        raise RuntimeError("fastnn: not supported on this CPU or build")
+    if st == FNN_ENONFINITE:
+        raise NonFiniteError("fastnn: non-finite loss or gradient")
+    raise RuntimeError(f"fastnn: C status {st}")
+
+fnn_arch_name()  # choose the kernel once, at import, before any thread can race on it
+fnn_get_num_threads()
+
+BACKEND = "c"
+
+def arch_name():
+    return fnn_arch_name().decode()
+
+def arch_list():
+    return fnn_arch_list().decode().split()
+
+def arch_available(str name):
+    return bool(fnn_arch_available(name.encode()))
+
+def set_arch(str name):
+    if fnn_set_arch(name.encode()) != FNN_OK:
+        raise ValueError(f"kernel {name!r} is not available here (available: "
+                         f"{[a for a in arch_list() if arch_available(a)]})")
+
+def openmp_enabled():
+    return bool(fnn_openmp_enabled())
+
+def get_num_threads():
+    return fnn_get_num_threads()
+
+def set_num_threads(int n):
+    fnn_set_num_threads(n)

@@ -1,0 +1,110 @@
+"""Input validation, done once at the boundary: everything below trusts its arguments."""
+import numbers
+
+import numpy as np
+
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def as_dtype(dtype):
+    dt = np.dtype(dtype)
+    if dt not in FLOAT_DTYPES:
+        raise TypeError(f"dtype must be float32 or float64, not {dt}")
+    return dt
+
+
+def check_matrix(X, name, dtype, allow_nan=False, min_rows=1, n_cols=None):
+    """Any array-like -> C-contiguous 2-D array of `dtype`, finite (unless allow_nan)."""
+    if X is None:
+        raise ValueError(f"{name} is None")
+    try:
+        arr = np.asarray(X)
+    except Exception as exc:  # ragged lists and the like
+        raise ValueError(f"{name} cannot be converted to an array: {exc}") from None
+    if arr.dtype == object:
+        raise TypeError(f"{name} must be numeric, got an array of Python objects")
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must be numeric (int or float), not {arr.dtype}")
+    if arr.ndim == 1:
+        raise ValueError(f"{name} must be 2-D (n_samples, n_features); got 1-D of shape {arr.shape}. "
+                         f"Reshape with .reshape(-1, 1) for one feature or .reshape(1, -1) for one sample")
+    if arr.ndim != 2:
+        raise ValueError(f"{name} must be 2-D (n_samples, n_features), got shape {arr.shape}")
+    if arr.shape[0] < min_rows:
+        raise ValueError(f"{name} is empty: {arr.shape[0]} samples (need at least {min_rows})")
+    if arr.shape[1] < 1:
+        raise ValueError(f"{name} has no features (shape {arr.shape})")
+    if n_cols is not None and arr.shape[1] != n_cols:
+        raise ValueError(f"{name} has {arr.shape[1]} features, but the model expects {n_cols}")
+    arr = np.ascontiguousarray(arr, dtype=dtype)
+    if not allow_nan and not np.isfinite(arr).all():
+        bad = int((~np.isfinite(arr)).sum())
+        raise ValueError(f"{name} contains {bad} NaN or infinite value(s)")
+    return arr
+
+
+def check_labels(y, n, n_classes, name="y"):
+    """Integer class labels in [0, n_classes) -> int64 of length n."""
+    arr = np.asarray(y)
+    if arr.ndim == 2 and arr.shape[1] == 1:
+        arr = arr[:, 0]
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be 1-D integer class labels, got shape {arr.shape}")
+    if arr.shape[0] != n:
+        raise ValueError(f"{name} has {arr.shape[0]} labels but X has {n} samples")
+    if arr.dtype.kind == "f":
+        if not np.isfinite(arr).all():
+            raise ValueError(f"{name} contains NaN or infinite labels")
+        if not np.all(arr == np.round(arr)):
+            raise ValueError(f"{name} must hold integer class labels; got non-integer values")
+    elif arr.dtype.kind not in "biu":
+        raise TypeError(f"{name} must hold integer class labels, not {arr.dtype}")
+    arr = np.ascontiguousarray(arr, dtype=np.int64)
+    if n and (arr.min() < 0 or arr.max() >= n_classes):
+        bad = arr[(arr < 0) | (arr >= n_classes)][0]
+        raise ValueError(f"{name} has label {bad}, outside [0, {n_classes}) for a model with "
+                         f"{n_classes} outputs")
+    return arr
+
+
+def check_targets(y, n, n_outputs, dtype, name="y"):
+    """Real targets -> (n, n_outputs) C-contiguous array of dtype."""
+    arr = np.asarray(y)
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must be numeric, not {arr.dtype}")
+    if arr.ndim == 1:
+        arr = arr.reshape(-1, 1)
+    if arr.ndim != 2:
+        raise ValueError(f"{name} must be 1-D or 2-D, got shape {arr.shape}")
+    if arr.shape[0] != n:
+        raise ValueError(f"{name} has {arr.shape[0]} rows but X has {n} samples")
+    if arr.shape[1] != n_outputs:
+        raise ValueError(f"{name} has {arr.shape[1]} outputs, but the model has {n_outputs}")
+    arr = np.ascontiguousarray(arr, dtype=dtype)
+    if not np.isfinite(arr).all():
+        raise ValueError(f"{name} contains NaN or infinite values")
+    return arr
+
+
+def check_sample_weight(sw, n, dtype):
+    if sw is None:
+        return None
+    arr = np.asarray(sw)
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(f"sample_weight must be numeric, not {arr.dtype}")
+    if arr.ndim == 0:
+        arr = np.full(n, float(arr))
+    if arr.ndim != 1 or arr.shape[0] != n:
+        raise ValueError(f"sample_weight must have shape ({n},), got {arr.shape}")
+    arr = np.ascontiguousarray(arr, dtype=dtype)
+    if not np.isfinite(arr).all() or (arr < 0).any():
+        raise ValueError("sample_weight must be finite and >= 0")
+    if arr.sum() <= 0:
+        raise ValueError("sample_weight sums to zero")
+    return arr
+
+
+def check_positive_int(v, name):
+    if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1:
+        raise ValueError(f"{name} must be a positive integer, not {v!r}")
+    return int(v)

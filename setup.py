@@ -1,0 +1,72 @@
+"""Build of fastnn's compiled backend: one extension, fastnn._ext, from fastnn/_ext.pyx (which
+includes fastnn/_*.pxi) and the C kernels in csrc/. Metadata lives in pyproject.toml.
+
+Environment switches:
+  FASTNN_NO_OPENMP=1     build without OpenMP even when the compiler has it
+  FASTNN_CYTHON_DEBUG=1  turn Cython's boundscheck / wraparound / initializedcheck back on
+  FASTNN_NO_EXT=1        skip the extension (pure-Python install; fastnn falls back to NumPy)
+"""
+import glob
+import os
+import shutil
+import sys
+import tempfile
+
+from setuptools import Extension, setup
+
+
+def openmp_flags():
+    """Compile and link a tiny OpenMP program; return the flags that worked, or [] without OpenMP."""
+    if os.environ.get("FASTNN_NO_OPENMP") == "1" or sys.platform == "win32":
+        return []
+    from setuptools._distutils.ccompiler import new_compiler
+    from setuptools._distutils.sysconfig import customize_compiler
+
+    cc = new_compiler()
+    customize_compiler(cc)
+    tmp = tempfile.mkdtemp()
+    try:
+        src = os.path.join(tmp, "omp.c")
+        with open(src, "w") as f:
+            f.write("#include <omp.h>\nint main(void) { int n = 0;\n"
+                    "#pragma omp parallel reduction(+:n)\n n += 1;\n return omp_get_max_threads() > 0 ? 0 : n; }\n")
+        for flag in (["-fopenmp"], ["-Xpreprocessor", "-fopenmp", "-lomp"]):
+            try:
+                objs = cc.compile([src], output_dir=tmp, extra_postargs=flag)
+                cc.link_executable(objs, os.path.join(tmp, "omp"), extra_postargs=flag)
+                return flag
+            except Exception:
+                continue
+        return []
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def extensions():
+    if os.environ.get("FASTNN_NO_EXT") == "1":
+        return []
+    from Cython.Build import cythonize
+
+    omp = openmp_flags()
+    cflags = ["-O3", "-std=c11", "-fno-math-errno"] if sys.platform != "win32" else ["/O2"]
+    ext = Extension(
+        "fastnn._ext",
+        sources=["fastnn/_ext.pyx"] + sorted(glob.glob("csrc/*.c")),
+        include_dirs=["csrc"],
+        depends=glob.glob("csrc/*.h") + glob.glob("fastnn/*.pxi") + ["fastnn/_fastnn.pxd"],
+        extra_compile_args=cflags + omp,
+        extra_link_args=omp,
+    )
+    debug = os.environ.get("FASTNN_CYTHON_DEBUG") == "1"
+    directives = {
+        "language_level": 3,
+        "boundscheck": debug,
+        "wraparound": debug,
+        "initializedcheck": debug,
+        "cdivision": True,
+        "embedsignature": True,
+    }
+    return cythonize([ext], compiler_directives=directives)
+
+
+setup(ext_modules=extensions())
