@@ -79,9 +79,28 @@ int fnn_openmp_enabled(void) {
 #endif
 }
 
+/* Upper bound on threads: GEMM workspaces are sized for it once, so it never changes. */
+int fnn_max_threads(void) {
+#ifdef _OPENMP
+    static int most = 0;
+    if (most <= 0) {
+        most = omp_get_num_procs();
+        if (omp_get_max_threads() > most) most = omp_get_max_threads();
+        if (most > 256) most = 256;
+        if (most < 1) most = 1;
+    }
+    return most;
+#else
+    return 1;
+#endif
+}
+
 int fnn_get_num_threads(void) {
 #ifdef _OPENMP
-    if (n_threads <= 0) n_threads = omp_get_max_threads();
+    if (n_threads <= 0) {
+        n_threads = omp_get_max_threads();
+        if (n_threads > fnn_max_threads()) n_threads = fnn_max_threads();
+    }
     return n_threads;
 #else
     return 1;
@@ -89,9 +108,6 @@ int fnn_get_num_threads(void) {
 }
 
 void fnn_set_num_threads(int n) {
-#ifdef _OPENMP
-    n_threads = n > 0 ? n : omp_get_num_procs();
-#else
-    (void)n;
-#endif
+    const int most = fnn_max_threads();
+    n_threads = n > 0 && n < most ? n : most;
 }

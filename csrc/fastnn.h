@@ -143,6 +143,7 @@ int fnn_set_arch(const char *name);        /* FNN_OK or FNN_EUNSUPPORTED; not wh
 const char *fnn_arch_list(void);           /* space-separated kernels compiled in */
 int fnn_openmp_enabled(void);
 int fnn_get_num_threads(void);
+int fnn_max_threads(void);             /* fixed upper bound: omp_get_num_procs() */
 void fnn_set_num_threads(int n);
 
 #define real float

@@ -50,7 +50,8 @@ void FN(fnn_gemm_ukr_ref_4x8)(int64_t k, const real *restrict a, const real *res
     }
 }
 
-size_t FN(fnn_gemm_work_size)(void) {
+/* Packing space of one thread: an MC x KC block of A and a KC x NC block of B, aligned. */
+static size_t FN(thread_work)(void) {
     size_t most = 0;
     for (const fnn_arch *const *a = fnn_all_archs; *a; a++) {
 #if REAL_IS_FLOAT
@@ -61,8 +62,10 @@ size_t FN(fnn_gemm_work_size)(void) {
         size_t s = (size_t)(K->mc * K->kc + K->kc * K->nc);
         if (s > most) most = s;
     }
-    return most + 2 * 64 / sizeof(real); /* room to align both panels */
+    return (most + 2 * 64 / sizeof(real) + 63) & ~(size_t)63;
 }
+
+size_t FN(fnn_gemm_work_size)(void) { return FN(thread_work)() * (size_t)fnn_max_threads(); }
 
 /* op(A)[i0 + ip*MR + i, p0 + p] into dst[p*MR + i] for one MR-row panel, zero-padded past mr. */
 static void FN(pack_a)(real *restrict dst, const real *restrict A, int64_t lda, int trans,
@@ -124,6 +127,41 @@ static void FN(scale_c)(real *C, int64_t m, int64_t n, int64_t ldc, real beta) {
     }
 }
 
+/* The five loops over one block of C: rows [i0, i1), columns [j0, j1), packing into pa / pb. */
+static void FN(gemm_block)(real *C, const real *A, const real *B, int64_t i0, int64_t i1, int64_t j0,
+                           int64_t j1, int64_t k, int64_t ldc, int64_t lda, int64_t ldb, int trans_a,
+                           int trans_b, real alpha, real beta, real *pa, real *pb,
+#if REAL_IS_FLOAT
+                           const fnn_kernel_f32 *K
+#else
+                           const fnn_kernel_f64 *K
+#endif
+) {
+    const int64_t MR = K->mr, NR = K->nr;
+    for (int64_t jc = j0; jc < j1; jc += K->nc) {
+        const int64_t nc = min64(K->nc, j1 - jc), nb = (nc + NR - 1) / NR;
+        for (int64_t pc = 0; pc < k; pc += K->kc) {
+            const int64_t kc = min64(K->kc, k - pc);
+            const real beta_pc = pc == 0 ? beta : (real)1;
+            for (int64_t jp = 0; jp < nb; jp++)
+                FN(pack_b)(pb + jp * NR * kc, B, ldb, trans_b, pc, jc + jp * NR,
+                           min64(NR, nc - jp * NR), kc, NR);
+            for (int64_t ic = i0; ic < i1; ic += K->mc) {
+                const int64_t mc = min64(K->mc, i1 - ic), na = (mc + MR - 1) / MR;
+                for (int64_t ip = 0; ip < na; ip++)
+                    FN(pack_a)(pa + ip * MR * kc, A, lda, trans_a, ic + ip * MR, pc,
+                               min64(MR, mc - ip * MR), kc, MR);
+                for (int64_t jp = 0; jp < nb; jp++)
+                    for (int64_t ip = 0; ip < na; ip++) {
+                        real *c = C + (ic + ip * MR) * ldc + jc + jp * NR;
+                        K->ukr(kc, pa + ip * MR * kc, pb + jp * NR * kc, c, ldc,
+                               min64(MR, mc - ip * MR), min64(NR, nc - jp * NR), alpha, beta_pc);
+                    }
+            }
+        }
+    }
+}
+
 int FN(fnn_gemm)(real *C, const real *A, const real *B, int64_t m, int64_t n, int64_t k,
                  int64_t ldc, int64_t lda, int64_t ldb, int trans_a, int trans_b, double alpha_d,
                  double beta_d, real *work) {
@@ -146,38 +184,32 @@ int FN(fnn_gemm)(real *C, const real *A, const real *B, int64_t m, int64_t n, in
         if (!owned) return FNN_ENOMEM;
         work = owned;
     }
-    real *pa = (real *)align64(work);
-    real *pb = (real *)align64(pa + K.mc * K.kc);
-    const int64_t MR = K.mr, NR = K.nr;
-    const int parallel = (double)m * (double)n * (double)k >= PAR_MIN_FLOPS;
-    const int nthreads = fnn_get_num_threads();
-    (void)parallel;
-    (void)nthreads;
-
-#pragma omp parallel if (parallel) num_threads(nthreads)
-    for (int64_t jc = 0; jc < n; jc += K.nc) {
-        const int64_t nc = min64(K.nc, n - jc), nb = (nc + NR - 1) / NR;
-        for (int64_t pc = 0; pc < k; pc += K.kc) {
-            const int64_t kc = min64(K.kc, k - pc);
-            const real beta_pc = pc == 0 ? beta : (real)1;
-#pragma omp for schedule(static)
-            for (int64_t jp = 0; jp < nb; jp++)
-                FN(pack_b)(pb + jp * NR * kc, B, ldb, trans_b, pc, jc + jp * NR,
-                           min64(NR, nc - jp * NR), kc, NR);
-            for (int64_t ic = 0; ic < m; ic += K.mc) {
-                const int64_t mc = min64(K.mc, m - ic), na = (mc + MR - 1) / MR;
-#pragma omp for schedule(static)
-                for (int64_t ip = 0; ip < na; ip++)
-                    FN(pack_a)(pa + ip * MR * kc, A, lda, trans_a, ic + ip * MR, pc,
-                               min64(MR, mc - ip * MR), kc, MR);
-#pragma omp for schedule(static)
-                for (int64_t t = 0; t < na * nb; t++) {
-                    const int64_t jp = t / na, ip = t % na;
-                    real *c = C + (ic + ip * MR) * ldc + jc + jp * NR;
-                    K.ukr(kc, pa + ip * MR * kc, pb + jp * NR * kc, c, ldc,
-                          min64(MR, mc - ip * MR), min64(NR, nc - jp * NR), alpha, beta_pc);
-                }
-            }
+    /* Threads take disjoint ranges of C's columns (or rows, when C is narrow), each packing into
+     * its own buffers: one fork and one join per call, no barrier in between. */
+    int nt = fnn_get_num_threads();
+    const double flops = (double)m * (double)n * (double)k;
+    if (flops < PAR_MIN_FLOPS) nt = 1;
+    const int by_cols = n >= 2 * K.nr * nt || n >= m;
+    const int64_t units = by_cols ? (n + K.nr - 1) / K.nr : (m + K.mr - 1) / K.mr;
+    if (nt > units) nt = (int)units;
+    const size_t per_thread = FN(thread_work)();
+#pragma omp parallel num_threads(nt) if (nt > 1)
+    {
+        int tid = 0, team = 1;
+#ifdef _OPENMP
+        tid = omp_get_thread_num();
+        team = omp_get_num_threads();
+#endif
+        real *pa = (real *)align64(work + per_thread * (size_t)tid);
+        real *pb = (real *)align64(pa + K.mc * K.kc);
+        const int64_t u0 = units * tid / team, u1 = units * (tid + 1) / team;
+        if (u1 > u0) {
+            if (by_cols)
+                FN(gemm_block)(C, A, B, 0, m, u0 * K.nr, min64(u1 * K.nr, n), k, ldc, lda, ldb,
+                               trans_a, trans_b, alpha, beta, pa, pb, &K);
+            else
+                FN(gemm_block)(C, A, B, u0 * K.mr, min64(u1 * K.mr, m), 0, n, k, ldc, lda, ldb,
+                               trans_a, trans_b, alpha, beta, pa, pb, &K);
         }
     }
     free(owned);

@@ -14,18 +14,18 @@
 #define FNN_AVX512_INLINE static inline __attribute__((always_inline, target("avx512f")))
 
 #ifndef S512_MR /* float tile and blocks */
-#define S512_MR 14
+#define S512_MR 8
 #define S512_NR 32
-#define S512_MC 112
-#define S512_KC 384
-#define S512_NC 3072
+#define S512_MC 512
+#define S512_KC 800
+#define S512_NC 1024
 #endif
 #ifndef D512_MR /* double tile and blocks */
-#define D512_MR 14
+#define D512_MR 8
 #define D512_NR 16
-#define D512_MC 112
-#define D512_KC 256
-#define D512_NC 2048
+#define D512_MC 512
+#define D512_KC 400
+#define D512_NC 1024
 #endif
 #define S512_NV (S512_NR / 16)
 #define D512_NV (D512_NR / 8)
@@ -58,18 +58,24 @@ FNN_AVX512 void S512_NAME(int64_t k, const float *restrict a, const float *restr
     for (int i = 0; i < MR; i++)
         if (i < mr) _mm_prefetch((const char *)(c + i * ldc), _MM_HINT_T0);
 
-#pragma GCC unroll 4
-    for (int64_t p = 0; p < k; p++) {
-        __m512 bv[NV];
-#pragma GCC unroll 4
-        for (int v = 0; v < NV; v++) bv[v] = _mm512_loadu_ps(b + p * NR + 16 * v);
-#pragma GCC unroll 32
-        for (int i = 0; i < MR; i++) {
-            const __m512 ai = _mm512_set1_ps(a[p * MR + i]);
-#pragma GCC unroll 4
-            for (int v = 0; v < NV; v++) acc[i][v] = _mm512_fmadd_ps(ai, bv[v], acc[i][v]);
-        }
+#define KLOOP(NVA)                                                                         \
+    for (int64_t p = 0; p < k; p++) {                                                          \
+        __m512 bv[NV];                                                                          \
+        _Pragma("GCC unroll 4") for (int v = 0; v < (NVA); v++)                                \
+            bv[v] = _mm512_loadu_ps(b + p * NR + 16 * v);                                      \
+        _Pragma("GCC unroll 32") for (int i = 0; i < MR; i++) {                                 \
+            const __m512 ai = _mm512_set1_ps(a[p * MR + i]);                                       \
+            _Pragma("GCC unroll 4") for (int v = 0; v < (NVA); v++)                            \
+                acc[i][v] = _mm512_fmadd_ps(ai, bv[v], acc[i][v]);                                \
+        }                                                                                      \
     }
+    /* a panel at most half full (narrow n, last panel of a row) skips the empty vectors */
+    if (NV == 2 && nr <= NR / 2) {
+        _Pragma("GCC unroll 4") KLOOP(1)
+    } else {
+        _Pragma("GCC unroll 4") KLOOP(NV)
+    }
+#undef KLOOP
 
     const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
     if (mr == MR && nr == NR) {
@@ -120,18 +126,24 @@ FNN_AVX512 void D512_NAME(int64_t k, const double *restrict a, const double *res
     for (int i = 0; i < MR; i++)
         if (i < mr) _mm_prefetch((const char *)(c + i * ldc), _MM_HINT_T0);
 
-#pragma GCC unroll 4
-    for (int64_t p = 0; p < k; p++) {
-        __m512d bv[NV];
-#pragma GCC unroll 4
-        for (int v = 0; v < NV; v++) bv[v] = _mm512_loadu_pd(b + p * NR + 8 * v);
-#pragma GCC unroll 32
-        for (int i = 0; i < MR; i++) {
-            const __m512d ai = _mm512_set1_pd(a[p * MR + i]);
-#pragma GCC unroll 4
-            for (int v = 0; v < NV; v++) acc[i][v] = _mm512_fmadd_pd(ai, bv[v], acc[i][v]);
-        }
+#define KLOOP(NVA)                                                                         \
+    for (int64_t p = 0; p < k; p++) {                                                          \
+        __m512d bv[NV];                                                                          \
+        _Pragma("GCC unroll 4") for (int v = 0; v < (NVA); v++)                                \
+            bv[v] = _mm512_loadu_pd(b + p * NR + 8 * v);                                      \
+        _Pragma("GCC unroll 32") for (int i = 0; i < MR; i++) {                                 \
+            const __m512d ai = _mm512_set1_pd(a[p * MR + i]);                                       \
+            _Pragma("GCC unroll 4") for (int v = 0; v < (NVA); v++)                            \
+                acc[i][v] = _mm512_fmadd_pd(ai, bv[v], acc[i][v]);                                \
+        }                                                                                      \
     }
+    /* a panel at most half full (narrow n, last panel of a row) skips the empty vectors */
+    if (NV == 2 && nr <= NR / 2) {
+        _Pragma("GCC unroll 4") KLOOP(1)
+    } else {
+        _Pragma("GCC unroll 4") KLOOP(NV)
+    }
+#undef KLOOP
 
     const __m512d va = _mm512_set1_pd(alpha), vb = _mm512_set1_pd(beta);
     if (mr == MR && nr == NR) {

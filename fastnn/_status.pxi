@@ -1,10 +1,6 @@
 # Status codes, CPU dispatch and threads.
 from fastnn._errors import NonFiniteError
 
-cdef int _raise_pending() except -1:
-    # an exception is already set (by PyErr_CheckSignals in the check callback): propagate it
-    return -1
-
 cdef int check_status(int st) except -1:
     if st == FNN_OK:
         return 0

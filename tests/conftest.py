@@ -1,0 +1,44 @@
+"""Shared fixtures. Keep this file small and generic; fixtures of the kernel tests are prefixed
+`kernel_`."""
+import numpy as np
+import pytest
+
+import fastnn
+
+try:
+    from fastnn import _ext
+except ImportError:  # pure-Python install: the compiled-only fixtures skip
+    _ext = None
+
+_ARCHES = _ext.arch_list() if _ext is not None else ["compiled-backend-missing"]
+
+
+@pytest.fixture
+def kernel_rng():
+    """A fresh, fixed-seed generator per test: every test sees the same data on every run."""
+    return np.random.default_rng(20240611)
+
+
+@pytest.fixture(params=["c", "python"])
+def kernel_backend(request):
+    """Run the test under fastnn.set_backend(<param>), then restore the backend in use before."""
+    if request.param not in fastnn.available_backends():
+        pytest.skip(f"backend {request.param!r} is not built")
+    before = fastnn.get_backend()
+    fastnn.set_backend(request.param)
+    yield request.param
+    fastnn.set_backend(before)
+
+
+@pytest.fixture(params=_ARCHES)
+def kernel_arch(request):
+    """Force one compiled GEMM kernel (each compiled ISA in turn), then restore the one in use."""
+    if _ext is None:
+        pytest.skip("the compiled backend is not built")
+    name = request.param
+    if not _ext.arch_available(name):
+        pytest.skip(f"the {name} kernels cannot run on this CPU")
+    before = _ext.arch_name()
+    _ext.set_arch(name)
+    yield name
+    _ext.set_arch(before)

@@ -1,0 +1,990 @@
+"""The kernels, as a specification: the compiled backend (fastnn._ext) against the NumPy oracle
+(fastnn._reference), both in float32 and float64, plus the public wrappers of fastnn.ops.
+
+Read a test id as a sentence: `test_gemm_matches_oracle[avx2-float32-transA-odd]` says that the
+AVX2 GEMM, in float32, with op(A) = A.T, on an odd shape, gives the oracle's result.
+
+Tolerances are stated once, here, and every comparison uses one of them:
+
+* GEMM. Both backends are compared with a float64 product of the same (rounded) inputs, element
+  by element. A dot product of length k accumulated in precision eps has error at most
+  ~ k eps |A||B| in the worst case and ~ sqrt(k) eps |A||B| for data of random sign (rounding
+  errors add like a random walk; blocking and FMA only make it smaller). We allow
+      |C - C_exact| <= 4 (sqrt(k) + 1) eps (|alpha| |op(A)| |op(B)| + |beta| |C0|)
+  where |.| is the element-wise absolute value and the products are matrix products: the `+ 1`
+  covers rounding alpha, beta and the final scaling to `real`; the factor 4 covers the float64
+  reference's own error when the inputs are float64 (same order, eps64). Measured worst ratio on
+  this data is below 0.3 of the bound, so a failure means a wrong element, not noise.
+* Element-wise kernels and row reductions (activations, bias, losses, optimizers, batch norm):
+  the two backends evaluate the same formula in the same precision; they differ by libm ulps
+  (expf/tanhf against NumPy's SIMD versions) and by the order of a sum over at most a few hundred
+  terms. ELEMENTWISE allows a few ulps of float32 (rtol 2e-6) and 1e-12 in float64.
+* Finite differences: float64, central differences with h = 1e-6: truncation error h^2 |f'''|
+  ~ 1e-12 and cancellation eps |f| / h ~ 1e-10, so 1e-6 relative is ample.
+"""
+import math
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import fastnn
+from fastnn import _reference as oracle
+from fastnn import ops
+from fastnn._codes import ACTIVATIONS, LOSSES, RNG_DROPOUT
+
+try:
+    from fastnn import _ext
+except ImportError:
+    _ext = None
+
+needs_ext = pytest.mark.skipif(_ext is None, reason="the compiled backend is not built")
+
+DTYPES = [pytest.param(np.float32, id="float32"), pytest.param(np.float64, id="float64")]
+IMPLS = [pytest.param("oracle", id="oracle"), pytest.param("compiled", id="compiled", marks=needs_ext)]
+TRANS = [pytest.param((False, False), id="NN"), pytest.param((True, False), id="transA"),
+         pytest.param((False, True), id="transB"), pytest.param((True, True), id="transAB")]
+ACT_NAMES = list(ACTIVATIONS)  # identity relu leaky_relu sigmoid tanh softmax
+LOSS_NAMES = list(LOSSES)      # softmax_xent sigmoid_bce mse
+ELEMENTWISE = {np.float32: dict(rtol=2e-6, atol=1e-6), np.float64: dict(rtol=1e-12, atol=1e-12)}
+LEAKY_ALPHA = 0.07
+FAST = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+def impl(name):
+    return oracle if name == "oracle" else _ext
+
+
+def close(got, want, dtype, **kw):
+    np.testing.assert_allclose(got, want, **{**ELEMENTWISE[dtype], **kw})
+
+
+# =================================================================================================
+# 1. GEMM
+# =================================================================================================
+# Microkernel tiles (MR x NR) of every compiled ISA: ref 4x8 (gemm.c), avx2 6x16 float / 6x8
+# double (gemm_avx2.c), avx512 8x32 float / 8x16 double (gemm_avx512.c; 14x32 / 14x16 in the
+# previous tuning, kept so either build is covered). Cache blocks: KC <= 800, MC <= 512,
+# NC <= 4096, so k = 801, m = 513 and n = 4097 cross a block boundary on every ISA.
+TILES = [(4, 8), (6, 16), (6, 8), (8, 32), (8, 16), (14, 32), (14, 16)]
+SIZES = (1, 3, 7, 33, 129, 257)
+_shape_rng = np.random.default_rng(7)
+SHAPES = {  # name: (m, n, k)
+    "one": (1, 1, 1),
+    "small": (3, 7, 33),
+    "odd": (7, 33, 129),
+    "tall": (257, 7, 3),
+    "wide": (3, 257, 7),
+    "row": (1, 129, 33),
+    "col": (129, 1, 33),
+    "dot": (1, 1, 257),
+    "outer": (33, 129, 1),
+    "cube257": (257, 257, 257),
+    "kc+1": (9, 17, 801),
+    "mc+1": (513, 9, 17),
+    "nc+1": (5, 4097, 9),
+    **{"rand%d" % i: tuple(int(s) for s in _shape_rng.integers(1, 300, 3)) for i in range(3)},
+}
+
+
+def _operands(rng, dtype, m, n, k, trans_a, trans_b):
+    A = rng.standard_normal((k, m) if trans_a else (m, k)).astype(dtype)
+    B = rng.standard_normal((n, k) if trans_b else (k, n)).astype(dtype)
+    C0 = rng.standard_normal((m, n)).astype(dtype)
+    return A, B, C0
+
+
+def gemm_expected(A, B, C0, trans_a, trans_b, alpha, beta):
+    """(exact result, error bound) of C = alpha op(A) op(B) + beta C0; see the module docstring."""
+    a = (A.T if trans_a else A).astype(np.float64)
+    b = (B.T if trans_b else B).astype(np.float64)
+    k = a.shape[1]
+    exact = alpha * (a @ b)
+    scale = abs(alpha) * (np.abs(a) @ np.abs(b))
+    if beta != 0:
+        exact = exact + beta * C0.astype(np.float64)
+        scale = scale + abs(beta) * np.abs(C0.astype(np.float64))
+    return exact, 4 * (math.sqrt(k) + 1) * np.finfo(A.dtype).eps * scale
+
+
+def assert_gemm_close(got, exact, bound, what=""):
+    err = np.abs(got.astype(np.float64) - exact)
+    bad = ~(err <= bound)  # NaN counts as bad
+    if bad.any():
+        i, j = np.argwhere(bad)[0]
+        raise AssertionError(f"{what}: {bad.sum()} of {bad.size} elements off, first at ({i}, {j}): "
+                             f"got {got[i, j]!r}, want {exact[i, j]!r} +- {bound[i, j]:.3g}")
+
+
+def run_gemm(fn, C0, A, B, trans_a, trans_b, alpha, beta):
+    C = C0.copy()
+    fn(C, A, B, trans_a, trans_b, alpha, beta)
+    return C
+
+
+def check_gemm_against_oracle(rng, dtype, m, n, k, trans_a, trans_b, alpha, beta, naive=True):
+    A, B, C0 = _operands(rng, dtype, m, n, k, trans_a, trans_b)
+    exact, bound = gemm_expected(A, B, C0, trans_a, trans_b, alpha, beta)
+    what = f"{m}x{n}x{k} trans_a={trans_a} trans_b={trans_b}"
+    got = run_gemm(_ext.gemm, C0, A, B, trans_a, trans_b, alpha, beta)
+    want = run_gemm(oracle.gemm, C0, A, B, trans_a, trans_b, alpha, beta)
+    assert got.dtype == dtype
+    assert_gemm_close(got, exact, bound, "compiled " + what)
+    assert_gemm_close(want, exact, bound, "oracle " + what)
+    assert_gemm_close(got, want.astype(np.float64), 2 * bound, "compiled vs oracle " + what)
+    if naive:
+        assert_gemm_close(run_gemm(_ext.gemm_naive, C0, A, B, trans_a, trans_b, alpha, beta),
+                          exact, bound, "gemm_naive " + what)
+
+
+@needs_ext
+@pytest.mark.parametrize("shape", SHAPES.values(), ids=SHAPES.keys())
+@pytest.mark.parametrize("trans", TRANS)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_gemm_matches_oracle(kernel_arch, dtype, trans, shape, kernel_rng):
+    m, n, k = shape
+    check_gemm_against_oracle(kernel_rng, dtype, m, n, k, *trans, alpha=0.7, beta=-1.3,
+                              naive=m * n * k < 3e6)
+
+
+@needs_ext
+@pytest.mark.parametrize("trans", TRANS)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_gemm_matches_oracle_on_every_listed_size(kernel_arch, dtype, trans, kernel_rng):
+    """m, n, k each over {1, 3, 7, 33, 129, 257}: 216 products, plain (alpha 1, beta 0)."""
+    for m in SIZES:
+        for n in SIZES:
+            for k in SIZES:
+                check_gemm_against_oracle(kernel_rng, dtype, m, n, k, *trans, alpha=1.0, beta=0.0,
+                                          naive=False)
+
+
+@needs_ext
+@pytest.mark.parametrize("tile", TILES, ids=[f"tile{mr}x{nr}" for mr, nr in TILES])
+@pytest.mark.parametrize("trans", TRANS)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_gemm_matches_oracle_around_tile_edges(kernel_arch, dtype, trans, tile, kernel_rng):
+    """m in MR-1, MR, MR+1, 2MR+1; n in NR-1, NR, NR+1, 2NR+1; k not divisible by the unroll."""
+    mr, nr = tile
+    for m in (mr - 1, mr, mr + 1, 2 * mr + 1):
+        for n in (nr - 1, nr, nr + 1, 2 * nr + 1):
+            for k in (1, 3, 17):
+                check_gemm_against_oracle(kernel_rng, dtype, m, n, k, *trans, alpha=0.7,
+                                          beta=-1.3)
+
+
+@needs_ext
+@pytest.mark.parametrize("shape", [(9, 17, 13), (15, 33, 801), (1, 5, 3)], ids=["edge", "kc+1", "row"])
+@pytest.mark.parametrize("trans", TRANS)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_gemm_beta0_ignores_nan_filled_c(kernel_arch, dtype, trans, shape, kernel_rng):
+    m, n, k = shape
+    A, B, _ = _operands(kernel_rng, dtype, m, n, k, *trans)
+    nan_c = np.full((m, n), np.nan, dtype)
+    exact, bound = gemm_expected(A, B, nan_c, *trans, 0.7, 0.0)
+    for fn in (_ext.gemm, _ext.gemm_naive, oracle.gemm):
+        got = run_gemm(fn, nan_c, A, B, *trans, 0.7, 0.0)
+        assert np.isfinite(got).all(), fn.__name__
+        assert_gemm_close(got, exact, bound, fn.__name__)
+
+
+@needs_ext
+@pytest.mark.parametrize("trans", TRANS)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_gemm_strided_rows_match_oracle_and_leave_the_rest_alone(kernel_arch, dtype, trans,
+                                                                 kernel_rng):
+    """Operands and C are row-slices of wider arrays (big[:, 3:3+cols], big[::2, ...]): the
+    compiled gemm takes the row stride as the leading dimension and writes only inside C."""
+    trans_a, trans_b = trans
+    for m, n, k in [(13, 17, 9), (33, 40, 70), (1, 9, 5), (7, 1, 3)]:
+        ar, ac = (k, m) if trans_a else (m, k)
+        br, bc = (n, k) if trans_b else (k, n)
+        bigA = kernel_rng.standard_normal((2 * ar, ac + 7)).astype(dtype)
+        bigB = kernel_rng.standard_normal((br, bc + 5)).astype(dtype)
+        A = bigA[::2, 3:3 + ac]  # row stride 2 (ac + 7)
+        B = bigB[:, 3:3 + bc]    # row stride bc + 5
+        C0 = kernel_rng.standard_normal((m, n)).astype(dtype)
+        exact, bound = gemm_expected(A, B, C0, trans_a, trans_b, 0.7, -1.3)
+        for fn in (_ext.gemm, _ext.gemm_naive, oracle.gemm):
+            bigC = np.full((m + 2, n + 6), 12345.0, dtype)
+            C = bigC[1:1 + m, 3:3 + n]
+            C[...] = C0
+            fn(C, A, B, trans_a, trans_b, 0.7, -1.3)
+            assert_gemm_close(C, exact, bound, f"{fn.__name__} {m}x{n}x{k}")
+            outside = np.ones(bigC.shape, bool)
+            outside[1:1 + m, 3:3 + n] = False
+            assert (bigC[outside] == 12345.0).all(), f"{fn.__name__} wrote outside C"
+
+
+@needs_ext
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_gemm_k0_scales_c_by_beta_in_the_compiled_backend(dtype):
+    """k = 0: op(A) op(B) is an m x n matrix of zeros, so C = beta C (here called directly,
+    bypassing ops; numpy gives empty arrays row stride 0)."""
+    C0 = np.arange(12, dtype=dtype).reshape(3, 4)
+    for A, B, ta, tb in [(np.empty((3, 0), dtype), np.empty((0, 4), dtype), False, False),
+                         (np.empty((0, 3), dtype), np.empty((4, 0), dtype), True, True)]:
+        for fn in (_ext.gemm, _ext.gemm_naive, oracle.gemm):
+            C = C0.copy()
+            fn(C, A, B, ta, tb, 0.7, -1.3)
+            np.testing.assert_array_equal(C, dtype(-1.3) * C0, err_msg=fn.__name__)
+
+
+@needs_ext
+def test_set_arch_rejects_unknown_kernels():
+    before = _ext.arch_name()
+    with pytest.raises(ValueError, match="not available"):
+        _ext.set_arch("sse1")
+    assert _ext.arch_name() == before
+    assert before in _ext.arch_list() and _ext.arch_available(before)
+    assert "ref" in _ext.arch_list() and _ext.arch_available("ref")
+
+
+# -- through ops.gemm, on both backends --------------------------------------------------------------
+@pytest.mark.parametrize("trans", TRANS)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_ops_gemm_matches_float64_product(kernel_backend, dtype, trans, kernel_rng):
+    A, B, C0 = _operands(kernel_rng, dtype, 19, 23, 37, *trans)
+    exact, bound = gemm_expected(A, B, C0, *trans, 0.7, -1.3)
+    C = C0.copy()
+    out = ops.gemm(A, B, C, trans_a=trans[0], trans_b=trans[1], alpha=0.7, beta=-1.3)
+    assert out is C
+    assert_gemm_close(C, exact, bound, "ops.gemm")
+    exact0, bound0 = gemm_expected(A, B, C0, *trans, 1.0, 0.0)
+    assert_gemm_close(ops.gemm(A, B, trans_a=trans[0], trans_b=trans[1]), exact0, bound0, "ops.gemm")
+
+
+@pytest.mark.parametrize("mnk", [(3, 4, 0), (1, 4, 0), (3, 1, 0), (1, 1, 0)],
+                         ids=["3x4", "1x4", "3x1", "1x1"])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_ops_gemm_k0_gives_beta_c(kernel_backend, dtype, mnk):
+    m, n, k = mnk
+    C0 = np.arange(1, m * n + 1, dtype=dtype).reshape(m, n)
+    C = C0.copy()
+    ops.gemm(np.ones((m, k), dtype), np.ones((k, n), dtype), C, alpha=0.7, beta=-1.3)
+    np.testing.assert_array_equal(C, dtype(-1.3) * C0)
+    assert (ops.gemm(np.ones((m, k), dtype), np.ones((k, n), dtype)) == 0).all()
+
+
+@pytest.mark.parametrize("shapes", [((0, 5), (5, 4), (0, 4)), ((3, 5), (5, 0), (3, 0)),
+                                    ((0, 5), (5, 0), (0, 0)), ((0, 0), (0, 0), (0, 0))],
+                         ids=["m0", "n0", "m0n0", "all0"])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_ops_gemm_empty_result(kernel_backend, dtype, shapes):
+    a, b, c = shapes
+    out = ops.gemm(np.ones(a, dtype), np.ones(b, dtype))
+    assert out.shape == c and out.dtype == dtype
+
+
+# =================================================================================================
+# 2. bias
+# =================================================================================================
+@needs_ext
+@pytest.mark.parametrize("shape", [(1, 1), (7, 33), (129, 5)], ids=["1x1", "7x33", "129x5"])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_bias_forward_and_backward_match_oracle(dtype, shape, kernel_rng):
+    Y0 = kernel_rng.standard_normal(shape).astype(dtype)
+    b = kernel_rng.standard_normal(shape[1]).astype(dtype)
+    Y1, Y2 = Y0.copy(), Y0.copy()
+    _ext.bias_forward(Y1, b)
+    oracle.bias_forward(Y2, b)
+    close(Y1, Y2, dtype)
+    close(Y1, Y0 + b, dtype)
+    db0 = kernel_rng.standard_normal(shape[1]).astype(dtype)  # backward adds into db
+    db1, db2 = db0.copy(), db0.copy()
+    _ext.bias_backward(db1, Y0)
+    oracle.bias_backward(db2, Y0)
+    close(db1, db2, dtype)
+    close(db1, db0 + Y0.astype(np.float64).sum(axis=0), dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_ops_bias_add_and_grad(kernel_backend, dtype, kernel_rng):
+    Y0 = kernel_rng.standard_normal((6, 5)).astype(dtype)
+    b = kernel_rng.standard_normal(5).astype(dtype)
+    Y = Y0.copy()
+    assert ops.bias_add(Y, b) is Y
+    close(Y, Y0 + b, dtype)
+    db = ops.bias_grad(Y0)
+    assert db.dtype == dtype and db.shape == (5,)
+    close(db, Y0.astype(np.float64).sum(axis=0), dtype)
+    assert ops.bias_grad(np.empty((0, 3), dtype)).tolist() == [0, 0, 0]
+
+
+# =================================================================================================
+# 3. activations
+# =================================================================================================
+def _act_input(rng, dtype, shape=(17, 33)):
+    X = rng.standard_normal(shape) * 3
+    X[np.abs(X) < 1e-3] = 0.5  # no value at relu's kink
+    return X.astype(dtype)
+
+
+@needs_ext
+@pytest.mark.parametrize("act", ACT_NAMES)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_activation_forward_and_backward_match_oracle(dtype, act, kernel_rng):
+    code = ACTIVATIONS[act]
+    for shape in [(1, 1), (17, 33), (4, 257)]:
+        X = _act_input(kernel_rng, dtype, shape)
+        dY = kernel_rng.standard_normal(shape).astype(dtype)
+        Y1, Y2 = np.empty_like(X), np.empty_like(X)
+        _ext.activation_forward(code, Y1, X, LEAKY_ALPHA)
+        oracle.activation_forward(code, Y2, X, LEAKY_ALPHA)
+        close(Y1, Y2, dtype)
+        dX1, dX2 = np.empty_like(X), np.empty_like(X)
+        _ext.activation_backward(code, dX1, dY, Y2, LEAKY_ALPHA)
+        oracle.activation_backward(code, dX2, dY, Y2, LEAKY_ALPHA)
+        close(dX1, dX2, dtype)
+
+
+@pytest.mark.parametrize("which", IMPLS)
+@pytest.mark.parametrize("act", ACT_NAMES)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_activation_backward_runs_in_place(which, dtype, act, kernel_rng):
+    be, code = impl(which), ACTIVATIONS[act]
+    X = _act_input(kernel_rng, dtype)
+    Y = np.empty_like(X)
+    be.activation_forward(code, Y, X, LEAKY_ALPHA)
+    dY = kernel_rng.standard_normal(X.shape).astype(dtype)
+    want = np.empty_like(X)
+    be.activation_backward(code, want, dY, Y, LEAKY_ALPHA)
+    G = dY.copy()
+    be.activation_backward(code, G, G, Y, LEAKY_ALPHA)  # dX is dY
+    np.testing.assert_array_equal(G, want)
+
+
+@pytest.mark.parametrize("which", IMPLS)
+@pytest.mark.parametrize("act", ["sigmoid", "tanh"])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_sigmoid_and_tanh_saturate_to_exact_limits(which, dtype, act):
+    be, code = impl(which), ACTIVATIONS[act]
+    X = np.array([[1e4, -1e4, 1e30, -1e30]], dtype)
+    Y = np.full_like(X, np.nan)
+    with np.errstate(over="raise", invalid="raise"):
+        be.activation_forward(code, Y, X)
+    lo = 0.0 if act == "sigmoid" else -1.0
+    np.testing.assert_array_equal(Y, np.array([[1, lo, 1, lo]], dtype))
+    dX = np.full_like(X, np.nan)
+    be.activation_backward(code, dX, np.ones_like(X), Y)
+    np.testing.assert_array_equal(dX, np.zeros_like(X))
+
+
+@pytest.mark.parametrize("which", IMPLS)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_softmax_of_huge_logits_is_finite(which, dtype):
+    X = np.array([[1e4, -1e4, 0], [-1e4, -1e4, -1e4], [3e4, 3e4, -3e4]], dtype)
+    Y = np.empty_like(X)
+    impl(which).activation_forward(ACTIVATIONS["softmax"], Y, X)
+    np.testing.assert_allclose(Y, [[1, 0, 0], [1 / 3, 1 / 3, 1 / 3], [0.5, 0.5, 0]], rtol=1e-6)
+
+
+# Dyadic logits and integer shifts: X + c is exact in float32, so the shifted row is the same row.
+_logits = st.lists(st.lists(st.integers(-400, 400), min_size=1, max_size=40), min_size=1, max_size=6)
+
+
+def _rectangular(rows):
+    n = min(len(r) for r in rows)
+    return np.array([r[:n] for r in rows], np.float64) / 16
+
+
+@pytest.mark.parametrize("which", IMPLS)
+@pytest.mark.parametrize("dtype", DTYPES)
+@FAST
+@given(rows=_logits, shifts=st.lists(st.integers(-10000, 10000), min_size=6, max_size=6))
+def test_softmax_rows_sum_to_one_and_are_shift_invariant(which, dtype, rows, shifts):
+    be, code = impl(which), ACTIVATIONS["softmax"]
+    X = _rectangular(rows).astype(dtype)
+    c = np.array(shifts[:X.shape[0]], dtype)[:, None]
+    Y, Ys = np.empty_like(X), np.empty_like(X)
+    be.activation_forward(code, Y, X)
+    be.activation_forward(code, Ys, X + c)
+    eps = np.finfo(dtype).eps
+    assert ((Y >= 0) & (Y <= 1)).all()
+    np.testing.assert_allclose(Y.sum(axis=1, dtype=np.float64), 1.0, rtol=0, atol=2 * X.shape[1] * eps)
+    np.testing.assert_allclose(Ys, Y, rtol=4 * eps, atol=0)
+
+
+@pytest.mark.parametrize("which", IMPLS)
+@pytest.mark.parametrize("code", [-1, 6, 99])
+def test_unknown_activation_code_raises_value_error(which, code):
+    X = np.ones((2, 3))
+    with pytest.raises(ValueError):
+        impl(which).activation_forward(code, np.empty_like(X), X)
+    with pytest.raises(ValueError):
+        impl(which).activation_backward(code, np.empty_like(X), X, X)
+
+
+@pytest.mark.parametrize("act", ACT_NAMES)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_ops_activation_and_grad_match_oracle(kernel_backend, dtype, act, kernel_rng):
+    code = ACTIVATIONS[act]
+    X = _act_input(kernel_rng, dtype, (5, 7))
+    dY = kernel_rng.standard_normal(X.shape).astype(dtype)
+    want_Y, want_dX = np.empty_like(X), np.empty_like(X)
+    oracle.activation_forward(code, want_Y, X, LEAKY_ALPHA)
+    oracle.activation_backward(code, want_dX, dY, want_Y, LEAKY_ALPHA)
+    Y = ops.activation(act, X, alpha=LEAKY_ALPHA)
+    close(Y, want_Y, dtype)
+    close(ops.activation_grad(act, dY, want_Y, alpha=LEAKY_ALPHA), want_dX, dtype)
+    if act != "softmax":  # element-wise activations take any shape
+        close(ops.activation(act, X[0], alpha=LEAKY_ALPHA), want_Y[0], dtype)
+        close(ops.activation(act, X.reshape(5, 7, 1), alpha=LEAKY_ALPHA), want_Y.reshape(5, 7, 1), dtype)
+
+
+@pytest.mark.parametrize("alias,name", [("linear", "identity"), ("logistic", "sigmoid"), (None, "identity")])
+def test_ops_activation_aliases(kernel_backend, alias, name, kernel_rng):
+    X = kernel_rng.standard_normal((3, 4))
+    np.testing.assert_array_equal(ops.activation(alias, X), ops.activation(name, X))
+
+
+# =================================================================================================
+# 4. losses
+# =================================================================================================
+def _loss_data(rng, dtype, loss, m=13, n=5, weights="none"):
+    Z = (rng.standard_normal((m, n)) * 2).astype(dtype)
+    T = labels = None
+    if loss == "softmax_xent":
+        labels = rng.integers(0, n, m).astype(np.int64)
+    elif loss == "sigmoid_bce":
+        T = rng.uniform(0, 1, (m, n)).astype(dtype)
+        T[0] = np.round(T[0])  # hard 0/1 targets too
+    else:
+        T = rng.standard_normal((m, n)).astype(dtype)
+    sw = {"none": None,
+          "random": rng.uniform(0, 3, m),
+          "some-zero": np.where(np.arange(m) % 3 == 0, 0.0, rng.uniform(0.5, 2, m)),
+          "all-zero": np.zeros(m)}[weights]
+    return Z, T, labels, None if sw is None else sw.astype(dtype)
+
+
+@needs_ext
+@pytest.mark.parametrize("weights", ["none", "random", "some-zero"])
+@pytest.mark.parametrize("loss", LOSS_NAMES)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_loss_matches_oracle(dtype, loss, weights, kernel_rng):
+    code = LOSSES[loss]
+    for m, n in [(13, 5), (1, 1), (64, 33)]:
+        Z, T, labels, sw = _loss_data(kernel_rng, dtype, loss, m, n, weights)
+        v1 = _ext.loss_forward(code, Z, T, labels, sw)
+        v2 = oracle.loss_forward(code, Z, T, labels, sw)
+        assert isinstance(v1, float) and isinstance(v2, float)
+        close(v1, v2, dtype)
+        d1, d2 = np.full_like(Z, np.nan), np.full_like(Z, np.nan)
+        _ext.loss_backward(code, d1, Z, T, labels, sw)
+        oracle.loss_backward(code, d2, Z, T, labels, sw)
+        close(d1, d2, dtype)
+
+
+@pytest.mark.parametrize("which", IMPLS)
+@pytest.mark.parametrize("loss", LOSS_NAMES)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_loss_with_all_zero_weights_is_zero_with_zero_gradient(which, dtype, loss, kernel_rng):
+    be, code = impl(which), LOSSES[loss]
+    Z, T, labels, sw = _loss_data(kernel_rng, dtype, loss, weights="all-zero")
+    assert be.loss_forward(code, Z, T, labels, sw) == 0.0
+    dZ = np.full_like(Z, np.nan)
+    be.loss_backward(code, dZ, Z, T, labels, sw)
+    np.testing.assert_array_equal(dZ, 0)
+
+
+@pytest.mark.parametrize("which", IMPLS)
+@pytest.mark.parametrize("loss", LOSS_NAMES)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_loss_values_match_their_definition(which, dtype, loss, kernel_rng):
+    """Values against the formulas of fastnn_api.h, written here in float64."""
+    be, code = impl(which), LOSSES[loss]
+    Z, T, labels, sw = _loss_data(kernel_rng, dtype, loss, weights="random")
+    z, w = Z.astype(np.float64), sw.astype(np.float64)
+    if loss == "softmax_xent":
+        per = np.log(np.exp(z).sum(axis=1)) - z[np.arange(len(z)), labels]
+    elif loss == "sigmoid_bce":
+        p, t = 1 / (1 + np.exp(-z)), T.astype(np.float64)
+        per = -(t * np.log(p) + (1 - t) * np.log1p(-p)).mean(axis=1)
+    else:
+        per = ((z - T) ** 2).mean(axis=1)
+    close(be.loss_forward(code, Z, T, labels, sw), (w * per).sum() / w.sum(), dtype)
+    close(be.loss_forward(code, Z, T, labels, None), per.mean(), dtype)
+
+
+@pytest.mark.parametrize("which", IMPLS)
+@pytest.mark.parametrize("bad", [-1, 5, 2**40], ids=["negative", "n", "huge"])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_xent_labels_out_of_range_raise_value_error(which, dtype, bad, kernel_rng):
+    """The compiled kernel returns FNN_EINVAL (checked before anything is read) -> ValueError."""
+    be = impl(which)
+    Z, _, labels, _ = _loss_data(kernel_rng, dtype, "softmax_xent", n=5)
+    labels[7] = bad
+    with pytest.raises(ValueError, match="invalid argument"):
+        be.loss_forward(LOSSES["softmax_xent"], Z, None, labels, None)
+    dZ = np.zeros_like(Z)
+    with pytest.raises(ValueError, match="invalid argument"):
+        be.loss_backward(LOSSES["softmax_xent"], dZ, Z, None, labels, None)
+
+
+@pytest.mark.parametrize("which", IMPLS)
+def test_unknown_loss_code_raises_value_error(which):
+    Z = np.zeros((2, 3))
+    with pytest.raises(ValueError):
+        impl(which).loss_forward(7, Z, Z)
+
+
+@pytest.mark.parametrize("name,code", [("cross_entropy", 0), ("softmax_xent", 0),
+                                       ("binary_crossentropy", 1), ("sigmoid_bce", 1), ("mse", 2)])
+@pytest.mark.parametrize("weights", ["none", "random"])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_ops_loss_matches_oracle(kernel_backend, dtype, weights, name, code, kernel_rng):
+    Z, T, labels, sw = _loss_data(kernel_rng, dtype, LOSS_NAMES[code], weights=weights)
+    value, dZ = ops.loss(name, Z, labels if code == 0 else T, sample_weight=sw)
+    want = np.empty_like(Z)
+    oracle.loss_backward(code, want, Z, T, labels, sw)
+    close(value, oracle.loss_forward(code, Z, T, labels, sw), dtype)
+    assert dZ.dtype == dtype
+    close(dZ, want, dtype)
+
+
+# =================================================================================================
+# 5. optimizers
+# =================================================================================================
+N_PARAMS, N_DECAY = 37, 20  # only params[0:20] get l2 / l1 / weight decay
+
+
+def _opt_state(rng, dtype, n_slots):
+    p = rng.standard_normal(N_PARAMS).astype(dtype)
+    p[3] = 0  # sign(0) = 0 for l1
+    slots = [np.abs(rng.standard_normal(N_PARAMS)).astype(dtype) for _ in range(n_slots)]
+    grads = [rng.standard_normal(N_PARAMS).astype(dtype) for _ in range(3)]
+    return p, slots, grads
+
+
+PENALTIES = dict(l2=1e-2, l1=3e-3, weight_decay=0.05)
+OPT_CASES = {
+    "sgd-plain": ("sgd_update", 1, dict(lr=0.1, momentum=0.0, nesterov=False)),
+    "sgd-momentum": ("sgd_update", 1, dict(lr=0.1, momentum=0.9, nesterov=False)),
+    "sgd-nesterov": ("sgd_update", 1, dict(lr=0.1, momentum=0.9, nesterov=True)),
+    "adam": ("adam_update", 2, dict(lr=1e-2, beta1=0.9, beta2=0.999, eps=1e-8)),
+    "rmsprop": ("rmsprop_update", 1, dict(lr=1e-2, rho=0.9, eps=1e-8)),
+}
+
+
+@needs_ext
+@pytest.mark.parametrize("penalties", [{}, PENALTIES], ids=["bare", "l2-l1-decay"])
+@pytest.mark.parametrize("case", OPT_CASES.values(), ids=OPT_CASES.keys())
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_optimizer_matches_oracle_over_three_steps(dtype, case, penalties, kernel_rng):
+    fname, n_slots, hyper = case
+    p, slots, grads = _opt_state(kernel_rng, dtype, n_slots)
+    states = {be: (p.copy(), [s.copy() for s in slots]) for be in (_ext, oracle)}
+    for t, g in enumerate(grads, start=1):
+        for be, (pp, ss) in states.items():
+            if fname == "adam_update":
+                be.adam_update(pp, *ss, g, N_DECAY, t, **hyper, **penalties)
+            else:
+                getattr(be, fname)(pp, *ss, g, N_DECAY, **hyper, **penalties)
+        (p1, s1), (p2, s2) = states[_ext], states[oracle]
+        close(p1, p2, dtype, rtol=1e-5 if dtype == np.float32 else 1e-12)
+        for a, b in zip(s1, s2):
+            close(a, b, dtype)
+
+
+def _penalised(p, g, l2=0.0, l1=0.0, weight_decay=0.0, lr=0.0):
+    """(g', p after decoupled decay) in float64, decay on params[0:N_DECAY] only."""
+    p, g = p.astype(np.float64), g.astype(np.float64)
+    d = np.arange(len(p)) < N_DECAY
+    g2 = np.where(d, g + l2 * p + l1 * np.sign(p), g)
+    return g2, np.where(d, p * (1 - lr * weight_decay), p)
+
+
+@pytest.mark.parametrize("which", IMPLS)
+@pytest.mark.parametrize("penalties", [{}, PENALTIES], ids=["bare", "l2-l1-decay"])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_adam_one_step_equals_closed_form(which, dtype, penalties, kernel_rng):
+    """From m = v = 0 at t = 1: m = (1-b1) g', v = (1-b2) g'^2, and the bias-corrected step is
+    p <- p (1 - lr wd) - lr g' / (|g'| + eps)."""
+    be = impl(which)
+    lr, b1, b2, eps = 1e-2, 0.9, 0.999, 1e-8
+    p, _, (g, *_) = _opt_state(kernel_rng, dtype, 0)
+    m, v = np.zeros_like(p), np.zeros_like(p)
+    gp, pd = _penalised(p, g, lr=lr, **penalties)
+    pp = p.copy()
+    be.adam_update(pp, m, v, g, N_DECAY, 1, lr, b1, b2, eps, **penalties)
+    close(m, (1 - b1) * gp, dtype, rtol=1e-5 if dtype == np.float32 else 1e-12)
+    close(v, (1 - b2) * gp**2, dtype, rtol=1e-5 if dtype == np.float32 else 1e-12)
+    close(pp, pd - lr * gp / (np.abs(gp) + eps), dtype, rtol=1e-5 if dtype == np.float32 else 1e-12)
+
+
+@pytest.mark.parametrize("which", IMPLS)
+@pytest.mark.parametrize("nesterov", [False, True], ids=["momentum", "nesterov"])
+@pytest.mark.parametrize("penalties", [{}, PENALTIES], ids=["bare", "l2-l1-decay"])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_sgd_one_step_equals_closed_form(which, dtype, penalties, nesterov, kernel_rng):
+    """v <- mu v + g'; p <- p (1 - lr wd) - lr (nesterov ? g' + mu v : v); mu = 0: p -= lr g'."""
+    be = impl(which)
+    lr, mu = 0.1, 0.9
+    p, (vel,), (g, *_) = _opt_state(kernel_rng, dtype, 1)
+    gp, pd = _penalised(p, g, lr=lr, **penalties)
+    v_new = mu * vel.astype(np.float64) + gp
+    pp, vv = p.copy(), vel.copy()
+    be.sgd_update(pp, vv, g, N_DECAY, lr, mu, nesterov, **penalties)
+    tol = dict(rtol=1e-5 if dtype == np.float32 else 1e-12)
+    close(vv, v_new, dtype, **tol)
+    close(pp, pd - lr * (gp + mu * v_new if nesterov else v_new), dtype, **tol)
+    pp, vv = p.copy(), vel.copy()
+    be.sgd_update(pp, vv, g, N_DECAY, lr, 0.0, nesterov, **penalties)
+    close(pp, pd - lr * gp, dtype, **tol)
+    np.testing.assert_array_equal(vv, vel)  # momentum 0 leaves the velocity alone
+
+
+# =================================================================================================
+# 6. random numbers, dropout, batch normalisation
+# =================================================================================================
+SEEDS = [0, 1, 42, 2**63 + 5, 2**64 - 1]
+
+
+@needs_ext
+@pytest.mark.parametrize("seed", SEEDS)
+def test_rng_is_identical_between_backends(seed):
+    for kind, index in [(0, 0), (1, 7), (16, 2**40), (2**64 - 1, 2**64 - 1)]:
+        assert _ext.rng_key(seed, kind, index) == oracle.rng_key(seed, kind, index)
+    key = _ext.rng_key(seed, 1, 3)
+    for ctr0 in (0, 12345, 2**64 - 10):
+        u1, u2 = np.empty(1000), np.empty(1000)
+        _ext.rng_uniform(u1, key, ctr0)
+        oracle.rng_uniform(u2, key, ctr0)
+        np.testing.assert_array_equal(u1, u2)
+        assert ((u1 >= 0) & (u1 < 1)).all()
+    assert abs(u1.mean() - 0.5) < 0.05  # 1000 uniforms: sd of the mean 0.009
+
+
+@needs_ext
+@pytest.mark.parametrize("n", [0, 1, 2, 3, 1000])
+@pytest.mark.parametrize("seed", SEEDS[:3])
+def test_shuffle_is_the_same_permutation_in_both_backends(seed, n):
+    key = _ext.rng_key(seed, 1, 0)
+    p1, p2 = np.full(n, -1, np.int64), np.full(n, -1, np.int64)
+    _ext.shuffle(p1, key)
+    oracle.shuffle(p2, key)
+    np.testing.assert_array_equal(p1, p2)
+    np.testing.assert_array_equal(np.sort(p1), np.arange(n))
+    if n == 1000:
+        other = np.empty(n, np.int64)
+        _ext.shuffle(other, _ext.rng_key(seed, 1, 1))
+        assert (other != p1).any() and (p1 != np.arange(n)).any()
+
+
+@needs_ext
+@pytest.mark.parametrize("rate", [0.0, 0.1, 0.5, 0.9, 1.0])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_dropout_masks_are_identical_between_backends(dtype, rate, kernel_rng):
+    X = kernel_rng.standard_normal((37, 29)).astype(dtype)
+    key = oracle.rng_key(3, RNG_DROPOUT + 2, 11)
+    out = {}
+    for be in (_ext, oracle):
+        Y, mask = np.full_like(X, np.nan), np.full_like(X, np.nan)
+        be.dropout_forward(Y, mask, X, rate, key)
+        dY = np.arange(X.size, dtype=dtype).reshape(X.shape)
+        dX = np.full_like(X, np.nan)
+        be.dropout_backward(dX, dY, mask)
+        out[be] = (Y, mask, dX)
+    for a, b in zip(out[_ext], out[oracle]):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("which", IMPLS)
+@pytest.mark.parametrize("rate", [0.0, 0.25, 0.5, 0.8])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_dropout_keeps_one_minus_rate_scaled_by_its_inverse(which, dtype, rate, kernel_rng):
+    be = impl(which)
+    X = kernel_rng.standard_normal((200, 100)).astype(dtype)
+    Y, mask = np.empty_like(X), np.empty_like(X)
+    be.dropout_forward(Y, mask, X, rate, oracle.rng_key(9, RNG_DROPOUT, 0))
+    kept = mask != 0
+    n = X.size  # keep fraction within 5 standard deviations of 1 - rate
+    assert abs(kept.mean() - (1 - rate)) <= 5 * math.sqrt(rate * (1 - rate) / n) + 1e-12
+    np.testing.assert_array_equal(mask[kept], dtype(1 / (1 - rate)))
+    np.testing.assert_array_equal(Y, X * mask)
+    dX = np.empty_like(X)
+    be.dropout_backward(dX, X, mask)
+    np.testing.assert_array_equal(dX, X * mask)
+    Y2, mask2 = np.empty_like(X), np.empty_like(X)  # another key, another mask
+    be.dropout_forward(Y2, mask2, X, rate, oracle.rng_key(9, RNG_DROPOUT, 1))
+    assert rate == 0 or (mask2 != mask).any()
+
+
+def _bn_data(rng, dtype, m, n):
+    X = (rng.standard_normal((m, n)) * 2 + 3).astype(dtype)
+    gamma = rng.uniform(0.5, 2, n).astype(dtype)
+    beta = rng.standard_normal(n).astype(dtype)
+    return X, gamma, beta
+
+
+def _bn_forward(be, X, gamma, beta, eps=1e-5):
+    m, n = X.shape
+    Y, xhat = np.empty_like(X), np.empty_like(X)
+    mean, var, inv_std = (np.empty(n, X.dtype) for _ in range(3))
+    be.batchnorm_forward(Y, xhat, mean, var, inv_std, X, gamma, beta, eps)
+    return Y, xhat, mean, var, inv_std
+
+
+@needs_ext
+@pytest.mark.parametrize("shape", [(2, 1), (16, 7), (129, 33)], ids=["2x1", "16x7", "129x33"])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_batchnorm_matches_oracle(dtype, shape, kernel_rng):
+    m, n = shape
+    X, gamma, beta = _bn_data(kernel_rng, dtype, m, n)
+    f1 = _bn_forward(_ext, X, gamma, beta)
+    f2 = _bn_forward(oracle, X, gamma, beta)
+    for name, a, b in zip(["Y", "xhat", "mean", "var", "inv_std"], f1, f2):
+        close(a, b, dtype, err_msg=name)
+    Y, xhat, mean, var, inv_std = f2
+    x = X.astype(np.float64)  # and against the definition
+    close(mean, x.mean(0), dtype)
+    close(var, x.var(0), dtype)
+    close(Y, gamma * (x - x.mean(0)) / np.sqrt(x.var(0) + 1e-5) + beta, dtype, atol=1e-5)
+
+    rm0, rv0 = kernel_rng.standard_normal(n).astype(dtype), kernel_rng.uniform(0.5, 2, n).astype(dtype)
+    runs = {}
+    for be in (_ext, oracle):
+        rm, rv = rm0.copy(), rv0.copy()
+        be.batchnorm_running(rm, rv, mean, var, m, 0.1)
+        Yi = np.empty_like(X)
+        be.batchnorm_inference(Yi, X, gamma, beta, rm, rv, 1e-5)
+        runs[be] = (rm, rv, Yi)
+    for a, b in zip(runs[_ext], runs[oracle]):
+        close(a, b, dtype)
+    rm, rv, Yi = runs[oracle]
+    close(rm, 0.9 * rm0 + 0.1 * mean.astype(np.float64), dtype)
+    close(rv, 0.9 * rv0 + 0.1 * var.astype(np.float64) * m / (m - 1), dtype)
+    close(Yi, gamma * (X - rm.astype(np.float64)) / np.sqrt(rv.astype(np.float64) + 1e-5) + beta,
+          dtype, atol=1e-5)
+
+    dY = kernel_rng.standard_normal((m, n)).astype(dtype)
+    dg0, db0 = kernel_rng.standard_normal(n).astype(dtype), kernel_rng.standard_normal(n).astype(dtype)
+    back = {}
+    for be in (_ext, oracle):
+        dX, dg, db = np.empty_like(X), dg0.copy(), db0.copy()  # dgamma, dbeta are added into
+        be.batchnorm_backward(dX, dg, db, dY, xhat, inv_std, gamma)
+        back[be] = (dX, dg, db)
+    for name, a, b in zip(["dX", "dgamma", "dbeta"], back[_ext], back[oracle]):
+        close(a, b, dtype, atol=1e-5 if dtype == np.float32 else 1e-12, err_msg=name)
+    close(back[oracle][2], db0 + dY.astype(np.float64).sum(0), dtype, atol=1e-5)
+
+
+@pytest.mark.parametrize("which", IMPLS)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_batchnorm_backward_runs_in_place(which, dtype, kernel_rng):
+    be = impl(which)
+    X, gamma, beta = _bn_data(kernel_rng, dtype, 9, 4)
+    _, xhat, _, _, inv_std = _bn_forward(be, X, gamma, beta)
+    dY = kernel_rng.standard_normal(X.shape).astype(dtype)
+    dX = np.empty_like(X)
+    be.batchnorm_backward(dX, np.zeros(4, dtype), np.zeros(4, dtype), dY, xhat, inv_std, gamma)
+    G = dY.copy()
+    be.batchnorm_backward(G, np.zeros(4, dtype), np.zeros(4, dtype), G, xhat, inv_std, gamma)
+    close(G, dX, dtype, rtol=0, atol=0)
+
+
+# =================================================================================================
+# 7. finite differences (float64) on the derivatives
+# =================================================================================================
+H = 1e-6
+
+
+def _central(f, x):
+    """Central differences of the scalar f with respect to every entry of x (in place, restored)."""
+    g = np.zeros_like(x)
+    flat, gf = x.reshape(-1), g.reshape(-1)
+    for i in range(flat.size):
+        old = flat[i]
+        flat[i] = old + H
+        fp = f()
+        flat[i] = old - H
+        fm = f()
+        flat[i] = old
+        gf[i] = (fp - fm) / (2 * H)
+    return g
+
+
+def _fd_close(analytic, numeric):
+    np.testing.assert_allclose(analytic, numeric, rtol=1e-6, atol=1e-8)
+
+
+@pytest.mark.parametrize("which", IMPLS)
+@pytest.mark.parametrize("act", ACT_NAMES)
+def test_activation_backward_is_the_derivative_of_forward(which, act, kernel_rng):
+    """L = sum(R * f(X)); dL/dX = activation_backward(dY = R, Y = f(X)). |X| >= 0.1 keeps
+    relu's kink out of the h-neighbourhood."""
+    be, code = impl(which), ACTIVATIONS[act]
+    X = kernel_rng.standard_normal((4, 6))
+    X = np.where(np.abs(X) < 0.1, 0.1 * np.sign(X) + 0.1 * (X == 0), X)
+    R = kernel_rng.standard_normal(X.shape)
+    Y = np.empty_like(X)
+
+    def loss():
+        be.activation_forward(code, Y, X, LEAKY_ALPHA)
+        return float((R * Y).sum())
+
+    numeric = _central(loss, X)
+    be.activation_forward(code, Y, X, LEAKY_ALPHA)
+    dX = np.empty_like(X)
+    be.activation_backward(code, dX, R, Y, LEAKY_ALPHA)
+    _fd_close(dX, numeric)
+
+
+@pytest.mark.parametrize("which", IMPLS)
+@pytest.mark.parametrize("weights", ["none", "random"])
+@pytest.mark.parametrize("loss", LOSS_NAMES)
+def test_loss_backward_is_the_derivative_of_forward(which, loss, weights, kernel_rng):
+    be, code = impl(which), LOSSES[loss]
+    Z, T, labels, sw = _loss_data(kernel_rng, np.float64, loss, m=6, n=4, weights=weights)
+    numeric = _central(lambda: be.loss_forward(code, Z, T, labels, sw), Z)
+    dZ = np.empty_like(Z)
+    be.loss_backward(code, dZ, Z, T, labels, sw)
+    _fd_close(dZ, numeric)
+
+
+@pytest.mark.parametrize("which", IMPLS)
+def test_batchnorm_backward_is_the_derivative_of_forward(which, kernel_rng):
+    """L = sum(Y * R) with Y = batchnorm_forward(X, gamma, beta): dX, dgamma, dbeta."""
+    be = impl(which)
+    X, gamma, beta = _bn_data(kernel_rng, np.float64, 7, 3)
+    R = kernel_rng.standard_normal(X.shape)
+
+    def loss():
+        return float((_bn_forward(be, X, gamma, beta)[0] * R).sum())
+
+    num_dX, num_dg, num_db = _central(loss, X), _central(loss, gamma), _central(loss, beta)
+    _, xhat, _, _, inv_std = _bn_forward(be, X, gamma, beta)
+    dX, dg, db = np.empty_like(X), np.zeros(3), np.zeros(3)
+    be.batchnorm_backward(dX, dg, db, R, xhat, inv_std, gamma)
+    _fd_close(dX, num_dX)
+    _fd_close(dg, num_dg)
+    _fd_close(db, num_db)
+
+
+# =================================================================================================
+# 8. bad input to fastnn.ops: TypeError / ValueError with a message, never a crash
+# =================================================================================================
+f32 = np.ones((3, 4), np.float32)
+f64 = np.ones((3, 4))
+i64 = np.ones((3, 4), np.int64)
+sq = np.ones((4, 4))
+strided_cols = np.ones((3, 8))[:, ::2]   # elements not contiguous within a row
+fortran = np.asfortranarray(np.ones((3, 4)))
+labels3 = np.array([0, 1, 3])
+
+BAD_CALLS = {
+    # gemm
+    "gemm-int-A": (TypeError, lambda: ops.gemm(i64, sq)),
+    "gemm-int-B": (TypeError, lambda: ops.gemm(f64, sq.astype(np.int32))),
+    "gemm-mixed-f32-f64": (TypeError, lambda: ops.gemm(f32, sq)),
+    "gemm-mixed-C": (TypeError, lambda: ops.gemm(f64, sq, np.zeros((3, 4), np.float32))),
+    "gemm-inner-mismatch": (ValueError, lambda: ops.gemm(f64, f64)),
+    "gemm-C-shape": (ValueError, lambda: ops.gemm(f64, sq, np.zeros((4, 3)))),
+    "gemm-list": (TypeError, lambda: ops.gemm([[1.0, 2.0]], np.ones((2, 2)))),
+    "gemm-1d": (ValueError, lambda: ops.gemm(np.ones(4), sq)),
+    "gemm-strided-cols": (ValueError, lambda: ops.gemm(strided_cols, sq)),
+    "gemm-fortran": (ValueError, lambda: ops.gemm(fortran, sq)),
+    "gemm-alpha-str": (TypeError, lambda: ops.gemm(f64, sq, alpha="2")),
+    "gemm-beta-without-C": (ValueError, lambda: ops.gemm(f64, sq, beta=1.0)),
+    "gemm-C-overlaps-A": (ValueError, lambda: ops.gemm(sq, sq, sq, beta=1.0)),
+    # bias_add
+    "bias_add-int-Y": (TypeError, lambda: ops.bias_add(i64, np.ones(4))),
+    "bias_add-mixed": (TypeError, lambda: ops.bias_add(f64.copy(), np.ones(4, np.float32))),
+    "bias_add-length": (ValueError, lambda: ops.bias_add(f64.copy(), np.ones(3))),
+    "bias_add-b-2d": (ValueError, lambda: ops.bias_add(f64.copy(), np.ones((1, 4)))),
+    "bias_add-Y-1d": (ValueError, lambda: ops.bias_add(np.ones(4), np.ones(4))),
+    "bias_add-list": (TypeError, lambda: ops.bias_add([[1.0]], np.ones(1))),
+    "bias_add-strided": (ValueError, lambda: ops.bias_add(np.ones((3, 8))[:, ::2], np.ones(4))),
+    # bias_grad
+    "bias_grad-int": (TypeError, lambda: ops.bias_grad(i64)),
+    "bias_grad-list": (TypeError, lambda: ops.bias_grad([[1.0, 2.0]])),
+    "bias_grad-1d": (ValueError, lambda: ops.bias_grad(np.ones(3))),
+    "bias_grad-fortran": (ValueError, lambda: ops.bias_grad(fortran)),
+    # activation / activation_grad
+    "activation-unknown": (ValueError, lambda: ops.activation("gelu", f64)),
+    "activation-int": (TypeError, lambda: ops.activation("relu", i64)),
+    "activation-list": (TypeError, lambda: ops.activation("relu", [[1.0, -1.0]])),
+    "activation-strided": (ValueError, lambda: ops.activation("relu", strided_cols)),
+    "activation-softmax-1d": (ValueError, lambda: ops.activation("softmax", np.ones(3))),
+    "activation_grad-unknown": (ValueError, lambda: ops.activation_grad("swish", f64, f64)),
+    "activation_grad-shapes": (ValueError, lambda: ops.activation_grad("tanh", f64, sq)),
+    "activation_grad-mixed": (TypeError, lambda: ops.activation_grad("tanh", f64, f32)),
+    "activation_grad-int": (TypeError, lambda: ops.activation_grad("tanh", i64, i64)),
+    "activation_grad-strided": (ValueError, lambda: ops.activation_grad("tanh", strided_cols, f64)),
+    # loss
+    "loss-unknown": (ValueError, lambda: ops.loss("hinge", f64, labels3)),
+    "loss-int-Z": (TypeError, lambda: ops.loss("mse", i64, f64)),
+    "loss-list-Z": (TypeError, lambda: ops.loss("mse", [[1.0]], np.ones((1, 1)))),
+    "loss-mixed-targets": (TypeError, lambda: ops.loss("mse", f32, f64)),
+    "loss-target-shape": (ValueError, lambda: ops.loss("mse", f64, sq)),
+    "loss-float-labels": (TypeError, lambda: ops.loss("cross_entropy", f64, labels3.astype(float))),
+    "loss-label-shape": (ValueError, lambda: ops.loss("cross_entropy", f64, np.array([0, 1]))),
+    "loss-label-range": (ValueError, lambda: ops.loss("cross_entropy", f64, np.array([0, 1, 4]))),
+    "loss-label-negative": (ValueError, lambda: ops.loss("cross_entropy", f64, np.array([0, -1, 2]))),
+    "loss-weight-shape": (ValueError, lambda: ops.loss("mse", f64, f64, sample_weight=np.ones(4))),
+    "loss-weight-dtype": (TypeError, lambda: ops.loss("mse", f32, f32, sample_weight=np.ones(3))),
+    "loss-empty": (ValueError, lambda: ops.loss("mse", np.ones((0, 4)), np.ones((0, 4)))),
+    "loss-Z-1d": (ValueError, lambda: ops.loss("mse", np.ones(4), np.ones(4))),
+    "loss-Z-strided": (ValueError, lambda: ops.loss("mse", strided_cols, f64)),
+}
+
+
+@pytest.mark.parametrize("exc,call", BAD_CALLS.values(), ids=BAD_CALLS.keys())
+def test_ops_reject_bad_input_with_a_message(kernel_backend, exc, call):
+    with pytest.raises(exc) as info:
+        call()
+    assert len(str(info.value)) > 10
+
+
+# -- NaN is data: it passes through to where the maths puts it ----------------------------------------
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_ops_gemm_propagates_nan(kernel_backend, dtype, kernel_rng):
+    A = kernel_rng.standard_normal((9, 13)).astype(dtype)
+    B = kernel_rng.standard_normal((13, 17)).astype(dtype)
+    A[4, 6] = np.nan
+    C = ops.gemm(A, B)
+    assert np.isnan(C[4]).all()
+    assert np.isfinite(np.delete(C, 4, axis=0)).all()
+
+
+@pytest.mark.parametrize("act", ACT_NAMES)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_ops_activation_propagates_nan(kernel_backend, dtype, act):
+    X = np.array([[np.nan, 1.0, -1.0, 2.0], [0.5, -0.5, 3.0, -2.0]], dtype)
+    Y = ops.activation(act, X, alpha=LEAKY_ALPHA)
+    want_nan = np.zeros(X.shape, bool)
+    if act == "softmax":
+        want_nan[0] = True  # the whole row
+    else:
+        want_nan[0, 0] = True
+    np.testing.assert_array_equal(np.isnan(Y), want_nan, err_msg=f"{act}({X}) = {Y}")
+    dY = np.array([[1.0, np.nan, 1.0, 1.0], [1.0, 1.0, 1.0, 1.0]], dtype)
+    Yp = np.full(X.shape, 0.25, dtype)  # a positive output: every derivative passes dY on
+    dX = ops.activation_grad(act, dY, Yp, alpha=LEAKY_ALPHA)
+    want_nan = np.zeros(X.shape, bool)
+    if act == "softmax":
+        want_nan[0] = True
+    else:
+        want_nan[0, 1] = True
+    np.testing.assert_array_equal(np.isnan(dX), want_nan)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_ops_bias_and_loss_propagate_nan(kernel_backend, dtype):
+    Y = np.zeros((3, 2), dtype)
+    ops.bias_add(Y, np.array([np.nan, 1], dtype))
+    assert np.isnan(Y[:, 0]).all() and (Y[:, 1] == 1).all()
+    db = ops.bias_grad(np.array([[np.nan, 1], [2, 3]], dtype))
+    assert np.isnan(db[0]) and db[1] == 4
+    Z = np.array([[np.nan, 1.0], [0.5, -0.5]], dtype)
+    for name, y in [("cross_entropy", np.array([0, 1])), ("binary_crossentropy", np.ones_like(Z)),
+                    ("mse", np.zeros_like(Z))]:
+        value, dZ = ops.loss(name, Z, y)
+        assert math.isnan(value), name
+        assert np.isnan(dZ[0, 0]) and np.isfinite(dZ[1]).all(), name
+
+
+def test_backend_fixture_restores_the_backend(kernel_backend):
+    assert fastnn.get_backend() == kernel_backend
