@@ -13,15 +13,19 @@
 #define FNN_AVX2 __attribute__((target("avx2,fma")))
 #define FNN_AVX2_INLINE static inline __attribute__((always_inline, target("avx2,fma")))
 
-#define S256_MR 6
-#define S256_NR 16
+#ifndef S256_MC
 #define S256_MC 144
 #define S256_KC 256
+#endif
+#ifndef D256_MC
+#define D256_MC 96
+#define D256_KC 256
+#endif
+#define S256_MR 6
+#define S256_NR 16
 #define S256_NC 3072
 #define D256_MR 6
 #define D256_NR 8
-#define D256_MC 96
-#define D256_KC 256
 #define D256_NC 2048
 #define S256_NV (S256_NR / 8)
 #define D256_NV (D256_NR / 4)
@@ -54,18 +58,24 @@ FNN_AVX2 void fnn_sgemm_ukr_avx2_6x16(int64_t k, const float *restrict a, const 
     for (int i = 0; i < MR; i++)
         if (i < mr) _mm_prefetch((const char *)(c + i * ldc), _MM_HINT_T0);
 
-#pragma GCC unroll 4
-    for (int64_t p = 0; p < k; p++) {
-        __m256 bv[NV];
-#pragma GCC unroll 4
-        for (int v = 0; v < NV; v++) bv[v] = _mm256_loadu_ps(b + p * NR + 8 * v);
-#pragma GCC unroll 16
-        for (int i = 0; i < MR; i++) {
-            const __m256 ai = _mm256_broadcast_ss(a + p * MR + i);
-#pragma GCC unroll 4
-            for (int v = 0; v < NV; v++) acc[i][v] = _mm256_fmadd_ps(ai, bv[v], acc[i][v]);
-        }
+#define KLOOP(NVA)                                                                         \
+    for (int64_t p = 0; p < k; p++) {                                                          \
+        __m256 bv[NV];                                                                          \
+        _Pragma("GCC unroll 4") for (int v = 0; v < (NVA); v++)                                \
+            bv[v] = _mm256_loadu_ps(b + p * NR + 8 * v);                                       \
+        _Pragma("GCC unroll 16") for (int i = 0; i < MR; i++) {                                 \
+            const __m256 ai = _mm256_broadcast_ss(a + p * MR + i);                                   \
+            _Pragma("GCC unroll 4") for (int v = 0; v < (NVA); v++)                            \
+                acc[i][v] = _mm256_fmadd_ps(ai, bv[v], acc[i][v]);                                \
+        }                                                                                      \
     }
+    /* a panel at most half full (narrow n, last panel of a row) skips the empty vector */
+    if (NV == 2 && nr <= NR / 2) {
+        _Pragma("GCC unroll 4") KLOOP(1)
+    } else {
+        _Pragma("GCC unroll 4") KLOOP(NV)
+    }
+#undef KLOOP
 
     const __m256 va = _mm256_set1_ps(alpha), vb = _mm256_set1_ps(beta);
     if (mr == MR && nr == NR) {
@@ -116,18 +126,24 @@ FNN_AVX2 void fnn_dgemm_ukr_avx2_6x8(int64_t k, const double *restrict a,
     for (int i = 0; i < MR; i++)
         if (i < mr) _mm_prefetch((const char *)(c + i * ldc), _MM_HINT_T0);
 
-#pragma GCC unroll 4
-    for (int64_t p = 0; p < k; p++) {
-        __m256d bv[NV];
-#pragma GCC unroll 4
-        for (int v = 0; v < NV; v++) bv[v] = _mm256_loadu_pd(b + p * NR + 4 * v);
-#pragma GCC unroll 16
-        for (int i = 0; i < MR; i++) {
-            const __m256d ai = _mm256_broadcast_sd(a + p * MR + i);
-#pragma GCC unroll 4
-            for (int v = 0; v < NV; v++) acc[i][v] = _mm256_fmadd_pd(ai, bv[v], acc[i][v]);
-        }
+#define KLOOP(NVA)                                                                         \
+    for (int64_t p = 0; p < k; p++) {                                                          \
+        __m256d bv[NV];                                                                          \
+        _Pragma("GCC unroll 4") for (int v = 0; v < (NVA); v++)                                \
+            bv[v] = _mm256_loadu_pd(b + p * NR + 4 * v);                                       \
+        _Pragma("GCC unroll 16") for (int i = 0; i < MR; i++) {                                 \
+            const __m256d ai = _mm256_broadcast_sd(a + p * MR + i);                                   \
+            _Pragma("GCC unroll 4") for (int v = 0; v < (NVA); v++)                            \
+                acc[i][v] = _mm256_fmadd_pd(ai, bv[v], acc[i][v]);                                \
+        }                                                                                      \
     }
+    /* a panel at most half full (narrow n, last panel of a row) skips the empty vector */
+    if (NV == 2 && nr <= NR / 2) {
+        _Pragma("GCC unroll 4") KLOOP(1)
+    } else {
+        _Pragma("GCC unroll 4") KLOOP(NV)
+    }
+#undef KLOOP
 
     const __m256d va = _mm256_set1_pd(alpha), vb = _mm256_set1_pd(beta);
     if (mr == MR && nr == NR) {

@@ -475,6 +475,7 @@ class Engine:
         return {"status": "ok", "batches": 0, "samples": 0, "loss_sum": 0.0, "weight_sum": 0.0,
                 "correct": 0, "bad_batch": -1, "exception": None}
 
+    @np.errstate(over="ignore", invalid="ignore", divide="ignore")  # divergence is reported, not warned
     def train_epoch(self, params, slots, state, counters, perm, optim, X, T, labels, sw, batch,
                     shuffle, epoch):
         self._check(params)
@@ -502,6 +503,7 @@ class Engine:
                     return res
         return res
 
+    @np.errstate(over="ignore", invalid="ignore", divide="ignore")
     def train_step(self, params, slots, state, counters, optim, X, T, labels, sw, epoch):
         self._check(params)
         if not 1 <= X.shape[0] <= self.batch:

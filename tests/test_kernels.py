@@ -23,6 +23,9 @@ Tolerances are stated once, here, and every comparison uses one of them:
   ~ 1e-12 and cancellation eps |f| / h ~ 1e-10, so 1e-6 relative is ample.
 """
 import math
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -148,16 +151,30 @@ def test_gemm_matches_oracle(kernel_arch, dtype, trans, shape, kernel_rng):
                               naive=m * n * k < 3e6)
 
 
+@pytest.fixture
+def kernel_arch_restored():
+    """The compiled GEMM kernel in use before the test, put back afterwards."""
+    before = _ext.arch_name()
+    yield [a for a in _ext.arch_list() if _ext.arch_available(a)]
+    _ext.set_arch(before)
+
+
 @needs_ext
 @pytest.mark.parametrize("trans", TRANS)
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_gemm_matches_oracle_on_every_listed_size(kernel_arch, dtype, trans, kernel_rng):
-    """m, n, k each over {1, 3, 7, 33, 129, 257}: 216 products, plain (alpha 1, beta 0)."""
+def test_gemm_every_runnable_kernel_on_every_listed_size(kernel_arch_restored, dtype, trans,
+                                                        kernel_rng):
+    """m, n, k each over {1, 3, 7, 33, 129, 257}: 216 products, plain (alpha 1, beta 0), each
+    kernel the CPU can run in turn on the same operands (the oracle is covered above)."""
     for m in SIZES:
         for n in SIZES:
             for k in SIZES:
-                check_gemm_against_oracle(kernel_rng, dtype, m, n, k, *trans, alpha=1.0, beta=0.0,
-                                          naive=False)
+                A, B, C0 = _operands(kernel_rng, dtype, m, n, k, *trans)
+                exact, bound = gemm_expected(A, B, C0, *trans, 1.0, 0.0)
+                for arch in kernel_arch_restored:
+                    _ext.set_arch(arch)
+                    got = run_gemm(_ext.gemm, C0, A, B, *trans, 1.0, 0.0)
+                    assert_gemm_close(got, exact, bound, f"{arch} {m}x{n}x{k} trans={trans}")
 
 
 @needs_ext
@@ -253,6 +270,9 @@ def test_ops_gemm_matches_float64_product(kernel_backend, dtype, trans, kernel_r
     assert_gemm_close(C, exact, bound, "ops.gemm")
     exact0, bound0 = gemm_expected(A, B, C0, *trans, 1.0, 0.0)
     assert_gemm_close(ops.gemm(A, B, trans_a=trans[0], trans_b=trans[1]), exact0, bound0, "ops.gemm")
+    nan_c = np.full_like(C0, np.nan)  # beta = 0 never reads C
+    ops.gemm(A, B, nan_c, trans_a=trans[0], trans_b=trans[1], beta=0.0)
+    assert_gemm_close(nan_c, exact0, bound0, "ops.gemm into a NaN-filled C")
 
 
 @pytest.mark.parametrize("mnk", [(3, 4, 0), (1, 4, 0), (3, 1, 0), (1, 1, 0)],
@@ -433,6 +453,24 @@ def test_ops_activation_and_grad_match_oracle(kernel_backend, dtype, act, kernel
         close(ops.activation(act, X.reshape(5, 7, 1), alpha=LEAKY_ALPHA), want_Y.reshape(5, 7, 1), dtype)
 
 
+@pytest.mark.parametrize("shape", [(), (5,), (2, 3, 4)], ids=["0d", "1d", "3d"])
+@pytest.mark.parametrize("act", [a for a in ACT_NAMES if a != "softmax"])
+def test_ops_elementwise_activation_takes_any_shape(kernel_backend, act, shape, kernel_rng):
+    """Element-wise activations (and their gradients) accept arrays of any shape, 0-d included,
+    and give the same values as on the flattened array."""
+    code = ACTIVATIONS[act]
+    X = _act_input(kernel_rng, np.float64, (1, max(1, int(np.prod(shape)))))
+    want_Y, want_dX = np.empty_like(X), np.empty_like(X)
+    oracle.activation_forward(code, want_Y, X, LEAKY_ALPHA)
+    oracle.activation_backward(code, want_dX, X, want_Y, LEAKY_ALPHA)
+    Y = ops.activation(act, X.reshape(shape), alpha=LEAKY_ALPHA)
+    assert Y.shape == shape
+    close(Y.reshape(1, -1), want_Y, np.float64)
+    dX = ops.activation_grad(act, X.reshape(shape), want_Y.reshape(shape), alpha=LEAKY_ALPHA)
+    assert dX.shape == shape
+    close(dX.reshape(1, -1), want_dX, np.float64)
+
+
 @pytest.mark.parametrize("alias,name", [("linear", "identity"), ("logistic", "sigmoid"), (None, "identity")])
 def test_ops_activation_aliases(kernel_backend, alias, name, kernel_rng):
     X = kernel_rng.standard_normal((3, 4))
@@ -521,6 +559,22 @@ def test_xent_labels_out_of_range_raise_value_error(which, dtype, bad, kernel_rn
     dZ = np.zeros_like(Z)
     with pytest.raises(ValueError, match="invalid argument"):
         be.loss_backward(LOSSES["softmax_xent"], dZ, Z, None, labels, None)
+
+
+@needs_ext
+@pytest.mark.parametrize("loss", LOSS_NAMES)
+def test_compiled_loss_without_its_targets_raises_instead_of_crashing(loss):
+    """loss_forward(code, Z) with labels (softmax_xent) or T (sigmoid_bce, mse) left at their
+    default None must be a ValueError, as every other bad argument of a kernel is. Run in a child
+    process: a NULL dereference would kill the test session."""
+    code = (f"import numpy as np\nfrom fastnn import _ext\n"
+            f"try:\n    _ext.loss_forward({LOSSES[loss]}, np.zeros((2, 3)))\n"
+            f"except ValueError:\n    raise SystemExit(0)\nraise SystemExit(3)\n")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(fastnn.__file__)))
+    env = {**os.environ, "PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, timeout=120)
+    assert proc.returncode == 0, (f"exit status {proc.returncode} (-11: segmentation fault, 3: no "
+                                  f"error raised); stderr: {proc.stderr.decode()[-500:]}")
 
 
 @pytest.mark.parametrize("which", IMPLS)
@@ -887,6 +941,8 @@ BAD_CALLS = {
     "gemm-strided-cols": (ValueError, lambda: ops.gemm(strided_cols, sq)),
     "gemm-fortran": (ValueError, lambda: ops.gemm(fortran, sq)),
     "gemm-alpha-str": (TypeError, lambda: ops.gemm(f64, sq, alpha="2")),
+    "gemm-alpha-bool": (TypeError, lambda: ops.gemm(f64, sq, alpha=True)),
+    "gemm-unknown-dtype": (TypeError, lambda: ops.gemm(f64.astype(np.float16), sq.astype(np.float16))),
     "gemm-beta-without-C": (ValueError, lambda: ops.gemm(f64, sq, beta=1.0)),
     "gemm-C-overlaps-A": (ValueError, lambda: ops.gemm(sq, sq, sq, beta=1.0)),
     # bias_add

@@ -1,0 +1,361 @@
+"""The training engine: the compiled epoch equals the NumPy oracle's epoch step for step, the
+network's gradient equals finite differences, and training survives Ctrl-C, threads and divergence.
+
+Tolerances: float64 runs agree to ~1e-15 per step (same operations, different summation order in
+GEMM), so 1e-9 relative after a few epochs leaves ample room; float32 runs agree to ~1e-7 per step
+and a few epochs of chaotic training amplify that, hence 2e-4 relative to the weights' scale.
+"""
+import os
+import signal
+import threading
+import time
+
+import numpy as np
+import pytest
+
+import fastnn
+from fastnn import _backend, _reference
+from fastnn._codes import CTR_SAMPLES, CTR_STEP
+
+HAVE_C = "c" in _backend.available_backends()
+needs_c = pytest.mark.skipif(not HAVE_C, reason="compiled extension not built")
+TOL = {"float64": 1e-9, "float32": 2e-4}
+
+
+@pytest.fixture(autouse=True)
+def restore_backend():
+    before = _backend.get_backend()
+    yield
+    fastnn.set_backend(before)
+
+
+def data(loss, n=157, d=13, k=4, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, d))
+    if loss == "cross_entropy":
+        y = rng.integers(0, k, n)
+    elif loss == "binary_crossentropy":
+        y = (rng.random((n, k)) < 0.4).astype(float)
+    else:
+        y = X[:, :k] @ rng.standard_normal((k, k)) + 0.1 * rng.standard_normal((n, k))
+    return X, y
+
+
+ARCHS = {
+    "relu": lambda k: [fastnn.Dense(17, activation="relu"), fastnn.Dense(k)],
+    "leaky-dropout": lambda k: [fastnn.Dense(19, activation="leaky_relu", alpha=0.1), fastnn.Dropout(0.3),
+                                fastnn.Dense(11, activation="relu"), fastnn.Dense(k)],
+    "sigmoid-batchnorm": lambda k: [fastnn.Dense(16, activation="sigmoid"), fastnn.BatchNorm(momentum=0.2),
+                                    fastnn.Dense(k)],
+    "tanh-bn-activation-softmax": lambda k: [fastnn.Dense(15), fastnn.BatchNorm(), fastnn.Activation("tanh"),
+                                             fastnn.Dropout(0.1), fastnn.Dense(9, activation="softmax"),
+                                             fastnn.Dense(k)],
+    "deep-mixed": lambda k: [fastnn.Dropout(0.2), fastnn.Dense(23, activation="relu"), fastnn.BatchNorm(),
+                             fastnn.Dense(14, activation="tanh"), fastnn.Dropout(0.25),
+                             fastnn.Dense(12, activation="leaky_relu"), fastnn.Dense(k)],
+}
+
+OPTIMIZERS = {
+    "sgd": lambda: fastnn.SGD(lr=0.05),
+    "sgd-momentum": lambda: fastnn.SGD(lr=0.02, momentum=0.9, l2=1e-3),
+    "sgd-nesterov": lambda: fastnn.SGD(lr=0.02, momentum=0.8, nesterov=True, l1=1e-4),
+    "adam": lambda: fastnn.Adam(lr=3e-3, l2=1e-4),
+    "adamw": lambda: fastnn.AdamW(lr=3e-3, weight_decay=0.05),
+    "rmsprop": lambda: fastnn.RMSprop(lr=1e-3, weight_decay=1e-3),
+    "adam-step": lambda: fastnn.Adam(lr=3e-3, schedule=fastnn.StepDecay(step_size=2, gamma=0.5)),
+    "sgd-exponential": lambda: fastnn.SGD(lr=0.05, schedule=fastnn.ExponentialDecay(0.7)),
+    "sgd-cosine": lambda: fastnn.SGD(lr=0.05, momentum=0.5, schedule=fastnn.CosineDecay(lr_min=1e-3)),
+    "sgd-invscaling": lambda: fastnn.SGD(lr=0.5, schedule=fastnn.InvScaling(0.5)),
+    "adam-adaptive": lambda: fastnn.Adam(lr=3e-3, schedule=fastnn.Adaptive(tol=10.0, patience=1)),
+}
+
+
+def train(backend, arch, opt, loss, dtype, epochs=3, batch=32, shuffle=True, sample_weight=False, seed=5):
+    fastnn.set_backend(backend)
+    X, y = data(loss)
+    k = 4
+    model = fastnn.Sequential(ARCHS[arch](k), dtype=dtype, seed=seed)
+    model.compile(OPTIMIZERS[opt](), loss=loss)
+    sw = np.random.default_rng(1).uniform(0.2, 2.0, len(X)) if sample_weight else None
+    hist = model.fit(X, y, epochs=epochs, batch_size=batch, shuffle=shuffle, sample_weight=sw)
+    return model, hist
+
+
+def assert_same_training(a, b, dtype):
+    (ma, ha), (mb, hb) = a, b
+    scale = max(1.0, np.abs(mb.params).max())
+    np.testing.assert_allclose(ma.params, mb.params, rtol=0, atol=TOL[dtype] * scale)
+    np.testing.assert_allclose(ma.slots, mb.slots, rtol=TOL[dtype], atol=TOL[dtype] * max(1.0, np.abs(mb.slots).max()))
+    np.testing.assert_allclose(ma.state, mb.state, rtol=0, atol=TOL[dtype] * max(1.0, np.abs(mb.state).max()))
+    np.testing.assert_array_equal(ma.counters, mb.counters)
+    np.testing.assert_allclose(ha["loss"], hb["loss"], rtol=TOL[dtype] * 10)
+    np.testing.assert_allclose(ha["lr"], hb["lr"], rtol=1e-12)
+
+
+@needs_c
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("opt", sorted(OPTIMIZERS))
+def test_epoch_matches_oracle_for_every_optimizer(opt, dtype):
+    a = train("c", "leaky-dropout", opt, "cross_entropy", dtype)
+    b = train("python", "leaky-dropout", opt, "cross_entropy", dtype)
+    assert_same_training(a, b, dtype)
+
+
+@needs_c
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("loss", ["cross_entropy", "binary_crossentropy", "mse"])
+@pytest.mark.parametrize("arch", sorted(ARCHS))
+def test_epoch_matches_oracle_for_every_layer_and_loss(arch, loss, dtype):
+    # Adam divides a gradient by its own magnitude, so in float32 a gradient that is zero in exact
+    # arithmetic (the bias of a Dense feeding BatchNorm) becomes +-lr of rounding noise that differs
+    # between any two implementations; SGD keeps noise at noise size.
+    opt = "adam" if dtype == "float64" else "sgd-momentum"
+    a = train("c", arch, opt, loss, dtype, sample_weight=(arch == "relu"))
+    b = train("python", arch, opt, loss, dtype, sample_weight=(arch == "relu"))
+    assert_same_training(a, b, dtype)
+
+
+@needs_c
+@pytest.mark.parametrize("batch", [1, 7, 157, 500])
+def test_epoch_matches_oracle_for_odd_batches_without_shuffle(batch):
+    a = train("c", "deep-mixed", "sgd-momentum", "cross_entropy", "float64", epochs=2, batch=batch, shuffle=False)
+    b = train("python", "deep-mixed", "sgd-momentum", "cross_entropy", "float64", epochs=2, batch=batch, shuffle=False)
+    assert_same_training(a, b, "float64")
+
+
+@pytest.mark.parametrize("backend", ["c", "python"])
+def test_same_seed_gives_identical_training_and_another_seed_does_not(backend):
+    if backend == "c" and not HAVE_C:
+        pytest.skip("compiled extension not built")
+    m1, _ = train(backend, "leaky-dropout", "adam", "cross_entropy", "float32")
+    m2, _ = train(backend, "leaky-dropout", "adam", "cross_entropy", "float32")
+    m3, _ = train(backend, "leaky-dropout", "adam", "cross_entropy", "float32", seed=6)
+    np.testing.assert_array_equal(m1.params, m2.params)
+    assert not np.array_equal(m1.params, m3.params)
+
+
+# -- gradients against finite differences (float64) ---------------------------------------------------
+def numeric_gradient(model, X, y, sw, idx, eps=1e-6):
+    """Central differences of the batch loss for the parameters at `idx` (same dropout masks:
+    the step index is fixed)."""
+    step = int(model.counters[CTR_STEP])
+    out = []
+    for i in idx:
+        old = model.params[i]
+        model.params[i] = old + eps
+        lp, _ = model.gradient(X, y, sw, step=step)
+        model.params[i] = old - eps
+        lm, _ = model.gradient(X, y, sw, step=step)
+        model.params[i] = old
+        out.append((lp - lm) / (2 * eps))
+    return np.array(out)
+
+
+@pytest.mark.parametrize("backend", ["c", "python"])
+@pytest.mark.parametrize("loss", ["cross_entropy", "binary_crossentropy", "mse"])
+@pytest.mark.parametrize("arch", ["leaky-dropout", "sigmoid-batchnorm", "tanh-bn-activation-softmax", "deep-mixed"])
+def test_network_gradient_matches_finite_differences(arch, loss, backend):
+    if backend == "c" and not HAVE_C:
+        pytest.skip("compiled extension not built")
+    fastnn.set_backend(backend)
+    X, y = data(loss, n=24)
+    model = fastnn.Sequential(ARCHS[arch](4), dtype="float64", seed=2)
+    model.compile("adam", loss=loss)
+    model.build(X.shape[1])
+    sw = np.random.default_rng(3).uniform(0.5, 1.5, len(X))
+    _, analytic = model.gradient(X, y, sw, step=0)
+    rng = np.random.default_rng(0)
+    idx = np.unique(np.concatenate([rng.choice(model.n_params, 40, replace=False),
+                                    np.arange(model.n_decay, min(model.n_decay + 20, model.n_params))]))
+    numeric = numeric_gradient(model, X, y, sw, idx)
+    np.testing.assert_allclose(analytic[idx], numeric, rtol=1e-5, atol=1e-8)
+
+
+@needs_c
+def test_gradient_of_compiled_engine_equals_oracle():
+    X, y = data("cross_entropy", n=50)
+    grads = []
+    for backend in ("c", "python"):
+        fastnn.set_backend(backend)
+        model = fastnn.Sequential(ARCHS["deep-mixed"](4), dtype="float64", seed=4)
+        model.compile("adam", loss="cross_entropy")
+        model.build(X.shape[1])
+        grads.append(model.gradient(X, y, step=3))
+    assert abs(grads[0][0] - grads[1][0]) < 1e-12
+    np.testing.assert_allclose(grads[0][1], grads[1][1], rtol=1e-9, atol=1e-12)
+
+
+# -- random numbers ---------------------------------------------------------------------------------------
+@needs_c
+def test_shuffle_and_dropout_draws_are_identical_in_both_backends():
+    from fastnn import _ext
+    for epoch in range(3):
+        key = _ext.rng_key(123, 1, epoch)
+        assert key == _reference.rng_key(123, 1, epoch)
+        p1, p2 = np.empty(1000, np.int64), np.empty(1000, np.int64)
+        _ext.shuffle(p1, key)
+        _reference.shuffle(p2, key)
+        np.testing.assert_array_equal(p1, p2)
+        assert sorted(p1) == list(range(1000))
+    u1, u2 = np.empty(4096), np.empty(4096)
+    _ext.rng_uniform(u1, 99, 5)
+    _reference.rng_uniform(u2, 99, 5)
+    np.testing.assert_array_equal(u1, u2)
+    assert 0 <= u1.min() and u1.max() < 1 and abs(u1.mean() - 0.5) < 0.02
+
+
+# -- partial_fit, inference -------------------------------------------------------------------------------
+@pytest.mark.parametrize("backend", ["c", "python"])
+def test_partial_fit_on_consecutive_batches_equals_one_unshuffled_epoch(backend):
+    if backend == "c" and not HAVE_C:
+        pytest.skip("compiled extension not built")
+    fastnn.set_backend(backend)
+    X, y = data("cross_entropy")
+    a = fastnn.Sequential(ARCHS["deep-mixed"](4), dtype="float64", seed=1).compile(fastnn.Adam(1e-2), "cross_entropy")
+    b = fastnn.Sequential(ARCHS["deep-mixed"](4), dtype="float64", seed=1).compile(fastnn.Adam(1e-2), "cross_entropy")
+    a.fit(X, y, epochs=1, batch_size=40, shuffle=False)
+    for s in range(0, len(X), 40):
+        b.partial_fit(X[s:s + 40], y[s:s + 40])
+    np.testing.assert_allclose(a.params, b.params, rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(a.counters, b.counters)
+
+
+@pytest.mark.parametrize("backend", ["c", "python"])
+def test_predict_in_chunks_equals_row_by_row_inference(backend):
+    if backend == "c" and not HAVE_C:
+        pytest.skip("compiled extension not built")
+    fastnn.set_backend(backend)
+    X, y = data("cross_entropy", n=2600)
+    m = fastnn.Sequential(ARCHS["tanh-bn-activation-softmax"](4), dtype="float64", seed=0)
+    m.compile("adam", "cross_entropy").fit(X, y, epochs=1, batch_size=64)
+    whole = m.forward(X)
+    assert m._engines[1024].batch == 1024  # inference never sizes buffers to the whole input
+    parts = np.vstack([m.forward(X[i:i + 37]) for i in range(0, len(X), 37)])
+    np.testing.assert_allclose(whole, parts, rtol=1e-12, atol=1e-12)
+    proba = m.predict_proba(X)
+    np.testing.assert_allclose(proba.sum(1), 1, rtol=1e-12)
+    np.testing.assert_array_equal(m.predict(X), whole.argmax(1))
+
+
+def test_batchnorm_and_dropout_switch_between_training_and_inference():
+    X, y = data("cross_entropy", n=300)
+    X = X * 3 + 2
+    m = fastnn.Sequential([fastnn.Dense(8), fastnn.BatchNorm(momentum=0.5), fastnn.Dropout(0.5), fastnn.Dense(4)],
+                          dtype="float64", seed=0).compile("adam", "cross_entropy")
+    m.fit(X, y, epochs=2, batch_size=300, shuffle=False)
+    bn = m.layers[1]
+    assert not np.allclose(bn.running_mean, 0) and not np.allclose(bn.running_var, 1)
+    # inference is deterministic (no dropout) and uses running statistics, not the batch's
+    np.testing.assert_array_equal(m.forward(X), m.forward(X))
+    one = m.forward(X[:1])
+    np.testing.assert_allclose(one, m.forward(X)[:1], rtol=1e-12)
+
+
+# -- robustness: Ctrl-C, threads, divergence -------------------------------------------------------------
+@pytest.mark.parametrize("backend", ["c", "python"])
+def test_ctrl_c_stops_between_batches_and_leaves_a_usable_model(backend):
+    if backend == "c" and not HAVE_C:
+        pytest.skip("compiled extension not built")
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("signals need the main thread")
+    fastnn.set_backend(backend)
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((4000, 64)).astype(np.float32)
+    y = rng.integers(0, 10, 4000)
+    m = fastnn.Sequential([fastnn.Dense(128, activation="relu"), fastnn.Dense(10)]).compile("adam", "cross_entropy")
+    timer = threading.Timer(0.5, lambda: os.kill(os.getpid(), signal.SIGINT))
+    t0 = time.perf_counter()
+    timer.start()
+    with pytest.raises(KeyboardInterrupt):
+        m.fit(X, y, epochs=10_000, batch_size=32)
+    elapsed = time.perf_counter() - t0
+    timer.cancel()
+    assert elapsed < 60, "fit did not stop on SIGINT"  # 10,000 epochs would take hours
+    steps, samples = m.counters[CTR_STEP], m.counters[CTR_SAMPLES]
+    assert steps > 0 and samples == steps * 32  # stopped on a batch boundary (4000 = 125 x 32)
+    assert np.isfinite(m.params).all() and np.isfinite(m.slots).all()
+    assert m.history.interrupted
+    before = m.evaluate(X, y)["loss"]
+    m.fit(X, y, epochs=1, batch_size=32)  # the model and its optimizer state go on training
+    assert m.evaluate(X, y)["loss"] < before
+
+
+@pytest.mark.parametrize("backend", ["c", "python"])
+def test_two_models_in_two_threads_train_as_they_do_one_after_the_other(backend):
+    if backend == "c" and not HAVE_C:
+        pytest.skip("compiled extension not built")
+    fastnn.set_backend(backend)
+    X, y = data("cross_entropy", n=800)
+
+    def make(seed):
+        return fastnn.Sequential(ARCHS["deep-mixed"](4), dtype="float32", seed=seed).compile(
+            fastnn.Adam(1e-2), "cross_entropy")
+
+    sequential = [make(s) for s in (1, 2)]
+    for m in sequential:
+        m.fit(X, y, epochs=3, batch_size=16)
+    parallel = [make(s) for s in (1, 2)]
+    threads = [threading.Thread(target=m.fit, args=(X, y), kwargs={"epochs": 3, "batch_size": 16})
+               for m in parallel]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for a, b in zip(sequential, parallel):
+        np.testing.assert_array_equal(a.params, b.params)
+
+
+def test_one_model_cannot_be_trained_from_two_threads_at_once():
+    X, y = data("cross_entropy", n=2000)
+    m = fastnn.Sequential([fastnn.Dense(64, activation="relu"), fastnn.Dense(4)]).compile("adam", "cross_entropy")
+    m.build(X.shape[1])
+    errors = []
+    with m._lock:  # as if another thread were inside fit
+        try:
+            m.fit(X, y)
+        except RuntimeError as e:
+            errors.append(str(e))
+    assert errors and "another thread" in errors[0]
+
+
+@pytest.mark.parametrize("backend", ["c", "python"])
+def test_divergence_raises_naming_epoch_and_batch_and_keeps_finite_weights(backend):
+    if backend == "c" and not HAVE_C:
+        pytest.skip("compiled extension not built")
+    fastnn.set_backend(backend)
+    X, y = data("mse", n=400)
+    X = X * 1e3
+    m = fastnn.Sequential([fastnn.Dense(32, activation="relu"), fastnn.Dense(4)], dtype="float32").compile(
+        fastnn.SGD(lr=10.0), "mse")
+    with pytest.raises(fastnn.NonFiniteError, match=r"epoch \d+ batch \d+"):
+        m.fit(X, y, epochs=50, batch_size=20)
+    assert np.isfinite(m.params).all()
+    steps = m.counters[CTR_STEP]
+    assert steps >= 1
+
+
+# -- learning (trend on a subset of MNIST; the full run lives in benchmarks) -------------------------------
+@pytest.fixture(scope="module")
+def mnist_subset():
+    from fastnn.datasets import load_mnist
+    X, y = load_mnist("train", limit=12000)
+    Xt, yt = load_mnist("test", limit=3000)
+    return X, y, Xt, yt
+
+
+def test_mnist_relu_adam_learns(mnist_subset):
+    X, y, Xt, yt = mnist_subset
+    m = fastnn.Sequential([fastnn.Dense(256, activation="relu"), fastnn.Dense(128, activation="relu"),
+                           fastnn.Dense(10)], seed=0).compile(fastnn.Adam(1e-3), "cross_entropy")
+    h = m.fit(X, y, epochs=3, batch_size=128, validation_data=(Xt, yt))
+    assert h["loss"][0] > h["loss"][1] > h["loss"][2]
+    assert h["val_accuracy"][-1] > 0.9
+
+
+def test_mnist_teaching_network_sigmoid_mse_sgd_learns(mnist_subset):
+    X, y, Xt, yt = mnist_subset
+    m = fastnn.Sequential([fastnn.Dense(30, activation="sigmoid"), fastnn.Dense(10, activation="sigmoid")],
+                          seed=0).compile(fastnn.SGD(lr=3.0), "mse")
+    m.fit(X, np.eye(10)[y], epochs=3, batch_size=10)
+    acc = (m.predict(Xt).argmax(1) == yt).mean()
+    assert acc > 0.85
