@@ -30,7 +30,7 @@ void FN(fnn_identity_backward)(real *dx, const real *dy, const real *y, int64_t 
 }
 
 void FN(fnn_relu_forward)(real *y, const real *x, int64_t n) {
-    for (int64_t i = 0; i < n; i++) y[i] = x[i] > 0 ? x[i] : (real)0;
+    for (int64_t i = 0; i < n; i++) y[i] = x[i] < 0 ? (real)0 : x[i]; /* NaN passes through */
 }
 void FN(fnn_relu_backward)(real *dx, const real *dy, const real *y, int64_t n) {
     for (int64_t i = 0; i < n; i++) dx[i] = y[i] > 0 ? dy[i] : (real)0;

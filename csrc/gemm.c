@@ -184,32 +184,41 @@ int FN(fnn_gemm)(real *C, const real *A, const real *B, int64_t m, int64_t n, in
         if (!owned) return FNN_ENOMEM;
         work = owned;
     }
-    /* Threads take disjoint ranges of C's columns (or rows, when C is narrow), each packing into
-     * its own buffers: one fork and one join per call, no barrier in between. */
+    /* Threads take disjoint slabs of C's columns (or rows, when C is narrow), each packing into
+     * its own buffers: no barrier inside a call. Slabs are handed out dynamically, a few per
+     * thread, so a thread that the OS descheduled (a busy, shared machine) delays the call by one
+     * slab, not by half of the work. */
     int nt = fnn_get_num_threads();
     const double flops = (double)m * (double)n * (double)k;
     if (flops < PAR_MIN_FLOPS) nt = 1;
     const int by_cols = n >= 2 * K.nr * nt || n >= m;
-    const int64_t units = by_cols ? (n + K.nr - 1) / K.nr : (m + K.mr - 1) / K.mr;
-    if (nt > units) nt = (int)units;
+    const int64_t step = by_cols ? K.nr : K.mr, extent = by_cols ? n : m;
+    const int64_t panels = (extent + step - 1) / step;
+    int64_t per_slab = panels; /* panels per slab: about 4 slabs per thread, >= 2 panels each */
+    if (nt > 1) {
+        per_slab = (panels + 4 * nt - 1) / (4 * nt);
+        if (per_slab < 2) per_slab = 2;
+    }
+    const int64_t slabs = (panels + per_slab - 1) / per_slab;
+    if (nt > slabs) nt = (int)slabs;
     const size_t per_thread = FN(thread_work)();
 #pragma omp parallel num_threads(nt) if (nt > 1)
     {
-        int tid = 0, team = 1;
+        int tid = 0;
 #ifdef _OPENMP
         tid = omp_get_thread_num();
-        team = omp_get_num_threads();
 #endif
         real *pa = (real *)align64(work + per_thread * (size_t)tid);
         real *pb = (real *)align64(pa + K.mc * K.kc);
-        const int64_t u0 = units * tid / team, u1 = units * (tid + 1) / team;
-        if (u1 > u0) {
+#pragma omp for schedule(dynamic, 1) nowait
+        for (int64_t s = 0; s < slabs; s++) {
+            const int64_t lo = s * per_slab * step, hi = min64((s + 1) * per_slab * step, extent);
             if (by_cols)
-                FN(gemm_block)(C, A, B, 0, m, u0 * K.nr, min64(u1 * K.nr, n), k, ldc, lda, ldb,
-                               trans_a, trans_b, alpha, beta, pa, pb, &K);
+                FN(gemm_block)(C, A, B, 0, m, lo, hi, k, ldc, lda, ldb, trans_a, trans_b, alpha,
+                               beta, pa, pb, &K);
             else
-                FN(gemm_block)(C, A, B, u0 * K.mr, min64(u1 * K.mr, m), 0, n, k, ldc, lda, ldb,
-                               trans_a, trans_b, alpha, beta, pa, pb, &K);
+                FN(gemm_block)(C, A, B, lo, hi, 0, n, k, ldc, lda, ldb, trans_a, trans_b, alpha,
+                               beta, pa, pb, &K);
         }
     }
     free(owned);

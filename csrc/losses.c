@@ -105,39 +105,43 @@ static int FN(mse)(double *loss, real *dZ, const real *Z, const real *T, const r
     return FNN_OK;
 }
 
-int FN(fnn_softmax_xent_forward)(double *loss, const real *Z, const int64_t *labels, const real *sw,
-                                 int64_t m, int64_t n) {
-    return FN(xent)(loss, NULL, Z, labels, sw, m, n);
-}
-int FN(fnn_softmax_xent_backward)(real *dZ, const real *Z, const int64_t *labels, const real *sw,
-                                  int64_t m, int64_t n) {
-    return FN(xent)(NULL, dZ, Z, labels, sw, m, n);
-}
-int FN(fnn_sigmoid_bce_forward)(double *loss, const real *Z, const real *T, const real *sw,
-                                int64_t m, int64_t n) {
-    return FN(bce)(loss, NULL, Z, T, sw, m, n);
-}
-int FN(fnn_sigmoid_bce_backward)(real *dZ, const real *Z, const real *T, const real *sw,
-                                 int64_t m, int64_t n) {
-    return FN(bce)(NULL, dZ, Z, T, sw, m, n);
-}
-int FN(fnn_mse_forward)(double *loss, const real *Z, const real *T, const real *sw, int64_t m,
-                        int64_t n) {
-    return FN(mse)(loss, NULL, Z, T, sw, m, n);
-}
-int FN(fnn_mse_backward)(real *dZ, const real *Z, const real *T, const real *sw, int64_t m,
-                         int64_t n) {
-    return FN(mse)(NULL, dZ, Z, T, sw, m, n);
-}
-
 int FN(fnn_loss_forward_backward)(int loss, double *value, real *dZ, const real *Z, const real *T,
                                   const int64_t *labels, const real *sw, int64_t m, int64_t n) {
+    if (m < 1 || n < 1 || !Z) return FNN_EINVAL;
+    if (loss == FNN_LOSS_SOFTMAX_XENT ? labels == NULL : T == NULL) return FNN_EINVAL;
     switch (loss) {
     case FNN_LOSS_SOFTMAX_XENT: return FN(xent)(value, dZ, Z, labels, sw, m, n);
     case FNN_LOSS_SIGMOID_BCE: return FN(bce)(value, dZ, Z, T, sw, m, n);
     case FNN_LOSS_MSE: return FN(mse)(value, dZ, Z, T, sw, m, n);
     default: return FNN_EINVAL;
     }
+}
+
+
+/* The named entry points go through the checks of the dispatcher above. */
+int FN(fnn_softmax_xent_forward)(double *loss, const real *Z, const int64_t *labels, const real *sw,
+                                 int64_t m, int64_t n) {
+    return FN(fnn_loss_forward_backward)(FNN_LOSS_SOFTMAX_XENT, loss, NULL, Z, NULL, labels, sw, m, n);
+}
+int FN(fnn_softmax_xent_backward)(real *dZ, const real *Z, const int64_t *labels, const real *sw,
+                                  int64_t m, int64_t n) {
+    return FN(fnn_loss_forward_backward)(FNN_LOSS_SOFTMAX_XENT, NULL, dZ, Z, NULL, labels, sw, m, n);
+}
+int FN(fnn_sigmoid_bce_forward)(double *loss, const real *Z, const real *T, const real *sw,
+                                int64_t m, int64_t n) {
+    return FN(fnn_loss_forward_backward)(FNN_LOSS_SIGMOID_BCE, loss, NULL, Z, T, NULL, sw, m, n);
+}
+int FN(fnn_sigmoid_bce_backward)(real *dZ, const real *Z, const real *T, const real *sw,
+                                 int64_t m, int64_t n) {
+    return FN(fnn_loss_forward_backward)(FNN_LOSS_SIGMOID_BCE, NULL, dZ, Z, T, NULL, sw, m, n);
+}
+int FN(fnn_mse_forward)(double *loss, const real *Z, const real *T, const real *sw, int64_t m,
+                        int64_t n) {
+    return FN(fnn_loss_forward_backward)(FNN_LOSS_MSE, loss, NULL, Z, T, NULL, sw, m, n);
+}
+int FN(fnn_mse_backward)(real *dZ, const real *Z, const real *T, const real *sw, int64_t m,
+                         int64_t n) {
+    return FN(fnn_loss_forward_backward)(FNN_LOSS_MSE, NULL, dZ, Z, T, NULL, sw, m, n);
 }
 
 #undef EXP

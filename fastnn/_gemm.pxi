@@ -1,15 +1,22 @@
 # gemm: C = alpha op(A) @ op(B) + beta C. Rows may be strided (leading dimension = strides[0]),
 # elements must be contiguous within a row.
 
+cdef inline int64_t _ld(Py_ssize_t stride0, Py_ssize_t rows, Py_ssize_t cols, size_t item) noexcept nogil:
+    # leading dimension in elements; any value >= cols works when there is at most one row or
+    # nothing to read (NumPy gives empty arrays a row stride of 0)
+    if rows <= 1 or cols == 0:
+        return cols if cols > 1 else 1
+    return stride0 // <Py_ssize_t>item
+
 def gemm(floating[:, :] C,        # OUT m x n
          const floating[:, :] A,  # IN  m x k, or k x m when trans_a
          const floating[:, :] B,  # IN  k x n, or n x k when trans_b
          bint trans_a=False, bint trans_b=False, double alpha=1.0, double beta=0.0):
     cdef int64_t m = C.shape[0], n = C.shape[1]
     cdef int64_t k = A.shape[0] if trans_a else A.shape[1]
-    cdef int64_t ldc = C.strides[0] // sizeof(floating) if m > 1 else max(n, 1)
-    cdef int64_t lda = A.strides[0] // sizeof(floating) if A.shape[0] > 1 else max(A.shape[1], 1)
-    cdef int64_t ldb = B.strides[0] // sizeof(floating) if B.shape[0] > 1 else max(B.shape[1], 1)
+    cdef int64_t ldc = _ld(C.strides[0], m, n, sizeof(floating))
+    cdef int64_t lda = _ld(A.strides[0], A.shape[0], A.shape[1], sizeof(floating))
+    cdef int64_t ldb = _ld(B.strides[0], B.shape[0], B.shape[1], sizeof(floating))
     cdef int st
     with nogil:
         if floating is float:
@@ -26,9 +33,9 @@ def gemm_naive(floating[:, :] C, const floating[:, :] A, const floating[:, :] B,
                bint trans_a=False, bint trans_b=False, double alpha=1.0, double beta=0.0):
     cdef int64_t m = C.shape[0], n = C.shape[1]
     cdef int64_t k = A.shape[0] if trans_a else A.shape[1]
-    cdef int64_t ldc = C.strides[0] // sizeof(floating) if m > 1 else max(n, 1)
-    cdef int64_t lda = A.strides[0] // sizeof(floating) if A.shape[0] > 1 else max(A.shape[1], 1)
-    cdef int64_t ldb = B.strides[0] // sizeof(floating) if B.shape[0] > 1 else max(B.shape[1], 1)
+    cdef int64_t ldc = _ld(C.strides[0], m, n, sizeof(floating))
+    cdef int64_t lda = _ld(A.strides[0], A.shape[0], A.shape[1], sizeof(floating))
+    cdef int64_t ldb = _ld(B.strides[0], B.shape[0], B.shape[1], sizeof(floating))
     cdef int st
     with nogil:
         if floating is float:

@@ -32,7 +32,9 @@ def _array(a, name, ndim=None, dtype=None, contiguous=True):
 
 def _rows_ok(a, name):
     """GEMM operands may have strided rows but contiguous elements within a row."""
-    if a.ndim == 2 and a.shape[0] > 0 and a.shape[1] > 1 and a.strides[1] != a.itemsize:
+    if a.size == 0:  # nothing is read: NumPy's strides of empty arrays do not matter
+        return a
+    if a.ndim == 2 and a.shape[1] > 1 and a.strides[1] != a.itemsize:
         raise ValueError(f"{name} must have contiguous rows (strides[1] == itemsize); "
                          f"use numpy.ascontiguousarray")
     if a.ndim == 2 and a.shape[0] > 1 and (a.strides[0] <= 0 or a.strides[0] % a.itemsize
@@ -95,7 +97,8 @@ def _act_code(name):
 
 
 def _as2d(a):
-    return a.reshape(1, -1) if a.ndim == 1 else a
+    """Element-wise kernels see any array as rows: (..., n) -> (-1, n); 0-d and 1-d -> (1, -1)."""
+    return a.reshape(-1, a.shape[-1]) if a.ndim >= 2 else a.reshape(1, -1)
 
 
 def activation(name, X, alpha=0.01):
@@ -106,7 +109,7 @@ def activation(name, X, alpha=0.01):
         raise ValueError(f"softmax works on rows of a 2-D array, got shape {X.shape}")
     Y = np.empty_like(X)
     if X.size:
-        x2 = X.reshape(-1, X.shape[-1]) if X.ndim >= 2 else _as2d(X)
+        x2 = _as2d(X)
         _backend.current().activation_forward(code, Y.reshape(x2.shape), x2, float(alpha))
     return Y
 
@@ -122,9 +125,7 @@ def activation_grad(name, dY, Y, alpha=0.01):
         raise ValueError(f"softmax works on rows of a 2-D array, got shape {Y.shape}")
     dX = np.empty_like(dY)
     if dY.size:
-        shape2 = (-1, Y.shape[-1]) if Y.ndim >= 2 else (1, -1)
-        _backend.current().activation_backward(code, dX.reshape(shape2), dY.reshape(shape2),
-                                               Y.reshape(shape2), float(alpha))
+        _backend.current().activation_backward(code, _as2d(dX), _as2d(dY), _as2d(Y), float(alpha))
     return dX
 
 

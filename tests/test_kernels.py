@@ -42,6 +42,7 @@ try:
 except ImportError:
     _ext = None
 
+_AT_IMPORT = (fastnn.get_backend(), _ext and _ext.arch_name(), fastnn.get_num_threads())
 needs_ext = pytest.mark.skipif(_ext is None, reason="the compiled backend is not built")
 
 DTYPES = [pytest.param(np.float32, id="float32"), pytest.param(np.float64, id="float64")]
@@ -69,7 +70,8 @@ def close(got, want, dtype, **kw):
 # Microkernel tiles (MR x NR) of every compiled ISA: ref 4x8 (gemm.c), avx2 6x16 float / 6x8
 # double (gemm_avx2.c), avx512 8x32 float / 8x16 double (gemm_avx512.c; 14x32 / 14x16 in the
 # previous tuning, kept so either build is covered). Cache blocks: KC <= 800, MC <= 512,
-# NC <= 4096, so k = 801, m = 513 and n = 4097 cross a block boundary on every ISA.
+# NC <= 4096, so k = 801, m = 513 and n = 4097 cross a block boundary on every ISA. Products of
+# at least 64^3 flops run threaded, each thread on a range of C's columns (rows when C is narrow).
 TILES = [(4, 8), (6, 16), (6, 8), (8, 32), (8, 16), (14, 32), (14, 16)]
 SIZES = (1, 3, 7, 33, 129, 257)
 _shape_rng = np.random.default_rng(7)
@@ -87,6 +89,8 @@ SHAPES = {  # name: (m, n, k)
     "kc+1": (9, 17, 801),
     "mc+1": (513, 9, 17),
     "nc+1": (5, 4097, 9),
+    "threads-by-rows": (1001, 19, 37),   # >= 64^3 flops, narrow C: threads split the rows
+    "threads-by-cols": (23, 1001, 37),   # threads split the columns
     **{"rand%d" % i: tuple(int(s) for s in _shape_rng.integers(1, 300, 3)) for i in range(3)},
 }
 
@@ -232,6 +236,30 @@ def test_gemm_strided_rows_match_oracle_and_leave_the_rest_alone(kernel_arch, dt
             outside = np.ones(bigC.shape, bool)
             outside[1:1 + m, 3:3 + n] = False
             assert (bigC[outside] == 12345.0).all(), f"{fn.__name__} wrote outside C"
+
+
+@pytest.fixture
+def kernel_threads_restored():
+    before = fastnn.get_num_threads()
+    yield
+    fastnn.set_num_threads(before)
+
+
+@needs_ext
+@pytest.mark.parametrize("shape", [(1001, 19, 37), (23, 1001, 37), (130, 131, 129)],
+                         ids=["by-rows", "by-cols", "square"])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_gemm_result_does_not_depend_on_the_thread_count(kernel_arch, kernel_threads_restored,
+                                                         dtype, shape, kernel_rng):
+    """Every element of C is computed by one thread with the same k-blocking: bit-identical."""
+    m, n, k = shape
+    A, B, C0 = _operands(kernel_rng, dtype, m, n, k, False, True)
+    results = []
+    for threads in (1, 2, 3):
+        fastnn.set_num_threads(threads)
+        results.append(run_gemm(_ext.gemm, C0, A, B, False, True, 0.7, -1.3))
+    for other in results[1:]:
+        np.testing.assert_array_equal(other, results[0])
 
 
 @needs_ext
@@ -1042,5 +1070,6 @@ def test_ops_bias_and_loss_propagate_nan(kernel_backend, dtype):
         assert np.isnan(dZ[0, 0]) and np.isfinite(dZ[1]).all(), name
 
 
-def test_backend_fixture_restores_the_backend(kernel_backend):
-    assert fastnn.get_backend() == kernel_backend
+def test_fixtures_put_back_the_backend_kernel_and_threads_they_changed():
+    """Runs after everything above (in any order): nothing leaked out of a test."""
+    assert (fastnn.get_backend(), _ext and _ext.arch_name(), fastnn.get_num_threads()) == _AT_IMPORT

@@ -1,0 +1,146 @@
+"""fastnn's benchmarks against NumPy, PyTorch, JAX and scikit-learn, side by side in one run.
+
+    PYTHONPATH=. python -m pytest benchmarks --benchmark-only -q
+
+At the end a table gives, for every benchmark group, each entry's time over fastnn's from this same
+run ("fastnn is 3.2x faster than torch"), with test accuracy (training) or GFLOP/s (GEMM). PyTorch,
+JAX and scikit-learn are optional: the tests that need one skip when it is not installed.
+FASTNN_BENCH_ROUNDS (default 2) and FASTNN_BENCH_WARMUP (default 1) set the timed and warm-up
+epochs of the training benchmarks; raise them on a quiet machine for steadier numbers.
+"""
+import collections
+import os
+import sys
+
+import numpy as np
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+if HERE not in sys.path:  # the helpers beside this file (_baselines), whatever pytest's import mode
+    sys.path.insert(0, HERE)
+
+Rounds = collections.namedtuple("Rounds", "rounds warmup")
+MNIST = collections.namedtuple("MNIST", "X y Xt yt")
+
+
+def _env_int(name, default, minimum):
+    value = int(os.environ.get(name, default))
+    if value < minimum:
+        raise pytest.UsageError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+@pytest.fixture(scope="session")
+def epoch_rounds():
+    """(rounds, warmup) for the one-epoch training benchmarks."""
+    return Rounds(_env_int("FASTNN_BENCH_ROUNDS", 2, 1), _env_int("FASTNN_BENCH_WARMUP", 1, 0))
+
+
+@pytest.fixture(scope="session")
+def mnist():
+    """MNIST as shipped with fastnn: X (60000, 784) float32 in [0, 1], y int64; Xt, yt the test set."""
+    from fastnn.datasets import load_mnist
+    X, y = load_mnist("train")
+    Xt, yt = load_mnist("test")
+    return MNIST(X, y, Xt, yt)
+
+
+# -- optional libraries: a test that asks for one of these fixtures skips when it is missing --------
+@pytest.fixture(scope="session")
+def torch():
+    return pytest.importorskip("torch")
+
+
+@pytest.fixture(scope="session")
+def jax():
+    return pytest.importorskip("jax")
+
+
+@pytest.fixture(scope="session")
+def sklearn_mlp():
+    """sklearn.neural_network (MLPClassifier)."""
+    return pytest.importorskip("sklearn.neural_network")
+
+
+def blas_info():
+    """NumPy's BLAS as threadpoolctl sees it in this process ('' when threadpoolctl is absent)."""
+    try:
+        import threadpoolctl
+    except ImportError:
+        return ""
+    for lib in threadpoolctl.threadpool_info():
+        if lib.get("user_api") == "blas" and "numpy" in lib.get("filepath", ""):
+            return f"{lib.get('internal_api')} {lib.get('version')} {lib.get('architecture')}"
+    return ""
+
+
+# -- the ratio table ---------------------------------------------------------------------------
+def _fmt_time(s):
+    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("us", 1e-6)):
+        if s >= scale:
+            return f"{s / scale:7.3f} {unit:2}"
+    return f"{s * 1e9:7.1f} ns"
+
+
+def _ratio(other, ref):
+    r = other / ref
+    return f"{r:.2f}x faster" if r >= 1 else f"{1 / r:.2f}x slower"
+
+
+def _extras(bench):
+    info, out = bench.extra_info, []
+    if "test_acc" in info:
+        out.append(f"acc {info['test_acc']:.4f}")
+    if "flops" in info:
+        out.append(f"{info['flops'] / bench.stats.min / 1e9:6.1f} GFLOP/s")
+    if "engine_s" in info:
+        out.append(f"engine call {info['engine_s']:.3f} s")
+    if info.get("note"):
+        out.append(str(info["note"]))
+    return "  ".join(out)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    session = getattr(config, "_benchmarksession", None)
+    if session is None:  # pytest-benchmark not installed
+        return
+    tr = terminalreporter
+    if session.disabled or session.skip:
+        tr.write_line("fastnn ratios: benchmarks were disabled or skipped in this run, no timings to compare.")
+        return
+    done = [b for b in session.benchmarks if b and not b.has_error]
+    if not done:
+        return
+    groups = {}
+    for b in done:
+        groups.setdefault(b.group or "(no group)", []).append(b)
+    tr.write_sep("=", "fastnn against the others, from this run")
+    load = " ".join(f"{x:.1f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
+    tr.write_line(f"time = min over rounds (median in the ratio's brackets); ratio = other / fastnn. "
+                  f"load average now: {load} on {os.cpu_count()} CPUs")
+    for group, benches in groups.items():
+        benches.sort(key=lambda b: b.stats.min)
+        ref = next((b for b in benches if b.extra_info.get("impl") == "fastnn"), None)
+        tr.write_line("")
+        tr.write_line(f"{group}" + ("" if ref else "   (no fastnn entry: no ratios)"), bold=True)
+        width = max(len(b.extra_info.get("impl", b.name)) for b in benches)
+        for b in benches:
+            label = b.extra_info.get("impl", b.name)
+            rounds = len(b.stats.data)
+            if ref is None or b is ref:
+                ratio = "(reference)" if b is ref else ""
+            else:
+                ratio = (f"fastnn is {_ratio(b.stats.min, ref.stats.min)} "
+                         f"(median {_ratio(b.stats.median, ref.stats.median)})")
+            tr.write_line(f"  {label:<{width}}  {_fmt_time(b.stats.min)}  x{rounds:<4} {ratio:<44} {_extras(b)}")
+
+
+def pytest_report_header(config):
+    try:
+        import fastnn
+        cfg = fastnn.show_config(print_fn=None)
+        return (f"fastnn: backend {cfg['backend']}, gemm kernel {cfg['gemm kernel']}, openmp {cfg['openmp']}, "
+                f"{cfg['threads']} threads; numpy BLAS: {blas_info()}")
+    except Exception as exc:  # the header must never break the run
+        return f"fastnn: not importable ({exc})"
