@@ -2,6 +2,8 @@
 (784-256-128-10, ReLU, softmax cross entropy, Adam 1e-3, He-normal weights, seeded) in plain
 NumPy, PyTorch, JAX and scikit-learn. Optional libraries are passed in as modules, so importing
 this file never imports them."""
+import os
+
 import numpy as np
 
 SIZES = (784, 256, 128, 10)
@@ -14,6 +16,30 @@ def he_normal(sizes=SIZES, seed=0, dtype=np.float32):
     W = [(rng.standard_normal((a, b)) * np.sqrt(2.0 / a)).astype(dtype) for a, b in zip(sizes, sizes[1:])]
     b = [np.zeros(n, dtype) for n in sizes[1:]]
     return W, b
+
+
+OPENBLAS_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+
+
+def blas_info():
+    """NumPy's BLAS in this process, as threadpoolctl sees it, and the OpenBLAS variables."""
+    info = {k: os.environ.get(k) for k in OPENBLAS_VARS}
+    try:
+        import threadpoolctl
+        blas = [lib for lib in threadpoolctl.threadpool_info() if lib.get("user_api") == "blas"]
+        blas.sort(key=lambda lib: "numpy" not in lib.get("filepath", ""))  # NumPy's own first
+        if blas:
+            info.update({k: blas[0].get(k) for k in ("internal_api", "version", "architecture", "num_threads")})
+    except ImportError:
+        pass
+    return info
+
+
+def describe_blas(info):
+    """One line from blas_info()."""
+    lib = " ".join(str(info[k]) for k in ("internal_api", "version", "architecture") if info.get(k))
+    env = ", ".join(f"{k}={info[k]}" for k in OPENBLAS_VARS if info.get(k) is not None) or "no OPENBLAS_* variable set"
+    return f"{lib or 'BLAS unknown'} ({env})"
 
 
 # -- NumPy ------------------------------------------------------------------------------------
@@ -177,7 +203,8 @@ class JaxScanTrainer:
             state, _ = jax.lax.scan(step, state, order)
             return state, key
 
-        self._epoch = jax.jit(epoch)
+        # compiled here, ahead of time, so no timed call ever includes tracing or XLA compilation
+        self._epoch = jax.jit(epoch).lower(self.state, self.key, self.X, self.y).compile()
         self._predict = jax.jit(lambda p, x: forward(p, x).argmax(axis=1))
 
     def epoch(self):

@@ -14,20 +14,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _baselines import NumpyMLP  # noqa: E402
-
-
-def blas_info():
-    info = {k: os.environ.get(k) for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}
-    try:
-        import threadpoolctl
-        for lib in threadpoolctl.threadpool_info():
-            if lib.get("user_api") == "blas":
-                info.update({k: lib.get(k) for k in ("internal_api", "architecture", "num_threads", "version")})
-                break
-    except ImportError:
-        pass
-    return info
+from _baselines import NumpyMLP, blas_info  # noqa: E402
 
 
 def main():

@@ -62,18 +62,6 @@ def sklearn_mlp():
     return pytest.importorskip("sklearn.neural_network")
 
 
-def blas_info():
-    """NumPy's BLAS as threadpoolctl sees it in this process ('' when threadpoolctl is absent)."""
-    try:
-        import threadpoolctl
-    except ImportError:
-        return ""
-    for lib in threadpoolctl.threadpool_info():
-        if lib.get("user_api") == "blas" and "numpy" in lib.get("filepath", ""):
-            return f"{lib.get('internal_api')} {lib.get('version')} {lib.get('architecture')}"
-    return ""
-
-
 # -- the ratio table ---------------------------------------------------------------------------
 def _fmt_time(s):
     for unit, scale in (("s", 1.0), ("ms", 1e-3), ("us", 1e-6)):
@@ -139,8 +127,9 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
 def pytest_report_header(config):
     try:
         import fastnn
+        from _baselines import blas_info, describe_blas
         cfg = fastnn.show_config(print_fn=None)
         return (f"fastnn: backend {cfg['backend']}, gemm kernel {cfg['gemm kernel']}, openmp {cfg['openmp']}, "
-                f"{cfg['threads']} threads; numpy BLAS: {blas_info()}")
+                f"{cfg['threads']} threads; numpy BLAS: {describe_blas(blas_info())}")
     except Exception as exc:  # the header must never break the run
         return f"fastnn: not importable ({exc})"

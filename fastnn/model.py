@@ -305,12 +305,18 @@ class Sequential:
                 raise ValueError("binary_crossentropy targets must lie in [0, 1]")
         return X, T, labels, check_sample_weight(sample_weight, n, self.dtype)
 
-    def _engine(self, batch):
-        eng = self._engines.get(batch)
-        if eng is None or eng.__class__.__module__ != _backend.current().__name__:
-            eng = _backend.current().Engine(self._spec, self.dtype, batch)
-            self._engines = {k: v for k, v in self._engines.items() if k != batch}
-            self._engines[batch] = eng
+    def _engine(self, rows):
+        """An engine whose workspace takes batches of `rows` rows: the smallest cached one that is
+        large enough, else a new one (at most three are kept; each is allocated once)."""
+        module = _backend.current()
+        fits = [e for e in self._engines.values()
+                if e.batch >= rows and type(e).__module__ == module.__name__]
+        if fits:
+            return min(fits, key=lambda e: e.batch)
+        eng = module.Engine(self._spec, self.dtype, rows)
+        if len(self._engines) >= 3:
+            self._engines.pop(next(iter(self._engines)))
+        self._engines[rows] = eng
         return eng
 
     # -- training -------------------------------------------------------------------------------
@@ -420,7 +426,7 @@ class Sequential:
             if not self.built:
                 self.build(check_matrix(X, "X", self.dtype).shape[1])
             X, T, labels, sw = self._check_xy(X, y, sample_weight)
-            engine = self._engine(max(X.shape[0], 1)) if X.shape[0] <= 4096 else self._engine(4096)
+            engine = self._engine(min(X.shape[0], 4096))
             optim = self.optimizer.config(total_steps=0, lr_scale=self._lr_scale)
             total, wsum = 0.0, 0.0
             for s in range(0, X.shape[0], engine.batch):

@@ -1,0 +1,146 @@
+"""One MNIST training epoch, 784-256-128-10 ReLU, softmax cross entropy, Adam(1e-3), float32,
+side by side: fastnn (one compiled call per epoch), a plain NumPy trainer, PyTorch, JAX (the
+whole epoch as one jitted lax.scan) and scikit-learn's MLPClassifier.
+
+Every entry is timed the same way: the model is built beforehand, `warmup` untimed epochs run
+first (engine workspace, JIT compilation, caches), then `rounds` epochs are timed one by one,
+each including its own shuffle and mini-batch gathering. Test accuracy after all of them is
+recorded as a check that each implementation really trains.
+
+Groups: "mnist-epoch" (batch 128, every implementation) and "mnist-epoch-bs32" (batch 32:
+fastnn, NumPy, PyTorch), plus "numpy-openblas-env-unset": the NumPy trainer in a subprocess
+whose environment lacks OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE (OpenBLAS reads them when it
+loads, so they can only be changed for a new process).
+"""
+import json
+import os
+import subprocess
+import sys
+import warnings
+
+import pytest
+
+import fastnn
+from _baselines import (OPENBLAS_VARS, JaxScanTrainer, NumpyMLP, TorchTrainer, blas_info,
+                        describe_blas)
+
+GROUPS = {128: "mnist-epoch", 32: "mnist-epoch-bs32"}
+BOTH_BATCHES = pytest.mark.parametrize("batch", [128, 32])
+MIN_ACCURACY = 0.9  # after one epoch every implementation is at about 0.95-0.97
+WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_numpy_worker.py")
+
+
+def run_epochs(benchmark, epoch, rounds, **kwargs):
+    benchmark.pedantic(epoch, rounds=rounds.rounds, warmup_rounds=rounds.warmup, iterations=1, **kwargs)
+
+
+def record(benchmark, impl, batch, accuracy, **extra):
+    benchmark.extra_info.update(impl=impl, batch=batch, test_acc=accuracy, **extra)
+    assert accuracy > MIN_ACCURACY, f"{impl} reached only {accuracy:.4f} test accuracy"
+
+
+@BOTH_BATCHES
+def test_epoch_fastnn(benchmark, mnist, epoch_rounds, batch):
+    benchmark.group = GROUPS[batch]
+    model = fastnn.Sequential([fastnn.Dense(256, activation="relu"), fastnn.Dense(128, activation="relu"),
+                               fastnn.Dense(10)], seed=0)
+    model.compile(fastnn.Adam(lr=1e-3), loss="cross_entropy")
+    model.build(784)
+    engine = []  # History's time: the compiled epoch call alone, without fit's argument checks
+
+    def epoch():
+        engine.append(model.fit(mnist.X, mnist.y, epochs=1, batch_size=batch).history["time"][0])
+
+    run_epochs(benchmark, epoch, epoch_rounds)
+    record(benchmark, "fastnn", batch, model.evaluate(mnist.Xt, mnist.yt)["accuracy"],
+           engine_s=min(engine[-epoch_rounds.rounds:]), epochs=model.epochs_trained)
+
+
+@BOTH_BATCHES
+def test_epoch_numpy(benchmark, mnist, epoch_rounds, batch):
+    benchmark.group = GROUPS[batch]
+    net = NumpyMLP()
+    run_epochs(benchmark, lambda: net.epoch(mnist.X, mnist.y, batch), epoch_rounds)
+    record(benchmark, "numpy", batch, net.accuracy(mnist.Xt, mnist.yt), note=describe_blas(blas_info()))
+
+
+@BOTH_BATCHES
+def test_epoch_torch(benchmark, mnist, epoch_rounds, torch, batch):
+    benchmark.group = GROUPS[batch]
+    trainer = TorchTrainer(torch, mnist.X, mnist.y)
+    run_epochs(benchmark, lambda: trainer.epoch(batch), epoch_rounds)
+    record(benchmark, "torch", batch, trainer.accuracy(mnist.Xt, mnist.yt),
+           note=f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+
+
+def test_epoch_jax_scan(benchmark, mnist, epoch_rounds, jax):
+    benchmark.group = GROUPS[128]
+    trainer = JaxScanTrainer(jax, mnist.X, mnist.y, 128)  # compiles the epoch: not timed
+    run_epochs(benchmark, trainer.epoch, epoch_rounds)
+    record(benchmark, "jax-scan", 128, trainer.accuracy(mnist.Xt, mnist.yt),
+           note=f"jax {jax.__version__}, {trainer.n_steps * 128} samples/epoch (last partial batch dropped)")
+
+
+def test_epoch_sklearn(benchmark, mnist, epoch_rounds, sklearn_mlp):
+    benchmark.group = GROUPS[128]
+    clf = sklearn_mlp.MLPClassifier(hidden_layer_sizes=(256, 128), activation="relu", solver="adam",
+                                    learning_rate_init=1e-3, batch_size=128, alpha=0.0, max_iter=1,
+                                    tol=0.0, shuffle=True, random_state=0)
+    classes = list(range(10))
+
+    def epoch():  # partial_fit: one pass over the data, keeping weights and Adam state
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            clf.partial_fit(mnist.X, mnist.y, classes=classes)
+
+    run_epochs(benchmark, epoch, epoch_rounds)
+    record(benchmark, "sklearn", 128, float(clf.score(mnist.Xt, mnist.yt)),
+           note=f"MLPClassifier.partial_fit, {clf.coefs_[0].dtype}")
+
+
+class Worker:
+    """The NumPy trainer of _numpy_worker.py in a subprocess with the given environment."""
+
+    def __init__(self, env):
+        self.proc = subprocess.Popen([sys.executable, WORKER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     text=True, env=env)
+        self._expect("ready")
+
+    def _expect(self, prefix):
+        line = self.proc.stdout.readline()
+        if not line.startswith(prefix):
+            raise RuntimeError(f"the NumPy worker answered {line!r} (exit code {self.proc.poll()})")
+        return line[len(prefix):].strip()
+
+    def ask(self, command):
+        self.proc.stdin.write(command + "\n")
+        self.proc.stdin.flush()
+        return self._expect("ok")
+
+    def close(self):
+        try:
+            self.proc.stdin.write("quit\n")
+            self.proc.stdin.close()
+            self.proc.wait(timeout=30)
+        except (OSError, subprocess.TimeoutExpired):
+            self.proc.kill()
+            self.proc.wait()
+
+
+def test_epoch_numpy_openblas_env_unset(benchmark, epoch_rounds):
+    benchmark.group = GROUPS[128]
+    parent = blas_info()
+    env = {k: v for k, v in os.environ.items() if k not in OPENBLAS_VARS}
+    root = os.path.dirname(os.path.dirname(os.path.abspath(fastnn.__file__)))  # so the worker imports this fastnn
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
+    worker = Worker(env)
+    try:
+        run_epochs(benchmark, lambda: worker.ask("epoch 128"), epoch_rounds)
+        accuracy = float(worker.ask("accuracy"))
+        child = json.loads(worker.ask("info"))
+    finally:
+        worker.close()
+    same = all(parent.get(k) is None for k in OPENBLAS_VARS)
+    record(benchmark, "numpy-openblas-env-unset", 128, accuracy,
+           note=f"subprocess: {describe_blas(child)}" + ("; same as this process" if same else
+                                                         f"; this process: {describe_blas(parent)}"))
