@@ -48,7 +48,7 @@ def extensions():
     from Cython.Build import cythonize
 
     omp = openmp_flags()
-    cflags = ["-O3", "-std=c11", "-fno-math-errno"] if sys.platform != "win32" else ["/O2"]
+    cflags = ["-O3", "-std=c11", "-fno-math-errno", "-fno-trapping-math"] if sys.platform != "win32" else ["/O2"]
     ext = Extension(
         "fastnn._ext",
         sources=["fastnn/_ext.pyx"] + sorted(glob.glob("csrc/*.c")),

@@ -30,20 +30,32 @@ void FN(fnn_identity_backward)(real *dx, const real *dy, const real *y, int64_t 
 }
 
 void FN(fnn_relu_forward)(real *y, const real *x, int64_t n) {
-    for (int64_t i = 0; i < n; i++) y[i] = x[i] < 0 ? (real)0 : x[i]; /* NaN passes through */
+    for (int64_t i = 0; i < n; i++) {
+        const real v = x[i]; /* unconditional loads: the selects below vectorise */
+        y[i] = v < 0 ? (real)0 : v; /* NaN passes through */
+    }
 }
 void FN(fnn_relu_backward)(real *dx, const real *dy, const real *y, int64_t n) {
-    for (int64_t i = 0; i < n; i++) dx[i] = y[i] > 0 ? dy[i] : (real)0;
+    for (int64_t i = 0; i < n; i++) {
+        const real d = dy[i];
+        dx[i] = y[i] > 0 ? d : (real)0;
+    }
 }
 
 void FN(fnn_leaky_relu_forward)(real *y, const real *x, int64_t n, double alpha_d) {
     const real alpha = (real)alpha_d;
-    for (int64_t i = 0; i < n; i++) y[i] = x[i] > 0 ? x[i] : alpha * x[i];
+    for (int64_t i = 0; i < n; i++) {
+        const real v = x[i];
+        y[i] = v > 0 ? v : alpha * v;
+    }
 }
 void FN(fnn_leaky_relu_backward)(real *dx, const real *dy, const real *y, int64_t n,
                                  double alpha_d) {
     const real alpha = (real)alpha_d;
-    for (int64_t i = 0; i < n; i++) dx[i] = y[i] > 0 ? dy[i] : alpha * dy[i];
+    for (int64_t i = 0; i < n; i++) {
+        const real d = dy[i];
+        dx[i] = y[i] > 0 ? d : alpha * d;
+    }
 }
 
 void FN(fnn_sigmoid_forward)(real *y, const real *x, int64_t n) {

@@ -153,6 +153,26 @@ static int FN(forward)(FN(fnn_workspace) *ws, const fnn_net *net, const real *pa
     return FNN_OK;
 }
 
+/* 1 when no element is NaN or infinite: the largest exponent field must not be all ones.
+ * Integer max is exact and vectorises (a float sum would be a serial chain). */
+static int FN(all_finite)(const real *x, int64_t n) {
+#if REAL_IS_FLOAT
+    typedef uint32_t bits_t;
+    const bits_t expo = 0x7F800000u;
+#else
+    typedef uint64_t bits_t;
+    const bits_t expo = 0x7FF0000000000000ull;
+#endif
+    bits_t most = 0;
+    for (int64_t i = 0; i < n; i++) {
+        bits_t b;
+        memcpy(&b, &x[i], sizeof b);
+        b &= expo;
+        most = b > most ? b : most;
+    }
+    return most != expo;
+}
+
 static int64_t FN(count_correct)(const fnn_net *net, const real *Z, const real *T,
                                  const int64_t *labels, int64_t nb) {
     const int64_t n = net->n_outputs;
@@ -230,10 +250,7 @@ static int FN(forward_backward)(double *loss, int64_t *correct, FN(fnn_workspace
         default: return FNN_EINVAL;
         }
     }
-    /* x * 0 is 0 for every finite x and NaN otherwise: one pass tells if the gradient is finite */
-    real probe = 0;
-    for (int64_t i = 0; i < net->n_params; i++) probe += grads[i] * 0;
-    return probe == 0 ? FNN_OK : FNN_ENONFINITE;
+    return FN(all_finite)(grads, net->n_params) ? FNN_OK : FNN_ENONFINITE;
 }
 
 static int FN(apply_update)(real *params, real *slots, const fnn_net *net, const fnn_optim *opt,

@@ -35,7 +35,30 @@ double fnn_lr_at(const fnn_optim *o, int64_t epoch, int64_t step, int64_t sample
 
 /* g + l2 p + l1 sign(p) */
 static inline real FN(penalised)(real g, real p, real l2, real l1) {
-    return g + l2 * p + l1 * (real)((p > 0) - (p < 0));
+    const real sign = p > 0 ? (real)1 : (p < 0 ? (real)-1 : (real)0);
+    return g + l2 * p + l1 * sign;
+}
+
+/* Each update runs over [0, n_decay) with the penalties and over [n_decay, n) without: two
+ * branch-free loops that vectorise, instead of a test per element. */
+static void FN(sgd_range)(real *restrict p, real *restrict vel, const real *restrict g, int64_t i0,
+                          int64_t i1, real lr, real mu, int nesterov, real l2, real l1, real shrink) {
+    if (mu == 0) {
+        for (int64_t i = i0; i < i1; i++) p[i] = p[i] * shrink - lr * FN(penalised)(g[i], p[i], l2, l1);
+    } else if (nesterov) {
+        for (int64_t i = i0; i < i1; i++) {
+            const real gi = FN(penalised)(g[i], p[i], l2, l1);
+            const real v = mu * vel[i] + gi;
+            vel[i] = v;
+            p[i] = p[i] * shrink - lr * (gi + mu * v);
+        }
+    } else {
+        for (int64_t i = i0; i < i1; i++) {
+            const real v = mu * vel[i] + FN(penalised)(g[i], p[i], l2, l1);
+            vel[i] = v;
+            p[i] = p[i] * shrink - lr * v;
+        }
+    }
 }
 
 void FN(fnn_sgd_update)(real *restrict p, real *restrict vel, const real *restrict g, int64_t n,
@@ -43,17 +66,21 @@ void FN(fnn_sgd_update)(real *restrict p, real *restrict vel, const real *restri
                         double l1_d, double wd_d) {
     const real lr = (real)lr_d, mu = (real)momentum_d, l2 = (real)l2_d, l1 = (real)l1_d;
     const real shrink = (real)(1 - lr_d * wd_d);
-    for (int64_t i = 0; i < n; i++) {
-        const int decayed = i < n_decay;
-        const real gi = decayed ? FN(penalised)(g[i], p[i], l2, l1) : g[i];
-        const real pi = decayed ? p[i] * shrink : p[i];
-        if (mu != 0) {
-            const real v = mu * vel[i] + gi;
-            vel[i] = v;
-            p[i] = pi - lr * (nesterov ? gi + mu * v : v);
-        } else {
-            p[i] = pi - lr * gi;
-        }
+    if (n_decay > n) n_decay = n;
+    FN(sgd_range)(p, vel, g, 0, n_decay, lr, mu, nesterov, l2, l1, shrink);
+    FN(sgd_range)(p, vel, g, n_decay, n, lr, mu, nesterov, 0, 0, 1);
+}
+
+static void FN(adam_range)(real *restrict p, real *restrict m, real *restrict v,
+                           const real *restrict g, int64_t i0, int64_t i1, real lr, real b1, real b2,
+                           real eps, real l2, real l1, real shrink, real c1, real c2) {
+    for (int64_t i = i0; i < i1; i++) {
+        const real gi = FN(penalised)(g[i], p[i], l2, l1);
+        const real mi = b1 * m[i] + (1 - b1) * gi;
+        const real vi = b2 * v[i] + (1 - b2) * gi * gi;
+        m[i] = mi;
+        v[i] = vi;
+        p[i] = p[i] * shrink - lr * (mi * c1) / (SQRT(vi * c2) + eps);
     }
 }
 
@@ -65,15 +92,18 @@ void FN(fnn_adam_update)(real *restrict p, real *restrict m, real *restrict v,
     const real l2 = (real)l2_d, l1 = (real)l1_d, shrink = (real)(1 - lr_d * wd_d);
     const real c1 = (real)(1 / (1 - pow(beta1_d, (double)t)));
     const real c2 = (real)(1 / (1 - pow(beta2_d, (double)t)));
-    for (int64_t i = 0; i < n; i++) {
-        const int decayed = i < n_decay;
-        const real gi = decayed ? FN(penalised)(g[i], p[i], l2, l1) : g[i];
-        const real pi = decayed ? p[i] * shrink : p[i];
-        const real mi = b1 * m[i] + (1 - b1) * gi;
-        const real vi = b2 * v[i] + (1 - b2) * gi * gi;
-        m[i] = mi;
-        v[i] = vi;
-        p[i] = pi - lr * (mi * c1) / (SQRT(vi * c2) + eps);
+    if (n_decay > n) n_decay = n;
+    FN(adam_range)(p, m, v, g, 0, n_decay, lr, b1, b2, eps, l2, l1, shrink, c1, c2);
+    FN(adam_range)(p, m, v, g, n_decay, n, lr, b1, b2, eps, 0, 0, 1, c1, c2);
+}
+
+static void FN(rmsprop_range)(real *restrict p, real *restrict s, const real *restrict g, int64_t i0,
+                              int64_t i1, real lr, real rho, real eps, real l2, real l1, real shrink) {
+    for (int64_t i = i0; i < i1; i++) {
+        const real gi = FN(penalised)(g[i], p[i], l2, l1);
+        const real si = rho * s[i] + (1 - rho) * gi * gi;
+        s[i] = si;
+        p[i] = p[i] * shrink - lr * gi / (SQRT(si) + eps);
     }
 }
 
@@ -82,14 +112,9 @@ void FN(fnn_rmsprop_update)(real *restrict p, real *restrict s, const real *rest
                             double l1_d, double wd_d) {
     const real lr = (real)lr_d, rho = (real)rho_d, eps = (real)eps_d;
     const real l2 = (real)l2_d, l1 = (real)l1_d, shrink = (real)(1 - lr_d * wd_d);
-    for (int64_t i = 0; i < n; i++) {
-        const int decayed = i < n_decay;
-        const real gi = decayed ? FN(penalised)(g[i], p[i], l2, l1) : g[i];
-        const real pi = decayed ? p[i] * shrink : p[i];
-        const real si = rho * s[i] + (1 - rho) * gi * gi;
-        s[i] = si;
-        p[i] = pi - lr * gi / (SQRT(si) + eps);
-    }
+    if (n_decay > n) n_decay = n;
+    FN(rmsprop_range)(p, s, g, 0, n_decay, lr, rho, eps, l2, l1, shrink);
+    FN(rmsprop_range)(p, s, g, n_decay, n, lr, rho, eps, 0, 0, 1);
 }
 
 #undef SQRT
