@@ -7,6 +7,7 @@
 #ifndef real
 #include <math.h>
 #include "fastnn.h"
+#include "simd.h"
 #define FNN_SELF "activations.c"
 #include "instantiate.h"
 #else
@@ -29,27 +30,27 @@ void FN(fnn_identity_backward)(real *dx, const real *dy, const real *y, int64_t 
         for (int64_t i = 0; i < n; i++) dx[i] = dy[i];
 }
 
-void FN(fnn_relu_forward)(real *y, const real *x, int64_t n) {
+FNN_CLONES void FN(fnn_relu_forward)(real *y, const real *x, int64_t n) {
     for (int64_t i = 0; i < n; i++) {
         const real v = x[i]; /* unconditional loads: the selects below vectorise */
         y[i] = v < 0 ? (real)0 : v; /* NaN passes through */
     }
 }
-void FN(fnn_relu_backward)(real *dx, const real *dy, const real *y, int64_t n) {
+FNN_CLONES void FN(fnn_relu_backward)(real *dx, const real *dy, const real *y, int64_t n) {
     for (int64_t i = 0; i < n; i++) {
         const real d = dy[i];
         dx[i] = y[i] > 0 ? d : (real)0;
     }
 }
 
-void FN(fnn_leaky_relu_forward)(real *y, const real *x, int64_t n, double alpha_d) {
+FNN_CLONES void FN(fnn_leaky_relu_forward)(real *y, const real *x, int64_t n, double alpha_d) {
     const real alpha = (real)alpha_d;
     for (int64_t i = 0; i < n; i++) {
         const real v = x[i];
         y[i] = v > 0 ? v : alpha * v;
     }
 }
-void FN(fnn_leaky_relu_backward)(real *dx, const real *dy, const real *y, int64_t n,
+FNN_CLONES void FN(fnn_leaky_relu_backward)(real *dx, const real *dy, const real *y, int64_t n,
                                  double alpha_d) {
     const real alpha = (real)alpha_d;
     for (int64_t i = 0; i < n; i++) {
@@ -64,14 +65,14 @@ void FN(fnn_sigmoid_forward)(real *y, const real *x, int64_t n) {
         y[i] = x[i] >= 0 ? 1 / (1 + e) : e / (1 + e);
     }
 }
-void FN(fnn_sigmoid_backward)(real *dx, const real *dy, const real *y, int64_t n) {
+FNN_CLONES void FN(fnn_sigmoid_backward)(real *dx, const real *dy, const real *y, int64_t n) {
     for (int64_t i = 0; i < n; i++) dx[i] = dy[i] * y[i] * (1 - y[i]);
 }
 
 void FN(fnn_tanh_forward)(real *y, const real *x, int64_t n) {
     for (int64_t i = 0; i < n; i++) y[i] = TANH(x[i]);
 }
-void FN(fnn_tanh_backward)(real *dx, const real *dy, const real *y, int64_t n) {
+FNN_CLONES void FN(fnn_tanh_backward)(real *dx, const real *dy, const real *y, int64_t n) {
     for (int64_t i = 0; i < n; i++) dx[i] = dy[i] * (1 - y[i] * y[i]);
 }
 

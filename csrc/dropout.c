@@ -4,6 +4,7 @@
  * element i of the batch uses counter i, so the NumPy oracle reproduces every mask. */
 #ifndef real
 #include "fastnn.h"
+#include "simd.h"
 #define FNN_SELF "dropout.c"
 #include "instantiate.h"
 #else
@@ -18,7 +19,7 @@ void FN(fnn_dropout_forward)(real *Y, real *mask, const real *X, int64_t n, doub
     }
 }
 
-void FN(fnn_dropout_backward)(real *dX, const real *dY, const real *mask, int64_t n) {
+FNN_CLONES void FN(fnn_dropout_backward)(real *dX, const real *dY, const real *mask, int64_t n) {
     for (int64_t i = 0; i < n; i++) dX[i] = dY[i] * mask[i];
 }
 

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "fastnn.h"
+#include "simd.h"
 
 #define FNN_SELF "network.c"
 #include "instantiate.h"
@@ -155,7 +156,7 @@ static int FN(forward)(FN(fnn_workspace) *ws, const fnn_net *net, const real *pa
 
 /* 1 when no element is NaN or infinite: the largest exponent field must not be all ones.
  * Integer max is exact and vectorises (a float sum would be a serial chain). */
-static int FN(all_finite)(const real *x, int64_t n) {
+FNN_CLONES static int FN(all_finite)(const real *x, int64_t n) {
 #if REAL_IS_FLOAT
     typedef uint32_t bits_t;
     const bits_t expo = 0x7F800000u;
@@ -212,8 +213,17 @@ static int FN(forward_backward)(double *loss, int64_t *correct, FN(fnn_workspace
             lowest = l;
             break;
         }
+    /* Dense weight gradients are written once (beta = 0 below); the rest accumulate from zero. */
     real *grads = ws->grads;
-    memset(grads, 0, (size_t)net->n_params * sizeof(real));
+    for (int64_t l = lowest; l < L; l++) {
+        const fnn_layer *ly = &net->layers[l];
+        if (ly->kind == FNN_LAYER_DENSE)
+            memset(grads + ly->b_off, 0, (size_t)ly->n_out * sizeof(real));
+        else if (ly->kind == FNN_LAYER_BATCHNORM) {
+            memset(grads + ly->w_off, 0, (size_t)ly->n_out * sizeof(real));
+            memset(grads + ly->b_off, 0, (size_t)ly->n_out * sizeof(real));
+        }
+    }
     for (int64_t l = L - 1; l >= lowest; l--) {
         const fnn_layer *ly = &net->layers[l];
         const int64_t n = ly->n_out;
@@ -222,9 +232,9 @@ static int FN(forward_backward)(double *loss, int64_t *correct, FN(fnn_workspace
         case FNN_LAYER_DENSE:
             st = FN(fnn_activation_backward)(ly->activation, g, g, ws->acts[l], nb, n, ly->alpha);
             if (st != FNN_OK) return st;
-            /* dW += in^T g ; db += colsum g ; dX = g W^T */
+            /* dW = in^T g ; db += colsum g ; dX = g W^T */
             st = FN(fnn_gemm)(grads + ly->w_off, in, g, ly->n_in, n, nb, n, ly->n_in, n, 1, 0, 1.0,
-                              1.0, ws->gemm_work);
+                              0.0, ws->gemm_work);
             if (st != FNN_OK) return st;
             FN(fnn_bias_backward)(grads + ly->b_off, g, nb, n, n);
             if (l > lowest) {

@@ -5,6 +5,13 @@
 #ifndef real
 #include <math.h>
 #include "fastnn.h"
+#include "simd.h"
+#ifdef _OPENMP
+#include <omp.h>
+#define FNN_THREAD_IDS(tid, team) ((tid) = omp_get_thread_num(), (team) = omp_get_num_threads())
+#else
+#define FNN_THREAD_IDS(tid, team) ((void)(tid), (void)(team))
+#endif
 #define FNN_SELF "optimizers.c"
 #include "instantiate.h"
 
@@ -41,7 +48,27 @@ static inline real FN(penalised)(real g, real p, real l2, real l1) {
 
 /* Each update runs over [0, n_decay) with the penalties and over [n_decay, n) without: two
  * branch-free loops that vectorise, instead of a test per element. */
-static void FN(sgd_range)(real *restrict p, real *restrict vel, const real *restrict g, int64_t i0,
+/* Threads split [0, n) into contiguous chunks (64-element aligned); each chunk is updated with
+ * the penalties on its part below n_decay and without them above. Element-wise: the result does
+ * not depend on the thread count. */
+#define FNN_PARALLEL_RANGES(n, n_decay, WITH, WITHOUT)                                          \
+    do {                                                                                         \
+        int nt_ = (n) >= 65536 ? fnn_get_num_threads() : 1;                                     \
+        (void)nt_;                                                                               \
+        _Pragma("omp parallel num_threads(nt_) if (nt_ > 1)") {                                  \
+            int tid_ = 0, team_ = 1;                                                             \
+            FNN_THREAD_IDS(tid_, team_);                                                         \
+            const int64_t chunk_ = (((n) + team_ - 1) / team_ + 63) / 64 * 64;                  \
+            const int64_t lo = chunk_ * tid_, hi = lo + chunk_ < (n) ? lo + chunk_ : (n);        \
+            const int64_t mid = (n_decay) < lo ? lo : ((n_decay) > hi ? hi : (n_decay));         \
+            if (lo < hi) {                                                                       \
+                WITH;                                                                            \
+                WITHOUT;                                                                         \
+            }                                                                                    \
+        }                                                                                        \
+    } while (0)
+
+FNN_CLONES static void FN(sgd_range)(real *restrict p, real *restrict vel, const real *restrict g, int64_t i0,
                           int64_t i1, real lr, real mu, int nesterov, real l2, real l1, real shrink) {
     if (mu == 0) {
         for (int64_t i = i0; i < i1; i++) p[i] = p[i] * shrink - lr * FN(penalised)(g[i], p[i], l2, l1);
@@ -66,12 +93,11 @@ void FN(fnn_sgd_update)(real *restrict p, real *restrict vel, const real *restri
                         double l1_d, double wd_d) {
     const real lr = (real)lr_d, mu = (real)momentum_d, l2 = (real)l2_d, l1 = (real)l1_d;
     const real shrink = (real)(1 - lr_d * wd_d);
-    if (n_decay > n) n_decay = n;
-    FN(sgd_range)(p, vel, g, 0, n_decay, lr, mu, nesterov, l2, l1, shrink);
-    FN(sgd_range)(p, vel, g, n_decay, n, lr, mu, nesterov, 0, 0, 1);
+    FNN_PARALLEL_RANGES(n, n_decay, FN(sgd_range)(p, vel, g, lo, mid, lr, mu, nesterov, l2, l1, shrink),
+                        FN(sgd_range)(p, vel, g, mid, hi, lr, mu, nesterov, 0, 0, 1));
 }
 
-static void FN(adam_range)(real *restrict p, real *restrict m, real *restrict v,
+FNN_CLONES static void FN(adam_range)(real *restrict p, real *restrict m, real *restrict v,
                            const real *restrict g, int64_t i0, int64_t i1, real lr, real b1, real b2,
                            real eps, real l2, real l1, real shrink, real c1, real c2) {
     for (int64_t i = i0; i < i1; i++) {
@@ -92,12 +118,11 @@ void FN(fnn_adam_update)(real *restrict p, real *restrict m, real *restrict v,
     const real l2 = (real)l2_d, l1 = (real)l1_d, shrink = (real)(1 - lr_d * wd_d);
     const real c1 = (real)(1 / (1 - pow(beta1_d, (double)t)));
     const real c2 = (real)(1 / (1 - pow(beta2_d, (double)t)));
-    if (n_decay > n) n_decay = n;
-    FN(adam_range)(p, m, v, g, 0, n_decay, lr, b1, b2, eps, l2, l1, shrink, c1, c2);
-    FN(adam_range)(p, m, v, g, n_decay, n, lr, b1, b2, eps, 0, 0, 1, c1, c2);
+    FNN_PARALLEL_RANGES(n, n_decay, FN(adam_range)(p, m, v, g, lo, mid, lr, b1, b2, eps, l2, l1, shrink, c1, c2),
+                        FN(adam_range)(p, m, v, g, mid, hi, lr, b1, b2, eps, 0, 0, 1, c1, c2));
 }
 
-static void FN(rmsprop_range)(real *restrict p, real *restrict s, const real *restrict g, int64_t i0,
+FNN_CLONES static void FN(rmsprop_range)(real *restrict p, real *restrict s, const real *restrict g, int64_t i0,
                               int64_t i1, real lr, real rho, real eps, real l2, real l1, real shrink) {
     for (int64_t i = i0; i < i1; i++) {
         const real gi = FN(penalised)(g[i], p[i], l2, l1);
@@ -112,9 +137,8 @@ void FN(fnn_rmsprop_update)(real *restrict p, real *restrict s, const real *rest
                             double l1_d, double wd_d) {
     const real lr = (real)lr_d, rho = (real)rho_d, eps = (real)eps_d;
     const real l2 = (real)l2_d, l1 = (real)l1_d, shrink = (real)(1 - lr_d * wd_d);
-    if (n_decay > n) n_decay = n;
-    FN(rmsprop_range)(p, s, g, 0, n_decay, lr, rho, eps, l2, l1, shrink);
-    FN(rmsprop_range)(p, s, g, n_decay, n, lr, rho, eps, 0, 0, 1);
+    FNN_PARALLEL_RANGES(n, n_decay, FN(rmsprop_range)(p, s, g, lo, mid, lr, rho, eps, l2, l1, shrink),
+                        FN(rmsprop_range)(p, s, g, mid, hi, lr, rho, eps, 0, 0, 1));
 }
 
 #undef SQRT
