@@ -10,13 +10,12 @@
 #include <string.h>
 #include "fastnn.h"
 #include "gemm_kernels.h"
-#ifdef _OPENMP
-#include <omp.h>
-#endif
+#include "internal.h"
 
 #define REF_MR 4
 #define REF_NR 8
 #define PAR_MIN_FLOPS (64 * 64 * 64) /* below this m*n*k, one thread */
+#define SLABS_PER_THREAD 4           /* slabs of C handed out per thread and call */
 
 static inline void *align64(void *p) { return (void *)(((uintptr_t)p + 63) & ~(uintptr_t)63); }
 static inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
@@ -162,9 +161,41 @@ static void FN(gemm_block)(real *C, const real *A, const real *B, int64_t i0, in
     }
 }
 
-int FN(fnn_gemm)(real *C, const real *A, const real *B, int64_t m, int64_t n, int64_t k,
-                 int64_t ldc, int64_t lda, int64_t ldb, int trans_a, int trans_b, double alpha_d,
-                 double beta_d, real *work) {
+/* One call split into slabs of C's columns (or rows, when C is narrow): the tasks of a team. */
+typedef struct FN(gemm_job) {
+    real *C;
+    const real *A, *B;
+    int64_t m, n, k, ldc, lda, ldb, step, per_slab, extent;
+    int trans_a, trans_b, by_cols;
+    real alpha, beta, *work;
+    size_t per_thread;
+#if REAL_IS_FLOAT
+    fnn_kernel_f32 K;
+#else
+    fnn_kernel_f64 K;
+#endif
+} FN(gemm_job);
+
+static void FN(gemm_slab)(void *ctx, int64_t s, int worker) {
+    const FN(gemm_job) *j = (const FN(gemm_job) *)ctx;
+    real *pa = (real *)align64(j->work + j->per_thread * (size_t)worker);
+    real *pb = (real *)align64(pa + j->K.mc * j->K.kc);
+    const int64_t lo = s * j->per_slab * j->step;
+    const int64_t hi = min64((s + 1) * j->per_slab * j->step, j->extent);
+    if (j->by_cols)
+        FN(gemm_block)(j->C, j->A, j->B, 0, j->m, lo, hi, j->k, j->ldc, j->lda, j->ldb, j->trans_a,
+                       j->trans_b, j->alpha, j->beta, pa, pb, &j->K);
+    else
+        FN(gemm_block)(j->C, j->A, j->B, lo, hi, 0, j->n, j->k, j->ldc, j->lda, j->ldb, j->trans_a,
+                       j->trans_b, j->alpha, j->beta, pa, pb, &j->K);
+}
+
+/* Threads take slabs of C, each packing into its own part of `work`: no barrier inside a call.
+ * A few slabs per thread, handed out as threads come free, so a thread that the OS
+ * descheduled (a busy, shared machine) costs one slab's delay, not half of the work. */
+int FN(fnn_gemm_team)(fnn_team *team, real *C, const real *A, const real *B, int64_t m, int64_t n,
+                      int64_t k, int64_t ldc, int64_t lda, int64_t ldb, int trans_a, int trans_b,
+                      double alpha_d, double beta_d, real *work) {
     int st = FN(check_args)(m, n, k, ldc, lda, ldb, trans_a, trans_b);
     if (st != FNN_OK) return st;
     const real alpha = (real)alpha_d, beta = (real)beta_d;
@@ -173,10 +204,11 @@ int FN(fnn_gemm)(real *C, const real *A, const real *B, int64_t m, int64_t n, in
         FN(scale_c)(C, m, n, ldc, beta);
         return FNN_OK;
     }
+    FN(gemm_job) j;
 #if REAL_IS_FLOAT
-    const fnn_kernel_f32 K = fnn_active_arch()->f32;
+    j.K = fnn_active_arch()->f32;
 #else
-    const fnn_kernel_f64 K = fnn_active_arch()->f64;
+    j.K = fnn_active_arch()->f64;
 #endif
     real *owned = NULL;
     if (!work) {
@@ -184,45 +216,49 @@ int FN(fnn_gemm)(real *C, const real *A, const real *B, int64_t m, int64_t n, in
         if (!owned) return FNN_ENOMEM;
         work = owned;
     }
-    /* Threads take disjoint slabs of C's columns (or rows, when C is narrow), each packing into
-     * its own buffers: no barrier inside a call. Slabs are handed out dynamically, a few per
-     * thread, so a thread that the OS descheduled (a busy, shared machine) delays the call by one
-     * slab, not by half of the work. */
-    int nt = fnn_get_num_threads();
-    const double flops = (double)m * (double)n * (double)k;
-    if (flops < PAR_MIN_FLOPS) nt = 1;
-    const int by_cols = n >= 2 * K.nr * nt || n >= m;
-    const int64_t step = by_cols ? K.nr : K.mr, extent = by_cols ? n : m;
-    const int64_t panels = (extent + step - 1) / step;
-    int64_t per_slab = panels; /* panels per slab: about 4 slabs per thread, >= 2 panels each */
+    int nt = fnn_team_size(team);
+    if ((double)m * (double)n * (double)k < PAR_MIN_FLOPS) nt = 1;
+    j.by_cols = n >= 2 * j.K.nr * nt || n >= m;
+    j.step = j.by_cols ? j.K.nr : j.K.mr;
+    j.extent = j.by_cols ? n : m;
+    const int64_t panels = (j.extent + j.step - 1) / j.step;
+    j.per_slab = panels;
     if (nt > 1) {
-        per_slab = (panels + 4 * nt - 1) / (4 * nt);
-        if (per_slab < 2) per_slab = 2;
+        j.per_slab = (panels + SLABS_PER_THREAD * nt - 1) / (SLABS_PER_THREAD * nt);
+        if (j.per_slab < 2) j.per_slab = 2;
     }
-    const int64_t slabs = (panels + per_slab - 1) / per_slab;
-    if (nt > slabs) nt = (int)slabs;
-    const size_t per_thread = FN(thread_work)();
-#pragma omp parallel num_threads(nt) if (nt > 1)
-    {
-        int tid = 0;
-#ifdef _OPENMP
-        tid = omp_get_thread_num();
-#endif
-        real *pa = (real *)align64(work + per_thread * (size_t)tid);
-        real *pb = (real *)align64(pa + K.mc * K.kc);
-#pragma omp for schedule(dynamic, 1) nowait
-        for (int64_t s = 0; s < slabs; s++) {
-            const int64_t lo = s * per_slab * step, hi = min64((s + 1) * per_slab * step, extent);
-            if (by_cols)
-                FN(gemm_block)(C, A, B, 0, m, lo, hi, k, ldc, lda, ldb, trans_a, trans_b, alpha,
-                               beta, pa, pb, &K);
-            else
-                FN(gemm_block)(C, A, B, lo, hi, 0, n, k, ldc, lda, ldb, trans_a, trans_b, alpha,
-                               beta, pa, pb, &K);
-        }
-    }
+    const int64_t slabs = (panels + j.per_slab - 1) / j.per_slab;
+    j.C = C; j.A = A; j.B = B;
+    j.m = m; j.n = n; j.k = k; j.ldc = ldc; j.lda = lda; j.ldb = ldb;
+    j.trans_a = trans_a; j.trans_b = trans_b; j.alpha = alpha; j.beta = beta;
+    j.work = work;
+    j.per_thread = FN(thread_work)();
+    fnn_team_run(nt > 1 ? team : NULL, slabs, FN(gemm_slab), &j);
     free(owned);
     return FNN_OK;
+}
+
+typedef struct FN(gemm_call) {
+    real *C;
+    const real *A, *B;
+    int64_t m, n, k, ldc, lda, ldb;
+    int trans_a, trans_b;
+    double alpha, beta;
+    real *work;
+} FN(gemm_call);
+
+static int FN(gemm_body)(fnn_team *team, void *ctx) {
+    const FN(gemm_call) *c = (const FN(gemm_call) *)ctx;
+    return FN(fnn_gemm_team)(team, c->C, c->A, c->B, c->m, c->n, c->k, c->ldc, c->lda, c->ldb,
+                             c->trans_a, c->trans_b, c->alpha, c->beta, c->work);
+}
+
+int FN(fnn_gemm)(real *C, const real *A, const real *B, int64_t m, int64_t n, int64_t k,
+                 int64_t ldc, int64_t lda, int64_t ldb, int trans_a, int trans_b, double alpha,
+                 double beta, real *work) {
+    FN(gemm_call) c = {C, A, B, m, n, k, ldc, lda, ldb, trans_a, trans_b, alpha, beta, work};
+    const int big = (double)m * (double)n * (double)k >= PAR_MIN_FLOPS;
+    return fnn_with_team(big ? fnn_get_num_threads() : 1, FN(gemm_body), &c);
 }
 
 int FN(fnn_gemm_naive)(real *C, const real *A, const real *B, int64_t m, int64_t n, int64_t k,

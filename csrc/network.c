@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "fastnn.h"
+#include "internal.h"
 #include "simd.h"
 
 #define FNN_SELF "network.c"
@@ -106,7 +107,7 @@ int64_t FN(fnn_workspace_batch)(const FN(fnn_workspace) *ws) { return ws->batch;
 
 /* Forward pass of nb rows of x. training: dropout draws for optimizer step `step`, batch-norm
  * batch statistics; else dropout is the identity and batch norm uses the running statistics. */
-static int FN(forward)(FN(fnn_workspace) *ws, const fnn_net *net, const real *params,
+static int FN(forward)(fnn_team *team, FN(fnn_workspace) *ws, const fnn_net *net, const real *params,
                        const real *state, const real *x, int64_t nb, int training, int64_t step) {
     const real *in = x;
     for (int64_t l = 0; l < net->n_layers; l++) {
@@ -116,7 +117,7 @@ static int FN(forward)(FN(fnn_workspace) *ws, const fnn_net *net, const real *pa
         int st = FNN_OK;
         switch (ly->kind) {
         case FNN_LAYER_DENSE:
-            st = FN(fnn_gemm)(y, in, params + ly->w_off, nb, n, ly->n_in, n, ly->n_in, n, 0, 0, 1.0,
+            st = FN(fnn_gemm_team)(team, y, in, params + ly->w_off, nb, n, ly->n_in, n, ly->n_in, n, 0, 0, 1.0,
                               0.0, ws->gemm_work);
             if (st != FNN_OK) return st;
             FN(fnn_bias_forward)(y, params + ly->b_off, nb, n, n);
@@ -193,11 +194,11 @@ static int64_t FN(count_correct)(const fnn_net *net, const real *Z, const real *
 }
 
 /* Loss, and the flat gradient into ws->grads, of nb rows (training mode). */
-static int FN(forward_backward)(double *loss, int64_t *correct, FN(fnn_workspace) *ws,
+static int FN(forward_backward)(fnn_team *team, double *loss, int64_t *correct, FN(fnn_workspace) *ws,
                                 const fnn_net *net, const real *params, const real *x,
                                 const real *t, const int64_t *labels, const real *sw, int64_t nb,
                                 int64_t step) {
-    int st = FN(forward)(ws, net, params, NULL, x, nb, 1, step);
+    int st = FN(forward)(team, ws, net, params, NULL, x, nb, 1, step);
     if (st != FNN_OK) return st;
     const int64_t L = net->n_layers;
     real *g = ws->g0, *spare = ws->g1;
@@ -233,12 +234,12 @@ static int FN(forward_backward)(double *loss, int64_t *correct, FN(fnn_workspace
             st = FN(fnn_activation_backward)(ly->activation, g, g, ws->acts[l], nb, n, ly->alpha);
             if (st != FNN_OK) return st;
             /* dW = in^T g ; db += colsum g ; dX = g W^T */
-            st = FN(fnn_gemm)(grads + ly->w_off, in, g, ly->n_in, n, nb, n, ly->n_in, n, 1, 0, 1.0,
+            st = FN(fnn_gemm_team)(team, grads + ly->w_off, in, g, ly->n_in, n, nb, n, ly->n_in, n, 1, 0, 1.0,
                               0.0, ws->gemm_work);
             if (st != FNN_OK) return st;
             FN(fnn_bias_backward)(grads + ly->b_off, g, nb, n, n);
             if (l > lowest) {
-                st = FN(fnn_gemm)(spare, g, params + ly->w_off, nb, ly->n_in, n, ly->n_in, n, n, 0,
+                st = FN(fnn_gemm_team)(team, spare, g, params + ly->w_off, nb, ly->n_in, n, ly->n_in, n, n, 0,
                                   1, 1.0, 0.0, ws->gemm_work);
                 if (st != FNN_OK) return st;
                 real *tmp = g;
@@ -263,20 +264,20 @@ static int FN(forward_backward)(double *loss, int64_t *correct, FN(fnn_workspace
     return FN(all_finite)(grads, net->n_params) ? FNN_OK : FNN_ENONFINITE;
 }
 
-static int FN(apply_update)(real *params, real *slots, const fnn_net *net, const fnn_optim *opt,
+static int FN(apply_update)(fnn_team *team, real *params, real *slots, const fnn_net *net, const fnn_optim *opt,
                             const real *grads, double lr, int64_t t) {
     const int64_t P = net->n_params;
     switch (opt->kind) {
     case FNN_OPT_SGD:
-        FN(fnn_sgd_update)(params, slots, grads, P, net->n_decay, lr, opt->momentum, opt->nesterov,
+        FN(fnn_sgd_update_team)(team, params, slots, grads, P, net->n_decay, lr, opt->momentum, opt->nesterov,
                            opt->l2, opt->l1, opt->weight_decay);
         return FNN_OK;
     case FNN_OPT_ADAM:
-        FN(fnn_adam_update)(params, slots, slots + P, grads, P, net->n_decay, t, lr, opt->beta1,
+        FN(fnn_adam_update_team)(team, params, slots, slots + P, grads, P, net->n_decay, t, lr, opt->beta1,
                             opt->beta2, opt->eps, opt->l2, opt->l1, opt->weight_decay);
         return FNN_OK;
     case FNN_OPT_RMSPROP:
-        FN(fnn_rmsprop_update)(params, slots, grads, P, net->n_decay, lr, opt->rho, opt->eps,
+        FN(fnn_rmsprop_update_team)(team, params, slots, grads, P, net->n_decay, lr, opt->rho, opt->eps,
                                opt->l2, opt->l1, opt->weight_decay);
         return FNN_OK;
     default: return FNN_EINVAL;
@@ -284,14 +285,14 @@ static int FN(apply_update)(real *params, real *slots, const fnn_net *net, const
 }
 
 /* One optimizer step on a gathered batch; nothing is changed unless it returns FNN_OK. */
-static int FN(step)(fnn_train_result *res, real *params, real *slots, real *state,
+static int FN(step)(fnn_team *team, fnn_train_result *res, real *params, real *slots, real *state,
                     int64_t *counters, FN(fnn_workspace) *ws, const fnn_net *net,
                     const fnn_optim *opt, const real *x, const real *t, const int64_t *labels,
                     const real *sw, int64_t nb, int64_t epoch, int64_t samples0) {
     double loss = 0;
     int64_t correct = 0;
     const int64_t step = counters[FNN_CTR_STEP];
-    int st = FN(forward_backward)(&loss, &correct, ws, net, params, x, t, labels, sw, nb, step);
+    int st = FN(forward_backward)(team, &loss, &correct, ws, net, params, x, t, labels, sw, nb, step);
     if (st != FNN_OK) return st;
     for (int64_t l = 0; l < net->n_layers; l++) {
         const fnn_layer *ly = &net->layers[l];
@@ -302,7 +303,7 @@ static int FN(step)(fnn_train_result *res, real *params, real *slots, real *stat
         }
     }
     const double lr = fnn_lr_at(opt, epoch, step, samples0);
-    st = FN(apply_update)(params, slots, net, opt, ws->grads, lr, step + 1);
+    st = FN(apply_update)(team, params, slots, net, opt, ws->grads, lr, step + 1);
     if (st != FNN_OK) return st;
     counters[FNN_CTR_STEP] = step + 1;
     counters[FNN_CTR_SAMPLES] += nb;
@@ -325,6 +326,56 @@ static int FN(check_net)(const fnn_net *net, const fnn_optim *opt, const FN(fnn_
     return FNN_OK;
 }
 
+/* The public calls run their body inside a team (team.h): one set of threads per call, shared
+ * by every GEMM and update of the call, with no barrier between them. */
+typedef struct FN(call) {
+    fnn_train_result *res;
+    real *params, *slots, *state, *grads, *out;
+    int64_t *counters, *perm;
+    FN(fnn_workspace) *ws;
+    const fnn_net *net;
+    const fnn_optim *opt;
+    const real *X, *T, *sw;
+    const int64_t *labels;
+    int64_t n, batch, epoch, step;
+    int shuffle, link;
+    fnn_check_fn check;
+    void *check_ctx;
+    double *loss;
+} FN(call);
+
+static int FN(epoch_body)(fnn_team *team, void *ctx) {
+    const FN(call) *c = (const FN(call) *)ctx;
+    const fnn_net *net = c->net;
+    FN(fnn_workspace) *ws = c->ws;
+    const int64_t n = c->n, batch = c->batch, din = net->n_inputs, dout = net->n_outputs;
+    int64_t *perm = c->perm;
+    if (c->shuffle)
+        fnn_shuffle(perm, fnn_rng_key(net->seed, FNN_RNG_SHUFFLE, (uint64_t)c->epoch), n);
+    else
+        for (int64_t i = 0; i < n; i++) perm[i] = i;
+    const int64_t samples0 = c->counters[FNN_CTR_SAMPLES];
+    for (int64_t b = 0, start = 0; start < n; b++, start += batch) {
+        const int64_t nb = start + batch <= n ? batch : n - start;
+        const int64_t *rows = perm + start;
+        for (int64_t i = 0; i < nb; i++) {
+            memcpy(ws->x + i * din, c->X + rows[i] * din, (size_t)din * sizeof(real));
+            if (c->T) memcpy(ws->t + i * dout, c->T + rows[i] * dout, (size_t)dout * sizeof(real));
+            if (c->labels) ws->labels[i] = c->labels[rows[i]];
+            if (c->sw) ws->sw[i] = c->sw[rows[i]];
+        }
+        int st = FN(step)(team, c->res, c->params, c->slots, c->state, c->counters, ws, net, c->opt,
+                          ws->x, c->T ? ws->t : NULL, c->labels ? ws->labels : NULL,
+                          c->sw ? ws->sw : NULL, nb, c->epoch, samples0);
+        if (st != FNN_OK) {
+            c->res->bad_batch = b;
+            return st;
+        }
+        if (c->check && c->check(c->check_ctx)) return FNN_EINTR;
+    }
+    return FNN_OK;
+}
+
 int FN(fnn_train_epoch)(fnn_train_result *res, real *params, real *slots, real *state,
                         int64_t *counters, int64_t *perm, FN(fnn_workspace) *ws,
                         const fnn_net *net, const fnn_optim *opt, const real *X, const real *T,
@@ -335,30 +386,22 @@ int FN(fnn_train_epoch)(fnn_train_result *res, real *params, real *slots, real *
     int st = FN(check_net)(net, opt, ws);
     if (st != FNN_OK) return st;
     if (batch < 1 || batch > ws->batch || n < 0) return FNN_EINVAL;
-    if (shuffle)
-        fnn_shuffle(perm, fnn_rng_key(net->seed, FNN_RNG_SHUFFLE, (uint64_t)epoch), n);
-    else
-        for (int64_t i = 0; i < n; i++) perm[i] = i;
-    const int64_t din = net->n_inputs, dout = net->n_outputs;
-    const int64_t samples0 = counters[FNN_CTR_SAMPLES];
-    for (int64_t b = 0, start = 0; start < n; b++, start += batch) {
-        const int64_t nb = start + batch <= n ? batch : n - start;
-        const int64_t *rows = perm + start;
-        for (int64_t i = 0; i < nb; i++) {
-            memcpy(ws->x + i * din, X + rows[i] * din, (size_t)din * sizeof(real));
-            if (T) memcpy(ws->t + i * dout, T + rows[i] * dout, (size_t)dout * sizeof(real));
-            if (labels) ws->labels[i] = labels[rows[i]];
-            if (sw) ws->sw[i] = sw[rows[i]];
-        }
-        st = FN(step)(res, params, slots, state, counters, ws, net, opt, ws->x, T ? ws->t : NULL,
-                      labels ? ws->labels : NULL, sw ? ws->sw : NULL, nb, epoch, samples0);
-        if (st != FNN_OK) {
-            res->bad_batch = b;
-            return st;
-        }
-        if (check && check(ctx)) return FNN_EINTR;
-    }
-    return FNN_OK;
+    FN(call) c;
+    memset(&c, 0, sizeof c);
+    c.res = res; c.params = params; c.slots = slots; c.state = state; c.counters = counters;
+    c.perm = perm; c.ws = ws; c.net = net; c.opt = opt; c.X = X; c.T = T; c.labels = labels;
+    c.sw = sw; c.n = n; c.batch = batch; c.shuffle = shuffle; c.epoch = epoch; c.check = check;
+    c.check_ctx = ctx;
+    return fnn_with_team(fnn_get_num_threads(), FN(epoch_body), &c);
+}
+
+static int FN(step_body)(fnn_team *team, void *ctx) {
+    const FN(call) *c = (const FN(call) *)ctx;
+    int st = FN(step)(team, c->res, c->params, c->slots, c->state, c->counters, c->ws, c->net,
+                      c->opt, c->X, c->T, c->labels, c->sw, c->n, c->epoch,
+                      c->counters[FNN_CTR_SAMPLES]);
+    if (st != FNN_OK) c->res->bad_batch = 0;
+    return st;
 }
 
 int FN(fnn_train_step)(fnn_train_result *res, real *params, real *slots, real *state,
@@ -370,9 +413,20 @@ int FN(fnn_train_step)(fnn_train_result *res, real *params, real *slots, real *s
     int st = FN(check_net)(net, opt, ws);
     if (st != FNN_OK) return st;
     if (n < 1 || n > ws->batch) return FNN_EINVAL;
-    st = FN(step)(res, params, slots, state, counters, ws, net, opt, X, T, labels, sw, n, epoch,
-                  counters[FNN_CTR_SAMPLES]);
-    if (st != FNN_OK) res->bad_batch = 0;
+    FN(call) c;
+    memset(&c, 0, sizeof c);
+    c.res = res; c.params = params; c.slots = slots; c.state = state; c.counters = counters;
+    c.ws = ws; c.net = net; c.opt = opt; c.X = X; c.T = T; c.labels = labels; c.sw = sw; c.n = n;
+    c.epoch = epoch;
+    return fnn_with_team(fnn_get_num_threads(), FN(step_body), &c);
+}
+
+static int FN(gradient_body)(fnn_team *team, void *ctx) {
+    const FN(call) *c = (const FN(call) *)ctx;
+    int st = FN(forward_backward)(team, c->loss, NULL, c->ws, c->net, c->params, c->X, c->T,
+                                  c->labels, c->sw, c->n, c->step);
+    if (st == FNN_OK || st == FNN_ENONFINITE)
+        memcpy(c->grads, c->ws->grads, (size_t)c->net->n_params * sizeof(real));
     return st;
 }
 
@@ -382,31 +436,44 @@ int FN(fnn_gradient)(double *loss, real *grads, const real *params, FN(fnn_works
     int st = FN(check_net)(net, NULL, ws);
     if (st != FNN_OK) return st;
     if (n < 1 || n > ws->batch) return FNN_EINVAL;
-    st = FN(forward_backward)(loss, NULL, ws, net, params, X, T, labels, sw, n, step);
-    if (st == FNN_OK || st == FNN_ENONFINITE)
-        memcpy(grads, ws->grads, (size_t)net->n_params * sizeof(real));
-    return st;
+    FN(call) c;
+    memset(&c, 0, sizeof c);
+    c.loss = loss; c.grads = grads; c.params = (real *)params; c.ws = ws; c.net = net; c.X = X;
+    c.T = T; c.labels = labels; c.sw = sw; c.n = n; c.step = step;
+    return fnn_with_team(fnn_get_num_threads(), FN(gradient_body), &c);
+}
+
+static int FN(predict_body)(fnn_team *team, void *ctx) {
+    const FN(call) *c = (const FN(call) *)ctx;
+    const fnn_net *net = c->net;
+    FN(fnn_workspace) *ws = c->ws;
+    const int64_t din = net->n_inputs, dout = net->n_outputs;
+    for (int64_t start = 0; start < c->n; start += ws->batch) {
+        const int64_t nb = start + ws->batch <= c->n ? ws->batch : c->n - start;
+        int st = FN(forward)(team, ws, net, c->params, c->state, c->X + start * din, nb, 0, 0);
+        if (st != FNN_OK) return st;
+        const real *z = ws->acts[net->n_layers - 1];
+        real *o = c->out + start * dout;
+        if (c->link && net->loss == FNN_LOSS_SOFTMAX_XENT)
+            FN(fnn_softmax_forward)(o, z, nb, dout);
+        else if (c->link && net->loss == FNN_LOSS_SIGMOID_BCE)
+            FN(fnn_sigmoid_forward)(o, z, nb * dout);
+        else
+            memcpy(o, z, (size_t)(nb * dout) * sizeof(real));
+    }
+    return FNN_OK;
 }
 
 int FN(fnn_predict)(real *out, const real *params, const real *state, FN(fnn_workspace) *ws,
                     const fnn_net *net, const real *X, int64_t n, int link) {
     int st = FN(check_net)(net, NULL, ws);
     if (st != FNN_OK) return st;
-    const int64_t din = net->n_inputs, dout = net->n_outputs;
-    for (int64_t start = 0; start < n; start += ws->batch) {
-        const int64_t nb = start + ws->batch <= n ? ws->batch : n - start;
-        st = FN(forward)(ws, net, params, state, X + start * din, nb, 0, 0);
-        if (st != FNN_OK) return st;
-        const real *z = ws->acts[net->n_layers - 1];
-        real *o = out + start * dout;
-        if (link && net->loss == FNN_LOSS_SOFTMAX_XENT)
-            FN(fnn_softmax_forward)(o, z, nb, dout);
-        else if (link && net->loss == FNN_LOSS_SIGMOID_BCE)
-            FN(fnn_sigmoid_forward)(o, z, nb * dout);
-        else
-            memcpy(o, z, (size_t)(nb * dout) * sizeof(real));
-    }
-    return FNN_OK;
+    FN(call) c;
+    memset(&c, 0, sizeof c);
+    c.out = out; c.params = (real *)params; c.state = (real *)state; c.ws = ws; c.net = net;
+    c.X = X; c.n = n; c.link = link;
+    const int threads = (double)n * (double)net->n_params >= 64.0 * 64 * 64 ? fnn_get_num_threads() : 1;
+    return fnn_with_team(threads, FN(predict_body), &c);
 }
 
 #endif

@@ -4,14 +4,12 @@
  * decoupled decay p *= 1 - lr wd). Penalties touch only params[0:n_decay], the weights. */
 #ifndef real
 #include <math.h>
+#include <string.h>
 #include "fastnn.h"
 #include "simd.h"
-#ifdef _OPENMP
-#include <omp.h>
-#define FNN_THREAD_IDS(tid, team) ((tid) = omp_get_thread_num(), (team) = omp_get_num_threads())
-#else
-#define FNN_THREAD_IDS(tid, team) ((void)(tid), (void)(team))
-#endif
+#include "internal.h"
+
+#define OPT_CHUNK 16384 /* elements per task when an update is shared between threads */
 #define FNN_SELF "optimizers.c"
 #include "instantiate.h"
 
@@ -48,26 +46,6 @@ static inline real FN(penalised)(real g, real p, real l2, real l1) {
 
 /* Each update runs over [0, n_decay) with the penalties and over [n_decay, n) without: two
  * branch-free loops that vectorise, instead of a test per element. */
-/* Threads split [0, n) into contiguous chunks (64-element aligned); each chunk is updated with
- * the penalties on its part below n_decay and without them above. Element-wise: the result does
- * not depend on the thread count. */
-#define FNN_PARALLEL_RANGES(n, n_decay, WITH, WITHOUT)                                          \
-    do {                                                                                         \
-        int nt_ = (n) >= 65536 ? fnn_get_num_threads() : 1;                                     \
-        (void)nt_;                                                                               \
-        _Pragma("omp parallel num_threads(nt_) if (nt_ > 1)") {                                  \
-            int tid_ = 0, team_ = 1;                                                             \
-            FNN_THREAD_IDS(tid_, team_);                                                         \
-            const int64_t chunk_ = (((n) + team_ - 1) / team_ + 63) / 64 * 64;                  \
-            const int64_t lo = chunk_ * tid_, hi = lo + chunk_ < (n) ? lo + chunk_ : (n);        \
-            const int64_t mid = (n_decay) < lo ? lo : ((n_decay) > hi ? hi : (n_decay));         \
-            if (lo < hi) {                                                                       \
-                WITH;                                                                            \
-                WITHOUT;                                                                         \
-            }                                                                                    \
-        }                                                                                        \
-    } while (0)
-
 FNN_CLONES static void FN(sgd_range)(real *restrict p, real *restrict vel, const real *restrict g, int64_t i0,
                           int64_t i1, real lr, real mu, int nesterov, real l2, real l1, real shrink) {
     if (mu == 0) {
@@ -88,15 +66,6 @@ FNN_CLONES static void FN(sgd_range)(real *restrict p, real *restrict vel, const
     }
 }
 
-void FN(fnn_sgd_update)(real *restrict p, real *restrict vel, const real *restrict g, int64_t n,
-                        int64_t n_decay, double lr_d, double momentum_d, int nesterov, double l2_d,
-                        double l1_d, double wd_d) {
-    const real lr = (real)lr_d, mu = (real)momentum_d, l2 = (real)l2_d, l1 = (real)l1_d;
-    const real shrink = (real)(1 - lr_d * wd_d);
-    FNN_PARALLEL_RANGES(n, n_decay, FN(sgd_range)(p, vel, g, lo, mid, lr, mu, nesterov, l2, l1, shrink),
-                        FN(sgd_range)(p, vel, g, mid, hi, lr, mu, nesterov, 0, 0, 1));
-}
-
 FNN_CLONES static void FN(adam_range)(real *restrict p, real *restrict m, real *restrict v,
                            const real *restrict g, int64_t i0, int64_t i1, real lr, real b1, real b2,
                            real eps, real l2, real l1, real shrink, real c1, real c2) {
@@ -110,18 +79,6 @@ FNN_CLONES static void FN(adam_range)(real *restrict p, real *restrict m, real *
     }
 }
 
-void FN(fnn_adam_update)(real *restrict p, real *restrict m, real *restrict v,
-                         const real *restrict g, int64_t n, int64_t n_decay, int64_t t, double lr_d,
-                         double beta1_d, double beta2_d, double eps_d, double l2_d, double l1_d,
-                         double wd_d) {
-    const real lr = (real)lr_d, b1 = (real)beta1_d, b2 = (real)beta2_d, eps = (real)eps_d;
-    const real l2 = (real)l2_d, l1 = (real)l1_d, shrink = (real)(1 - lr_d * wd_d);
-    const real c1 = (real)(1 / (1 - pow(beta1_d, (double)t)));
-    const real c2 = (real)(1 / (1 - pow(beta2_d, (double)t)));
-    FNN_PARALLEL_RANGES(n, n_decay, FN(adam_range)(p, m, v, g, lo, mid, lr, b1, b2, eps, l2, l1, shrink, c1, c2),
-                        FN(adam_range)(p, m, v, g, mid, hi, lr, b1, b2, eps, 0, 0, 1, c1, c2));
-}
-
 FNN_CLONES static void FN(rmsprop_range)(real *restrict p, real *restrict s, const real *restrict g, int64_t i0,
                               int64_t i1, real lr, real rho, real eps, real l2, real l1, real shrink) {
     for (int64_t i = i0; i < i1; i++) {
@@ -132,13 +89,103 @@ FNN_CLONES static void FN(rmsprop_range)(real *restrict p, real *restrict s, con
     }
 }
 
-void FN(fnn_rmsprop_update)(real *restrict p, real *restrict s, const real *restrict g, int64_t n,
-                            int64_t n_decay, double lr_d, double rho_d, double eps_d, double l2_d,
-                            double l1_d, double wd_d) {
-    const real lr = (real)lr_d, rho = (real)rho_d, eps = (real)eps_d;
-    const real l2 = (real)l2_d, l1 = (real)l1_d, shrink = (real)(1 - lr_d * wd_d);
-    FNN_PARALLEL_RANGES(n, n_decay, FN(rmsprop_range)(p, s, g, lo, mid, lr, rho, eps, l2, l1, shrink),
-                        FN(rmsprop_range)(p, s, g, mid, hi, lr, rho, eps, 0, 0, 1));
+/* An update as tasks: chunk t covers [t * OPT_CHUNK, ...), penalised below n_decay. */
+typedef struct FN(opt_job) {
+    int kind;
+    real *p, *s1, *s2;
+    const real *g;
+    int64_t n, n_decay;
+    int nesterov;
+    real lr, mu, b1, b2, rho, eps, l2, l1, shrink, c1, c2;
+} FN(opt_job);
+
+static void FN(opt_chunk)(void *ctx, int64_t task, int worker) {
+    const FN(opt_job) *j = (const FN(opt_job) *)ctx;
+    (void)worker;
+    const int64_t lo = task * OPT_CHUNK, hi = lo + OPT_CHUNK < j->n ? lo + OPT_CHUNK : j->n;
+    const int64_t mid = j->n_decay < lo ? lo : (j->n_decay > hi ? hi : j->n_decay);
+    switch (j->kind) {
+    case FNN_OPT_SGD:
+        FN(sgd_range)(j->p, j->s1, j->g, lo, mid, j->lr, j->mu, j->nesterov, j->l2, j->l1, j->shrink);
+        FN(sgd_range)(j->p, j->s1, j->g, mid, hi, j->lr, j->mu, j->nesterov, 0, 0, 1);
+        break;
+    case FNN_OPT_ADAM:
+        FN(adam_range)(j->p, j->s1, j->s2, j->g, lo, mid, j->lr, j->b1, j->b2, j->eps, j->l2, j->l1,
+                       j->shrink, j->c1, j->c2);
+        FN(adam_range)(j->p, j->s1, j->s2, j->g, mid, hi, j->lr, j->b1, j->b2, j->eps, 0, 0, 1,
+                       j->c1, j->c2);
+        break;
+    default:
+        FN(rmsprop_range)(j->p, j->s1, j->g, lo, mid, j->lr, j->rho, j->eps, j->l2, j->l1, j->shrink);
+        FN(rmsprop_range)(j->p, j->s1, j->g, mid, hi, j->lr, j->rho, j->eps, 0, 0, 1);
+    }
+}
+
+static int FN(opt_body)(fnn_team *team, void *ctx) {
+    const FN(opt_job) *j = (const FN(opt_job) *)ctx;
+    fnn_team_run(team, (j->n + OPT_CHUNK - 1) / OPT_CHUNK, FN(opt_chunk), (void *)j);
+    return FNN_OK;
+}
+
+static FN(opt_job) FN(opt_common)(int kind, real *p, real *s1, real *s2, const real *g, int64_t n,
+                                  int64_t n_decay, double lr, double l2, double l1, double wd) {
+    FN(opt_job) j;
+    memset(&j, 0, sizeof j);
+    j.kind = kind; j.p = p; j.s1 = s1; j.s2 = s2; j.g = g; j.n = n;
+    j.n_decay = n_decay < 0 ? 0 : n_decay;
+    j.lr = (real)lr; j.l2 = (real)l2; j.l1 = (real)l1; j.shrink = (real)(1 - lr * wd);
+    return j;
+}
+
+/* Standalone calls share the update between threads when it is large enough to pay. */
+static void FN(opt_run)(fnn_team *team, FN(opt_job) *j, int standalone) {
+    if (standalone)
+        fnn_with_team(j->n >= 4 * OPT_CHUNK ? fnn_get_num_threads() : 1, FN(opt_body), j);
+    else
+        FN(opt_body)(team, j);
+}
+
+void FN(fnn_sgd_update_team)(fnn_team *team, real *p, real *vel, const real *g, int64_t n,
+                             int64_t n_decay, double lr, double momentum, int nesterov, double l2,
+                             double l1, double weight_decay) {
+    FN(opt_job) j = FN(opt_common)(FNN_OPT_SGD, p, vel, NULL, g, n, n_decay, lr, l2, l1, weight_decay);
+    j.mu = (real)momentum;
+    j.nesterov = nesterov;
+    FN(opt_run)(team, &j, team == NULL);
+}
+
+void FN(fnn_adam_update_team)(fnn_team *team, real *p, real *m, real *v, const real *g, int64_t n,
+                              int64_t n_decay, int64_t t, double lr, double beta1, double beta2,
+                              double eps, double l2, double l1, double weight_decay) {
+    FN(opt_job) j = FN(opt_common)(FNN_OPT_ADAM, p, m, v, g, n, n_decay, lr, l2, l1, weight_decay);
+    j.b1 = (real)beta1; j.b2 = (real)beta2; j.eps = (real)eps;
+    j.c1 = (real)(1 / (1 - pow(beta1, (double)t)));
+    j.c2 = (real)(1 / (1 - pow(beta2, (double)t)));
+    FN(opt_run)(team, &j, team == NULL);
+}
+
+void FN(fnn_rmsprop_update_team)(fnn_team *team, real *p, real *s, const real *g, int64_t n,
+                                 int64_t n_decay, double lr, double rho, double eps, double l2,
+                                 double l1, double weight_decay) {
+    FN(opt_job) j = FN(opt_common)(FNN_OPT_RMSPROP, p, s, NULL, g, n, n_decay, lr, l2, l1, weight_decay);
+    j.rho = (real)rho; j.eps = (real)eps;
+    FN(opt_run)(team, &j, team == NULL);
+}
+
+void FN(fnn_sgd_update)(real *p, real *vel, const real *g, int64_t n, int64_t n_decay, double lr,
+                        double momentum, int nesterov, double l2, double l1, double weight_decay) {
+    FN(fnn_sgd_update_team)(NULL, p, vel, g, n, n_decay, lr, momentum, nesterov, l2, l1, weight_decay);
+}
+
+void FN(fnn_adam_update)(real *p, real *m, real *v, const real *g, int64_t n, int64_t n_decay,
+                         int64_t t, double lr, double beta1, double beta2, double eps, double l2,
+                         double l1, double weight_decay) {
+    FN(fnn_adam_update_team)(NULL, p, m, v, g, n, n_decay, t, lr, beta1, beta2, eps, l2, l1, weight_decay);
+}
+
+void FN(fnn_rmsprop_update)(real *p, real *s, const real *g, int64_t n, int64_t n_decay, double lr,
+                            double rho, double eps, double l2, double l1, double weight_decay) {
+    FN(fnn_rmsprop_update_team)(NULL, p, s, g, n, n_decay, lr, rho, eps, l2, l1, weight_decay);
 }
 
 #undef SQRT

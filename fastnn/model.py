@@ -353,7 +353,18 @@ class Sequential:
         engine = self._engine(batch)
         perm = np.empty(n, np.int64)
         steps_per_epoch = -(-n // batch)
-        history = History()
+        history = self.history = History()
+        try:
+            self._epochs(history, X, T, labels, sw, epochs, batch, steps_per_epoch, engine, perm,
+                         validation_data, val if validation_data is not None else None, shuffle,
+                         verbose, callback)
+        except KeyboardInterrupt:  # inside an epoch the engine stopped between two batches
+            history.interrupted = True
+            raise
+        return history
+
+    def _epochs(self, history, X, T, labels, sw, epochs, batch, steps_per_epoch, engine, perm,
+                validation_data, val, shuffle, verbose, callback):
         sched = self.optimizer.schedule
         for _ in range(epochs):
             epoch = self.epochs_trained
@@ -378,8 +389,6 @@ class Sequential:
             if callback is not None and callback(epoch, logs):
                 history.stopped_early = True
                 break
-        self.history = history
-        return history
 
     def _adapt(self, sched, loss):
         if loss > self._best_loss - sched.tol:
@@ -407,8 +416,6 @@ class Sequential:
         if not finite:  # cannot happen when the engine keeps its promise; restore the epoch's start
             self.params[...], self.slots[...], self.state[...], self.counters[...] = snapshot
         if res["status"] == "interrupted":
-            history.interrupted = True
-            self.history = history
             raise res["exception"]
         raise NonFiniteError(
             f"training diverged: the loss or a gradient became NaN or infinite at epoch {epoch} "

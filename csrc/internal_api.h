@@ -1,0 +1,14 @@
+/* internal_api.h — type-generic entry points shared between the C files but not part of the
+ * public API: the kernels run inside a team (team.h). Included twice by internal.h. */
+int FN(fnn_gemm_team)(fnn_team *team, real *C, const real *A, const real *B, int64_t m, int64_t n,
+                      int64_t k, int64_t ldc, int64_t lda, int64_t ldb, int trans_a, int trans_b,
+                      double alpha, double beta, real *work);
+void FN(fnn_sgd_update_team)(fnn_team *team, real *p, real *vel, const real *g, int64_t n,
+                             int64_t n_decay, double lr, double momentum, int nesterov, double l2,
+                             double l1, double weight_decay);
+void FN(fnn_adam_update_team)(fnn_team *team, real *p, real *m, real *v, const real *g, int64_t n,
+                              int64_t n_decay, int64_t t, double lr, double beta1, double beta2,
+                              double eps, double l2, double l1, double weight_decay);
+void FN(fnn_rmsprop_update_team)(fnn_team *team, real *p, real *s, const real *g, int64_t n,
+                                 int64_t n_decay, double lr, double rho, double eps, double l2,
+                                 double l1, double weight_decay);
