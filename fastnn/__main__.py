@@ -60,6 +60,11 @@ def main(argv=None):
     a = p.parse_args(argv)
     if a.backend:
         fastnn.set_backend(a.backend)
+    from . import _backend
+    if "c" not in _backend.available_backends():
+        print("*** fastnn's compiled extension is not importable, so this runs on the slow NumPy backend.\n"
+              "*** From a source checkout, run the installed `fastnn` command (or run Python outside the\n"
+              f"*** repository root); import error: {_backend._EXT_ERROR}", flush=True)
     fastnn.show_config()
     if a.check:
         return 0 if self_check() else 1

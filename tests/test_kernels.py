@@ -25,6 +25,7 @@ Tolerances are stated once, here, and every comparison uses one of them:
 import math
 import os
 import subprocess
+import tempfile
 import sys
 
 import numpy as np
@@ -600,7 +601,8 @@ def test_compiled_loss_without_its_targets_raises_instead_of_crashing(loss):
             f"except ValueError:\n    raise SystemExit(0)\nraise SystemExit(3)\n")
     root = os.path.dirname(os.path.dirname(os.path.abspath(fastnn.__file__)))
     env = {**os.environ, "PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, timeout=120)
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, timeout=120,
+                          cwd=tempfile.gettempdir())  # not the repository root: its fastnn/ is unbuilt
     assert proc.returncode == 0, (f"exit status {proc.returncode} (-11: segmentation fault, 3: no "
                                   f"error raised); stderr: {proc.stderr.decode()[-500:]}")
 

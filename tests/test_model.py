@@ -3,6 +3,7 @@ History and callbacks, and clear errors for bad input."""
 import os
 import subprocess
 import sys
+import tempfile
 
 import numpy as np
 import pytest
@@ -11,6 +12,8 @@ import fastnn
 from fastnn import _backend
 
 BACKENDS = [b for b in ("c", "python")]
+# the directory holding the fastnn under test, for child processes started outside the repository
+PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(fastnn.__file__)))
 
 
 @pytest.fixture(params=BACKENDS)
@@ -61,8 +64,9 @@ def test_backend_switch_and_errors():
 
 def test_environment_variable_selects_the_backend():
     code = "import fastnn; print(fastnn.get_backend())"
-    env = dict(os.environ, FASTNN_BACKEND="python")
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    env = dict(os.environ, FASTNN_BACKEND="python", PYTHONPATH=PACKAGE_ROOT)
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True,
+                         cwd=tempfile.gettempdir())
     assert out.stdout.strip() == "python"
 
 
@@ -73,7 +77,8 @@ def test_missing_extension_warns_once_and_falls_back_to_numpy():
             "m = fastnn.Sequential([fastnn.Dense(4)]).compile('sgd', 'mse')\n"
             "m.fit(np.ones((8, 2)), np.ones((8, 4)), epochs=2)\n"
             "print(fastnn.get_backend())")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env=dict(os.environ, PYTHONPATH=PACKAGE_ROOT), cwd=tempfile.gettempdir())
     assert out.stdout.strip() == "python"
     assert out.stderr.count("compiled extension is not available") == 1
 
