@@ -64,7 +64,8 @@ static size_t FN(thread_work)(void) {
     return (most + 2 * 64 / sizeof(real) + 63) & ~(size_t)63;
 }
 
-size_t FN(fnn_gemm_work_size)(void) { return FN(thread_work)() * (size_t)fnn_max_threads(); }
+/* One packing area per thread, plus one for an A block that all threads share. */
+size_t FN(fnn_gemm_work_size)(void) { return FN(thread_work)() * ((size_t)fnn_max_threads() + 1); }
 
 /* op(A)[i0 + ip*MR + i, p0 + p] into dst[p*MR + i] for one MR-row panel, zero-padded past mr. */
 static void FN(pack_a)(real *restrict dst, const real *restrict A, int64_t lda, int trans,
@@ -130,12 +131,14 @@ static void FN(scale_c)(real *C, int64_t m, int64_t n, int64_t ldc, real beta) {
 static void FN(gemm_block)(real *C, const real *A, const real *B, int64_t i0, int64_t i1, int64_t j0,
                            int64_t j1, int64_t k, int64_t ldc, int64_t lda, int64_t ldb, int trans_a,
                            int trans_b, real alpha, real beta, real *pa, real *pb,
+                           const real *pa_ready,
 #if REAL_IS_FLOAT
                            const fnn_kernel_f32 *K
 #else
                            const fnn_kernel_f64 *K
 #endif
 ) {
+    /* pa_ready: op(A) already packed whole (one MC x KC block: i1 - i0 <= MC, k <= KC) */
     const int64_t MR = K->mr, NR = K->nr;
     for (int64_t jc = j0; jc < j1; jc += K->nc) {
         const int64_t nc = min64(K->nc, j1 - jc), nb = (nc + NR - 1) / NR;
@@ -147,9 +150,12 @@ static void FN(gemm_block)(real *C, const real *A, const real *B, int64_t i0, in
                            min64(NR, nc - jp * NR), kc, NR);
             for (int64_t ic = i0; ic < i1; ic += K->mc) {
                 const int64_t mc = min64(K->mc, i1 - ic), na = (mc + MR - 1) / MR;
-                for (int64_t ip = 0; ip < na; ip++)
-                    FN(pack_a)(pa + ip * MR * kc, A, lda, trans_a, ic + ip * MR, pc,
-                               min64(MR, mc - ip * MR), kc, MR);
+                if (pa_ready)
+                    pa = (real *)pa_ready;
+                else
+                    for (int64_t ip = 0; ip < na; ip++)
+                        FN(pack_a)(pa + ip * MR * kc, A, lda, trans_a, ic + ip * MR, pc,
+                                   min64(MR, mc - ip * MR), kc, MR);
                 for (int64_t jp = 0; jp < nb; jp++)
                     for (int64_t ip = 0; ip < na; ip++) {
                         real *c = C + (ic + ip * MR) * ldc + jc + jp * NR;
@@ -167,8 +173,8 @@ typedef struct FN(gemm_job) {
     const real *A, *B;
     int64_t m, n, k, ldc, lda, ldb, step, per_slab, extent;
     int trans_a, trans_b, by_cols;
-    real alpha, beta, *work;
-    size_t per_thread;
+    real alpha, beta, *work, *pa_shared; /* pa_shared: op(A) packed once for every slab */
+    size_t per_thread, pa_size; /* a thread's packing area: pa_size elements of A, then B's */
 #if REAL_IS_FLOAT
     fnn_kernel_f32 K;
 #else
@@ -179,15 +185,26 @@ typedef struct FN(gemm_job) {
 static void FN(gemm_slab)(void *ctx, int64_t s, int worker) {
     const FN(gemm_job) *j = (const FN(gemm_job) *)ctx;
     real *pa = (real *)align64(j->work + j->per_thread * (size_t)worker);
-    real *pb = (real *)align64(pa + j->K.mc * j->K.kc);
+    real *pb = (real *)align64(pa + j->pa_size);
     const int64_t lo = s * j->per_slab * j->step;
     const int64_t hi = min64((s + 1) * j->per_slab * j->step, j->extent);
     if (j->by_cols)
         FN(gemm_block)(j->C, j->A, j->B, 0, j->m, lo, hi, j->k, j->ldc, j->lda, j->ldb, j->trans_a,
-                       j->trans_b, j->alpha, j->beta, pa, pb, &j->K);
+                       j->trans_b, j->alpha, j->beta, pa, pb, j->pa_shared, &j->K);
     else
         FN(gemm_block)(j->C, j->A, j->B, lo, hi, 0, j->n, j->k, j->ldc, j->lda, j->ldb, j->trans_a,
-                       j->trans_b, j->alpha, j->beta, pa, pb, &j->K);
+                       j->trans_b, j->alpha, j->beta, pa, pb, NULL, &j->K);
+}
+
+#define PACK_A_PANELS 4 /* MR-row panels per packing task */
+
+static void FN(pack_a_task)(void *ctx, int64_t t, int worker) {
+    const FN(gemm_job) *j = (const FN(gemm_job) *)ctx;
+    (void)worker;
+    const int64_t MR = j->K.mr, na = (j->m + MR - 1) / MR;
+    for (int64_t ip = t * PACK_A_PANELS; ip < na && ip < (t + 1) * PACK_A_PANELS; ip++)
+        FN(pack_a)(j->pa_shared + ip * MR * j->k, j->A, j->lda, j->trans_a, ip * MR, 0,
+                   min64(MR, j->m - ip * MR), j->k, MR);
 }
 
 /* Threads take slabs of C, each packing into its own part of `work`: no barrier inside a call.
@@ -210,14 +227,19 @@ int FN(fnn_gemm_team)(fnn_team *team, real *C, const real *A, const real *B, int
 #else
     j.K = fnn_active_arch()->f64;
 #endif
+    int nt = fnn_team_size(team);
+    if ((double)m * (double)n * (double)k < PAR_MIN_FLOPS) nt = 1;
+    /* packing space this call needs per thread (at most thread_work(), what workspaces hold) */
+    const int64_t rows = min64(j.K.mc, (m + j.K.mr - 1) / j.K.mr * j.K.mr);
+    const int64_t cols = min64(j.K.nc, (n + j.K.nr - 1) / j.K.nr * j.K.nr), depth = min64(j.K.kc, k);
+    j.pa_size = (size_t)(rows * depth);
+    j.per_thread = ((size_t)(rows * depth + depth * cols) + 2 * 64 / sizeof(real) + 63) & ~(size_t)63;
     real *owned = NULL;
-    if (!work) {
-        owned = (real *)malloc(FN(fnn_gemm_work_size)() * sizeof(real));
+    if (!work) { /* a standalone call: just what this call needs, threads + the shared A area */
+        owned = (real *)malloc(j.per_thread * ((size_t)nt + 1) * sizeof(real) + 64);
         if (!owned) return FNN_ENOMEM;
         work = owned;
     }
-    int nt = fnn_team_size(team);
-    if ((double)m * (double)n * (double)k < PAR_MIN_FLOPS) nt = 1;
     j.by_cols = n >= 2 * j.K.nr * nt || n >= m;
     j.step = j.by_cols ? j.K.nr : j.K.mr;
     j.extent = j.by_cols ? n : m;
@@ -232,8 +254,15 @@ int FN(fnn_gemm_team)(fnn_team *team, real *C, const real *A, const real *B, int
     j.m = m; j.n = n; j.k = k; j.ldc = ldc; j.lda = lda; j.ldb = ldb;
     j.trans_a = trans_a; j.trans_b = trans_b; j.alpha = alpha; j.beta = beta;
     j.work = work;
-    j.per_thread = FN(thread_work)();
-    fnn_team_run(nt > 1 ? team : NULL, slabs, FN(gemm_slab), &j);
+    j.pa_shared = NULL;
+    fnn_team *tm = nt > 1 ? team : NULL;
+    if (j.by_cols && slabs > 1 && m <= j.K.mc && k <= j.K.kc) {
+        /* every slab needs all of op(A): pack it once, as a job of its own, in the shared area */
+        j.pa_shared = (real *)align64(work + j.per_thread * (size_t)nt);
+        const int64_t na = (m + j.K.mr - 1) / j.K.mr;
+        fnn_team_run(tm, (na + PACK_A_PANELS - 1) / PACK_A_PANELS, FN(pack_a_task), &j);
+    }
+    fnn_team_run(tm, slabs, FN(gemm_slab), &j);
     free(owned);
     return FNN_OK;
 }

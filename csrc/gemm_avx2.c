@@ -4,7 +4,10 @@
  * AVX2 + FMA (target attribute), and dispatch.c calls them only when available() says the CPU has
  * both. Register tile: MR rows x NR columns of c, NR / VL ymm vectors per row: float 6 x 16 and
  * double 6 x 8 give 12 accumulators + 2 loads of b + 1 broadcast of a out of 16 ymm registers.
- * Edge tiles are computed whole and stored through maskload / maskstore. */
+ * A panel at most half full in n runs a one-vector loop. Edge tiles are computed whole and stored
+ * through maskload / maskstore; beta == 0 never loads c.
+ * Blocks for the usual AVX2 caches (32 KB L1, 256 KB - 1 MB L2): the kc x NR panel of b takes
+ * 16 KB of L1, the MC x KC block of a 144 KB (float) / 192 KB (double) of L2. */
 #if defined(__x86_64__) || defined(_M_X64)
 #include <immintrin.h>
 #include <stdint.h>
@@ -13,19 +16,15 @@
 #define FNN_AVX2 __attribute__((target("avx2,fma")))
 #define FNN_AVX2_INLINE static inline __attribute__((always_inline, target("avx2,fma")))
 
-#ifndef S256_MC
+#define S256_MR 6 /* float */
+#define S256_NR 16
 #define S256_MC 144
 #define S256_KC 256
-#endif
-#ifndef D256_MC
+#define S256_NC 3072
+#define D256_MR 6 /* double */
+#define D256_NR 8
 #define D256_MC 96
 #define D256_KC 256
-#endif
-#define S256_MR 6
-#define S256_NR 16
-#define S256_NC 3072
-#define D256_MR 6
-#define D256_NR 8
 #define D256_NC 2048
 #define S256_NV (S256_NR / 8)
 #define D256_NV (D256_NR / 4)

@@ -1,196 +1,150 @@
 /* gemm_avx512.c — AVX-512F GEMM microkernels (gemm_kernels.h contract) and their table entry.
  *
  * Built with the baseline flags like every other file: only the functions below are compiled for
- * AVX-512F (target attribute), and dispatch.c calls them only when available() says the CPU has
- * it. Register tile: MR rows x NR columns of c, NR / VL zmm vectors per row, so MR * NR / VL
- * accumulators (float 14 x 32: 28, double 14 x 16: 28) + NR / VL loads of b + one broadcast of a
- * stay inside the 32 zmm registers. Edge tiles are computed whole and stored through masks. */
+ * AVX-512F (target attribute), and dispatch.c calls them only when available() says the CPU and
+ * the OS can run them (__builtin_cpu_supports also checks that the OS saves the zmm state).
+ *
+ * Register tile: MR rows x NR columns of c, NR / 16 (float) or NR / 8 (double) zmm per row.
+ * float 8 x 32 and double 8 x 16 both hold 16 accumulators + 2 rows of b + 1 broadcast of a in
+ * the 32 zmm registers; larger tiles (12 x 32, 14 x 32) ran no faster and waste more rows on the
+ * usual m (32, 128, 200, 784). A panel at most half full in n (10 outputs, the last panel of a
+ * row) runs a one-vector loop. Edge tiles are computed whole, then stored through masks; beta == 0
+ * never loads c.
+ * Blocks: the kc x NR panel of b stays in L1 (float 384 x 128 B = 48 KB, double 256 x 128 B =
+ * 32 KB) while the MC x KC block of a streams from L2 (384 KB, 256 KB). */
 #if defined(__x86_64__) || defined(_M_X64)
 #include <immintrin.h>
 #include <stdint.h>
 #include "gemm_kernels.h"
 
+#if defined(_MSC_VER) && !defined(__clang__)
+#include <intrin.h>
+#define FNN_AVX512 /* MSVC compiles intrinsics anywhere */
+#define FNN_AVX512_INLINE static __forceinline
+#else
 #define FNN_AVX512 __attribute__((target("avx512f")))
 #define FNN_AVX512_INLINE static inline __attribute__((always_inline, target("avx512f")))
+#endif
 
-#ifndef S512_MR /* float tile and blocks */
-#define S512_MR 8
+#define S512_MR 8 /* float */
 #define S512_NR 32
-#define S512_MC 512
-#define S512_KC 800
+#define S512_MC 256
+#define S512_KC 384
 #define S512_NC 1024
-#endif
-#ifndef D512_MR /* double tile and blocks */
-#define D512_MR 8
+#define D512_MR 8 /* double */
 #define D512_NR 16
-#define D512_MC 512
-#define D512_KC 400
+#define D512_MC 128
+#define D512_KC 256
 #define D512_NC 1024
-#endif
-#define S512_NV (S512_NR / 16)
-#define D512_NV (D512_NR / 8)
 
-#define CAT5(a, b, c, d, e) a##b##c##d##e
-#define XCAT5(a, b, c, d, e) CAT5(a, b, c, d, e)
-#define S512_NAME XCAT5(fnn_sgemm_ukr_avx512_, S512_MR, x, S512_NR, )
-#define D512_NAME XCAT5(fnn_dgemm_ukr_avx512_, D512_MR, x, D512_NR, )
-
-/* lanes [0, n) of a vector of w lanes starting at column v * w */
+/* Mask of the lanes of vector v (columns [16 v, 16 v + 16), resp. [8 v, 8 v + 8)) below nr. */
 FNN_AVX512_INLINE __mmask16 s512_mask(int64_t nr, int v) {
-    int64_t left = nr - 16 * (int64_t)v;
-    return left >= 16 ? (__mmask16)0xFFFF : left <= 0 ? (__mmask16)0 : (__mmask16)((1u << left) - 1);
+    const int64_t left = nr - 16 * (int64_t)v;
+    return left >= 16 ? (__mmask16)0xFFFF
+                      : left <= 0 ? (__mmask16)0 : (__mmask16)((1u << left) - 1);
 }
 FNN_AVX512_INLINE __mmask8 d512_mask(int64_t nr, int v) {
-    int64_t left = nr - 8 * (int64_t)v;
+    const int64_t left = nr - 8 * (int64_t)v;
     return left >= 8 ? (__mmask8)0xFF : left <= 0 ? (__mmask8)0 : (__mmask8)((1u << left) - 1);
 }
 
-FNN_AVX512 void S512_NAME(int64_t k, const float *restrict a, const float *restrict b,
-                          float *restrict c, int64_t ldc, int64_t mr, int64_t nr, float alpha,
-                          float beta) {
-    enum { MR = S512_MR, NR = S512_NR, NV = S512_NV };
-    __m512 acc[MR][NV];
-#pragma GCC unroll 32
-    for (int i = 0; i < MR; i++)
-#pragma GCC unroll 4
-        for (int v = 0; v < NV; v++) acc[i][v] = _mm512_setzero_ps();
-#pragma GCC unroll 32
-    for (int i = 0; i < MR; i++)
-        if (i < mr) _mm_prefetch((const char *)(c + i * ldc), _MM_HINT_T0);
+/* The body of both kernels. T: vector type, W: lanes, S: intrinsic suffix (ps / pd).
+ * acc += a[p, i] * b[p, 0:NR] over p, with NVA of the NV vectors of a row (the rest stay 0). */
+#define KLOOP(T, W, S, NVA)                                                                       \
+    for (int64_t p = 0; p < k; p++) {                                                             \
+        T bv[NV];                                                                                 \
+        _Pragma("GCC unroll 4") for (int v = 0; v < (NVA); v++)                                   \
+            bv[v] = _mm512_loadu_##S(b + p * NR + W * v);                                         \
+        _Pragma("GCC unroll 16") for (int i = 0; i < MR; i++) {                                   \
+            const T ai = _mm512_set1_##S(a[p * MR + i]);                                          \
+            _Pragma("GCC unroll 4") for (int v = 0; v < (NVA); v++)                               \
+                acc[i][v] = _mm512_fmadd_##S(ai, bv[v], acc[i][v]);                               \
+        }                                                                                         \
+    }
 
-#define KLOOP(NVA)                                                                         \
-    for (int64_t p = 0; p < k; p++) {                                                          \
-        __m512 bv[NV];                                                                          \
-        _Pragma("GCC unroll 4") for (int v = 0; v < (NVA); v++)                                \
-            bv[v] = _mm512_loadu_ps(b + p * NR + 16 * v);                                      \
-        _Pragma("GCC unroll 32") for (int i = 0; i < MR; i++) {                                 \
-            const __m512 ai = _mm512_set1_ps(a[p * MR + i]);                                       \
-            _Pragma("GCC unroll 4") for (int v = 0; v < (NVA); v++)                            \
-                acc[i][v] = _mm512_fmadd_ps(ai, bv[v], acc[i][v]);                                \
-        }                                                                                      \
+#define UKR_BODY(T, R, W, S, MASK_T, MASK_FN)                                                     \
+    T acc[MR][NV];                                                                                \
+    _Pragma("GCC unroll 16") for (int i = 0; i < MR; i++)                                         \
+        _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++) acc[i][v] = _mm512_setzero_##S();    \
+    _Pragma("GCC unroll 16") for (int i = 0; i < MR; i++) if (i < mr) {                           \
+        _mm_prefetch((const char *)(c + i * ldc), _MM_HINT_T0);                                   \
+        if (nr * (int64_t)sizeof(R) > 64)                                                         \
+            _mm_prefetch((const char *)((uintptr_t)(c + i * ldc) + 64), _MM_HINT_T0);             \
+    }                                                                                             \
+    if (NV == 2 && nr <= NR / 2) {                                                                \
+        _Pragma("GCC unroll 4") KLOOP(T, W, S, 1)                                                 \
+    } else {                                                                                      \
+        _Pragma("GCC unroll 4") KLOOP(T, W, S, NV)                                                \
+    }                                                                                             \
+    const T va = _mm512_set1_##S(alpha), vb = _mm512_set1_##S(beta);                             \
+    if (mr == MR && nr == NR) {                                                                   \
+        if (beta == 0) {                                                                          \
+            _Pragma("GCC unroll 16") for (int i = 0; i < MR; i++)                                 \
+                _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++)                              \
+                    _mm512_storeu_##S(c + i * ldc + W * v, _mm512_mul_##S(va, acc[i][v]));        \
+        } else {                                                                                  \
+            _Pragma("GCC unroll 16") for (int i = 0; i < MR; i++)                                 \
+                _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++) {                            \
+                    R *cp = c + i * ldc + W * v;                                                  \
+                    _mm512_storeu_##S(cp, _mm512_fmadd_##S(vb, _mm512_loadu_##S(cp),              \
+                                                           _mm512_mul_##S(va, acc[i][v])));       \
+                }                                                                                 \
+        }                                                                                         \
+        return;                                                                                   \
+    }                                                                                             \
+    MASK_T mk[NV];                                                                                \
+    _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++) mk[v] = MASK_FN(nr, v);                  \
+    _Pragma("GCC unroll 16") for (int i = 0; i < MR; i++) {                                       \
+        if (i >= mr) break;                                                                       \
+        _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++) {                                    \
+            R *cp = c + i * ldc + W * v;                                                          \
+            T r = _mm512_mul_##S(va, acc[i][v]);                                                  \
+            if (beta != 0) r = _mm512_fmadd_##S(vb, _mm512_maskz_loadu_##S(mk[v], cp), r);       \
+            _mm512_mask_storeu_##S(cp, mk[v], r);                                                 \
+        }                                                                                         \
     }
-    /* a panel at most half full (narrow n, last panel of a row) skips the empty vectors */
-    if (NV == 2 && nr <= NR / 2) {
-        _Pragma("GCC unroll 4") KLOOP(1)
-    } else {
-        _Pragma("GCC unroll 4") KLOOP(NV)
-    }
-#undef KLOOP
 
-    const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
-    if (mr == MR && nr == NR) {
-        if (beta == 0) {
-#pragma GCC unroll 32
-            for (int i = 0; i < MR; i++)
-#pragma GCC unroll 4
-                for (int v = 0; v < NV; v++)
-                    _mm512_storeu_ps(c + i * ldc + 16 * v, _mm512_mul_ps(va, acc[i][v]));
-        } else {
-#pragma GCC unroll 32
-            for (int i = 0; i < MR; i++)
-#pragma GCC unroll 4
-                for (int v = 0; v < NV; v++) {
-                    float *cp = c + i * ldc + 16 * v;
-                    _mm512_storeu_ps(cp, _mm512_fmadd_ps(vb, _mm512_loadu_ps(cp),
-                                                         _mm512_mul_ps(va, acc[i][v])));
-                }
-        }
-        return;
-    }
-    __mmask16 mk[NV];
-#pragma GCC unroll 4
-    for (int v = 0; v < NV; v++) mk[v] = s512_mask(nr, v);
-#pragma GCC unroll 32
-    for (int i = 0; i < MR; i++) {
-        if (i >= mr) break;
-#pragma GCC unroll 4
-        for (int v = 0; v < NV; v++) {
-            float *cp = c + i * ldc + 16 * v;
-            __m512 r = _mm512_mul_ps(va, acc[i][v]);
-            if (beta != 0) r = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(mk[v], cp), r);
-            _mm512_mask_storeu_ps(cp, mk[v], r);
-        }
-    }
+FNN_AVX512 void fnn_sgemm_ukr_avx512_8x32(int64_t k, const float *restrict a,
+                                          const float *restrict b, float *restrict c, int64_t ldc,
+                                          int64_t mr, int64_t nr, float alpha, float beta) {
+    enum { MR = S512_MR, NR = S512_NR, NV = S512_NR / 16 };
+    UKR_BODY(__m512, float, 16, ps, __mmask16, s512_mask)
 }
 
-FNN_AVX512 void D512_NAME(int64_t k, const double *restrict a, const double *restrict b,
-                          double *restrict c, int64_t ldc, int64_t mr, int64_t nr, double alpha,
-                          double beta) {
-    enum { MR = D512_MR, NR = D512_NR, NV = D512_NV };
-    __m512d acc[MR][NV];
-#pragma GCC unroll 32
-    for (int i = 0; i < MR; i++)
-#pragma GCC unroll 4
-        for (int v = 0; v < NV; v++) acc[i][v] = _mm512_setzero_pd();
-#pragma GCC unroll 32
-    for (int i = 0; i < MR; i++)
-        if (i < mr) _mm_prefetch((const char *)(c + i * ldc), _MM_HINT_T0);
-
-#define KLOOP(NVA)                                                                         \
-    for (int64_t p = 0; p < k; p++) {                                                          \
-        __m512d bv[NV];                                                                          \
-        _Pragma("GCC unroll 4") for (int v = 0; v < (NVA); v++)                                \
-            bv[v] = _mm512_loadu_pd(b + p * NR + 8 * v);                                      \
-        _Pragma("GCC unroll 32") for (int i = 0; i < MR; i++) {                                 \
-            const __m512d ai = _mm512_set1_pd(a[p * MR + i]);                                       \
-            _Pragma("GCC unroll 4") for (int v = 0; v < (NVA); v++)                            \
-                acc[i][v] = _mm512_fmadd_pd(ai, bv[v], acc[i][v]);                                \
-        }                                                                                      \
-    }
-    /* a panel at most half full (narrow n, last panel of a row) skips the empty vectors */
-    if (NV == 2 && nr <= NR / 2) {
-        _Pragma("GCC unroll 4") KLOOP(1)
-    } else {
-        _Pragma("GCC unroll 4") KLOOP(NV)
-    }
-#undef KLOOP
-
-    const __m512d va = _mm512_set1_pd(alpha), vb = _mm512_set1_pd(beta);
-    if (mr == MR && nr == NR) {
-        if (beta == 0) {
-#pragma GCC unroll 32
-            for (int i = 0; i < MR; i++)
-#pragma GCC unroll 4
-                for (int v = 0; v < NV; v++)
-                    _mm512_storeu_pd(c + i * ldc + 8 * v, _mm512_mul_pd(va, acc[i][v]));
-        } else {
-#pragma GCC unroll 32
-            for (int i = 0; i < MR; i++)
-#pragma GCC unroll 4
-                for (int v = 0; v < NV; v++) {
-                    double *cp = c + i * ldc + 8 * v;
-                    _mm512_storeu_pd(cp, _mm512_fmadd_pd(vb, _mm512_loadu_pd(cp),
-                                                         _mm512_mul_pd(va, acc[i][v])));
-                }
-        }
-        return;
-    }
-    __mmask8 mk[NV];
-#pragma GCC unroll 4
-    for (int v = 0; v < NV; v++) mk[v] = d512_mask(nr, v);
-#pragma GCC unroll 32
-    for (int i = 0; i < MR; i++) {
-        if (i >= mr) break;
-#pragma GCC unroll 4
-        for (int v = 0; v < NV; v++) {
-            double *cp = c + i * ldc + 8 * v;
-            __m512d r = _mm512_mul_pd(va, acc[i][v]);
-            if (beta != 0) r = _mm512_fmadd_pd(vb, _mm512_maskz_loadu_pd(mk[v], cp), r);
-            _mm512_mask_storeu_pd(cp, mk[v], r);
-        }
-    }
+FNN_AVX512 void fnn_dgemm_ukr_avx512_8x16(int64_t k, const double *restrict a,
+                                          const double *restrict b, double *restrict c,
+                                          int64_t ldc, int64_t mr, int64_t nr, double alpha,
+                                          double beta) {
+    enum { MR = D512_MR, NR = D512_NR, NV = D512_NR / 8 };
+    UKR_BODY(__m512d, double, 8, pd, __mmask8, d512_mask)
 }
 
+#undef KLOOP
+#undef UKR_BODY
+
+#if defined(_MSC_VER) && !defined(__clang__)
+static int avx512_available(void) { /* CPUID.7.EBX[16] and XCR0 saving opmask / zmm state */
+    int r[4];
+    __cpuid(r, 0);
+    if (r[0] < 7) return 0;
+    __cpuid(r, 1);
+    if (!((r[2] >> 27) & 1)) return 0; /* OSXSAVE */
+    if ((_xgetbv(0) & 0xE6) != 0xE6) return 0;
+    __cpuidex(r, 7, 0);
+    return (r[1] >> 16) & 1;
+}
+#else
 static int avx512_available(void) {
     __builtin_cpu_init();
     return __builtin_cpu_supports("avx512f");
 }
+#endif
 
 const fnn_arch fnn_arch_avx512 = {
     "avx512",
     avx512_available,
-    {S512_MR, S512_NR, S512_MC, S512_KC, S512_NC, S512_NAME},
-    {D512_MR, D512_NR, D512_MC, D512_KC, D512_NC, D512_NAME},
+    {S512_MR, S512_NR, S512_MC, S512_KC, S512_NC, fnn_sgemm_ukr_avx512_8x32},
+    {D512_MR, D512_NR, D512_MC, D512_KC, D512_NC, fnn_dgemm_ukr_avx512_8x16},
 };
 
 #endif
