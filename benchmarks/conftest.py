@@ -12,7 +12,6 @@ import collections
 import os
 import sys
 
-import numpy as np
 import pytest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -45,6 +44,21 @@ def mnist():
     return MNIST(X, y, Xt, yt)
 
 
+class _NoBenchmarkPlugin:
+    """Stands in for pytest-benchmark when it is not installed (or -p no:benchmark): every
+    benchmark skips instead of erroring on a missing fixture."""
+
+    @pytest.fixture
+    def benchmark(self):
+        pytest.skip("pytest-benchmark is not installed or not enabled")
+
+
+def pytest_configure(config):
+    if not config.pluginmanager.hasplugin("benchmark"):
+        config.addinivalue_line("markers", "benchmark(**options): pytest-benchmark's options")
+        config.pluginmanager.register(_NoBenchmarkPlugin(), "fastnn-no-benchmark")
+
+
 # -- optional libraries: a test that asks for one of these fixtures skips when it is missing --------
 @pytest.fixture(scope="session")
 def torch():
@@ -66,62 +80,82 @@ def sklearn_mlp():
 def _fmt_time(s):
     for unit, scale in (("s", 1.0), ("ms", 1e-3), ("us", 1e-6)):
         if s >= scale:
-            return f"{s / scale:7.3f} {unit:2}"
-    return f"{s * 1e9:7.1f} ns"
+            return f"{s / scale:.3f} {unit}"
+    return f"{s * 1e9:.1f} ns"
 
 
 def _ratio(other, ref):
+    """How fastnn compares with `other` (times)."""
     r = other / ref
     return f"{r:.2f}x faster" if r >= 1 else f"{1 / r:.2f}x slower"
 
 
-def _extras(bench):
+def _notes(bench):
     info, out = bench.extra_info, []
     if "test_acc" in info:
         out.append(f"acc {info['test_acc']:.4f}")
     if "flops" in info:
-        out.append(f"{info['flops'] / bench.stats.min / 1e9:6.1f} GFLOP/s")
+        out.append(f"{info['flops'] / bench.stats.min / 1e9:.1f} GFLOP/s")
     if "engine_s" in info:
         out.append(f"engine call {info['engine_s']:.3f} s")
     if info.get("note"):
         out.append(str(info["note"]))
-    return "  ".join(out)
+    return "; ".join(out)
+
+
+def ratio_rows(benchmarks):
+    """{group: [row, ...]} from pytest-benchmark's Metadata objects, each row a tuple of strings
+    (impl, min, median, rounds, fastnn vs it on min, on median, notes), fastest first."""
+    groups = {}
+    for b in benchmarks:
+        groups.setdefault(b.group or "(no group)", []).append(b)
+    order = ("mnist", "gemm", "inference")  # training first, then the kernels, then inference
+    rank = {g: (next((i for i, p in enumerate(order) if g.startswith(p)), len(order)), n)
+            for n, g in enumerate(groups)}
+    table = {}
+    for group, benches in sorted(groups.items(), key=lambda kv: rank[kv[0]]):
+        benches.sort(key=lambda b: b.stats.min)
+        ref = next((b for b in benches if b.extra_info.get("impl") == "fastnn"), None)
+        rows = []
+        for b in benches:
+            if ref is None:
+                on_min = on_median = "-"
+            elif b is ref:
+                on_min = on_median = "(reference)"
+            else:
+                on_min, on_median = _ratio(b.stats.min, ref.stats.min), _ratio(b.stats.median, ref.stats.median)
+            rows.append((b.extra_info.get("impl", b.name), _fmt_time(b.stats.min), _fmt_time(b.stats.median),
+                         str(len(b.stats.data)), on_min, on_median, _notes(b)))
+        table[group] = rows
+    return table
 
 
 @pytest.hookimpl(trylast=True)
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
     session = getattr(config, "_benchmarksession", None)
-    if session is None:  # pytest-benchmark not installed
+    if session is None:  # pytest-benchmark is not installed
         return
     tr = terminalreporter
     if session.disabled or session.skip:
-        tr.write_line("fastnn ratios: benchmarks were disabled or skipped in this run, no timings to compare.")
+        tr.write_line("fastnn ratios: benchmarks were disabled or skipped in this run; nothing to compare.")
         return
-    done = [b for b in session.benchmarks if b and not b.has_error]
-    if not done:
+    table = ratio_rows([b for b in session.benchmarks if b and not b.has_error])
+    if not table:
         return
-    groups = {}
-    for b in done:
-        groups.setdefault(b.group or "(no group)", []).append(b)
-    tr.write_sep("=", "fastnn against the others, from this run")
+    tr.write_sep("=", "fastnn against the others, all from this run")
     load = " ".join(f"{x:.1f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
-    tr.write_line(f"time = min over rounds (median in the ratio's brackets); ratio = other / fastnn. "
-                  f"load average now: {load} on {os.cpu_count()} CPUs")
-    for group, benches in groups.items():
-        benches.sort(key=lambda b: b.stats.min)
-        ref = next((b for b in benches if b.extra_info.get("impl") == "fastnn"), None)
+    tr.write_line(f"'fastnn is Nx faster' = other's time / fastnn's time, on the min and on the median over "
+                  f"rounds. Load average at the end: {load} on {os.cpu_count()} CPUs.")
+    head = ("", "min", "median", "rounds", "fastnn (min)", "fastnn (median)", "")
+    for group, rows in table.items():
+        widths = [max(len(r[i]) for r in rows + [head]) for i in range(6)]
         tr.write_line("")
-        tr.write_line(f"{group}" + ("" if ref else "   (no fastnn entry: no ratios)"), bold=True)
-        width = max(len(b.extra_info.get("impl", b.name)) for b in benches)
-        for b in benches:
-            label = b.extra_info.get("impl", b.name)
-            rounds = len(b.stats.data)
-            if ref is None or b is ref:
-                ratio = "(reference)" if b is ref else ""
-            else:
-                ratio = (f"fastnn is {_ratio(b.stats.min, ref.stats.min)} "
-                         f"(median {_ratio(b.stats.median, ref.stats.median)})")
-            tr.write_line(f"  {label:<{width}}  {_fmt_time(b.stats.min)}  x{rounds:<4} {ratio:<44} {_extras(b)}")
+        has_ref = any(r[4] == "(reference)" for r in rows)
+        tr.write_line(group + ("" if has_ref else "  (no fastnn entry in this group: no ratios)"), bold=True)
+        tr.write_line("  " + "  ".join(h.rjust(w) if i else h.ljust(w) for i, (h, w) in enumerate(zip(head, widths))))
+        for r in rows:
+            cells = [r[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(r[1:6], widths[1:])]
+            tr.write_line("  " + "  ".join(cells) + "  " + r[6])
 
 
 def pytest_report_header(config):

@@ -17,7 +17,8 @@ SHAPES = [
 ]
 IDS = [f"{m}x{k}x{n}" + (f"-t{t}" if t else "") for m, k, n, t in SHAPES]
 BY_SHAPE = pytest.mark.parametrize("shape", SHAPES, ids=IDS)
-TIMING = pytest.mark.benchmark(max_time=0.3, min_rounds=5, warmup=True, warmup_iterations=5)
+# rounds of at least 5 ms (several calls each for the small shapes), about 0.5 s per benchmark
+TIMING = pytest.mark.benchmark(min_time=0.005, max_time=0.5, min_rounds=5, warmup=True, warmup_iterations=5)
 
 
 def operands(shape):

@@ -8,7 +8,8 @@ import fastnn
 from _baselines import he_normal, numpy_forward, torch_mlp
 
 CASES = pytest.mark.parametrize("rows", [1, 10_000], ids=["1-sample", "10k-batch"])
-TIMING = pytest.mark.benchmark(max_time=0.5, min_rounds=5, warmup=True, warmup_iterations=20)
+# rounds of at least 5 ms (hundreds of calls each for one sample), about 0.5 s per benchmark
+TIMING = pytest.mark.benchmark(min_time=0.005, max_time=0.5, min_rounds=5, warmup=True, warmup_iterations=20)
 
 
 @pytest.fixture(scope="module")
