@@ -11,11 +11,13 @@
 #include "fastnn.h"
 #include "gemm_kernels.h"
 #include "internal.h"
+#include "simd.h"
 
 #define REF_MR 4
 #define REF_NR 8
 #define PAR_MIN_FLOPS (64 * 64 * 64) /* below this m*n*k, one thread */
 #define SLABS_PER_THREAD 4           /* slabs of C handed out per thread and call */
+#define SKINNY_M 4                   /* up to this many rows of C: no packing (a GEMV-like loop) */
 
 static inline void *align64(void *p) { return (void *)(((uintptr_t)p + 63) & ~(uintptr_t)63); }
 static inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
@@ -167,6 +169,38 @@ static void FN(gemm_block)(real *C, const real *A, const real *B, int64_t i0, in
     }
 }
 
+/* A few rows of C (single-sample inference, tiny batches): packing B would cost more than the
+ * product, so stream B once per row instead. Row i of C is sum_p op(A)[i,p] * op(B)[p,:]
+ * (axpy over B's rows) or, with trans_b, dot products with B's rows. */
+FNN_CLONES static void FN(gemm_skinny)(real *C, const real *A, const real *B, int64_t m, int64_t n,
+                                       int64_t k, int64_t ldc, int64_t lda, int64_t ldb, int trans_a,
+                                       int trans_b, real alpha, real beta) {
+    for (int64_t i = 0; i < m; i++) {
+        real *restrict c = C + i * ldc;
+        if (!trans_b) {
+            if (beta == 0)
+                for (int64_t j = 0; j < n; j++) c[j] = 0;
+            else
+                for (int64_t j = 0; j < n; j++) c[j] *= beta;
+            for (int64_t p = 0; p < k; p++) {
+                const real a = alpha * (trans_a ? A[p * lda + i] : A[i * lda + p]);
+                const real *restrict b = B + p * ldb;
+                for (int64_t j = 0; j < n; j++) c[j] += a * b[j];
+            }
+        } else {
+            for (int64_t j = 0; j < n; j++) {
+                const real *restrict b = B + j * ldb;
+                real s = 0;
+                if (trans_a)
+                    for (int64_t p = 0; p < k; p++) s += A[p * lda + i] * b[p];
+                else
+                    for (int64_t p = 0; p < k; p++) s += A[i * lda + p] * b[p];
+                c[j] = beta == 0 ? alpha * s : alpha * s + beta * c[j];
+            }
+        }
+    }
+}
+
 /* One call split into slabs of C's columns (or rows, when C is narrow): the tasks of a team. */
 typedef struct FN(gemm_job) {
     real *C;
@@ -219,6 +253,10 @@ int FN(fnn_gemm_team)(fnn_team *team, real *C, const real *A, const real *B, int
     if (m == 0 || n == 0) return FNN_OK;
     if (k == 0 || alpha == 0) {
         FN(scale_c)(C, m, n, ldc, beta);
+        return FNN_OK;
+    }
+    if (m <= SKINNY_M) {
+        FN(gemm_skinny)(C, A, B, m, n, k, ldc, lda, ldb, trans_a, trans_b, alpha, beta);
         return FNN_OK;
     }
     FN(gemm_job) j;
