@@ -62,7 +62,8 @@ typedef enum fnn_schedule {
     FNN_LR_CONSTANT = 0,    /* lr */
     FNN_LR_STEP = 1,        /* lr * gamma^floor(epoch / step_size) */
     FNN_LR_EXPONENTIAL = 2, /* lr * gamma^epoch */
-    FNN_LR_COSINE = 3,      /* lr_min + (lr - lr_min) (1 + cos(pi min(t, T) / T)) / 2, t = step */
+    FNN_LR_COSINE = 3,      /* lr_min + (lr - lr_min) (1 + cos(pi min(t, T) / T)) / 2, t = step,
+                               T = total_steps (T <= 0: lr) */
     FNN_LR_INVSCALING = 4,  /* lr / (samples_seen + 1)^power_t, samples seen before this call */
     FNN_LR_ADAPTIVE = 5     /* lr * lr_scale; the caller divides lr_scale on plateaus */
 } fnn_schedule;

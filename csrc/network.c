@@ -261,7 +261,14 @@ static int FN(forward_backward)(fnn_team *team, double *loss, int64_t *correct, 
         default: return FNN_EINVAL;
         }
     }
-    return FN(all_finite)(grads, net->n_params) ? FNN_OK : FNN_ENONFINITE;
+    if (!FN(all_finite)(grads, net->n_params)) return FNN_ENONFINITE;
+    /* batch statistics are committed to the running ones after this: they must be finite too
+     * (a float variance can overflow while the normalised values stay finite) */
+    for (int64_t l = 0; l < L; l++)
+        if (net->layers[l].kind == FNN_LAYER_BATCHNORM &&
+            !FN(all_finite)(ws->stats[l], 2 * net->layers[l].n_out))
+            return FNN_ENONFINITE;
+    return FNN_OK;
 }
 
 static int FN(apply_update)(fnn_team *team, real *params, real *slots, const fnn_net *net, const fnn_optim *opt,

@@ -20,7 +20,8 @@ double fnn_lr_at(const fnn_optim *o, int64_t epoch, int64_t step, int64_t sample
         return lr * pow(o->gamma, (double)(epoch / (o->step_size > 0 ? o->step_size : 1)));
     case FNN_LR_EXPONENTIAL: return lr * pow(o->gamma, (double)epoch);
     case FNN_LR_COSINE: {
-        const double T = o->total_steps > 0 ? (double)o->total_steps : 1.0;
+        if (o->total_steps <= 0) return lr; /* no horizon given: no decay */
+        const double T = (double)o->total_steps;
         const double t = (double)step < T ? (double)step : T;
         return o->lr_min + (lr - o->lr_min) * (1 + cos(3.14159265358979323846 * t / T)) / 2;
     }

@@ -12,14 +12,21 @@
 #include <time.h>
 #endif
 
+/* Publishing a job is a seqlock: close the finished generation (next = CLOSED, so nobody can
+ * claim under it any more), release fence, write the job fields, then store the new generation
+ * with next = 0 (release). A worker reads the generation, the fields, then (acquire fence) the
+ * ticket again: if it read fields of a newer job, it sees the closed or a newer ticket and claims
+ * nothing; claims themselves are CAS on the ticket, so they name their generation. */
+#define CLOSED 0xFFFFFFFFu
+
 struct fnn_team {
     int size;
     _Atomic uint64_t ticket; /* generation << 32 | next task index */
     _Atomic int64_t done;    /* tasks finished in the current job */
     _Atomic int quit;
-    fnn_task_fn fn;
-    void *ctx;
-    int64_t n_tasks;
+    _Atomic(fnn_task_fn) fn;
+    _Atomic(void *) ctx;
+    _Atomic int64_t n_tasks;
 };
 
 int fnn_team_size(const fnn_team *team) { return team ? team->size : 1; }
@@ -36,7 +43,8 @@ static inline void cpu_relax(void) {
 static void work_on(fnn_team *t, uint64_t gen, fnn_task_fn fn, void *ctx, int64_t n, int worker) {
     uint64_t tk = atomic_load_explicit(&t->ticket, memory_order_acquire);
     for (;;) {
-        if ((tk >> 32) != (gen & 0xFFFFFFFFu) || (int64_t)(tk & 0xFFFFFFFFu) >= n) return;
+        const uint64_t next = tk & 0xFFFFFFFFu;
+        if ((tk >> 32) != (gen & 0xFFFFFFFFu) || next == CLOSED || (int64_t)next >= n) return;
         if (atomic_compare_exchange_weak_explicit(&t->ticket, &tk, tk + 1, memory_order_acq_rel,
                                                   memory_order_acquire)) {
             fn(ctx, (int64_t)(tk & 0xFFFFFFFFu), worker);
@@ -52,11 +60,13 @@ void fnn_team_run(fnn_team *t, int64_t n_tasks, fnn_task_fn fn, void *ctx) {
         for (int64_t i = 0; i < n_tasks; i++) fn(ctx, i, 0);
         return;
     }
-    /* publish: fields first, then the new generation with next = 0 (release) */
-    const uint64_t gen = ((atomic_load_explicit(&t->ticket, memory_order_relaxed) >> 32) + 1) & 0xFFFFFFFFu;
-    t->fn = fn;
-    t->ctx = ctx;
-    t->n_tasks = n_tasks;
+    const uint64_t old = atomic_load_explicit(&t->ticket, memory_order_relaxed) >> 32;
+    const uint64_t gen = (old + 1) & 0xFFFFFFFFu;
+    atomic_store_explicit(&t->ticket, (old << 32) | CLOSED, memory_order_relaxed);
+    atomic_thread_fence(memory_order_release);
+    atomic_store_explicit(&t->fn, fn, memory_order_relaxed);
+    atomic_store_explicit(&t->ctx, ctx, memory_order_relaxed);
+    atomic_store_explicit(&t->n_tasks, n_tasks, memory_order_relaxed);
     atomic_store_explicit(&t->done, 0, memory_order_relaxed);
     atomic_store_explicit(&t->ticket, gen << 32, memory_order_release);
     work_on(t, gen, fn, ctx, n_tasks, 0);
@@ -79,11 +89,12 @@ static void worker_loop(fnn_team *t, int worker) {
         if (gen != seen) {
             seen = gen;
             idle = 0;
-            /* read the job, then check it is still this generation (seqlock style) */
-            fnn_task_fn fn = t->fn;
-            void *ctx = t->ctx;
-            const int64_t n = t->n_tasks;
-            if ((atomic_load_explicit(&t->ticket, memory_order_acquire) >> 32) == gen)
+            /* read the job, then check it is still this generation (seqlock) */
+            fnn_task_fn fn = atomic_load_explicit(&t->fn, memory_order_relaxed);
+            void *ctx = atomic_load_explicit(&t->ctx, memory_order_relaxed);
+            const int64_t n = atomic_load_explicit(&t->n_tasks, memory_order_relaxed);
+            atomic_thread_fence(memory_order_acquire);
+            if ((atomic_load_explicit(&t->ticket, memory_order_relaxed) >> 32) == gen)
                 work_on(t, gen, fn, ctx, n, worker);
             continue;
         }
@@ -107,9 +118,9 @@ int fnn_with_team(int n_threads, int (*body)(fnn_team *, void *), void *ctx) {
     atomic_init(&team.ticket, 0);
     atomic_init(&team.done, 0);
     atomic_init(&team.quit, 0);
-    team.fn = NULL;
-    team.ctx = NULL;
-    team.n_tasks = 0;
+    atomic_init(&team.fn, NULL);
+    atomic_init(&team.ctx, NULL);
+    atomic_init(&team.n_tasks, 0);
 #ifdef _OPENMP
     if (n_threads > 1) {
         int result = FNN_OK;

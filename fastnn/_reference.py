@@ -197,7 +197,9 @@ def lr_at(optim, epoch, step, samples_seen):
     if kind == 2:
         return lr * optim["gamma"] ** epoch
     if kind == 3:
-        T = optim["total_steps"] if optim["total_steps"] > 0 else 1
+        T = optim["total_steps"]
+        if T <= 0:  # no horizon given: no decay
+            return lr
         t = min(step, T)
         return optim["lr_min"] + (lr - optim["lr_min"]) * (1 + math.cos(math.pi * t / T)) / 2
     if kind == 4:
@@ -433,6 +435,9 @@ class Engine:
                                    params[wo:wo + n])
         if not np.all(np.isfinite(grads)):
             return "nonfinite", loss, correct, aux
+        for l, ly in enumerate(self.layers):  # batch statistics are committed next: finite too
+            if ly["kind"] == 3 and not (np.isfinite(aux[l][1]).all() and np.isfinite(aux[l][2]).all()):
+                return "nonfinite", loss, correct, aux
         return "ok", loss, correct, aux
 
     def _step(self, res, params, slots, state, counters, optim, x, T, labels, sw, epoch, samples0):

@@ -72,7 +72,8 @@ class Sequential:
         self.loss = None
         self.built = False
         self.n_inputs = None
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # one fit / partial_fit at a time
+        self._engines_lock = threading.Lock()
         self._engines = {}
         self.epochs_trained = 0
         self._lr_scale = 1.0
@@ -98,8 +99,16 @@ class Sequential:
             loss = {"softmax": "cross_entropy", "sigmoid": "binary_crossentropy"}.get(last, "mse")
         if loss not in LOSS_NAMES:
             raise ValueError(f"unknown loss {loss!r}; choose one of {sorted(LOSS_NAMES)}")
-        self.loss = LOSS_NAMES[loss]
-        if self.built:
+        new_loss = LOSS_NAMES[loss]
+        if self.built and new_loss == "softmax_xent" and self.n_outputs < 2:
+            raise ValueError("cross_entropy needs at least 2 outputs (use binary_crossentropy for one)")
+        self.loss = new_loss
+        if self.built:  # the engine's description follows the new loss (fused link, loss code)
+            for spec, (_, act) in zip(self._spec["layers"], self._effective_layers()):
+                spec["activation"] = activation_code(act) if act is not None else 0
+            self._spec["loss"] = LOSSES[self.loss]
+            with self._engines_lock:
+                self._engines = {}
             self._reset_optimizer()
         return self
 
@@ -167,7 +176,8 @@ class Sequential:
         self._initialize()
         self._reset_optimizer()
         self.built = True
-        self._engines = {}
+        with self._engines_lock:
+            self._engines = {}
         return self
 
     def _effective_layers(self):
@@ -305,19 +315,23 @@ class Sequential:
                 raise ValueError("binary_crossentropy targets must lie in [0, 1]")
         return X, T, labels, check_sample_weight(sample_weight, n, self.dtype)
 
-    def _engine(self, rows):
-        """An engine whose workspace takes batches of `rows` rows: the smallest cached one that is
-        large enough, else a new one (at most three are kept; each is allocated once)."""
+    def _engine(self, rows, purpose="train"):
+        """(engine, lock) whose workspace takes batches of `rows` rows: the smallest cached one
+        that is large enough, else a new one (three at most per purpose; each is allocated once).
+        A workspace serves one call at a time: hold the lock around every call. Training and
+        inference keep separate engines, so predict() from another thread never touches the
+        workspace of a running fit()."""
         module = _backend.current()
-        fits = [e for e in self._engines.values()
-                if e.batch >= rows and type(e).__module__ == module.__name__]
-        if fits:
-            return min(fits, key=lambda e: e.batch)
-        eng = module.Engine(self._spec, self.dtype, rows)
-        if len(self._engines) >= 3:
-            self._engines.pop(next(iter(self._engines)))
-        self._engines[rows] = eng
-        return eng
+        with self._engines_lock:
+            pool = self._engines.setdefault(purpose, [])
+            fits = [(e, lk) for e, lk in pool if e.batch >= rows and type(e).__module__ == module.__name__]
+            if fits:
+                return min(fits, key=lambda pair: pair[0].batch)
+            pair = (module.Engine(self._spec, self.dtype, rows), threading.Lock())
+            if len(pool) >= 3:
+                pool.pop(0)
+            pool.append(pair)
+            return pair
 
     # -- training -------------------------------------------------------------------------------
     def fit(self, X, y, epochs=1, batch_size=32, validation_data=None, shuffle=True, verbose=0,
@@ -350,30 +364,33 @@ class Sequential:
                                  name="X_val")
         n = X.shape[0]
         batch = min(batch_size, n)
-        engine = self._engine(batch)
+        engine, engine_lock = self._engine(batch)
         perm = np.empty(n, np.int64)
         steps_per_epoch = -(-n // batch)
         history = self.history = History()
         try:
-            self._epochs(history, X, T, labels, sw, epochs, batch, steps_per_epoch, engine, perm,
-                         validation_data, val if validation_data is not None else None, shuffle,
+            self._epochs(history, X, T, labels, sw, epochs, batch, steps_per_epoch, engine, engine_lock,
+                         perm, validation_data, val if validation_data is not None else None, shuffle,
                          verbose, callback)
         except KeyboardInterrupt:  # inside an epoch the engine stopped between two batches
             history.interrupted = True
             raise
         return history
 
-    def _epochs(self, history, X, T, labels, sw, epochs, batch, steps_per_epoch, engine, perm,
-                validation_data, val, shuffle, verbose, callback):
+    def _epochs(self, history, X, T, labels, sw, epochs, batch, steps_per_epoch, engine, engine_lock,
+                perm, validation_data, val, shuffle, verbose, callback):
         sched = self.optimizer.schedule
+        # a cosine schedule without its own horizon decays over the steps of this fit
+        horizon = int(self.counters[CTR_STEP]) + epochs * steps_per_epoch
         for _ in range(epochs):
             epoch = self.epochs_trained
-            optim = self.optimizer.config(total_steps=epochs * steps_per_epoch, lr_scale=self._lr_scale)
+            optim = self.optimizer.config(total_steps=horizon, lr_scale=self._lr_scale)
             lr = _backend.current().lr_at(optim, epoch, int(self.counters[CTR_STEP]), int(self.counters[CTR_SAMPLES]))
             snapshot = (self.params.copy(), self.slots.copy(), self.state.copy(), self.counters.copy())
             t0 = time.perf_counter()
-            res = engine.train_epoch(self.params, self.slots, self.state, self.counters, perm, optim,
-                                     X, T, labels, sw, batch, bool(shuffle), epoch)
+            with engine_lock:
+                res = engine.train_epoch(self.params, self.slots, self.state, self.counters, perm, optim,
+                                         X, T, labels, sw, batch, bool(shuffle), epoch)
             elapsed = time.perf_counter() - t0
             if res["status"] != "ok":
                 self._after_failure(res, snapshot, history, epoch)
@@ -433,14 +450,18 @@ class Sequential:
             if not self.built:
                 self.build(check_matrix(X, "X", self.dtype).shape[1])
             X, T, labels, sw = self._check_xy(X, y, sample_weight)
-            engine = self._engine(min(X.shape[0], 4096))
+            sched = self.optimizer.schedule
+            if sched.name == "cosine" and sched.total_steps is None:
+                raise ValueError("partial_fit cannot know when training ends: give CosineDecay(total_steps=...)")
+            engine, engine_lock = self._engine(min(X.shape[0], 4096))
             optim = self.optimizer.config(total_steps=0, lr_scale=self._lr_scale)
             total, wsum = 0.0, 0.0
             for s in range(0, X.shape[0], engine.batch):
                 sl = slice(s, s + engine.batch)
-                res = engine.train_step(self.params, self.slots, self.state, self.counters, optim, X[sl],
-                                        None if T is None else T[sl], None if labels is None else labels[sl],
-                                        None if sw is None else sw[sl], self.epochs_trained)
+                with engine_lock:
+                    res = engine.train_step(self.params, self.slots, self.state, self.counters, optim, X[sl],
+                                            None if T is None else T[sl], None if labels is None else labels[sl],
+                                            None if sw is None else sw[sl], self.epochs_trained)
                 if res["status"] != "ok":
                     raise NonFiniteError("training diverged: non-finite loss or gradient in partial_fit; "
                                          "the step was not applied")
@@ -457,7 +478,9 @@ class Sequential:
         self._require_built()
         X = check_matrix(X, "X", self.dtype, n_cols=self.n_inputs)
         out = np.empty((X.shape[0], self.n_outputs), self.dtype)
-        self._engine(min(PREDICT_CHUNK, X.shape[0])).predict(out, self.params, self.state, X, link)
+        engine, lock = self._engine(min(PREDICT_CHUNK, X.shape[0]), "infer")
+        with lock:
+            engine.predict(out, self.params, self.state, X, link)
         return out
 
     def forward(self, X):
@@ -515,5 +538,7 @@ class Sequential:
         X, T, labels, sw = self._check_xy(X, y, sample_weight)
         grads = np.empty(self.n_params, self.dtype)
         step = int(self.counters[CTR_STEP]) if step is None else int(step)
-        loss = self._engine(X.shape[0]).gradient(grads, self.params, X, T, labels, sw, step)
+        engine, lock = self._engine(X.shape[0])
+        with lock:
+            loss = engine.gradient(grads, self.params, X, T, labels, sw, step)
         return loss, grads

@@ -229,7 +229,7 @@ def test_predict_in_chunks_equals_row_by_row_inference(backend):
     m = fastnn.Sequential(ARCHS["tanh-bn-activation-softmax"](4), dtype="float64", seed=0)
     m.compile("adam", "cross_entropy").fit(X, y, epochs=1, batch_size=64)
     whole = m.forward(X)
-    assert max(e.batch for e in m._engines.values()) <= 1024  # inference never sizes buffers to the input
+    assert max(e.batch for e, _ in m._engines["infer"]) <= 1024  # inference never sizes buffers to the input
     parts = np.vstack([m.forward(X[i:i + 37]) for i in range(0, len(X), 37)])
     np.testing.assert_allclose(whole, parts, rtol=1e-12, atol=1e-12)
     proba = m.predict_proba(X)
@@ -359,3 +359,82 @@ def test_mnist_teaching_network_sigmoid_mse_sgd_learns(mnist_subset):
     m.fit(X, np.eye(10)[y], epochs=3, batch_size=10)
     acc = (m.predict(Xt).argmax(1) == yt).mean()
     assert acc > 0.85
+
+
+# -- regressions found in review ----------------------------------------------------------------------------
+def test_predict_from_another_thread_does_not_disturb_a_running_fit():
+    X, y = data("cross_entropy", n=1024)
+
+    def make():
+        return fastnn.Sequential(ARCHS["deep-mixed"](4), dtype="float64", seed=7).compile(
+            fastnn.Adam(1e-2), "cross_entropy")
+
+    alone = make()
+    alone.fit(X, y, epochs=20, batch_size=512, shuffle=False)
+    busy = make()
+    busy.build(X.shape[1])
+    stop = threading.Event()
+
+    def predict_loop():
+        while not stop.is_set():
+            busy.predict(X[:512])
+
+    t = threading.Thread(target=predict_loop)
+    t.start()
+    try:
+        busy.fit(X, y, epochs=20, batch_size=512, shuffle=False)
+    finally:
+        stop.set()
+        t.join()
+    np.testing.assert_array_equal(alone.params, busy.params)
+
+
+@pytest.mark.parametrize("backend", ["c", "python"])
+def test_compile_after_build_switches_the_loss_the_engine_uses(backend):
+    if backend == "c" and not HAVE_C:
+        pytest.skip("compiled extension not built")
+    fastnn.set_backend(backend)
+    X, y = data("binary_crossentropy", n=64)
+    m = fastnn.Sequential([fastnn.Dense(8, activation="tanh"), fastnn.Dense(4)], dtype="float64", seed=0)
+    m.compile("sgd", "mse").fit(X, y, epochs=1)
+    m.compile("sgd", "binary_crossentropy")
+    fresh = fastnn.Sequential([fastnn.Dense(8, activation="tanh"), fastnn.Dense(4)], dtype="float64", seed=0)
+    fresh.compile("sgd", "binary_crossentropy").build(X.shape[1])
+    fresh.set_weights(m.get_weights())
+    assert m.gradient(X, y)[0] == pytest.approx(fresh.gradient(X, y)[0], rel=1e-12)
+    np.testing.assert_allclose(m.gradient(X, y)[1], fresh.gradient(X, y)[1], rtol=1e-12)
+    with pytest.raises(ValueError, match="2 outputs"):
+        fastnn.Sequential([fastnn.Dense(1)]).compile("sgd", "mse").build(3).compile("sgd", "cross_entropy")
+
+
+@pytest.mark.parametrize("backend", ["c", "python"])
+def test_batchnorm_statistics_that_overflow_stop_training_before_they_are_committed(backend):
+    if backend == "c" and not HAVE_C:
+        pytest.skip("compiled extension not built")
+    fastnn.set_backend(backend)
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((64, 3)) * 3e19  # float32 variance overflows, normalised values do not
+    y = rng.integers(0, 2, 64)
+    m = fastnn.Sequential([fastnn.BatchNorm(), fastnn.Dense(2)], dtype="float32").compile("sgd", "cross_entropy")
+    with pytest.raises(fastnn.NonFiniteError):
+        m.fit(X, y, epochs=1, batch_size=64)
+    assert np.isfinite(m.state).all() and np.isfinite(m.params).all()
+
+
+def test_cosine_schedule_spans_each_fit_and_partial_fit_needs_a_horizon():
+    X, y = data("cross_entropy", n=100)
+    m = fastnn.Sequential([fastnn.Dense(4)], seed=0).compile(fastnn.SGD(0.1, schedule=fastnn.CosineDecay()),
+                                                              "cross_entropy")
+    h1 = m.fit(X, y, epochs=2, batch_size=10)
+    h2 = m.fit(X, y, epochs=2, batch_size=10)
+    assert h1["lr"][0] == pytest.approx(0.1)
+    assert 0 < h2["lr"][0] < 0.1 and h2["lr"][1] > 0  # the second fit still learns
+    with pytest.raises(ValueError, match="total_steps"):
+        m.partial_fit(X, y)
+    p = fastnn.Sequential([fastnn.Dense(4)], seed=0).compile(
+        fastnn.SGD(0.1, schedule=fastnn.CosineDecay(total_steps=3)), "cross_entropy")
+    before = None
+    for _ in range(3):
+        p.partial_fit(X[:10], y[:10])
+        assert before is None or not np.array_equal(before, p.params)
+        before = p.params.copy()
