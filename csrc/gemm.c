@@ -79,13 +79,22 @@ static void FN(pack_a)(real *restrict dst, const real *restrict A, int64_t lda, 
             for (; i < mr; i++) dst[p * MR + i] = src[i];
             for (; i < MR; i++) dst[p * MR + i] = 0;
         }
-    } else {
-        for (int64_t i = 0; i < mr; i++) {
-            const real *src = A + (i0 + i) * lda + p0;
-            for (int64_t p = 0; p < kc; p++) dst[p * MR + i] = src[p];
+    } else { /* MR rows streamed side by side: sequential reads, sequential writes */
+        const real *rows[32];
+        int64_t i = 0;
+        for (; i < mr && i < 32; i++) rows[i] = A + (i0 + i) * lda + p0;
+        if (MR <= 32) {
+            for (int64_t p = 0; p < kc; p++) {
+                real *d = dst + p * MR;
+                for (i = 0; i < mr; i++) d[i] = rows[i][p];
+                for (; i < MR; i++) d[i] = 0;
+            }
+        } else {
+            for (i = 0; i < mr; i++)
+                for (int64_t p = 0; p < kc; p++) dst[p * MR + i] = A[(i0 + i) * lda + p0 + p];
+            for (; i < MR; i++)
+                for (int64_t p = 0; p < kc; p++) dst[p * MR + i] = 0;
         }
-        for (int64_t i = mr; i < MR; i++)
-            for (int64_t p = 0; p < kc; p++) dst[p * MR + i] = 0;
     }
 }
 
@@ -133,23 +142,27 @@ static void FN(scale_c)(real *C, int64_t m, int64_t n, int64_t ldc, real beta) {
 static void FN(gemm_block)(real *C, const real *A, const real *B, int64_t i0, int64_t i1, int64_t j0,
                            int64_t j1, int64_t k, int64_t ldc, int64_t lda, int64_t ldb, int trans_a,
                            int trans_b, real alpha, real beta, real *pa, real *pb,
-                           const real *pa_ready,
+                           const real *pa_ready, const real *pb_ready,
 #if REAL_IS_FLOAT
                            const fnn_kernel_f32 *K
 #else
                            const fnn_kernel_f64 *K
 #endif
 ) {
-    /* pa_ready: op(A) already packed whole (one MC x KC block: i1 - i0 <= MC, k <= KC) */
+    /* pa_ready / pb_ready: op(A) / op(B) already packed whole (one block: i1 - i0 <= MC,
+     * j1 - j0 <= NC, k <= KC) */
     const int64_t MR = K->mr, NR = K->nr;
     for (int64_t jc = j0; jc < j1; jc += K->nc) {
         const int64_t nc = min64(K->nc, j1 - jc), nb = (nc + NR - 1) / NR;
         for (int64_t pc = 0; pc < k; pc += K->kc) {
             const int64_t kc = min64(K->kc, k - pc);
             const real beta_pc = pc == 0 ? beta : (real)1;
-            for (int64_t jp = 0; jp < nb; jp++)
-                FN(pack_b)(pb + jp * NR * kc, B, ldb, trans_b, pc, jc + jp * NR,
-                           min64(NR, nc - jp * NR), kc, NR);
+            if (pb_ready)
+                pb = (real *)pb_ready;
+            else
+                for (int64_t jp = 0; jp < nb; jp++)
+                    FN(pack_b)(pb + jp * NR * kc, B, ldb, trans_b, pc, jc + jp * NR,
+                               min64(NR, nc - jp * NR), kc, NR);
             for (int64_t ic = i0; ic < i1; ic += K->mc) {
                 const int64_t mc = min64(K->mc, i1 - ic), na = (mc + MR - 1) / MR;
                 if (pa_ready)
@@ -207,7 +220,8 @@ typedef struct FN(gemm_job) {
     const real *A, *B;
     int64_t m, n, k, ldc, lda, ldb, step, per_slab, extent;
     int trans_a, trans_b, by_cols;
-    real alpha, beta, *work, *pa_shared; /* pa_shared: op(A) packed once for every slab */
+    real alpha, beta, *work;
+    real *pa_shared, *pb_shared; /* the operand every slab needs, packed once (or NULL) */
     size_t per_thread, pa_size; /* a thread's packing area: pa_size elements of A, then B's */
 #if REAL_IS_FLOAT
     fnn_kernel_f32 K;
@@ -224,13 +238,13 @@ static void FN(gemm_slab)(void *ctx, int64_t s, int worker) {
     const int64_t hi = min64((s + 1) * j->per_slab * j->step, j->extent);
     if (j->by_cols)
         FN(gemm_block)(j->C, j->A, j->B, 0, j->m, lo, hi, j->k, j->ldc, j->lda, j->ldb, j->trans_a,
-                       j->trans_b, j->alpha, j->beta, pa, pb, j->pa_shared, &j->K);
+                       j->trans_b, j->alpha, j->beta, pa, pb, j->pa_shared, NULL, &j->K);
     else
         FN(gemm_block)(j->C, j->A, j->B, lo, hi, 0, j->n, j->k, j->ldc, j->lda, j->ldb, j->trans_a,
-                       j->trans_b, j->alpha, j->beta, pa, pb, NULL, &j->K);
+                       j->trans_b, j->alpha, j->beta, pa, pb, NULL, j->pb_shared, &j->K);
 }
 
-#define PACK_A_PANELS 4 /* MR-row panels per packing task */
+#define PACK_A_PANELS 4 /* MR-row (NR-column) panels per packing task */
 
 static void FN(pack_a_task)(void *ctx, int64_t t, int worker) {
     const FN(gemm_job) *j = (const FN(gemm_job) *)ctx;
@@ -239,6 +253,15 @@ static void FN(pack_a_task)(void *ctx, int64_t t, int worker) {
     for (int64_t ip = t * PACK_A_PANELS; ip < na && ip < (t + 1) * PACK_A_PANELS; ip++)
         FN(pack_a)(j->pa_shared + ip * MR * j->k, j->A, j->lda, j->trans_a, ip * MR, 0,
                    min64(MR, j->m - ip * MR), j->k, MR);
+}
+
+static void FN(pack_b_task)(void *ctx, int64_t t, int worker) {
+    const FN(gemm_job) *j = (const FN(gemm_job) *)ctx;
+    (void)worker;
+    const int64_t NR = j->K.nr, nb = (j->n + NR - 1) / NR;
+    for (int64_t jp = t * PACK_A_PANELS; jp < nb && jp < (t + 1) * PACK_A_PANELS; jp++)
+        FN(pack_b)(j->pb_shared + jp * NR * j->k, j->B, j->ldb, j->trans_b, 0, jp * NR,
+                   min64(NR, j->n - jp * NR), j->k, NR);
 }
 
 /* Threads take slabs of C, each packing into its own part of `work`: no barrier inside a call.
@@ -278,7 +301,19 @@ int FN(fnn_gemm_team)(fnn_team *team, real *C, const real *A, const real *B, int
         if (!owned) return FNN_ENOMEM;
         work = owned;
     }
-    j.by_cols = n >= 2 * j.K.nr * nt || n >= m;
+    /* Split C along the dimension whose slabs repack the least: column slabs each need all of
+     * op(A), row slabs all of op(B); when that operand fits one cache block it is packed once,
+     * shared by every slab. */
+    const int64_t col_panels = (n + j.K.nr - 1) / j.K.nr, row_panels = (m + j.K.mr - 1) / j.K.mr;
+    const int share_a = m <= j.K.mc && k <= j.K.kc, share_b = n <= j.K.nc && k <= j.K.kc;
+    if (nt == 1)
+        j.by_cols = 1;
+    else if (share_a && col_panels >= 2 * nt)
+        j.by_cols = 1;
+    else if (share_b && row_panels >= 2 * nt)
+        j.by_cols = 0;
+    else
+        j.by_cols = col_panels >= 2 * nt && (m <= n || row_panels < 2 * nt);
     j.step = j.by_cols ? j.K.nr : j.K.mr;
     j.extent = j.by_cols ? n : m;
     const int64_t panels = (j.extent + j.step - 1) / j.step;
@@ -292,13 +327,14 @@ int FN(fnn_gemm_team)(fnn_team *team, real *C, const real *A, const real *B, int
     j.m = m; j.n = n; j.k = k; j.ldc = ldc; j.lda = lda; j.ldb = ldb;
     j.trans_a = trans_a; j.trans_b = trans_b; j.alpha = alpha; j.beta = beta;
     j.work = work;
-    j.pa_shared = NULL;
+    j.pa_shared = j.pb_shared = NULL;
     fnn_team *tm = nt > 1 ? team : NULL;
-    if (j.by_cols && slabs > 1 && m <= j.K.mc && k <= j.K.kc) {
-        /* every slab needs all of op(A): pack it once, as a job of its own, in the shared area */
+    if (slabs > 1 && j.by_cols && share_a) { /* packed once, as a job of its own */
         j.pa_shared = (real *)align64(work + j.per_thread * (size_t)nt);
-        const int64_t na = (m + j.K.mr - 1) / j.K.mr;
-        fnn_team_run(tm, (na + PACK_A_PANELS - 1) / PACK_A_PANELS, FN(pack_a_task), &j);
+        fnn_team_run(tm, (row_panels + PACK_A_PANELS - 1) / PACK_A_PANELS, FN(pack_a_task), &j);
+    } else if (slabs > 1 && !j.by_cols && share_b) {
+        j.pb_shared = (real *)align64(work + j.per_thread * (size_t)nt);
+        fnn_team_run(tm, (col_panels + PACK_A_PANELS - 1) / PACK_A_PANELS, FN(pack_b_task), &j);
     }
     fnn_team_run(tm, slabs, FN(gemm_slab), &j);
     free(owned);

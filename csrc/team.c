@@ -81,7 +81,7 @@ void fnn_team_run(fnn_team *t, int64_t n_tasks, fnn_task_fn fn, void *ctx) {
 
 #ifdef _OPENMP
 static void worker_loop(fnn_team *t, int worker) {
-    uint64_t seen = atomic_load_explicit(&t->ticket, memory_order_acquire) >> 32;
+    uint64_t seen = 0; /* a team starts at generation 0: join whatever job is already out */
     unsigned idle = 0;
     for (;;) {
         const uint64_t tk = atomic_load_explicit(&t->ticket, memory_order_acquire);
