@@ -319,7 +319,9 @@ int FN(fnn_gemm_team)(fnn_team *team, real *C, const real *A, const real *B, int
     const int64_t panels = (j.extent + j.step - 1) / j.step;
     j.per_slab = panels;
     if (nt > 1) {
-        j.per_slab = (panels + SLABS_PER_THREAD * nt - 1) / (SLABS_PER_THREAD * nt);
+        /* without a shared operand every slab repacks the other one: fewer, larger slabs */
+        const int per_thread_slabs = (j.by_cols ? share_a : share_b) ? SLABS_PER_THREAD : 2;
+        j.per_slab = (panels + per_thread_slabs * nt - 1) / (per_thread_slabs * nt);
         if (j.per_slab < 2) j.per_slab = 2;
     }
     const int64_t slabs = (panels + j.per_slab - 1) / j.per_slab;
