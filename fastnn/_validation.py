@@ -37,10 +37,19 @@ def check_matrix(X, name, dtype, allow_nan=False, min_rows=1, n_cols=None):
     if n_cols is not None and arr.shape[1] != n_cols:
         raise ValueError(f"{name} has {arr.shape[1]} features, but the model expects {n_cols}")
     arr = np.ascontiguousarray(arr, dtype=dtype)
-    if not allow_nan and not np.isfinite(arr).all():
+    if not allow_nan and not _all_finite(arr):
         bad = int((~np.isfinite(arr)).sum())
         raise ValueError(f"{name} contains {bad} NaN or infinite value(s)")
     return arr
+
+
+def _all_finite(arr):
+    """NaN and inf propagate through a sum, so a finite sum proves every element finite (one pass,
+    no temporary); only a sum that overflowed or met a NaN needs the element-wise check."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        if np.isfinite(arr.sum()):
+            return True
+    return bool(np.isfinite(arr).all())
 
 
 def check_labels(y, n, n_classes, name="y"):
