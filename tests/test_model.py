@@ -273,3 +273,15 @@ def test_binary_crossentropy_targets_must_be_probabilities():
     m = fastnn.Sequential([fastnn.Dense(2)]).compile("sgd", "binary_crossentropy")
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         m.fit(np.zeros((4, 3)), np.full((4, 2), 2.0))
+
+
+def test_finite_inputs_whose_sum_overflows_are_accepted_and_nan_among_them_is_not():
+    from fastnn._validation import check_matrix
+    X = np.full((4, 3), 3e38, np.float32)  # the sum overflows; every element is finite
+    assert check_matrix(X, "X", np.float32) is not None
+    X[2, 1] = np.nan
+    with pytest.raises(ValueError, match="1 NaN"):
+        check_matrix(X, "X", np.float32)
+    Y = np.array([[np.inf, -np.inf]])  # inf - inf: the sum is NaN, the message counts both
+    with pytest.raises(ValueError, match="2 NaN"):
+        check_matrix(Y, "X", np.float64)
