@@ -22,6 +22,51 @@
 static inline void *align64(void *p) { return (void *)(((uintptr_t)p + 63) & ~(uintptr_t)63); }
 static inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define FNN_HAVE_PACK8_AVX 1
+/* Eight full rows of a row-major float A into an 8-row panel, dst[p*8 + i] = rows[i][p]: 8 x 8
+ * transposes in AVX registers instead of 64 scalar moves. Same values, only faster. */
+__attribute__((target("avx"))) static void pack_a8_f32_avx(float *restrict dst,
+                                                           const float *const rows[8],
+                                                           int64_t kc) {
+    int64_t p = 0;
+    for (; p + 8 <= kc; p += 8) {
+        __m256 r0 = _mm256_loadu_ps(rows[0] + p), r1 = _mm256_loadu_ps(rows[1] + p);
+        __m256 r2 = _mm256_loadu_ps(rows[2] + p), r3 = _mm256_loadu_ps(rows[3] + p);
+        __m256 r4 = _mm256_loadu_ps(rows[4] + p), r5 = _mm256_loadu_ps(rows[5] + p);
+        __m256 r6 = _mm256_loadu_ps(rows[6] + p), r7 = _mm256_loadu_ps(rows[7] + p);
+        __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1);
+        __m256 t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
+        __m256 t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5);
+        __m256 t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
+        __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+        __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+        __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+        __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+        float *d = dst + p * 8;
+        _mm256_storeu_ps(d + 0, _mm256_permute2f128_ps(u0, u4, 0x20));
+        _mm256_storeu_ps(d + 8, _mm256_permute2f128_ps(u1, u5, 0x20));
+        _mm256_storeu_ps(d + 16, _mm256_permute2f128_ps(u2, u6, 0x20));
+        _mm256_storeu_ps(d + 24, _mm256_permute2f128_ps(u3, u7, 0x20));
+        _mm256_storeu_ps(d + 32, _mm256_permute2f128_ps(u0, u4, 0x31));
+        _mm256_storeu_ps(d + 40, _mm256_permute2f128_ps(u1, u5, 0x31));
+        _mm256_storeu_ps(d + 48, _mm256_permute2f128_ps(u2, u6, 0x31));
+        _mm256_storeu_ps(d + 56, _mm256_permute2f128_ps(u3, u7, 0x31));
+    }
+    for (; p < kc; p++)
+        for (int i = 0; i < 8; i++) dst[p * 8 + i] = rows[i][p];
+}
+static int have_avx(void) {
+    static int known = -1;
+    if (known < 0) {
+        __builtin_cpu_init();
+        known = __builtin_cpu_supports("avx") ? 1 : 0;
+    }
+    return known;
+}
+#endif
+
 #define FNN_SELF "gemm.c"
 #include "instantiate.h"
 
@@ -83,6 +128,12 @@ static void FN(pack_a)(real *restrict dst, const real *restrict A, int64_t lda, 
         const real *rows[32];
         int64_t i = 0;
         for (; i < mr && i < 32; i++) rows[i] = A + (i0 + i) * lda + p0;
+#if defined(FNN_HAVE_PACK8_AVX) && REAL_IS_FLOAT
+        if (MR == 8 && mr == 8 && have_avx()) {
+            pack_a8_f32_avx(dst, (const float *const *)rows, kc);
+            return;
+        }
+#endif
         if (MR <= 32) {
             for (int64_t p = 0; p < kc; p++) {
                 real *d = dst + p * MR;
