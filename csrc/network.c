@@ -351,11 +351,35 @@ typedef struct FN(call) {
     double *loss;
 } FN(call);
 
+/* Gathering a batch's rows (scattered over X) is memory-bound: shared by the team, 32 rows a task. */
+typedef struct FN(gather_job) {
+    const FN(call) *c;
+    const int64_t *rows;
+    int64_t nb;
+} FN(gather_job);
+
+#define GATHER_ROWS 32
+
+static void FN(gather_task)(void *ctx, int64_t t, int worker) {
+    const FN(gather_job) *g = (const FN(gather_job) *)ctx;
+    const FN(call) *c = g->c;
+    FN(fnn_workspace) *ws = c->ws;
+    const int64_t din = c->net->n_inputs, dout = c->net->n_outputs;
+    (void)worker;
+    for (int64_t i = t * GATHER_ROWS; i < g->nb && i < (t + 1) * GATHER_ROWS; i++) {
+        const int64_t r = g->rows[i];
+        memcpy(ws->x + i * din, c->X + r * din, (size_t)din * sizeof(real));
+        if (c->T) memcpy(ws->t + i * dout, c->T + r * dout, (size_t)dout * sizeof(real));
+        if (c->labels) ws->labels[i] = c->labels[r];
+        if (c->sw) ws->sw[i] = c->sw[r];
+    }
+}
+
 static int FN(epoch_body)(fnn_team *team, void *ctx) {
     const FN(call) *c = (const FN(call) *)ctx;
     const fnn_net *net = c->net;
     FN(fnn_workspace) *ws = c->ws;
-    const int64_t n = c->n, batch = c->batch, din = net->n_inputs, dout = net->n_outputs;
+    const int64_t n = c->n, batch = c->batch;
     int64_t *perm = c->perm;
     if (c->shuffle)
         fnn_shuffle(perm, fnn_rng_key(net->seed, FNN_RNG_SHUFFLE, (uint64_t)c->epoch), n);
@@ -364,13 +388,8 @@ static int FN(epoch_body)(fnn_team *team, void *ctx) {
     const int64_t samples0 = c->counters[FNN_CTR_SAMPLES];
     for (int64_t b = 0, start = 0; start < n; b++, start += batch) {
         const int64_t nb = start + batch <= n ? batch : n - start;
-        const int64_t *rows = perm + start;
-        for (int64_t i = 0; i < nb; i++) {
-            memcpy(ws->x + i * din, c->X + rows[i] * din, (size_t)din * sizeof(real));
-            if (c->T) memcpy(ws->t + i * dout, c->T + rows[i] * dout, (size_t)dout * sizeof(real));
-            if (c->labels) ws->labels[i] = c->labels[rows[i]];
-            if (c->sw) ws->sw[i] = c->sw[rows[i]];
-        }
+        FN(gather_job) g = {c, perm + start, nb};
+        fnn_team_run(team, (nb + GATHER_ROWS - 1) / GATHER_ROWS, FN(gather_task), &g);
         int st = FN(step)(team, c->res, c->params, c->slots, c->state, c->counters, ws, net, c->opt,
                           ws->x, c->T ? ws->t : NULL, c->labels ? ws->labels : NULL,
                           c->sw ? ws->sw : NULL, nb, c->epoch, samples0);
