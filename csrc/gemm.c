@@ -413,7 +413,8 @@ int FN(fnn_gemm)(real *C, const real *A, const real *B, int64_t m, int64_t n, in
                  int64_t ldc, int64_t lda, int64_t ldb, int trans_a, int trans_b, double alpha,
                  double beta, real *work) {
     FN(gemm_call) c = {C, A, B, m, n, k, ldc, lda, ldb, trans_a, trans_b, alpha, beta, work};
-    const int big = (double)m * (double)n * (double)k >= PAR_MIN_FLOPS;
+    /* a team costs a fork and a join: only for products that take tens of microseconds */
+    const int big = (double)m * (double)n * (double)k >= (double)(1 << 21);
     return fnn_with_team(big ? fnn_get_num_threads() : 1, FN(gemm_body), &c);
 }
 

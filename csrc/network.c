@@ -333,6 +333,12 @@ static int FN(check_net)(const fnn_net *net, const fnn_optim *opt, const FN(fnn_
     return FNN_OK;
 }
 
+/* Threads for a call on n rows: a team costs a fork and a join (and, on a busy machine, a wait
+ * for a descheduled thread at the join), so calls with little work run on the caller alone. */
+static int FN(threads_for)(const fnn_net *net, int64_t n) {
+    return (double)n * (double)net->n_params >= (double)(1 << 21) ? fnn_get_num_threads() : 1;
+}
+
 /* The public calls run their body inside a team (team.h): one set of threads per call, shared
  * by every GEMM and update of the call, with no barrier between them. */
 typedef struct FN(call) {
@@ -444,7 +450,7 @@ int FN(fnn_train_step)(fnn_train_result *res, real *params, real *slots, real *s
     c.res = res; c.params = params; c.slots = slots; c.state = state; c.counters = counters;
     c.ws = ws; c.net = net; c.opt = opt; c.X = X; c.T = T; c.labels = labels; c.sw = sw; c.n = n;
     c.epoch = epoch;
-    return fnn_with_team(fnn_get_num_threads(), FN(step_body), &c);
+    return fnn_with_team(FN(threads_for)(net, n), FN(step_body), &c);
 }
 
 static int FN(gradient_body)(fnn_team *team, void *ctx) {
@@ -466,7 +472,7 @@ int FN(fnn_gradient)(double *loss, real *grads, const real *params, FN(fnn_works
     memset(&c, 0, sizeof c);
     c.loss = loss; c.grads = grads; c.params = (real *)params; c.ws = ws; c.net = net; c.X = X;
     c.T = T; c.labels = labels; c.sw = sw; c.n = n; c.step = step;
-    return fnn_with_team(fnn_get_num_threads(), FN(gradient_body), &c);
+    return fnn_with_team(FN(threads_for)(net, n), FN(gradient_body), &c);
 }
 
 static int FN(predict_body)(fnn_team *team, void *ctx) {
@@ -498,8 +504,7 @@ int FN(fnn_predict)(real *out, const real *params, const real *state, FN(fnn_wor
     memset(&c, 0, sizeof c);
     c.out = out; c.params = (real *)params; c.state = (real *)state; c.ws = ws; c.net = net;
     c.X = X; c.n = n; c.link = link;
-    const int threads = (double)n * (double)net->n_params >= 64.0 * 64 * 64 ? fnn_get_num_threads() : 1;
-    return fnn_with_team(threads, FN(predict_body), &c);
+    return fnn_with_team(FN(threads_for)(net, n), FN(predict_body), &c);
 }
 
 #endif

@@ -141,7 +141,7 @@ static FN(opt_job) FN(opt_common)(int kind, real *p, real *s1, real *s2, const r
 /* Standalone calls share the update between threads when it is large enough to pay. */
 static void FN(opt_run)(fnn_team *team, FN(opt_job) *j, int standalone) {
     if (standalone)
-        fnn_with_team(j->n >= 4 * OPT_CHUNK ? fnn_get_num_threads() : 1, FN(opt_body), j);
+        fnn_with_team(j->n >= 16 * OPT_CHUNK ? fnn_get_num_threads() : 1, FN(opt_body), j);
     else
         FN(opt_body)(team, j);
 }
