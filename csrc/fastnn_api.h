@@ -11,6 +11,8 @@ int FN(fnn_gemm)(real *C, const real *A, const real *B, int64_t m, int64_t n, in
                  int64_t ldc, int64_t lda, int64_t ldb, int trans_a, int trans_b,
                  double alpha, double beta, real *work);
 size_t FN(fnn_gemm_work_size)(void);
+/* Enough for every product of at most m x n x k (what a training workspace needs). */
+size_t FN(fnn_gemm_work_size_for)(int64_t m, int64_t n, int64_t k);
 /* The plain triple loop, for tests and as the definition of the maths. */
 int FN(fnn_gemm_naive)(real *C, const real *A, const real *B, int64_t m, int64_t n, int64_t k,
                        int64_t ldc, int64_t lda, int64_t ldb, int trans_a, int trans_b,

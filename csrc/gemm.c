@@ -96,23 +96,38 @@ void FN(fnn_gemm_ukr_ref_4x8)(int64_t k, const real *restrict a, const real *res
     }
 }
 
-/* Packing space of one thread: an MC x KC block of A and a KC x NC block of B, aligned. */
-static size_t FN(thread_work)(void) {
+/* Packing space one thread needs for products of at most m x n x k with kernel K: a block of A
+ * (rows rounded up to MR, at most MC) by KC, a block of B (columns rounded up to NR, at most NC),
+ * room to align both. gemm_team uses the same formula for each call. */
+#if REAL_IS_FLOAT
+static size_t FN(per_thread_for)(const fnn_kernel_f32 *K, int64_t m, int64_t n, int64_t k) {
+#else
+static size_t FN(per_thread_for)(const fnn_kernel_f64 *K, int64_t m, int64_t n, int64_t k) {
+#endif
+    const int64_t rows = min64(K->mc, (m + K->mr - 1) / K->mr * K->mr);
+    const int64_t cols = min64(K->nc, (n + K->nr - 1) / K->nr * K->nr), depth = min64(K->kc, k);
+    return ((size_t)(rows * depth + depth * cols) + 2 * 64 / sizeof(real) + 63) & ~(size_t)63;
+}
+
+/* Workspace for any product up to m x n x k, whichever kernel is active, one area per thread
+ * plus one for a shared operand. */
+size_t FN(fnn_gemm_work_size_for)(int64_t m, int64_t n, int64_t k) {
     size_t most = 0;
     for (const fnn_arch *const *a = fnn_all_archs; *a; a++) {
 #if REAL_IS_FLOAT
-        const fnn_kernel_f32 *K = &(*a)->f32;
+        const size_t s = FN(per_thread_for)(&(*a)->f32, m, n, k);
 #else
-        const fnn_kernel_f64 *K = &(*a)->f64;
+        const size_t s = FN(per_thread_for)(&(*a)->f64, m, n, k);
 #endif
-        size_t s = (size_t)(K->mc * K->kc + K->kc * K->nc);
         if (s > most) most = s;
     }
-    return (most + 2 * 64 / sizeof(real) + 63) & ~(size_t)63;
+    return most * ((size_t)fnn_max_threads() + 1);
 }
 
-/* One packing area per thread, plus one for an A block that all threads share. */
-size_t FN(fnn_gemm_work_size)(void) { return FN(thread_work)() * ((size_t)fnn_max_threads() + 1); }
+size_t FN(fnn_gemm_work_size)(void) {
+    const int64_t any = (int64_t)1 << 40; /* no bound: full cache blocks */
+    return FN(fnn_gemm_work_size_for)(any, any, any);
+}
 
 /* op(A)[i0 + ip*MR + i, p0 + p] into dst[p*MR + i] for one MR-row panel, zero-padded past mr. */
 static void FN(pack_a)(real *restrict dst, const real *restrict A, int64_t lda, int trans,
@@ -341,11 +356,9 @@ int FN(fnn_gemm_team)(fnn_team *team, real *C, const real *A, const real *B, int
 #endif
     int nt = fnn_team_size(team);
     if ((double)m * (double)n * (double)k < PAR_MIN_FLOPS) nt = 1;
-    /* packing space this call needs per thread (at most thread_work(), what workspaces hold) */
-    const int64_t rows = min64(j.K.mc, (m + j.K.mr - 1) / j.K.mr * j.K.mr);
-    const int64_t cols = min64(j.K.nc, (n + j.K.nr - 1) / j.K.nr * j.K.nr), depth = min64(j.K.kc, k);
-    j.pa_size = (size_t)(rows * depth);
-    j.per_thread = ((size_t)(rows * depth + depth * cols) + 2 * 64 / sizeof(real) + 63) & ~(size_t)63;
+    /* packing space this call needs per thread: within what fnn_gemm_work_size_for(m, n, k) gave */
+    j.pa_size = (size_t)(min64(j.K.mc, (m + j.K.mr - 1) / j.K.mr * j.K.mr) * min64(j.K.kc, k));
+    j.per_thread = FN(per_thread_for)(&j.K, m, n, k);
     real *owned = NULL;
     if (!work) { /* a standalone call: just what this call needs, threads + the shared A area */
         owned = (real *)malloc(j.per_thread * ((size_t)nt + 1) * sizeof(real) + 64);

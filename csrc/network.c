@@ -58,7 +58,10 @@ int FN(fnn_workspace_new)(FN(fnn_workspace) **out, const fnn_net *net, int64_t b
     }
     sz += 2 * FN(round64)((size_t)(B * width) * sizeof(real));
     sz += FN(round64)((size_t)(net->n_params > 0 ? net->n_params : 1) * sizeof(real));
-    sz += FN(round64)(FN(fnn_gemm_work_size)() * sizeof(real));
+    /* GEMM shapes of a step: forward B x n_out x n_in, dW n_in x n_out x B, dX B x n_in x n_out */
+    const int64_t big = B > width ? B : width;
+    const size_t gemm_work = FN(fnn_gemm_work_size_for)(big, width, big);
+    sz += FN(round64)(gemm_work * sizeof(real));
     char *block = (char *)aligned_alloc(64, sz);
     if (!block) return FNN_ENOMEM;
     memset(block, 0, sz);
@@ -89,7 +92,7 @@ int FN(fnn_workspace_new)(FN(fnn_workspace) **out, const fnn_net *net, int64_t b
     TAKE(ws->g0, real, B * width);
     TAKE(ws->g1, real, B * width);
     TAKE(ws->grads, real, net->n_params > 0 ? net->n_params : 1);
-    TAKE(ws->gemm_work, real, FN(fnn_gemm_work_size)());
+    TAKE(ws->gemm_work, real, gemm_work);
 #undef TAKE
     ws->batch = B;
     ws->n_layers = L;

@@ -64,6 +64,7 @@ cdef extern from "fastnn.h" nogil:
         pass
     int fnn_gemm_f32(float *C, const float *A, const float *B, int64_t m, int64_t n, int64_t k, int64_t ldc, int64_t lda, int64_t ldb, int trans_a, int trans_b, double alpha, double beta, float *work) nogil
     size_t fnn_gemm_work_size_f32() nogil
+    size_t fnn_gemm_work_size_for_f32(int64_t m, int64_t n, int64_t k) nogil
     int fnn_gemm_naive_f32(float *C, const float *A, const float *B, int64_t m, int64_t n, int64_t k, int64_t ldc, int64_t lda, int64_t ldb, int trans_a, int trans_b, double alpha, double beta) nogil
     void fnn_bias_forward_f32(float *Y, const float *b, int64_t m, int64_t n, int64_t ldy) nogil
     void fnn_bias_backward_f32(float *db, const float *dY, int64_t m, int64_t n, int64_t ldy) nogil
@@ -109,6 +110,7 @@ cdef extern from "fastnn.h" nogil:
         pass
     int fnn_gemm_f64(double *C, const double *A, const double *B, int64_t m, int64_t n, int64_t k, int64_t ldc, int64_t lda, int64_t ldb, int trans_a, int trans_b, double alpha, double beta, double *work) nogil
     size_t fnn_gemm_work_size_f64() nogil
+    size_t fnn_gemm_work_size_for_f64(int64_t m, int64_t n, int64_t k) nogil
     int fnn_gemm_naive_f64(double *C, const double *A, const double *B, int64_t m, int64_t n, int64_t k, int64_t ldc, int64_t lda, int64_t ldb, int trans_a, int trans_b, double alpha, double beta) nogil
     void fnn_bias_forward_f64(double *Y, const double *b, int64_t m, int64_t n, int64_t ldy) nogil
     void fnn_bias_backward_f64(double *db, const double *dY, int64_t m, int64_t n, int64_t ldy) nogil
