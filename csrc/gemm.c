@@ -18,6 +18,7 @@
 #define PAR_MIN_FLOPS (64 * 64 * 64) /* below this m*n*k, one thread */
 #define SLABS_PER_THREAD 4           /* slabs of C handed out per thread and call */
 #define SKINNY_M 4                   /* up to this many rows of C: no packing (a GEMV-like loop) */
+#define FNN_MAX_THREADS_CAP 256      /* fnn_max_threads() never exceeds this (dispatch.c) */
 
 static inline void *align64(void *p) { return (void *)(((uintptr_t)p + 63) & ~(uintptr_t)63); }
 static inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
@@ -109,8 +110,7 @@ static size_t FN(per_thread_for)(const fnn_kernel_f64 *K, int64_t m, int64_t n, 
     return ((size_t)(rows * depth + depth * cols) + 2 * 64 / sizeof(real) + 63) & ~(size_t)63;
 }
 
-/* Workspace for any product up to m x n x k, whichever kernel is active, one area per thread
- * plus one for a shared operand. */
+/* Workspace for any product up to m x n x k, whichever kernel is active, one area per thread. */
 size_t FN(fnn_gemm_work_size_for)(int64_t m, int64_t n, int64_t k) {
     size_t most = 0;
     for (const fnn_arch *const *a = fnn_all_archs; *a; a++) {
@@ -121,7 +121,7 @@ size_t FN(fnn_gemm_work_size_for)(int64_t m, int64_t n, int64_t k) {
 #endif
         if (s > most) most = s;
     }
-    return most * ((size_t)fnn_max_threads() + 1);
+    return most * (size_t)fnn_max_threads();
 }
 
 size_t FN(fnn_gemm_work_size)(void) {
@@ -287,7 +287,11 @@ typedef struct FN(gemm_job) {
     int64_t m, n, k, ldc, lda, ldb, step, per_slab, extent;
     int trans_a, trans_b, by_cols;
     real alpha, beta, *work;
-    real *pa_shared, *pb_shared; /* the operand every slab needs, packed once (or NULL) */
+    /* keep_a / keep_b: the operand every slab needs fits one block, so each thread packs it once
+     * per call into its own area and keeps it for all its slabs (packed[worker] says it has);
+     * sharing one packed copy between cores measured slower than packing it twice. */
+    int keep_a, keep_b;
+    unsigned char packed[FNN_MAX_THREADS_CAP];
     size_t per_thread, pa_size; /* a thread's packing area: pa_size elements of A, then B's */
 #if REAL_IS_FLOAT
     fnn_kernel_f32 K;
@@ -297,37 +301,30 @@ typedef struct FN(gemm_job) {
 } FN(gemm_job);
 
 static void FN(gemm_slab)(void *ctx, int64_t s, int worker) {
-    const FN(gemm_job) *j = (const FN(gemm_job) *)ctx;
+    FN(gemm_job) *j = (FN(gemm_job) *)ctx;
     real *pa = (real *)align64(j->work + j->per_thread * (size_t)worker);
     real *pb = (real *)align64(pa + j->pa_size);
     const int64_t lo = s * j->per_slab * j->step;
     const int64_t hi = min64((s + 1) * j->per_slab * j->step, j->extent);
+    const int64_t MR = j->K.mr, NR = j->K.nr;
+    if (j->keep_a && !j->packed[worker]) { /* all of op(A), once per thread and call */
+        for (int64_t ip = 0; ip * MR < j->m; ip++)
+            FN(pack_a)(pa + ip * MR * j->k, j->A, j->lda, j->trans_a, ip * MR, 0,
+                       min64(MR, j->m - ip * MR), j->k, MR);
+        j->packed[worker] = 1;
+    }
+    if (j->keep_b && !j->packed[worker]) { /* all of op(B), once per thread and call */
+        for (int64_t jp = 0; jp * NR < j->n; jp++)
+            FN(pack_b)(pb + jp * NR * j->k, j->B, j->ldb, j->trans_b, 0, jp * NR,
+                       min64(NR, j->n - jp * NR), j->k, NR);
+        j->packed[worker] = 1;
+    }
     if (j->by_cols)
         FN(gemm_block)(j->C, j->A, j->B, 0, j->m, lo, hi, j->k, j->ldc, j->lda, j->ldb, j->trans_a,
-                       j->trans_b, j->alpha, j->beta, pa, pb, j->pa_shared, NULL, &j->K);
+                       j->trans_b, j->alpha, j->beta, pa, pb, j->keep_a ? pa : NULL, NULL, &j->K);
     else
         FN(gemm_block)(j->C, j->A, j->B, lo, hi, 0, j->n, j->k, j->ldc, j->lda, j->ldb, j->trans_a,
-                       j->trans_b, j->alpha, j->beta, pa, pb, NULL, j->pb_shared, &j->K);
-}
-
-#define PACK_A_PANELS 4 /* MR-row (NR-column) panels per packing task */
-
-static void FN(pack_a_task)(void *ctx, int64_t t, int worker) {
-    const FN(gemm_job) *j = (const FN(gemm_job) *)ctx;
-    (void)worker;
-    const int64_t MR = j->K.mr, na = (j->m + MR - 1) / MR;
-    for (int64_t ip = t * PACK_A_PANELS; ip < na && ip < (t + 1) * PACK_A_PANELS; ip++)
-        FN(pack_a)(j->pa_shared + ip * MR * j->k, j->A, j->lda, j->trans_a, ip * MR, 0,
-                   min64(MR, j->m - ip * MR), j->k, MR);
-}
-
-static void FN(pack_b_task)(void *ctx, int64_t t, int worker) {
-    const FN(gemm_job) *j = (const FN(gemm_job) *)ctx;
-    (void)worker;
-    const int64_t NR = j->K.nr, nb = (j->n + NR - 1) / NR;
-    for (int64_t jp = t * PACK_A_PANELS; jp < nb && jp < (t + 1) * PACK_A_PANELS; jp++)
-        FN(pack_b)(j->pb_shared + jp * NR * j->k, j->B, j->ldb, j->trans_b, 0, jp * NR,
-                   min64(NR, j->n - jp * NR), j->k, NR);
+                       j->trans_b, j->alpha, j->beta, pa, pb, NULL, j->keep_b ? pb : NULL, &j->K);
 }
 
 /* Threads take slabs of C, each packing into its own part of `work`: no barrier inside a call.
@@ -360,8 +357,8 @@ int FN(fnn_gemm_team)(fnn_team *team, real *C, const real *A, const real *B, int
     j.pa_size = (size_t)(min64(j.K.mc, (m + j.K.mr - 1) / j.K.mr * j.K.mr) * min64(j.K.kc, k));
     j.per_thread = FN(per_thread_for)(&j.K, m, n, k);
     real *owned = NULL;
-    if (!work) { /* a standalone call: just what this call needs, threads + the shared A area */
-        owned = (real *)malloc(j.per_thread * ((size_t)nt + 1) * sizeof(real) + 64);
+    if (!work) { /* a standalone call: just what this call needs */
+        owned = (real *)malloc(j.per_thread * (size_t)nt * sizeof(real) + 64);
         if (!owned) return FNN_ENOMEM;
         work = owned;
     }
@@ -393,15 +390,10 @@ int FN(fnn_gemm_team)(fnn_team *team, real *C, const real *A, const real *B, int
     j.m = m; j.n = n; j.k = k; j.ldc = ldc; j.lda = lda; j.ldb = ldb;
     j.trans_a = trans_a; j.trans_b = trans_b; j.alpha = alpha; j.beta = beta;
     j.work = work;
-    j.pa_shared = j.pb_shared = NULL;
+    j.keep_a = slabs > 1 && j.by_cols && share_a;
+    j.keep_b = slabs > 1 && !j.by_cols && share_b;
+    memset(j.packed, 0, sizeof j.packed);
     fnn_team *tm = nt > 1 ? team : NULL;
-    if (slabs > 1 && j.by_cols && share_a) { /* packed once, as a job of its own */
-        j.pa_shared = (real *)align64(work + j.per_thread * (size_t)nt);
-        fnn_team_run(tm, (row_panels + PACK_A_PANELS - 1) / PACK_A_PANELS, FN(pack_a_task), &j);
-    } else if (slabs > 1 && !j.by_cols && share_b) {
-        j.pb_shared = (real *)align64(work + j.per_thread * (size_t)nt);
-        fnn_team_run(tm, (col_panels + PACK_A_PANELS - 1) / PACK_A_PANELS, FN(pack_b_task), &j);
-    }
     fnn_team_run(tm, slabs, FN(gemm_slab), &j);
     free(owned);
     return FNN_OK;

@@ -10,12 +10,11 @@
  * usual m (32, 128, 200, 784). A panel at most half full in n (10 outputs, the last panel of a
  * row) runs a one-vector loop. Edge tiles are computed whole, then stored through masks; beta == 0
  * never loads c.
- * Blocks, measured on a 2-core AVX-512 Xeon (48 KB L1, 2 MB L2) with gemm.c's slab driver:
- * float MC = KC = 784 make the training products with m or k = 784 (x @ W1, x^T @ dY1) one
- * block, which lets the driver pack op(A) once for all threads; the 784 x 32 panel of b (100 KB)
- * then streams from L2, which costs nothing measurable on one thread and gains ~25% on two.
- * double keeps cache-sized blocks (its b panel 256 x 16 x 8 B = 32 KB in L1, a block 256 KB in
- * L2): KC = 784 cost it 15% on one thread. */
+ * Blocks: the kc x NR panel of b stays in L1 (float 384 x 128 B = 48 KB, double 256 x 128 B =
+ * 32 KB) while the MC x KC block of a streams from L2 (float 256 x 384 x 4 B = 384 KB, double
+ * 128 x 256 x 8 B = 256 KB). Measured on a 2-core AVX-512 Xeon (48 KB L1, 2 MB L2) with gemm.c's
+ * slab driver: MC = KC = 784 (one block for the 784-wide training products) or KC = 512 ran no
+ * faster, on 1 or 2 threads, and need 3x the workspace. */
 #if defined(__x86_64__) || defined(_M_X64)
 #include <immintrin.h>
 #include <stdint.h>
@@ -32,8 +31,8 @@
 
 #define S512_MR 8 /* float */
 #define S512_NR 32
-#define S512_MC 784
-#define S512_KC 784
+#define S512_MC 256
+#define S512_KC 384
 #define S512_NC 1024
 #define D512_MR 8 /* double */
 #define D512_NR 16

@@ -3,7 +3,9 @@
  * Contract of a microkernel fnn_sgemm_ukr_<isa>_<MR>x<NR> (and its double twin):
  *   c[0:mr, 0:nr] := beta * c + alpha * a @ b        (row-major c, leading dimension ldc)
  *   a: packed MR x k panel, a[p * MR + i];  b: packed k x NR panel, b[p * NR + j]; both are
- *   zero-padded past mr / nr, 64-byte aligned. 1 <= mr <= MR, 1 <= nr <= NR, k >= 1.
+ *   zero-padded past mr / nr. The packing buffers are 64-byte aligned but panel p starts
+ *   p * MR * k (p * NR * k) elements in, so kernels load with unaligned instructions.
+ *   1 <= mr <= MR, 1 <= nr <= NR, k >= 1.
  *   Only the mr x nr corner of c is touched; beta == 0 never reads c. No loops over m or n.
  * A kernel table entry gives the tile (MR, NR), the cache blocks (MC, KC, NC; MC % MR == 0,
  * NC % NR == 0) and the kernel. The portable "ref" entry is always there. */
