@@ -254,19 +254,43 @@ static void FN(gemm_block)(real *C, const real *A, const real *B, int64_t i0, in
 FNN_CLONES static void FN(gemm_skinny)(real *C, const real *A, const real *B, int64_t m, int64_t n,
                                        int64_t k, int64_t ldc, int64_t lda, int64_t ldb, int trans_a,
                                        int trans_b, real alpha, real beta) {
-    for (int64_t i = 0; i < m; i++) {
-        real *restrict c = C + i * ldc;
-        if (!trans_b) {
+#define SKINNY_A(i, q) (alpha * (trans_a ? A[(q) * lda + (i)] : A[(i) * lda + (q)]))
+    if (!trans_b) {
+        for (int64_t i = 0; i < m; i++) {
+            real *restrict c = C + i * ldc;
             if (beta == 0)
                 for (int64_t j = 0; j < n; j++) c[j] = 0;
             else
                 for (int64_t j = 0; j < n; j++) c[j] *= beta;
-            for (int64_t p = 0; p < k; p++) {
-                const real a = alpha * (trans_a ? A[p * lda + i] : A[i * lda + p]);
-                const real *restrict b = B + p * ldb;
+        }
+        int64_t p = 0;
+        for (; p + 8 <= k; p += 8) { /* eight rows of B, read once, applied to every row of C */
+            const real *restrict b0 = B + p * ldb, *restrict b1 = b0 + ldb;
+            const real *restrict b2 = b1 + ldb, *restrict b3 = b2 + ldb;
+            const real *restrict b4 = b3 + ldb, *restrict b5 = b4 + ldb;
+            const real *restrict b6 = b5 + ldb, *restrict b7 = b6 + ldb;
+            for (int64_t i = 0; i < m; i++) {
+                const real a0 = SKINNY_A(i, p), a1 = SKINNY_A(i, p + 1), a2 = SKINNY_A(i, p + 2);
+                const real a3 = SKINNY_A(i, p + 3), a4 = SKINNY_A(i, p + 4);
+                const real a5 = SKINNY_A(i, p + 5), a6 = SKINNY_A(i, p + 6);
+                const real a7 = SKINNY_A(i, p + 7);
+                real *restrict c = C + i * ldc;
+                for (int64_t j = 0; j < n; j++)
+                    c[j] += ((a0 * b0[j] + a1 * b1[j]) + (a2 * b2[j] + a3 * b3[j])) +
+                            ((a4 * b4[j] + a5 * b5[j]) + (a6 * b6[j] + a7 * b7[j]));
+            }
+        }
+        for (; p < k; p++) {
+            const real *restrict b = B + p * ldb;
+            for (int64_t i = 0; i < m; i++) {
+                const real a = SKINNY_A(i, p);
+                real *restrict c = C + i * ldc;
                 for (int64_t j = 0; j < n; j++) c[j] += a * b[j];
             }
-        } else {
+        }
+    } else {
+        for (int64_t i = 0; i < m; i++) {
+            real *restrict c = C + i * ldc;
             for (int64_t j = 0; j < n; j++) {
                 const real *restrict b = B + j * ldb;
                 real s = 0;
@@ -278,6 +302,7 @@ FNN_CLONES static void FN(gemm_skinny)(real *C, const real *A, const real *B, in
             }
         }
     }
+#undef SKINNY_A
 }
 
 /* One call split into slabs of C's columns (or rows, when C is narrow): the tasks of a team. */
