@@ -1,8 +1,8 @@
-"""python -m fastnn: train an MLP on MNIST from the copy that ships with fastnn.
+"""fastnn (or python -m fastnn): train an MLP on MNIST from the copy that ships with fastnn.
 
-    python -m fastnn                      # 784-256-128-10, relu, Adam 1e-3, batch 128, 3 epochs
-    python -m fastnn --teaching           # the classic intro: 784-30-10 sigmoid, MSE, plain SGD
-    python -m fastnn --check              # kernel self-check: compiled kernels vs the NumPy oracle
+    fastnn                      # 784-256-128-10, relu, Adam 1e-3, batch 128, 3 epochs
+    fastnn --teaching           # the classic intro: 784-30-10 sigmoid, MSE, plain SGD
+    fastnn --check              # kernel self-check: compiled kernels vs the NumPy oracle
 """
 import argparse
 import sys
@@ -46,7 +46,7 @@ def main(argv=None):
     import fastnn
     from fastnn.datasets import load_mnist
 
-    p = argparse.ArgumentParser(prog="python -m fastnn", description=__doc__,
+    p = argparse.ArgumentParser(prog="fastnn", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--batch-size", type=int, default=None)
