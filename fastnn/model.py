@@ -304,8 +304,14 @@ class Sequential:
         if not self.built:
             raise RuntimeError("the model is not built yet: call fit() or build(n_inputs) first")
 
-    def _check_xy(self, X, y, sample_weight, name="X"):
-        X = check_matrix(X, name, self.dtype, n_cols=self.n_inputs)
+    def _check_xy(self, X, y, sample_weight, name="X", build=False):
+        """Validated (X, T, labels, sample_weight); build=True first builds an unbuilt model for
+        X's width (fit, partial_fit), so X is checked once."""
+        X = check_matrix(X, name, self.dtype, n_cols=self.n_inputs if self.built else None)
+        if not self.built:
+            if not build:
+                self._require_built()
+            self.build(X.shape[1])
         n = X.shape[0]
         if self.loss == "softmax_xent":
             labels, T = check_labels(y, n, self.n_outputs), None
@@ -353,10 +359,7 @@ class Sequential:
         batch_size = check_positive_int(batch_size, "batch_size")
         if self.loss is None:
             self.compile()
-        if not self.built:
-            n_in = check_matrix(X, "X", self.dtype).shape[1]
-            self.build(n_in)
-        X, T, labels, sw = self._check_xy(X, y, sample_weight)
+        X, T, labels, sw = self._check_xy(X, y, sample_weight, build=True)
         if validation_data is not None:
             if len(validation_data) not in (2, 3):
                 raise ValueError("validation_data must be (X_val, y_val) or (X_val, y_val, sample_weight)")
@@ -368,44 +371,38 @@ class Sequential:
         perm = np.empty(n, np.int64)
         steps_per_epoch = -(-n // batch)
         history = self.history = History()
+        sched = self.optimizer.schedule
+        # a cosine schedule without its own horizon decays over the steps of this fit
+        horizon = int(self.counters[CTR_STEP]) + epochs * steps_per_epoch
         try:
-            self._epochs(history, X, T, labels, sw, epochs, batch, steps_per_epoch, engine, engine_lock,
-                         perm, validation_data, val if validation_data is not None else None, shuffle,
-                         verbose, callback)
+            for _ in range(epochs):
+                epoch = self.epochs_trained
+                optim = self.optimizer.config(total_steps=horizon, lr_scale=self._lr_scale)
+                lr = _backend.current().lr_at(optim, epoch, int(self.counters[CTR_STEP]), int(self.counters[CTR_SAMPLES]))
+                snapshot = (self.params.copy(), self.slots.copy(), self.state.copy(), self.counters.copy())
+                t0 = time.perf_counter()
+                with engine_lock:
+                    res = engine.train_epoch(self.params, self.slots, self.state, self.counters, perm, optim,
+                                             X, T, labels, sw, batch, bool(shuffle), epoch)
+                elapsed = time.perf_counter() - t0
+                if res["status"] != "ok":
+                    self._after_failure(res, snapshot, epoch)
+                logs = self._logs(res, lr, elapsed)
+                if validation_data is not None:
+                    logs.update({"val_" + k: v for k, v in self._evaluate(*val).items()})
+                self.epochs_trained += 1
+                history._append(epoch, logs)
+                if verbose:
+                    print(f"epoch {epoch + 1}: " + "  ".join(f"{k}={v:.4g}" for k, v in logs.items()), flush=True)
+                if isinstance(sched, Adaptive):
+                    self._adapt(sched, logs["loss"])
+                if callback is not None and callback(epoch, logs):
+                    history.stopped_early = True
+                    break
         except KeyboardInterrupt:  # inside an epoch the engine stopped between two batches
             history.interrupted = True
             raise
         return history
-
-    def _epochs(self, history, X, T, labels, sw, epochs, batch, steps_per_epoch, engine, engine_lock,
-                perm, validation_data, val, shuffle, verbose, callback):
-        sched = self.optimizer.schedule
-        # a cosine schedule without its own horizon decays over the steps of this fit
-        horizon = int(self.counters[CTR_STEP]) + epochs * steps_per_epoch
-        for _ in range(epochs):
-            epoch = self.epochs_trained
-            optim = self.optimizer.config(total_steps=horizon, lr_scale=self._lr_scale)
-            lr = _backend.current().lr_at(optim, epoch, int(self.counters[CTR_STEP]), int(self.counters[CTR_SAMPLES]))
-            snapshot = (self.params.copy(), self.slots.copy(), self.state.copy(), self.counters.copy())
-            t0 = time.perf_counter()
-            with engine_lock:
-                res = engine.train_epoch(self.params, self.slots, self.state, self.counters, perm, optim,
-                                         X, T, labels, sw, batch, bool(shuffle), epoch)
-            elapsed = time.perf_counter() - t0
-            if res["status"] != "ok":
-                self._after_failure(res, snapshot, history, epoch)
-            logs = self._logs(res, lr, elapsed)
-            if validation_data is not None:
-                logs.update({"val_" + k: v for k, v in self._evaluate(*val).items()})
-            self.epochs_trained += 1
-            history._append(epoch, logs)
-            if verbose:
-                print(f"epoch {epoch + 1}: " + "  ".join(f"{k}={v:.4g}" for k, v in logs.items()), flush=True)
-            if isinstance(sched, Adaptive):
-                self._adapt(sched, logs["loss"])
-            if callback is not None and callback(epoch, logs):
-                history.stopped_early = True
-                break
 
     def _adapt(self, sched, loss):
         if loss > self._best_loss - sched.tol:
@@ -427,7 +424,7 @@ class Sequential:
         logs["time"] = elapsed
         return logs
 
-    def _after_failure(self, res, snapshot, history, epoch):
+    def _after_failure(self, res, snapshot, epoch):
         """An epoch stopped early: keep a consistent model, then raise."""
         finite = np.isfinite(self.params).all() and np.isfinite(self.slots).all() and np.isfinite(self.state).all()
         if not finite:  # cannot happen when the engine keeps its promise; restore the epoch's start
@@ -447,9 +444,7 @@ class Sequential:
         try:
             if self.loss is None:
                 self.compile()
-            if not self.built:
-                self.build(check_matrix(X, "X", self.dtype).shape[1])
-            X, T, labels, sw = self._check_xy(X, y, sample_weight)
+            X, T, labels, sw = self._check_xy(X, y, sample_weight, build=True)
             sched = self.optimizer.schedule
             if sched.name == "cosine" and sched.total_steps is None:
                 raise ValueError("partial_fit cannot know when training ends: give CosineDecay(total_steps=...)")
