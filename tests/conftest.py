@@ -20,8 +20,9 @@ def kernel_rng():
 
 
 @pytest.fixture(params=["c", "python"])
-def kernel_backend(request):
-    """Run the test under fastnn.set_backend(<param>), then restore the backend in use before."""
+def backend(request):
+    """Run the test under fastnn.set_backend(<param>) (skipped when that backend is not built),
+    then restore the backend in use before."""
     if request.param not in fastnn.available_backends():
         pytest.skip(f"backend {request.param!r} is not built")
     before = fastnn.get_backend()

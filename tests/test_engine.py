@@ -123,10 +123,7 @@ def test_epoch_matches_oracle_for_odd_batches_without_shuffle(batch):
     assert_same_training(a, b, "float64")
 
 
-@pytest.mark.parametrize("backend", ["c", "python"])
 def test_same_seed_gives_identical_training_and_another_seed_does_not(backend):
-    if backend == "c" and not HAVE_C:
-        pytest.skip("compiled extension not built")
     m1, _ = train(backend, "leaky-dropout", "adam", "cross_entropy", "float32")
     m2, _ = train(backend, "leaky-dropout", "adam", "cross_entropy", "float32")
     m3, _ = train(backend, "leaky-dropout", "adam", "cross_entropy", "float32", seed=6)
@@ -151,13 +148,9 @@ def numeric_gradient(model, X, y, sw, idx, eps=1e-6):
     return np.array(out)
 
 
-@pytest.mark.parametrize("backend", ["c", "python"])
 @pytest.mark.parametrize("loss", ["cross_entropy", "binary_crossentropy", "mse"])
 @pytest.mark.parametrize("arch", ["leaky-dropout", "sigmoid-batchnorm", "tanh-bn-activation-softmax", "deep-mixed"])
 def test_network_gradient_matches_finite_differences(arch, loss, backend):
-    if backend == "c" and not HAVE_C:
-        pytest.skip("compiled extension not built")
-    fastnn.set_backend(backend)
     X, y = data(loss, n=24)
     model = fastnn.Sequential(ARCHS[arch](4), dtype="float64", seed=2)
     model.compile("adam", loss=loss)
@@ -205,11 +198,7 @@ def test_shuffle_and_dropout_draws_are_identical_in_both_backends():
 
 
 # -- partial_fit, inference -------------------------------------------------------------------------------
-@pytest.mark.parametrize("backend", ["c", "python"])
 def test_partial_fit_on_consecutive_batches_equals_one_unshuffled_epoch(backend):
-    if backend == "c" and not HAVE_C:
-        pytest.skip("compiled extension not built")
-    fastnn.set_backend(backend)
     X, y = data("cross_entropy")
     a = fastnn.Sequential(ARCHS["deep-mixed"](4), dtype="float64", seed=1).compile(fastnn.Adam(1e-2), "cross_entropy")
     b = fastnn.Sequential(ARCHS["deep-mixed"](4), dtype="float64", seed=1).compile(fastnn.Adam(1e-2), "cross_entropy")
@@ -220,11 +209,7 @@ def test_partial_fit_on_consecutive_batches_equals_one_unshuffled_epoch(backend)
     np.testing.assert_array_equal(a.counters, b.counters)
 
 
-@pytest.mark.parametrize("backend", ["c", "python"])
 def test_predict_in_chunks_equals_row_by_row_inference(backend):
-    if backend == "c" and not HAVE_C:
-        pytest.skip("compiled extension not built")
-    fastnn.set_backend(backend)
     X, y = data("cross_entropy", n=2600)
     m = fastnn.Sequential(ARCHS["tanh-bn-activation-softmax"](4), dtype="float64", seed=0)
     m.compile("adam", "cross_entropy").fit(X, y, epochs=1, batch_size=64)
@@ -252,13 +237,9 @@ def test_batchnorm_and_dropout_switch_between_training_and_inference():
 
 
 # -- robustness: Ctrl-C, threads, divergence -------------------------------------------------------------
-@pytest.mark.parametrize("backend", ["c", "python"])
 def test_ctrl_c_stops_between_batches_and_leaves_a_usable_model(backend):
-    if backend == "c" and not HAVE_C:
-        pytest.skip("compiled extension not built")
     if threading.current_thread() is not threading.main_thread():
         pytest.skip("signals need the main thread")
-    fastnn.set_backend(backend)
     rng = np.random.default_rng(0)
     X = rng.standard_normal((4000, 64)).astype(np.float32)
     y = rng.integers(0, 10, 4000)
@@ -280,11 +261,7 @@ def test_ctrl_c_stops_between_batches_and_leaves_a_usable_model(backend):
     assert m.evaluate(X, y)["loss"] < before
 
 
-@pytest.mark.parametrize("backend", ["c", "python"])
 def test_two_models_in_two_threads_train_as_they_do_one_after_the_other(backend):
-    if backend == "c" and not HAVE_C:
-        pytest.skip("compiled extension not built")
-    fastnn.set_backend(backend)
     X, y = data("cross_entropy", n=800)
 
     def make(seed):
@@ -318,11 +295,7 @@ def test_one_model_cannot_be_trained_from_two_threads_at_once():
     assert errors and "another thread" in errors[0]
 
 
-@pytest.mark.parametrize("backend", ["c", "python"])
 def test_divergence_raises_naming_epoch_and_batch_and_keeps_finite_weights(backend):
-    if backend == "c" and not HAVE_C:
-        pytest.skip("compiled extension not built")
-    fastnn.set_backend(backend)
     X, y = data("mse", n=400)
     X = X * 1e3
     m = fastnn.Sequential([fastnn.Dense(32, activation="relu"), fastnn.Dense(4)], dtype="float32").compile(
@@ -389,11 +362,7 @@ def test_predict_from_another_thread_does_not_disturb_a_running_fit():
     np.testing.assert_array_equal(alone.params, busy.params)
 
 
-@pytest.mark.parametrize("backend", ["c", "python"])
 def test_compile_after_build_switches_the_loss_the_engine_uses(backend):
-    if backend == "c" and not HAVE_C:
-        pytest.skip("compiled extension not built")
-    fastnn.set_backend(backend)
     X, y = data("binary_crossentropy", n=64)
     m = fastnn.Sequential([fastnn.Dense(8, activation="tanh"), fastnn.Dense(4)], dtype="float64", seed=0)
     m.compile("sgd", "mse").fit(X, y, epochs=1)
@@ -407,11 +376,7 @@ def test_compile_after_build_switches_the_loss_the_engine_uses(backend):
         fastnn.Sequential([fastnn.Dense(1)]).compile("sgd", "mse").build(3).compile("sgd", "cross_entropy")
 
 
-@pytest.mark.parametrize("backend", ["c", "python"])
 def test_batchnorm_statistics_that_overflow_stop_training_before_they_are_committed(backend):
-    if backend == "c" and not HAVE_C:
-        pytest.skip("compiled extension not built")
-    fastnn.set_backend(backend)
     rng = np.random.default_rng(0)
     X = rng.standard_normal((64, 3)) * 3e19  # float32 variance overflows, normalised values do not
     y = rng.integers(0, 2, 64)

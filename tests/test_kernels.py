@@ -291,7 +291,7 @@ def test_set_arch_rejects_unknown_kernels():
 # -- through ops.gemm, on both backends --------------------------------------------------------------
 @pytest.mark.parametrize("trans", TRANS)
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_ops_gemm_matches_float64_product(kernel_backend, dtype, trans, kernel_rng):
+def test_ops_gemm_matches_float64_product(backend, dtype, trans, kernel_rng):
     A, B, C0 = _operands(kernel_rng, dtype, 19, 23, 37, *trans)
     exact, bound = gemm_expected(A, B, C0, *trans, 0.7, -1.3)
     C = C0.copy()
@@ -308,7 +308,7 @@ def test_ops_gemm_matches_float64_product(kernel_backend, dtype, trans, kernel_r
 @pytest.mark.parametrize("mnk", [(3, 4, 0), (1, 4, 0), (3, 1, 0), (1, 1, 0)],
                          ids=["3x4", "1x4", "3x1", "1x1"])
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_ops_gemm_k0_gives_beta_c(kernel_backend, dtype, mnk):
+def test_ops_gemm_k0_gives_beta_c(backend, dtype, mnk):
     m, n, k = mnk
     C0 = np.arange(1, m * n + 1, dtype=dtype).reshape(m, n)
     C = C0.copy()
@@ -321,7 +321,7 @@ def test_ops_gemm_k0_gives_beta_c(kernel_backend, dtype, mnk):
                                     ((0, 5), (5, 0), (0, 0)), ((0, 0), (0, 0), (0, 0))],
                          ids=["m0", "n0", "m0n0", "all0"])
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_ops_gemm_empty_result(kernel_backend, dtype, shapes):
+def test_ops_gemm_empty_result(backend, dtype, shapes):
     a, b, c = shapes
     out = ops.gemm(np.ones(a, dtype), np.ones(b, dtype))
     assert out.shape == c and out.dtype == dtype
@@ -350,7 +350,7 @@ def test_bias_forward_and_backward_match_oracle(dtype, shape, kernel_rng):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_ops_bias_add_and_grad(kernel_backend, dtype, kernel_rng):
+def test_ops_bias_add_and_grad(backend, dtype, kernel_rng):
     Y0 = kernel_rng.standard_normal((6, 5)).astype(dtype)
     b = kernel_rng.standard_normal(5).astype(dtype)
     Y = Y0.copy()
@@ -468,7 +468,7 @@ def test_unknown_activation_code_raises_value_error(which, code):
 
 @pytest.mark.parametrize("act", ACT_NAMES)
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_ops_activation_and_grad_match_oracle(kernel_backend, dtype, act, kernel_rng):
+def test_ops_activation_and_grad_match_oracle(backend, dtype, act, kernel_rng):
     code = ACTIVATIONS[act]
     X = _act_input(kernel_rng, dtype, (5, 7))
     dY = kernel_rng.standard_normal(X.shape).astype(dtype)
@@ -485,7 +485,7 @@ def test_ops_activation_and_grad_match_oracle(kernel_backend, dtype, act, kernel
 
 @pytest.mark.parametrize("shape", [(), (5,), (2, 3, 4)], ids=["0d", "1d", "3d"])
 @pytest.mark.parametrize("act", [a for a in ACT_NAMES if a != "softmax"])
-def test_ops_elementwise_activation_takes_any_shape(kernel_backend, act, shape, kernel_rng):
+def test_ops_elementwise_activation_takes_any_shape(backend, act, shape, kernel_rng):
     """Element-wise activations (and their gradients) accept arrays of any shape, 0-d included,
     and give the same values as on the flattened array."""
     code = ACTIVATIONS[act]
@@ -502,7 +502,7 @@ def test_ops_elementwise_activation_takes_any_shape(kernel_backend, act, shape, 
 
 
 @pytest.mark.parametrize("alias,name", [("linear", "identity"), ("logistic", "sigmoid"), (None, "identity")])
-def test_ops_activation_aliases(kernel_backend, alias, name, kernel_rng):
+def test_ops_activation_aliases(backend, alias, name, kernel_rng):
     X = kernel_rng.standard_normal((3, 4))
     np.testing.assert_array_equal(ops.activation(alias, X), ops.activation(name, X))
 
@@ -619,7 +619,7 @@ def test_unknown_loss_code_raises_value_error(which):
                                        ("binary_crossentropy", 1), ("sigmoid_bce", 1), ("mse", 2)])
 @pytest.mark.parametrize("weights", ["none", "random"])
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_ops_loss_matches_oracle(kernel_backend, dtype, weights, name, code, kernel_rng):
+def test_ops_loss_matches_oracle(backend, dtype, weights, name, code, kernel_rng):
     Z, T, labels, sw = _loss_data(kernel_rng, dtype, LOSS_NAMES[code], weights=weights)
     value, dZ = ops.loss(name, Z, labels if code == 0 else T, sample_weight=sw)
     want = np.empty_like(Z)
@@ -1019,7 +1019,7 @@ BAD_CALLS = {
 
 
 @pytest.mark.parametrize("exc,call", BAD_CALLS.values(), ids=BAD_CALLS.keys())
-def test_ops_reject_bad_input_with_a_message(kernel_backend, exc, call):
+def test_ops_reject_bad_input_with_a_message(backend, exc, call):
     with pytest.raises(exc) as info:
         call()
     assert len(str(info.value)) > 10
@@ -1027,7 +1027,7 @@ def test_ops_reject_bad_input_with_a_message(kernel_backend, exc, call):
 
 # -- NaN is data: it passes through to where the maths puts it ----------------------------------------
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_ops_gemm_propagates_nan(kernel_backend, dtype, kernel_rng):
+def test_ops_gemm_propagates_nan(backend, dtype, kernel_rng):
     A = kernel_rng.standard_normal((9, 13)).astype(dtype)
     B = kernel_rng.standard_normal((13, 17)).astype(dtype)
     A[4, 6] = np.nan
@@ -1038,7 +1038,7 @@ def test_ops_gemm_propagates_nan(kernel_backend, dtype, kernel_rng):
 
 @pytest.mark.parametrize("act", ACT_NAMES)
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_ops_activation_propagates_nan(kernel_backend, dtype, act):
+def test_ops_activation_propagates_nan(backend, dtype, act):
     X = np.array([[np.nan, 1.0, -1.0, 2.0], [0.5, -0.5, 3.0, -2.0]], dtype)
     Y = ops.activation(act, X, alpha=LEAKY_ALPHA)
     want_nan = np.zeros(X.shape, bool)
@@ -1059,7 +1059,7 @@ def test_ops_activation_propagates_nan(kernel_backend, dtype, act):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_ops_bias_and_loss_propagate_nan(kernel_backend, dtype):
+def test_ops_bias_and_loss_propagate_nan(backend, dtype):
     Y = np.zeros((3, 2), dtype)
     ops.bias_add(Y, np.array([np.nan, 1], dtype))
     assert np.isnan(Y[:, 0]).all() and (Y[:, 1] == 1).all()

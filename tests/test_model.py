@@ -11,19 +11,8 @@ import pytest
 import fastnn
 from fastnn import _backend
 
-BACKENDS = [b for b in ("c", "python")]
 # the directory holding the fastnn under test, for child processes started outside the repository
 PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(fastnn.__file__)))
-
-
-@pytest.fixture(params=BACKENDS)
-def backend(request):
-    if request.param not in _backend.available_backends():
-        pytest.skip("compiled extension not built")
-    before = _backend.get_backend()
-    fastnn.set_backend(request.param)
-    yield request.param
-    fastnn.set_backend(before)
 
 
 def blobs(n=300, d=6, k=3, seed=0):
