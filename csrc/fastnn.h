@@ -147,16 +147,9 @@ int fnn_get_num_threads(void);
 int fnn_max_threads(void);             /* fixed upper bound: omp_get_num_procs() */
 void fnn_set_num_threads(int n);
 
-#define real float
-#define FN(name) name##_f32
-#include "fastnn_api.h"
-#undef real
-#undef FN
-#define real double
-#define FN(name) name##_f64
-#include "fastnn_api.h"
-#undef real
-#undef FN
+#define FNN_SELF "fastnn_api.h" /* its prototypes for float (_f32) and double (_f64) */
+#include "instantiate.h"
+#undef FNN_SELF
 
 #ifdef __cplusplus
 }

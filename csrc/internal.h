@@ -4,15 +4,8 @@
 #include "fastnn.h"
 #include "team.h"
 
-#define real float
-#define FN(name) name##_f32
-#include "internal_api.h"
-#undef real
-#undef FN
-#define real double
-#define FN(name) name##_f64
-#include "internal_api.h"
-#undef real
-#undef FN
+#define FNN_SELF "internal_api.h" /* its prototypes for float (_f32) and double (_f64) */
+#include "instantiate.h"
+#undef FNN_SELF
 
 #endif
