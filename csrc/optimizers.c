@@ -138,12 +138,13 @@ static FN(opt_job) FN(opt_common)(int kind, real *p, real *s1, real *s2, const r
     return j;
 }
 
-/* Standalone calls share the update between threads when it is large enough to pay. */
-static void FN(opt_run)(fnn_team *team, FN(opt_job) *j, int standalone) {
-    if (standalone)
-        fnn_with_team(j->n >= 16 * OPT_CHUNK ? fnn_get_num_threads() : 1, FN(opt_body), j);
-    else
+/* Inside a team (the engine) the update is a job of that team; a standalone call (team NULL)
+ * makes its own team when the update is large enough to pay for one. */
+static void FN(opt_run)(fnn_team *team, FN(opt_job) *j) {
+    if (team)
         FN(opt_body)(team, j);
+    else
+        fnn_with_team(j->n >= 16 * OPT_CHUNK ? fnn_get_num_threads() : 1, FN(opt_body), j);
 }
 
 void FN(fnn_sgd_update_team)(fnn_team *team, real *p, real *vel, const real *g, int64_t n,
@@ -152,7 +153,7 @@ void FN(fnn_sgd_update_team)(fnn_team *team, real *p, real *vel, const real *g, 
     FN(opt_job) j = FN(opt_common)(FNN_OPT_SGD, p, vel, NULL, g, n, n_decay, lr, l2, l1, weight_decay);
     j.mu = (real)momentum;
     j.nesterov = nesterov;
-    FN(opt_run)(team, &j, team == NULL);
+    FN(opt_run)(team, &j);
 }
 
 void FN(fnn_adam_update_team)(fnn_team *team, real *p, real *m, real *v, const real *g, int64_t n,
@@ -162,7 +163,7 @@ void FN(fnn_adam_update_team)(fnn_team *team, real *p, real *m, real *v, const r
     j.b1 = (real)beta1; j.b2 = (real)beta2; j.eps = (real)eps;
     j.c1 = (real)(1 / (1 - pow(beta1, (double)t)));
     j.c2 = (real)(1 / (1 - pow(beta2, (double)t)));
-    FN(opt_run)(team, &j, team == NULL);
+    FN(opt_run)(team, &j);
 }
 
 void FN(fnn_rmsprop_update_team)(fnn_team *team, real *p, real *s, const real *g, int64_t n,
@@ -170,7 +171,7 @@ void FN(fnn_rmsprop_update_team)(fnn_team *team, real *p, real *s, const real *g
                                  double l1, double weight_decay) {
     FN(opt_job) j = FN(opt_common)(FNN_OPT_RMSPROP, p, s, NULL, g, n, n_decay, lr, l2, l1, weight_decay);
     j.rho = (real)rho; j.eps = (real)eps;
-    FN(opt_run)(team, &j, team == NULL);
+    FN(opt_run)(team, &j);
 }
 
 void FN(fnn_sgd_update)(real *p, real *vel, const real *g, int64_t n, int64_t n_decay, double lr,
