@@ -1,5 +1,5 @@
-"""Build of fastnn's compiled backend: one extension, fastnn._ext, from fastnn/_ext.pyx (which
-includes fastnn/_*.pxi) and the C kernels in csrc/. Metadata lives in pyproject.toml.
+"""Build of fastnn's compiled backend: one extension, fastnn._engine._ext, from fastnn/_engine/_ext.pyx (which
+includes fastnn/_engine/_*.pxi) and the C kernels in csrc/. Metadata lives in pyproject.toml.
 
 Environment switches:
   FASTNN_NO_OPENMP=1     build without OpenMP even when the compiler has it
@@ -50,10 +50,10 @@ def extensions():
     omp = openmp_flags()
     cflags = ["-O3", "-std=c11", "-fno-math-errno", "-fno-trapping-math"] if sys.platform != "win32" else ["/O2"]
     ext = Extension(
-        "fastnn._ext",
-        sources=["fastnn/_ext.pyx"] + sorted(glob.glob("csrc/*.c")),
+        "fastnn._engine._ext",
+        sources=["fastnn/_engine/_ext.pyx"] + sorted(glob.glob("csrc/*.c")),
         include_dirs=["csrc"],
-        depends=glob.glob("csrc/*.h") + glob.glob("fastnn/*.pxi") + ["fastnn/_fastnn.pxd"],
+        depends=glob.glob("csrc/*.h") + glob.glob("fastnn/_engine/*.pxi") + ["fastnn/_engine/_fastnn.pxd"],
         extra_compile_args=cflags + omp,
         extra_link_args=omp,
     )

@@ -5,11 +5,11 @@ training epoch in one call with the GIL released) under a small Keras/scikit-lea
 NumPy implementation of the same maths as oracle and fallback backend.
 """
 from . import ops
-from ._backend import available_backends, get_backend, set_backend
-from ._errors import NonFiniteError
-from .layers import Activation, BatchNorm, BatchNormalization, Dense, Dropout
-from .model import History, Sequential
-from .optimizers import (SGD, Adam, AdamW, Adaptive, Constant, CosineDecay, ExponentialDecay,
+from ._engine import available_backends, get_backend, set_backend
+from ._engine.errors import NonFiniteError
+from .nn.layers import Activation, BatchNorm, BatchNormalization, Dense, Dropout
+from .nn.model import History, Sequential
+from .nn.optimizers import (SGD, Adam, AdamW, Adaptive, Constant, CosineDecay, ExponentialDecay,
                          InvScaling, RMSprop, StepDecay)
 
 __version__ = "0.1.0"
@@ -17,7 +17,7 @@ __version__ = "0.1.0"
 
 def show_config(print_fn=print):
     """Report the backend, the GEMM kernel in use, OpenMP and the thread count."""
-    from . import _backend
+    from . import _engine as _backend
     be = _backend.current()
     info = {
         "fastnn": __version__,
@@ -36,12 +36,12 @@ def show_config(print_fn=print):
 
 def set_num_threads(n):
     """Threads used by the compiled kernels (OpenMP); n <= 0 means all cores."""
-    from . import _backend
+    from . import _engine as _backend
     _backend.current().set_num_threads(int(n))
 
 
 def get_num_threads():
-    from . import _backend
+    from . import _engine as _backend
     return _backend.current().get_num_threads()
 
 

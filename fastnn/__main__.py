@@ -13,11 +13,12 @@ import numpy as np
 
 def self_check():
     """Compare every compiled kernel with the NumPy oracle on random data; return True if equal."""
-    from . import _backend, _reference as R
+    from . import _engine as _backend
+    from ._engine import reference as R
     if "c" not in _backend.available_backends():
         print("compiled extension not available: nothing to check (NumPy backend in use)")
         return True
-    from . import _ext as C
+    from ._engine import _ext as C
     rng = np.random.default_rng(0)
     ok = True
     for dt, tol in ((np.float32, 1e-4), (np.float64, 1e-10)):
@@ -60,7 +61,7 @@ def main(argv=None):
     a = p.parse_args(argv)
     if a.backend:
         fastnn.set_backend(a.backend)
-    from . import _backend
+    from . import _engine as _backend
     if "c" not in _backend.available_backends():
         print("*** fastnn's compiled extension is not importable, so this runs on the slow NumPy backend.\n"
               "*** From a source checkout, run the installed `fastnn` command (or run Python outside the\n"

@@ -8,9 +8,9 @@ raises TypeError / ValueError naming the problem; NaN passes through as data.
 """
 import numpy as np
 
-from . import _backend
-from ._codes import ACTIVATION_ALIASES, ACTIVATIONS, LOSSES
-from ._validation import FLOAT_DTYPES
+from . import _engine as _backend
+from ._engine.codes import ACTIVATION_ALIASES, ACTIVATIONS, LOSSES
+from ._engine.validation import FLOAT_DTYPES
 
 _LOSS_ALIASES = {"cross_entropy": "softmax_xent", "softmax_xent": "softmax_xent",
                  "binary_crossentropy": "sigmoid_bce", "sigmoid_bce": "sigmoid_bce", "mse": "mse"}

@@ -6,7 +6,7 @@ import pytest
 import fastnn
 
 try:
-    from fastnn import _ext
+    from fastnn._engine import _ext
 except ImportError:  # pure-Python install: the compiled-only fixtures skip
     _ext = None
 

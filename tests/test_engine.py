@@ -14,8 +14,9 @@ import numpy as np
 import pytest
 
 import fastnn
-from fastnn import _backend, _reference
-from fastnn._codes import CTR_SAMPLES, CTR_STEP
+from fastnn import _engine as _backend
+from fastnn._engine import reference as _reference
+from fastnn._engine.codes import CTR_SAMPLES, CTR_STEP
 
 HAVE_C = "c" in _backend.available_backends()
 needs_c = pytest.mark.skipif(not HAVE_C, reason="compiled extension not built")
@@ -181,7 +182,7 @@ def test_gradient_of_compiled_engine_equals_oracle():
 # -- random numbers ---------------------------------------------------------------------------------------
 @needs_c
 def test_shuffle_and_dropout_draws_are_identical_in_both_backends():
-    from fastnn import _ext
+    from fastnn._engine import _ext
     for epoch in range(3):
         key = _ext.rng_key(123, 1, epoch)
         assert key == _reference.rng_key(123, 1, epoch)

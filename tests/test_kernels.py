@@ -1,5 +1,5 @@
-"""The kernels, as a specification: the compiled backend (fastnn._ext) against the NumPy oracle
-(fastnn._reference), both in float32 and float64, plus the public wrappers of fastnn.ops.
+"""The kernels, as a specification: the compiled backend (fastnn._engine._ext) against the NumPy oracle
+(fastnn._engine.reference), both in float32 and float64, plus the public wrappers of fastnn.ops.
 
 Read a test id as a sentence: `test_gemm_matches_oracle[avx2-float32-transA-odd]` says that the
 AVX2 GEMM, in float32, with op(A) = A.T, on an odd shape, gives the oracle's result.
@@ -34,12 +34,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import fastnn
-from fastnn import _reference as oracle
+from fastnn._engine import reference as oracle
 from fastnn import ops
-from fastnn._codes import ACTIVATIONS, LOSSES, RNG_DROPOUT
+from fastnn._engine.codes import ACTIVATIONS, LOSSES, RNG_DROPOUT
 
 try:
-    from fastnn import _ext
+    from fastnn._engine import _ext
 except ImportError:
     _ext = None
 
@@ -597,7 +597,7 @@ def test_compiled_loss_without_its_targets_raises_instead_of_crashing(loss):
     """loss_forward(code, Z) with labels (softmax_xent) or T (sigmoid_bce, mse) left at their
     default None must be a ValueError, as every other bad argument of a kernel is. Run in a child
     process: a NULL dereference would kill the test session."""
-    code = (f"import numpy as np\nfrom fastnn import _ext\n"
+    code = (f"import numpy as np\nfrom fastnn._engine import _ext\n"
             f"try:\n    _ext.loss_forward({LOSSES[loss]}, np.zeros((2, 3)))\n"
             f"except ValueError:\n    raise SystemExit(0)\nraise SystemExit(3)\n")
     root = os.path.dirname(os.path.dirname(os.path.abspath(fastnn.__file__)))

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import fastnn
-from fastnn import _backend
+from fastnn import _engine as _backend
 
 # the directory holding the fastnn under test, for child processes started outside the repository
 PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(fastnn.__file__)))
@@ -60,7 +60,7 @@ def test_environment_variable_selects_the_backend():
 
 
 def test_missing_extension_warns_once_and_falls_back_to_numpy():
-    code = ("import sys; sys.modules['fastnn._ext'] = None\n"
+    code = ("import sys; sys.modules['fastnn._engine._ext'] = None\n"
             "import warnings; warnings.simplefilter('always')\n"
             "import fastnn, numpy as np\n"
             "m = fastnn.Sequential([fastnn.Dense(4)]).compile('sgd', 'mse')\n"
@@ -265,7 +265,7 @@ def test_binary_crossentropy_targets_must_be_probabilities():
 
 
 def test_finite_inputs_whose_sum_overflows_are_accepted_and_nan_among_them_is_not():
-    from fastnn._validation import check_matrix
+    from fastnn._engine.validation import check_matrix
     X = np.full((4, 3), 3e38, np.float32)  # the sum overflows; every element is finite
     assert check_matrix(X, "X", np.float32) is not None
     X[2, 1] = np.nan

@@ -4,7 +4,7 @@ buffer; after the model is built, a layer's arrays (``kernel``, ``bias``, ``gamm
 """
 import numpy as np
 
-from ._codes import ACTIVATION_ALIASES, ACTIVATIONS, LAYERS
+from .._engine.codes import ACTIVATION_ALIASES, ACTIVATIONS, LAYERS
 
 INITIALIZERS = ("auto", "he_normal", "he_uniform", "glorot_normal", "glorot_uniform",
                 "xavier_normal", "xavier_uniform")

@@ -7,7 +7,7 @@ extension imports, with one warning and the Python backend when it does not."""
 import os
 import warnings
 
-from . import _reference
+from . import reference as _reference
 
 try:
     from . import _ext

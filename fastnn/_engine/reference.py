@@ -11,7 +11,7 @@ import threading
 
 import numpy as np
 
-from ._codes import CTR_SAMPLES, CTR_STEP, RNG_DROPOUT, RNG_SHUFFLE
+from .codes import CTR_SAMPLES, CTR_STEP, RNG_DROPOUT, RNG_SHUFFLE
 
 BACKEND = "python"
 

@@ -1,5 +1,5 @@
 """Optimizers and learning-rate schedules: configuration objects. The updates themselves run in
-the engine (csrc/optimizers.c, or fastnn/_reference.py), one loop over the flat parameter buffer.
+the engine (csrc/optimizers.c, or fastnn/_engine/reference.py), one loop over the flat parameter buffer.
 
 Penalties apply to weights (Dense kernels) only, never to biases or batch-norm parameters:
   l2, l1        coupled: added to the gradient (g + l2 w + l1 sign(w))
@@ -7,7 +7,7 @@ Penalties apply to weights (Dense kernels) only, never to biases or batch-norm p
 """
 import math
 
-from ._codes import OPTIMIZERS, SCHEDULES
+from .._engine.codes import OPTIMIZERS, SCHEDULES
 
 
 class Schedule:

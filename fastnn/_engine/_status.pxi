@@ -1,5 +1,5 @@
 # Status codes, CPU dispatch and threads.
-from fastnn._errors import NonFiniteError
+from fastnn._engine.errors import NonFiniteError
 
 cdef int check_status(int st) except -1:
     if st == FNN_OK:

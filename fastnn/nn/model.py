@@ -16,10 +16,10 @@ import time
 
 import numpy as np
 
-from . import _backend
-from ._codes import CTR_SAMPLES, CTR_STEP, LOSSES, N_COUNTERS
-from ._errors import NonFiniteError
-from ._validation import (as_dtype, check_labels, check_matrix, check_positive_int,
+from .. import _engine as _backend
+from .._engine.codes import CTR_SAMPLES, CTR_STEP, LOSSES, N_COUNTERS
+from .._engine.errors import NonFiniteError
+from .._engine.validation import (as_dtype, check_labels, check_matrix, check_positive_int,
                           check_sample_weight, check_targets)
 from .layers import Activation, BatchNorm, Dense, Dropout, Layer, activation_code, initialize
 from .optimizers import Adaptive, get_optimizer

@@ -7,7 +7,7 @@
 # in NumPy. One file per concern, included below.
 from cython cimport floating
 from libc.stdint cimport int64_t, uint64_t
-from fastnn._fastnn cimport *
+from fastnn._engine._fastnn cimport *
 
 include "_status.pxi"
 include "_gemm.pxi"
