@@ -7,10 +7,10 @@ NumPy implementation of the same maths as oracle and fallback backend.
 from . import ops
 from ._engine import available_backends, get_backend, set_backend
 from ._engine.errors import NonFiniteError
-from .nn.layers import Activation, BatchNorm, BatchNormalization, Dense, Dropout
-from .nn.model import History, Sequential
-from .nn.optimizers import (SGD, Adam, AdamW, Adaptive, Constant, CosineDecay, ExponentialDecay,
-                         InvScaling, RMSprop, StepDecay)
+from .nn import (SGD, Activation, Adam, AdamW, Adaptive, BatchNorm, BatchNormalization, Callback,
+                 Constant, CosineDecay, Dense, Dropout, EarlyStopping, EpochLogger,
+                 ExponentialDecay, History, InvScaling, ProgressBar, ReduceLROnPlateau, RMSprop,
+                 Sequential, StepDecay, TerminateOnNaN)
 
 __version__ = "0.1.0"
 
@@ -46,7 +46,8 @@ def get_num_threads():
 
 
 __all__ = ["Sequential", "Dense", "Activation", "Dropout", "BatchNorm", "BatchNormalization",
-           "History", "SGD", "Adam", "AdamW", "RMSprop", "Constant", "StepDecay",
-           "ExponentialDecay", "CosineDecay", "InvScaling", "Adaptive", "NonFiniteError", "ops",
-           "set_backend", "get_backend", "available_backends", "show_config", "set_num_threads",
-           "get_num_threads"]
+           "Callback", "History", "EarlyStopping", "ReduceLROnPlateau", "TerminateOnNaN",
+           "ProgressBar", "EpochLogger", "SGD", "Adam", "AdamW", "RMSprop", "Constant",
+           "StepDecay", "ExponentialDecay", "CosineDecay", "InvScaling", "Adaptive",
+           "NonFiniteError", "ops", "set_backend", "get_backend", "available_backends",
+           "show_config", "set_num_threads", "get_num_threads"]

@@ -9,11 +9,8 @@ raises TypeError / ValueError naming the problem; NaN passes through as data.
 import numpy as np
 
 from . import _engine as _backend
-from ._engine.codes import ACTIVATION_ALIASES, ACTIVATIONS, LOSSES
+from ._engine import activations as _activations, losses as _losses
 from ._engine.validation import FLOAT_DTYPES
-
-_LOSS_ALIASES = {"cross_entropy": "softmax_xent", "softmax_xent": "softmax_xent",
-                 "binary_crossentropy": "sigmoid_bce", "sigmoid_bce": "sigmoid_bce", "mse": "mse"}
 
 
 def _array(a, name, ndim=None, dtype=None, contiguous=True):
@@ -90,10 +87,7 @@ def bias_grad(dY):
 
 
 def _act_code(name):
-    key = ACTIVATION_ALIASES.get(name, name)
-    if key not in ACTIVATIONS:
-        raise ValueError(f"unknown activation {name!r}; choose one of {sorted(ACTIVATIONS)}")
-    return ACTIVATIONS[key]
+    return _activations.get(name).code
 
 
 def _as2d(a):
@@ -105,7 +99,7 @@ def activation(name, X, alpha=0.01):
     """f(X) for 'identity', 'relu', 'leaky_relu', 'sigmoid', 'tanh', 'softmax' (row-wise; 2-D)."""
     code = _act_code(name)
     X = _array(X, "X")
-    if code == ACTIVATIONS["softmax"] and X.ndim != 2:
+    if code == _activations.ACTIVATIONS["softmax"].code and X.ndim != 2:
         raise ValueError(f"softmax works on rows of a 2-D array, got shape {X.shape}")
     Y = np.empty_like(X)
     if X.size:
@@ -121,7 +115,7 @@ def activation_grad(name, dY, Y, alpha=0.01):
     Y = _array(Y, "Y", dtype=dY.dtype)
     if dY.shape != Y.shape:
         raise ValueError(f"dY has shape {dY.shape} but Y has {Y.shape}")
-    if code == ACTIVATIONS["softmax"] and Y.ndim != 2:
+    if code == _activations.ACTIVATIONS["softmax"].code and Y.ndim != 2:
         raise ValueError(f"softmax works on rows of a 2-D array, got shape {Y.shape}")
     dX = np.empty_like(dY)
     if dY.size:
@@ -131,16 +125,16 @@ def activation_grad(name, dY, Y, alpha=0.01):
 
 def loss(name, Z, y, sample_weight=None):
     """(value, dL/dZ) of 'cross_entropy' (integer labels y), 'binary_crossentropy' (targets in
-    [0, 1], same shape as Z) or 'mse' (targets, same shape as Z) on raw outputs Z."""
-    if name not in _LOSS_ALIASES:
-        raise ValueError(f"unknown loss {name!r}; choose one of {sorted(_LOSS_ALIASES)}")
-    code = LOSSES[_LOSS_ALIASES[name]]
+    [0, 1], same shape as Z) or 'mse' (targets, same shape as Z), or one of their aliases, on raw
+    outputs Z."""
+    record = _losses.get(name)
+    code = record.code
     Z = _array(Z, "Z", 2)
     m, n = Z.shape
     if m == 0 or n == 0:
         raise ValueError(f"Z is empty (shape {Z.shape})")
     T = labels = None
-    if code == LOSSES["softmax_xent"]:
+    if record.targets == "labels":
         labels = np.asarray(y)
         if labels.dtype.kind not in "iu":
             raise TypeError(f"cross_entropy needs integer labels, not {labels.dtype}")

@@ -1,77 +1,143 @@
-"""Layers of a fastnn network: descriptions only. The numbers live in the model's flat parameter
-buffer; after the model is built, a layer's arrays (``kernel``, ``bias``, ``gamma``, ``beta``,
-``running_mean``, ``running_var``) are NumPy views into it, so writing to them changes the model.
+"""Layers of a fastnn network. A layer is a description plus, once its model is built, NumPy views
+of its arrays in the model's flat buffers (``kernel``, ``bias``, ``gamma``, ``beta``,
+``running_mean``, ``running_var``): writing to them changes the model.
+
+A layer class answers everything the model needs to know about its kind, through these hooks
+(the model loops over layers and asks, it never tests a layer's class):
+
+  output_width(n_in)            width of the layer's output
+  parameters(n_in, n_out)       [(name, shape, decayed)] trained arrays; decayed ones get l2/l1/decay
+  statistics(n_in, n_out)       [(name, shape)] running statistics (the model's state buffer)
+  engine_fields(offsets)        the fields of the engine's layer record (csrc/fastnn.h fnn_layer)
+  initialize(arrays, rng, act)  initial values, act being the activation that follows
+  check_arrays(arrays)          reject values the layer cannot hold (set_weights)
+  activation                    the activation it applies, or None when it applies none
+  starts_linear_map             True for a layer that mixes features (Dense)
+  needs_batch_statistics        True when a training batch needs at least 2 rows (BatchNorm)
+
+Adding a layer kind means a class here, its C kernel, its oracle twin and a test.
+
+A layer belongs to one model: adding a layer that is already in a model (this one or another)
+raises. Copy it with copy.deepcopy, or make a new one from layer.get_config().
 """
 import numpy as np
 
-from .._engine.codes import ACTIVATION_ALIASES, ACTIVATIONS, LAYERS
+from .._engine import activations as _act
+from .._engine.codes import LAYERS
+from ._config import Configurable, Integral, Interval, NoneOk, Options, Real, validate
 
 INITIALIZERS = ("auto", "he_normal", "he_uniform", "glorot_normal", "glorot_uniform",
                 "xavier_normal", "xavier_uniform")
+_ACTIVATION = Options(tuple(_act.ACTIVATIONS), {k: v for k, v in _act.ALIASES.items() if k != v})
 
 
-def activation_code(name):
-    """Code of an activation given by name ('relu', 'tanh', 'logistic', None...)."""
-    key = ACTIVATION_ALIASES.get(name, name)
-    if key not in ACTIVATIONS:
-        raise ValueError(f"unknown activation {name!r}; choose one of {sorted(ACTIVATIONS)}")
-    return ACTIVATIONS[key]
-
-
-class Layer:
+class Layer(Configurable):
     """Base class. `n_in` / `n_out` are set when the model is built."""
 
     kind = None
-    n_in = n_out = None
+    activation = None
+    starts_linear_map = False
+    needs_batch_statistics = False
 
-    def _bind(self, params, state):  # called by the model once the buffers exist
-        pass
+    def __init__(self):
+        self.n_in = self.n_out = None
+        self._owner = None  # the model this layer belongs to (set by Sequential.add)
 
-    def _param_shapes(self):
-        """[(name, shape, decayed)] of this layer's parameters, in buffer order per group."""
+    # -- hooks (defaults: a parameter-free layer that keeps its width) ---------------------------
+    def output_width(self, n_in):
+        return n_in
+
+    def parameters(self, n_in, n_out):
         return []
 
-    def _state_size(self):
-        return 0
+    def statistics(self, n_in, n_out):
+        return []
 
-    def _spec(self):
-        return {"kind": LAYERS[self.kind], "activation": 0, "n_in": self.n_in, "n_out": self.n_out,
-                "w_off": 0, "b_off": 0, "s_off": 0, "alpha": 0.0, "rate": 0.0, "momentum": 0.0,
-                "eps": 0.0}
+    def engine_fields(self, offsets):
+        return {"kind": LAYERS[self.kind]}
 
-    def __repr__(self):
-        args = ", ".join(f"{k}={v!r}" for k, v in self._config().items())
-        return f"{type(self).__name__}({args})"
+    def initialize(self, arrays, rng, next_activation):
+        pass
 
-    def _config(self):
-        return {}
+    def check_arrays(self, arrays):
+        pass
+
+    def array_names(self):
+        """Names of the arrays get_weights returns for this layer, in order."""
+        return [p[0] for p in self.parameters(1, 1)] + [s[0] for s in self.statistics(1, 1)]
+
+    # -- binding and copying ---------------------------------------------------------------------
+    def _bind(self, n_in, n_out, arrays):
+        self.n_in, self.n_out = n_in, n_out
+        for name, view in arrays.items():
+            setattr(self, name, view)
+
+    def _unbind(self):
+        self.n_in = self.n_out = None
+        for name in self.array_names():
+            setattr(self, name, None)
+
+    def __getstate__(self):
+        # the views and the owner belong to the model; Sequential.__setstate__ binds them again
+        state = dict(self.__dict__)
+        state["_owner"] = None
+        for name in self.array_names():
+            state[name] = None
+        return state
+
+    def __deepcopy__(self, memo):
+        # a deep copy of a layer on its own is a fresh, unbound layer with the same config; a
+        # model's deep copy goes through Sequential.__getstate__, which rebinds its copies
+        owner = self._owner() if self._owner is not None else None
+        if owner is not None and id(owner) in memo:
+            new = type(self).__new__(type(self))
+            memo[id(self)] = new
+            new.__dict__.update(self.__getstate__())
+            return new
+        new = type(self).from_config(self.get_config())
+        memo[id(self)] = new
+        return new
 
 
 class Dense(Layer):
     """A fully connected layer of `units` neurons: y = activation(x @ kernel + bias).
 
-    kernel has shape (n_in, units), bias (units,). kernel_initializer: 'auto' (He for the relu
-    family, Glorot otherwise), 'he_normal', 'he_uniform', 'glorot_normal', 'glorot_uniform'."""
+    kernel has shape (n_in, units), bias (units,). kernel_initializer: 'auto' (He for the ReLU
+    family, Glorot otherwise), 'he_normal', 'he_uniform', 'glorot_normal', 'glorot_uniform'.
+    alpha is the slope of leaky_relu for negative inputs."""
 
     kind = "dense"
+    starts_linear_map = True
+    _parameter_constraints = {
+        "units": [Interval(Integral, 1, None)],
+        "activation": [_ACTIVATION],
+        "kernel_initializer": [Options(INITIALIZERS)],
+        "alpha": [Interval(Real, 0, None)],
+    }
 
     def __init__(self, units, activation=None, kernel_initializer="auto", alpha=0.01):
-        if int(units) != units or units < 1:
-            raise ValueError(f"Dense units must be a positive integer, not {units!r}")
-        if kernel_initializer not in INITIALIZERS:
-            raise ValueError(f"unknown kernel_initializer {kernel_initializer!r}; choose one of {INITIALIZERS}")
-        self.units = int(units)
-        self.activation = ACTIVATION_ALIASES.get(activation, activation)
-        activation_code(self.activation)
-        self.kernel_initializer = kernel_initializer
-        self.alpha = float(alpha)
+        super().__init__()
+        validate(self, {"units": units, "activation": activation,
+                        "kernel_initializer": kernel_initializer, "alpha": alpha})
         self.kernel = self.bias = None
 
-    def _config(self):
-        return {"units": self.units, "activation": self.activation}
+    def output_width(self, n_in):
+        return self.units
 
-    def _param_shapes(self):
-        return [("kernel", (self.n_in, self.n_out), True), ("bias", (self.n_out,), False)]
+    def parameters(self, n_in, n_out):
+        return [("kernel", (n_in, n_out), True), ("bias", (n_out,), False)]
+
+    def engine_fields(self, offsets):
+        return {"kind": LAYERS["dense"], "w_off": offsets["kernel"], "b_off": offsets["bias"],
+                "alpha": self.alpha}
+
+    def initialize(self, arrays, rng, next_activation):
+        kind = self.kernel_initializer
+        if kind == "auto":
+            kind = "he_normal" if _act.get(next_activation).init == "he" else "glorot_uniform"
+        n_in, n_out = arrays["kernel"].shape
+        arrays["kernel"][...] = initialize(kind, n_in, n_out, (n_in, n_out), rng, arrays["kernel"].dtype)
+        arrays["bias"][...] = 0
 
 
 class Activation(Layer):
@@ -79,14 +145,14 @@ class Activation(Layer):
     'softmax', 'identity'."""
 
     kind = "activation"
+    _parameter_constraints = {"activation": [_ACTIVATION], "alpha": [Interval(Real, 0, None)]}
 
     def __init__(self, activation, alpha=0.01):
-        self.activation = ACTIVATION_ALIASES.get(activation, activation)
-        activation_code(self.activation)
-        self.alpha = float(alpha)
+        super().__init__()
+        validate(self, {"activation": activation, "alpha": alpha})
 
-    def _config(self):
-        return {"activation": self.activation}
+    def engine_fields(self, offsets):
+        return {"kind": LAYERS["activation"], "alpha": self.alpha}
 
 
 class Dropout(Layer):
@@ -94,14 +160,14 @@ class Dropout(Layer):
     survivors are scaled by 1 / (1 - rate); at inference it is the identity."""
 
     kind = "dropout"
+    _parameter_constraints = {"rate": [Interval(Real, 0, 1, closed="left")]}
 
     def __init__(self, rate):
-        if not 0 <= rate < 1:
-            raise ValueError(f"Dropout rate must be in [0, 1), not {rate!r}")
-        self.rate = float(rate)
+        super().__init__()
+        validate(self, {"rate": rate})
 
-    def _config(self):
-        return {"rate": self.rate}
+    def engine_fields(self, offsets):
+        return {"kind": LAYERS["dropout"], "rate": self.rate}
 
 
 class BatchNorm(Layer):
@@ -109,27 +175,39 @@ class BatchNorm(Layer):
 
     Training uses the batch's statistics and updates the running ones
     (running = (1 - momentum) running + momentum batch, unbiased variance); inference uses the
-    running statistics. Defaults follow PyTorch (momentum 0.1, eps 1e-5)."""
+    running statistics. Defaults follow PyTorch (momentum 0.1, eps 1e-5). As in PyTorch, a
+    training batch of one row is an error (it has no variance): fit raises before it starts when
+    batch_size, or the last batch of an epoch, would hold a single row."""
 
     kind = "batchnorm"
+    needs_batch_statistics = True
+    _parameter_constraints = {"momentum": [Interval(Real, 0, 1)],
+                              "eps": [Interval(Real, 0, None, closed="neither")]}
 
     def __init__(self, momentum=0.1, eps=1e-5):
-        if not 0 <= momentum <= 1:
-            raise ValueError(f"BatchNorm momentum must be in [0, 1], not {momentum!r}")
-        if not eps > 0:
-            raise ValueError(f"BatchNorm eps must be positive, not {eps!r}")
-        self.momentum = float(momentum)
-        self.eps = float(eps)
+        super().__init__()
+        validate(self, {"momentum": momentum, "eps": eps})
         self.gamma = self.beta = self.running_mean = self.running_var = None
 
-    def _config(self):
-        return {"momentum": self.momentum, "eps": self.eps}
+    def parameters(self, n_in, n_out):
+        return [("gamma", (n_out,), False), ("beta", (n_out,), False)]
 
-    def _param_shapes(self):
-        return [("gamma", (self.n_out,), False), ("beta", (self.n_out,), False)]
+    def statistics(self, n_in, n_out):
+        return [("running_mean", (n_out,)), ("running_var", (n_out,))]
 
-    def _state_size(self):
-        return 2 * self.n_out
+    def engine_fields(self, offsets):
+        return {"kind": LAYERS["batchnorm"], "w_off": offsets["gamma"], "b_off": offsets["beta"],
+                "s_off": offsets["running_mean"], "momentum": self.momentum, "eps": self.eps}
+
+    def initialize(self, arrays, rng, next_activation):
+        arrays["gamma"][...] = 1
+        arrays["beta"][...] = 0
+        arrays["running_mean"][...] = 0
+        arrays["running_var"][...] = 1
+
+    def check_arrays(self, arrays):
+        if "running_var" in arrays and (np.asarray(arrays["running_var"]) < 0).any():
+            raise ValueError("BatchNorm.running_var must be >= 0 (it is a variance)")
 
 
 BatchNormalization = BatchNorm

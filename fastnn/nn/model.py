@@ -3,292 +3,274 @@
     model = fastnn.Sequential([fastnn.Dense(256, activation="relu"), fastnn.Dropout(0.2),
                                fastnn.Dense(10)])
     model.compile(optimizer=fastnn.Adam(1e-3), loss="cross_entropy")
-    history = model.fit(X, y, epochs=3, batch_size=128, validation_data=(Xt, yt))
+    history = model.fit(X, y, epochs=3, batch_size=128, validation_data=(Xt, yt),
+                        callbacks=[fastnn.EarlyStopping(patience=2)])
     model.predict(Xt), model.predict_proba(Xt), model.evaluate(Xt, yt)
 
-The model owns one flat parameter buffer (weights first, then biases and batch-norm parameters),
-the optimizer's state mirroring it, the batch-norm running statistics and two counters (optimizer
-steps, samples seen). Layers' arrays are views of the buffer. The backend (compiled or NumPy) is
-chosen by fastnn.set_backend and is invisible here.
+The model owns its layers, one flat parameter buffer (weights first, then biases and batch-norm
+parameters), the optimizer's state mirroring it, the batch-norm running statistics and two
+counters (optimizer steps, samples seen); layers' arrays are views of the buffers. The layout
+lives in fastnn/nn/_layout.py, training in fastnn/nn/_training.py; this class validates, holds the
+state and delegates.
+
+Thread safety: every method that changes the model (build, compile, fit, partial_fit,
+set_weights) holds the model's lock, and raises at once when another thread holds it. A fit's
+callbacks may read the model, predict, evaluate and set its weights, but not build, compile or
+fit it again. Inference runs on engines of its own and may run beside a fit in another thread.
+
+A model pickles and deep-copies with its weights, optimizer state, counters, running statistics,
+learning-rate scale, schedule state and history; the copy predicts bit-identically and trains on
+exactly the trajectory the original would have taken.
 """
+import contextlib
 import threading
-import time
+import weakref
 
 import numpy as np
 
 from .. import _engine as _backend
-from .._engine.codes import CTR_SAMPLES, CTR_STEP, LOSSES, N_COUNTERS
-from .._engine.errors import NonFiniteError
+from .._engine import losses as _losses
+from .._engine.codes import CTR_STEP
 from .._engine.validation import (as_dtype, check_labels, check_matrix, check_positive_int,
-                          check_sample_weight, check_targets)
-from .layers import Activation, BatchNorm, Dense, Dropout, Layer, activation_code, initialize
-from .optimizers import Adaptive, get_optimizer
+                                  check_sample_weight, check_targets)
+from . import _training
+from ._config import Configurable, InstanceOf, Integral, Interval, serialize, deserialize, validate
+from ._layout import following_activation, make_plan
+from .layers import Layer
+from .optimizers import get_optimizer
 
-LOSS_NAMES = {
-    "cross_entropy": "softmax_xent", "categorical_crossentropy": "softmax_xent",
-    "sparse_categorical_crossentropy": "softmax_xent", "softmax_xent": "softmax_xent",
-    "log_loss": "softmax_xent",
-    "binary_crossentropy": "sigmoid_bce", "bce": "sigmoid_bce", "sigmoid_bce": "sigmoid_bce",
-    "mse": "mse", "mean_squared_error": "mse", "squared_error": "mse",
-}
 PREDICT_CHUNK = 1024  # rows per inference chunk: the inference workspace never grows past it
 
 
-class History:
-    """What fit recorded: `history` maps 'loss', 'accuracy', 'val_loss', 'val_accuracy', 'lr',
-    'time' to one value per epoch; `epoch` lists the epoch numbers."""
-
-    def __init__(self):
-        self.history = {}
-        self.epoch = []
-        self.interrupted = False
-        self.stopped_early = False
-
-    def _append(self, epoch, logs):
-        self.epoch.append(epoch)
-        for k, v in logs.items():
-            self.history.setdefault(k, []).append(v)
-
-    def __getitem__(self, key):
-        return self.history[key]
-
-    def __repr__(self):
-        last = {k: round(v[-1], 5) for k, v in self.history.items()} if self.epoch else {}
-        return f"History(epochs={len(self.epoch)}, last={last})"
+def _dtype(v):
+    from ._config import _INVALID
+    try:
+        return as_dtype(v)
+    except TypeError:
+        return _INVALID
 
 
-class Sequential:
+class Sequential(Configurable):
     """A stack of layers. Build happens on the first fit (or `build(n_inputs)`)."""
 
+    _parameter_constraints = {
+        "dtype": [InstanceOf(np.dtype, convert=_dtype, name="'float32' or 'float64'")],
+        "seed": [Interval(Integral, 0, 2 ** 64 - 1)],
+    }
+
     def __init__(self, layers=(), dtype="float32", seed=0):
+        self._lock = threading.RLock()
+        self._busy = None
+        validate(self, {"dtype": dtype, "seed": seed})
         self.layers = []
+        self.optimizer = None
+        self._loss = None
+        self._built = None
+        self._schedule_callback = None
+        self.epochs_trained = 0
+        self.lr_scale = 1.0
+        self.history = None
+        self.stop_training = False
+        if isinstance(layers, Layer) or not hasattr(layers, "__iter__"):
+            raise TypeError(f"layers must be a list of fastnn layers, not {layers!r}")
         for ly in layers:
             self.add(ly)
-        self.dtype = as_dtype(dtype)
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-            raise ValueError(f"seed must be a non-negative integer, not {seed!r}")
-        self.seed = int(seed)
-        self.optimizer = None
-        self.loss = None
-        self.built = False
-        self.n_inputs = None
-        self._lock = threading.Lock()  # one fit / partial_fit at a time
-        self._engines_lock = threading.Lock()
-        self._engines = {}
-        self.epochs_trained = 0
-        self._lr_scale = 1.0
-        self._plateau = 0
-        self._best_loss = np.inf
 
-    # -- construction ------------------------------------------------------------------------
+    # -- the lock ------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _exclusive(self, what, training=False, from_callback_ok=False):
+        if not self._lock.acquire(blocking=False):
+            raise RuntimeError(f"cannot {what}: this model is being trained in another thread")
+        try:
+            if self._busy and not from_callback_ok:
+                raise RuntimeError(f"cannot {what} while this model's {self._busy} is running "
+                                   f"(called from one of its callbacks?)")
+            if training:
+                self._busy = what
+            try:
+                yield
+            finally:
+                if training:
+                    self._busy = None
+        finally:
+            self._lock.release()
+
+    # -- construction ----------------------------------------------------------------------------
     def add(self, layer):
-        if not isinstance(layer, Layer):
-            raise TypeError(f"expected a fastnn layer (Dense, Activation, Dropout, BatchNorm), got {layer!r}")
-        if getattr(self, "built", False):
-            raise RuntimeError("cannot add layers to a built model")
-        self.layers.append(layer)
+        """Append a layer. A layer belongs to one model: one already in a model is rejected."""
+        with self._exclusive("add a layer"):
+            if not isinstance(layer, Layer):
+                raise TypeError(f"expected a fastnn layer (Dense, Activation, Dropout, BatchNorm), got {layer!r}")
+            if self._built is not None:
+                raise RuntimeError("cannot add layers to a built model")
+            owner = layer._owner() if layer._owner is not None else None
+            if owner is not None:
+                where = "this model" if owner is self else "another model"
+                raise ValueError(f"this {type(layer).__name__} layer already belongs to {where}: a layer "
+                                 f"belongs to one model; make a new one, or add copy.deepcopy(layer)")
+            layer._owner = weakref.ref(self)
+            self.layers.append(layer)
 
     def compile(self, optimizer="adam", loss=None, **optimizer_kwargs):
         """Choose the optimizer (name or Optimizer object) and the loss: 'cross_entropy' (integer
         labels, softmax), 'binary_crossentropy' (0/1 targets, sigmoid; binary or multi-label),
-        'mse' (regression). loss=None infers it from the last activation (softmax -> cross
-        entropy, sigmoid -> binary cross entropy, else mse). Resets the optimizer state."""
-        self.optimizer = get_optimizer(optimizer, **optimizer_kwargs)
-        if loss is None:
-            last = self._last_activation()
-            loss = {"softmax": "cross_entropy", "sigmoid": "binary_crossentropy"}.get(last, "mse")
-        if loss not in LOSS_NAMES:
-            raise ValueError(f"unknown loss {loss!r}; choose one of {sorted(LOSS_NAMES)}")
-        new_loss = LOSS_NAMES[loss]
-        if self.built and new_loss == "softmax_xent" and self.n_outputs < 2:
-            raise ValueError("cross_entropy needs at least 2 outputs (use binary_crossentropy for one)")
-        self.loss = new_loss
-        if self.built:  # the engine's description follows the new loss (fused link, loss code)
-            for spec, (_, act) in zip(self._spec["layers"], self._effective_layers()):
-                spec["activation"] = activation_code(act) if act is not None else 0
-            self._spec["loss"] = LOSSES[self.loss]
-            with self._engines_lock:
-                self._engines = {}
-            self._reset_optimizer()
+        'mse' (regression), or one of their aliases. loss=None infers it from the last activation
+        (softmax -> cross entropy, sigmoid -> binary cross entropy, else mse). Resets the
+        optimizer state and the learning-rate scale."""
+        with self._exclusive("compile"):
+            self._compile(get_optimizer(optimizer, **optimizer_kwargs), loss)
         return self
+
+    def _compile(self, optimizer, loss):
+        record = _losses.for_link(self._last_activation()) if loss is None else _losses.get(loss)
+        b = self._built
+        if b is not None and b.plan.n_outputs < record.min_outputs:
+            raise ValueError(f"{record.name} needs at least {record.min_outputs} outputs; this model "
+                             f"has {b.plan.n_outputs} (use binary_crossentropy for one)")
+        if b is not None:  # same buffers, a plan for the new loss, fresh optimizer state
+            plan = b.plan.with_loss(self.layers, record)
+            new = _training.Built.allocate(plan, self.dtype, optimizer.n_slots)
+            new.params, new.state = b.params, b.state
+            new.pool = _training.EnginePool(plan, self.dtype)
+            self._built = new
+        self.optimizer, self._loss = optimizer, record
+        self._schedule_callback = optimizer.schedule.plateau_callback()
+        self.lr_scale = 1.0
 
     def _last_activation(self):
         for ly in reversed(self.layers):
-            if isinstance(ly, (Dense, Activation)):
+            if ly.activation is not None:
                 return ly.activation
         return None
 
     def build(self, n_inputs):
-        """Lay out the buffers for `n_inputs` features and initialise the weights."""
-        n_inputs = check_positive_int(n_inputs, "n_inputs")
-        if not self.layers or not any(isinstance(ly, Dense) for ly in self.layers):
-            raise ValueError("the model needs at least one Dense layer")
-        if self.loss is None:
-            self.compile()
-        layers = self._effective_layers()
-        width = n_inputs
-        for ly in self.layers:
-            ly.n_in = width
-            if isinstance(ly, Dense):
-                width = ly.units
-            ly.n_out = width
-        self.n_inputs, self.n_outputs = n_inputs, width
-        if self.loss == "softmax_xent" and width < 2:
-            raise ValueError("cross_entropy needs at least 2 outputs (use binary_crossentropy for one)")
-        # flat layout: every decayed weight first, then biases / batch-norm parameters
-        specs, decayed, other = [], [], []
-        for ly in self.layers:
-            for name, shape, dec in ly._param_shapes():
-                (decayed if dec else other).append((ly, name, shape))
-        offsets, off = {}, 0
-        for ly, name, shape in decayed + other:
-            offsets[(id(ly), name)] = off
-            off += int(np.prod(shape))
-        self.n_params = off
-        self.n_decay = sum(int(np.prod(s)) for _, _, s in decayed)
-        self.params = np.zeros(self.n_params, self.dtype)
-        self.state = np.zeros(max(sum(ly._state_size() for ly in self.layers), 1), self.dtype)
-        s_off = 0
-        for i, ly in enumerate(self.layers):
-            spec = ly._spec()
-            spec["activation"] = activation_code(layers[i][1]) if layers[i][1] is not None else 0
-            if isinstance(ly, Dense):
-                spec["w_off"], spec["b_off"] = offsets[(id(ly), "kernel")], offsets[(id(ly), "bias")]
-                spec["alpha"] = ly.alpha
-                ly.kernel = self.params[spec["w_off"]:spec["w_off"] + ly.n_in * ly.n_out].reshape(ly.n_in, ly.n_out)
-                ly.bias = self.params[spec["b_off"]:spec["b_off"] + ly.n_out]
-            elif isinstance(ly, Activation):
-                spec["alpha"] = ly.alpha
-            elif isinstance(ly, Dropout):
-                spec["rate"] = ly.rate
-            elif isinstance(ly, BatchNorm):
-                spec["w_off"], spec["b_off"] = offsets[(id(ly), "gamma")], offsets[(id(ly), "beta")]
-                spec["s_off"], spec["momentum"], spec["eps"] = s_off, ly.momentum, ly.eps
-                ly.gamma = self.params[spec["w_off"]:spec["w_off"] + ly.n_out]
-                ly.beta = self.params[spec["b_off"]:spec["b_off"] + ly.n_out]
-                ly.running_mean = self.state[s_off:s_off + ly.n_out]
-                ly.running_var = self.state[s_off + ly.n_out:s_off + 2 * ly.n_out]
-                s_off += 2 * ly.n_out
-            specs.append(spec)
-        self._spec = {"layers": specs, "loss": LOSSES[self.loss], "n_inputs": n_inputs,
-                      "n_outputs": width, "n_params": self.n_params, "n_decay": self.n_decay,
-                      "n_state": s_off, "seed": self.seed}
-        self._initialize()
-        self._reset_optimizer()
-        self.built = True
-        with self._engines_lock:
-            self._engines = {}
+        """Lay out the buffers for `n_inputs` features and initialise the weights. On a model
+        already built for n_inputs it does nothing; for another width it raises."""
+        with self._exclusive("build"):
+            self._build(n_inputs)
         return self
 
-    def _effective_layers(self):
-        """(layer, activation) pairs; the last activation is dropped when the loss applies it
-        (softmax under cross entropy, sigmoid under binary cross entropy)."""
-        pairs = [(ly, getattr(ly, "activation", None)) for ly in self.layers]
-        link = {"softmax_xent": "softmax", "sigmoid_bce": "sigmoid"}.get(self.loss)
-        for i in range(len(pairs) - 1, -1, -1):
-            ly, act = pairs[i]
-            if isinstance(ly, (Dense, Activation)):
-                if act == link and link is not None:
-                    pairs[i] = (ly, "identity")
-                break
-        return pairs
-
-    def _initialize(self):
+    def _build(self, n_inputs):
+        n_inputs = check_positive_int(n_inputs, "n_inputs")
+        if self._built is not None:
+            if n_inputs == self._built.plan.n_inputs:
+                return
+            raise ValueError(f"this model is built for {self._built.plan.n_inputs} inputs, not "
+                             f"{n_inputs}; make a new model (Sequential.from_config(model.get_config()))")
+        if not any(ly.starts_linear_map for ly in self.layers):
+            raise ValueError("the model needs at least one Dense layer")
+        if self.optimizer is None:
+            self._compile(get_optimizer("adam"), None)
+        plan = make_plan(self.layers, n_inputs, self._loss, self.seed)
+        if plan.n_outputs < self._loss.min_outputs:
+            raise ValueError(f"{self._loss.name} needs at least {self._loss.min_outputs} outputs; this "
+                             f"model has {plan.n_outputs} (use binary_crossentropy for one)")
+        built = _training.Built.allocate(plan, self.dtype, self.optimizer.n_slots)
+        views = plan.views(built.params, built.state)
         rng = np.random.default_rng(self.seed)
         for i, ly in enumerate(self.layers):
-            if isinstance(ly, Dense):
-                kind = ly.kernel_initializer
-                if kind == "auto":
-                    act = self._activation_after(i)
-                    kind = "he_normal" if act in ("relu", "leaky_relu") else "glorot_uniform"
-                ly.kernel[...] = initialize(kind, ly.n_in, ly.n_out, (ly.n_in, ly.n_out), rng, self.dtype)
-                ly.bias[...] = 0
-            elif isinstance(ly, BatchNorm):
-                ly.gamma[...] = 1
-                ly.beta[...] = 0
-                ly.running_mean[...] = 0
-                ly.running_var[...] = 1
+            ly.initialize(views[i], rng, following_activation(self.layers, i))
+        self._bind(built)
 
-    def _activation_after(self, i):
-        """The activation that follows Dense layer i (its own, or the next Activation layer)."""
-        if self.layers[i].activation not in (None, "identity"):
-            return self.layers[i].activation
-        for ly in self.layers[i + 1:]:
-            if isinstance(ly, Activation):
-                return ly.activation
-            if isinstance(ly, Dense):
-                break
-        return "identity"
+    def _bind(self, built):
+        for ly, (n_in, n_out), views in zip(self.layers, built.plan.widths,
+                                           built.plan.views(built.params, built.state)):
+            ly._bind(n_in, n_out, views)
+        self._built = built
 
-    def _reset_optimizer(self):
-        self.slots = np.zeros(self.optimizer.n_slots * self.n_params, self.dtype)
-        self.counters = np.zeros(N_COUNTERS, np.int64)
-        self._lr_scale, self._plateau, self._best_loss = 1.0, 0, np.inf
+    # -- state ---------------------------------------------------------------------------------
+    @property
+    def built(self):
+        return self._built is not None
 
-    # -- views --------------------------------------------------------------------------------
+    @property
+    def loss(self):
+        """The loss's canonical name ('cross_entropy', 'binary_crossentropy', 'mse'), or None."""
+        return None if self._loss is None else self._loss.name
+
+    def _require_built(self):
+        b = self._built
+        if b is None:
+            raise RuntimeError("the model is not built yet: call fit() or build(n_inputs) first")
+        return b
+
+    n_inputs = property(lambda self: self._built.plan.n_inputs if self._built else None)
+    n_outputs = property(lambda self: self._built.plan.n_outputs if self._built else None)
+    n_params = property(lambda self: self._require_built().plan.n_params)
+    n_decay = property(lambda self: self._require_built().plan.n_decay)
+    params = property(lambda self: self._require_built().params,
+                      doc="The flat parameter buffer (weights first); layers' arrays are views of it.")
+    slots = property(lambda self: self._require_built().slots, doc="Optimizer state, n_slots x n_params.")
+    state = property(lambda self: self._require_built().state, doc="Running statistics.")
+    counters = property(lambda self: self._require_built().counters,
+                        doc="[optimizer steps taken, samples seen].")
+
     @property
     def coefs_(self):
         """Dense kernels, (n_in, n_out) each: views of the parameter buffer."""
-        return [ly.kernel for ly in self.layers if isinstance(ly, Dense)]
+        self._require_built()
+        return [ly.kernel for ly in self.layers if "kernel" in ly.array_names()]
 
     @property
     def intercepts_(self):
-        return [ly.bias for ly in self.layers if isinstance(ly, Dense)]
+        self._require_built()
+        return [ly.bias for ly in self.layers if "bias" in ly.array_names()]
 
     def get_weights(self):
         """Copies of every array, layer by layer: kernel, bias (Dense); gamma, beta,
         running_mean, running_var (BatchNorm)."""
-        self._require_built()
-        out = []
-        for ly in self.layers:
-            for name in self._array_names(ly):
-                out.append(getattr(ly, name).copy())
-        return out
+        b = self._require_built()
+        views = b.plan.views(b.params, b.state)
+        return [views[i][name].copy() for i, ly in enumerate(self.layers) for name in ly.array_names()]
 
     def set_weights(self, weights):
-        self._require_built()
-        targets = [(ly, n) for ly in self.layers for n in self._array_names(ly)]
-        weights = list(weights)
-        if len(weights) != len(targets):
-            raise ValueError(f"expected {len(targets)} arrays, got {len(weights)}")
-        checked = []
-        for (ly, name), w in zip(targets, weights):
-            w = np.asarray(w, dtype=self.dtype)
-            dst = getattr(ly, name)
-            if w.shape != dst.shape:
-                raise ValueError(f"{type(ly).__name__}.{name} has shape {dst.shape}, got {w.shape}")
-            if not np.isfinite(w).all():
-                raise ValueError(f"{type(ly).__name__}.{name} contains NaN or infinite values")
-            checked.append((dst, w))
-        for dst, w in checked:  # all or nothing
-            dst[...] = w
-
-    @staticmethod
-    def _array_names(ly):
-        if isinstance(ly, Dense):
-            return ("kernel", "bias")
-        if isinstance(ly, BatchNorm):
-            return ("gamma", "beta", "running_mean", "running_var")
-        return ()
+        """Set every array (the order of get_weights); all or nothing."""
+        with self._exclusive("set the weights", from_callback_ok=True):
+            b = self._require_built()
+            views = b.plan.views(b.params, b.state)
+            targets = [(i, name) for i, ly in enumerate(self.layers) for name in ly.array_names()]
+            weights = list(weights)
+            if len(weights) != len(targets):
+                raise ValueError(f"expected {len(targets)} arrays, got {len(weights)}")
+            checked = {}
+            for (i, name), w in zip(targets, weights):
+                label = f"{type(self.layers[i]).__name__}.{name} (layer {i})"
+                try:
+                    w = np.asarray(w, dtype=self.dtype)
+                except (TypeError, ValueError) as exc:
+                    raise ValueError(f"{label} must be a numeric array: {exc}") from None
+                if w.shape != views[i][name].shape:
+                    raise ValueError(f"{label} has shape {views[i][name].shape}, got {w.shape}")
+                if not np.isfinite(w).all():
+                    raise ValueError(f"{label} contains NaN or infinite values")
+                checked.setdefault(i, {})[name] = w
+            for i, arrays in checked.items():
+                self.layers[i].check_arrays(arrays)
+            for i, arrays in checked.items():  # all or nothing
+                for name, w in arrays.items():
+                    views[i][name][...] = w
 
     def count_params(self):
-        self._require_built()
-        return self.n_params
+        return self._require_built().plan.n_params
 
     def summary(self, print_fn=print):
         """A table of layers, output widths and parameter counts (printed and returned)."""
+        b = self._built
         rows = [("Layer", "Output", "Params")]
         total = 0
-        for ly in self.layers:
-            n = sum(int(np.prod(s)) for _, s, _ in ly._param_shapes()) if self.built else 0
-            total += n
-            out = f"(None, {ly.n_out})" if self.built else "?"
-            rows.append((repr(ly), out, str(n) if self.built else "?"))
+        for i, ly in enumerate(self.layers):
+            if b is not None:
+                n_in, n_out = b.plan.widths[i]
+                n = sum(int(np.prod(s)) for _, s, _ in ly.parameters(n_in, n_out))
+                total += n
+                rows.append((repr(ly), f"(None, {n_out})", str(n)))
+            else:
+                rows.append((repr(ly), "?", "?"))
         w = [max(len(r[i]) for r in rows) for i in range(3)]
         lines = [f"{r[0]:<{w[0]}}  {r[1]:<{w[1]}}  {r[2]:>{w[2]}}" for r in rows]
         lines.insert(1, "-" * len(lines[0]))
         lines.append("-" * len(lines[0]))
-        lines.append(f"Total params: {total if self.built else '? (not built)'}  "
+        lines.append(f"Total params: {total if b is not None else '? (not built)'}  "
                      f"dtype: {self.dtype}  loss: {self.loss}  optimizer: {self.optimizer!r}  "
                      f"backend: {_backend.get_backend()}")
         text = "\n".join(lines)
@@ -299,183 +281,102 @@ class Sequential:
     def __repr__(self):
         return f"Sequential({self.layers!r})"
 
-    # -- data -----------------------------------------------------------------------------------
-    def _require_built(self):
-        if not self.built:
-            raise RuntimeError("the model is not built yet: call fit() or build(n_inputs) first")
+    # -- configs and copies ---------------------------------------------------------------------
+    def get_config(self):
+        """The architecture: {'layers': [{'class_name', 'config'}, ...], 'dtype', 'seed'}."""
+        return {"layers": serialize(self.layers), "dtype": self.dtype.name, "seed": self.seed}
 
+    def get_compile_config(self):
+        """{'optimizer': {'class_name', 'config'}, 'loss': name}, or None before compile."""
+        if self.optimizer is None:
+            return None
+        return {"optimizer": serialize(self.optimizer), "loss": self.loss}
+
+    def compile_from_config(self, config):
+        return self.compile(deserialize(config["optimizer"]), loss=config["loss"])
+
+    def __getstate__(self):
+        with self._exclusive("copy the model", from_callback_ok=True):
+            b = self._built
+            state = {k: v for k, v in self.__dict__.items() if k not in ("_lock", "_busy", "_built")}
+            state["_loss"] = None if self._loss is None else self._loss.name
+            state["_built"] = None if b is None else {
+                "n_inputs": b.plan.n_inputs, "params": b.params.copy(), "slots": b.slots.copy(),
+                "state": b.state.copy(), "counters": b.counters.copy()}
+            return state
+
+    def __setstate__(self, state):
+        built = state.pop("_built")
+        loss = state.pop("_loss")
+        self.__dict__.update(state)
+        self._lock, self._busy, self._built = threading.RLock(), None, None
+        self._loss = None if loss is None else _losses.get(loss)
+        for ly in self.layers:
+            ly._owner = weakref.ref(self)
+        if built is not None:
+            plan = make_plan(self.layers, built["n_inputs"], self._loss, self.seed)
+            b = _training.Built(plan, self.dtype, built["params"], built["slots"], built["state"],
+                                built["counters"])
+            if (b.params.shape != (plan.n_params,) or b.slots.shape != (self.optimizer.n_slots * plan.n_params,)
+                    or b.state.shape != (max(plan.n_state, 1),) or b.params.dtype != self.dtype):
+                raise ValueError("the pickled model's buffers do not match its layers")
+            self._bind(b)
+
+    # -- data ----------------------------------------------------------------------------------------
     def _check_xy(self, X, y, sample_weight, name="X", build=False):
         """Validated (X, T, labels, sample_weight); build=True first builds an unbuilt model for
         X's width (fit, partial_fit), so X is checked once."""
-        X = check_matrix(X, name, self.dtype, n_cols=self.n_inputs if self.built else None)
-        if not self.built:
+        b = self._built
+        X = check_matrix(X, name, self.dtype, n_cols=None if b is None else b.plan.n_inputs)
+        if b is None:
             if not build:
                 self._require_built()
-            self.build(X.shape[1])
-        n = X.shape[0]
-        if self.loss == "softmax_xent":
-            labels, T = check_labels(y, n, self.n_outputs), None
+            self._build(X.shape[1])
+        n, loss, n_out = X.shape[0], self._loss, self._built.plan.n_outputs
+        yname = "y" if name == "X" else "y_val"
+        if y is None:
+            raise ValueError(f"{yname} is None: training and evaluation need targets")
+        if loss.targets == "labels":
+            labels, T = check_labels(y, n, n_out, name=yname), None
         else:
-            labels, T = None, check_targets(y, n, self.n_outputs, self.dtype)
-            if self.loss == "sigmoid_bce" and ((T < 0) | (T > 1)).any():
-                raise ValueError("binary_crossentropy targets must lie in [0, 1]")
+            labels, T = None, check_targets(y, n, n_out, self.dtype, name=yname)
+            if loss.targets == "probabilities" and ((T < 0) | (T > 1)).any():
+                raise ValueError(f"{loss.name} targets must lie in [0, 1]")
         return X, T, labels, check_sample_weight(sample_weight, n, self.dtype)
 
-    def _engine(self, rows, purpose="train"):
-        """(engine, lock) whose workspace takes batches of `rows` rows: the smallest cached one
-        that is large enough, else a new one (three at most per purpose; each is allocated once).
-        A workspace serves one call at a time: hold the lock around every call. Training and
-        inference keep separate engines, so predict() from another thread never touches the
-        workspace of a running fit()."""
-        module = _backend.current()
-        with self._engines_lock:
-            pool = self._engines.setdefault(purpose, [])
-            fits = [(e, lk) for e, lk in pool if e.batch >= rows and type(e).__module__ == module.__name__]
-            if fits:
-                return min(fits, key=lambda pair: pair[0].batch)
-            pair = (module.Engine(self._spec, self.dtype, rows), threading.Lock())
-            if len(pool) >= 3:
-                pool.pop(0)
-            pool.append(pair)
-            return pair
-
-    # -- training -------------------------------------------------------------------------------
-    def fit(self, X, y, epochs=1, batch_size=32, validation_data=None, shuffle=True, verbose=0,
-            sample_weight=None, callback=None):
-        """Train for `epochs` epochs of mini-batches (the last batch may be smaller). Each epoch is
-        one call into the engine. Returns a History. `callback(epoch, logs)` runs after every
-        epoch; returning True stops training. Ctrl-C stops between two batches: the model keeps
+    # -- training ------------------------------------------------------------------------------------
+    def fit(self, X, y, epochs=1, batch_size=32, validation_data=None, validation_split=0.0,
+            shuffle=True, verbose=0, sample_weight=None, callbacks=None):
+        """Train for `epochs` epochs of mini-batches (the last batch may be smaller); each epoch is
+        one call into the engine. Returns the History. `callbacks` are fastnn.Callback objects
+        (fastnn.nn.callbacks). validation_split holds out the last fraction of the samples, as
+        Keras does. verbose: 0 silent, 1 live progress bar (one line per epoch when the output is
+        not a terminal), 2 one line per epoch. Ctrl-C stops between two batches: the model keeps
         every completed step and KeyboardInterrupt propagates."""
-        if not self._lock.acquire(blocking=False):
-            raise RuntimeError("this model is already being trained in another thread")
-        try:
-            return self._fit(X, y, epochs, batch_size, validation_data, shuffle, verbose,
-                             sample_weight, callback)
-        finally:
-            self._lock.release()
+        with self._exclusive("fit", training=True):
+            return _training.fit(self, X, y, epochs, batch_size, validation_data, validation_split,
+                                 shuffle, verbose, sample_weight, callbacks)
 
-    def _fit(self, X, y, epochs, batch_size, validation_data, shuffle, verbose, sample_weight, callback):
-        epochs = check_positive_int(epochs, "epochs")
-        batch_size = check_positive_int(batch_size, "batch_size")
-        if self.loss is None:
-            self.compile()
-        X, T, labels, sw = self._check_xy(X, y, sample_weight, build=True)
-        if validation_data is not None:
-            if len(validation_data) not in (2, 3):
-                raise ValueError("validation_data must be (X_val, y_val) or (X_val, y_val, sample_weight)")
-            val = self._check_xy(*validation_data[:2], validation_data[2] if len(validation_data) == 3 else None,
-                                 name="X_val")
-        n = X.shape[0]
-        batch = min(batch_size, n)
-        engine, engine_lock = self._engine(batch)
-        perm = np.empty(n, np.int64)
-        steps_per_epoch = -(-n // batch)
-        history = self.history = History()
-        sched = self.optimizer.schedule
-        # a cosine schedule without its own horizon decays over the steps of this fit
-        horizon = int(self.counters[CTR_STEP]) + epochs * steps_per_epoch
-        try:
-            for _ in range(epochs):
-                epoch = self.epochs_trained
-                optim = self.optimizer.config(total_steps=horizon, lr_scale=self._lr_scale)
-                lr = _backend.current().lr_at(optim, epoch, int(self.counters[CTR_STEP]), int(self.counters[CTR_SAMPLES]))
-                snapshot = (self.params.copy(), self.slots.copy(), self.state.copy(), self.counters.copy())
-                t0 = time.perf_counter()
-                with engine_lock:
-                    res = engine.train_epoch(self.params, self.slots, self.state, self.counters, perm, optim,
-                                             X, T, labels, sw, batch, bool(shuffle), epoch)
-                elapsed = time.perf_counter() - t0
-                if res["status"] != "ok":
-                    self._after_failure(res, snapshot, epoch)
-                logs = self._logs(res, lr, elapsed)
-                if validation_data is not None:
-                    logs.update({"val_" + k: v for k, v in self._evaluate(*val).items()})
-                self.epochs_trained += 1
-                history._append(epoch, logs)
-                if verbose:
-                    print(f"epoch {epoch + 1}: " + "  ".join(f"{k}={v:.4g}" for k, v in logs.items()), flush=True)
-                if isinstance(sched, Adaptive):
-                    self._adapt(sched, logs["loss"])
-                if callback is not None and callback(epoch, logs):
-                    history.stopped_early = True
-                    break
-        except KeyboardInterrupt:  # inside an epoch the engine stopped between two batches
-            history.interrupted = True
-            raise
-        return history
+    def partial_fit(self, X, y, sample_weight=None, batch_size=None):
+        """One pass over the given rows, in order, in mini-batches of `batch_size` (scikit-learn's
+        partial_fit); batch_size=None takes the whole input as one batch: one optimizer step (Keras's
+        train_on_batch). Builds the model on first use. Returns the mean loss of the pass. If a
+        batch diverges, the batches before it stay applied and NonFiniteError says how many."""
+        with self._exclusive("partial_fit", training=True):
+            return _training.partial_fit(self, X, y, sample_weight, batch_size)
 
-    def _adapt(self, sched, loss):
-        if loss > self._best_loss - sched.tol:
-            self._plateau += 1
-            if self._plateau >= sched.patience:
-                self._lr_scale /= sched.factor
-                self._plateau = 0
-        else:
-            self._plateau = 0
-        self._best_loss = min(self._best_loss, loss)
+    def train_on_batch(self, X, y, sample_weight=None):
+        """One optimizer step on the whole batch; returns its loss."""
+        return self.partial_fit(X, y, sample_weight)
 
-    def _logs(self, res, lr, elapsed):
-        logs = {"loss": res["loss_sum"] / res["weight_sum"] if res["weight_sum"] else float("nan")}
-        if self.loss == "softmax_xent":
-            logs["accuracy"] = res["correct"] / max(res["samples"], 1)
-        elif self.loss == "sigmoid_bce":
-            logs["accuracy"] = res["correct"] / max(res["samples"] * self.n_outputs, 1)
-        logs["lr"] = lr
-        logs["time"] = elapsed
-        return logs
-
-    def _after_failure(self, res, snapshot, epoch):
-        """An epoch stopped early: keep a consistent model, then raise."""
-        finite = np.isfinite(self.params).all() and np.isfinite(self.slots).all() and np.isfinite(self.state).all()
-        if not finite:  # cannot happen when the engine keeps its promise; restore the epoch's start
-            self.params[...], self.slots[...], self.state[...], self.counters[...] = snapshot
-        if res["status"] == "interrupted":
-            raise res["exception"]
-        raise NonFiniteError(
-            f"training diverged: the loss or a gradient became NaN or infinite at epoch {epoch} "
-            f"batch {res['bad_batch']}; the weights are those of the last finite step. "
-            f"Try a smaller learning rate, or check the inputs' scale.")
-
-    def partial_fit(self, X, y, sample_weight=None):
-        """One optimizer step on this batch (any size: it is split into chunks of the workspace's
-        batch when larger). Builds the model on first use. Returns the batch loss."""
-        if not self._lock.acquire(blocking=False):
-            raise RuntimeError("this model is already being trained in another thread")
-        try:
-            if self.loss is None:
-                self.compile()
-            X, T, labels, sw = self._check_xy(X, y, sample_weight, build=True)
-            sched = self.optimizer.schedule
-            if sched.name == "cosine" and sched.total_steps is None:
-                raise ValueError("partial_fit cannot know when training ends: give CosineDecay(total_steps=...)")
-            engine, engine_lock = self._engine(min(X.shape[0], 4096))
-            optim = self.optimizer.config(total_steps=0, lr_scale=self._lr_scale)
-            total, wsum = 0.0, 0.0
-            for s in range(0, X.shape[0], engine.batch):
-                sl = slice(s, s + engine.batch)
-                with engine_lock:
-                    res = engine.train_step(self.params, self.slots, self.state, self.counters, optim, X[sl],
-                                            None if T is None else T[sl], None if labels is None else labels[sl],
-                                            None if sw is None else sw[sl], self.epochs_trained)
-                if res["status"] != "ok":
-                    raise NonFiniteError("training diverged: non-finite loss or gradient in partial_fit; "
-                                         "the step was not applied")
-                total += res["loss_sum"]
-                wsum += res["weight_sum"]
-            return total / wsum
-        finally:
-            self._lock.release()
-
-    train_on_batch = partial_fit
-
-    # -- inference ------------------------------------------------------------------------------
-    def _outputs(self, X, link):
-        self._require_built()
-        X = check_matrix(X, "X", self.dtype, n_cols=self.n_inputs)
-        out = np.empty((X.shape[0], self.n_outputs), self.dtype)
-        engine, lock = self._engine(min(PREDICT_CHUNK, X.shape[0]), "infer")
+    # -- inference -----------------------------------------------------------------------------------
+    def _outputs(self, X, link, b=None):
+        b = b or self._require_built()
+        X = check_matrix(X, "X", self.dtype, n_cols=b.plan.n_inputs)
+        out = np.empty((X.shape[0], b.plan.n_outputs), self.dtype)
+        engine, lock = b.pool.get(min(PREDICT_CHUNK, X.shape[0]), "infer")
         with lock:
-            engine.predict(out, self.params, self.state, X, link)
+            engine.predict(out, b.params, b.state, X, link)
         return out
 
     def forward(self, X):
@@ -487,19 +388,15 @@ class Sequential:
     def predict_proba(self, X):
         """Class probabilities: softmax (cross entropy) or sigmoid (binary cross entropy) of the
         outputs."""
-        if self.loss == "mse":
-            raise AttributeError("predict_proba is for classification losses; this model uses mse")
+        if self._loss is not None and not self._loss.is_classifier:
+            raise AttributeError(f"predict_proba is for classification losses; this model uses {self.loss}")
         return self._outputs(X, True)
 
     def predict(self, X):
-        """Class labels (argmax for cross entropy, probability >= 0.5 per output for binary cross
-        entropy) or, for mse, the predicted values."""
-        z = self._outputs(X, False)
-        if self.loss == "softmax_xent":
-            return z.argmax(axis=1)
-        if self.loss == "sigmoid_bce":
-            return (z >= 0).astype(np.int64)
-        return z
+        """Class labels (argmax for cross entropy; sigmoid > 0.5, i.e. output > 0, per output for
+        binary cross entropy) or, for mse, the predicted values."""
+        b = self._require_built()
+        return self._loss.predict(self._outputs(X, False, b))
 
     def evaluate(self, X, y, sample_weight=None):
         """{'loss': ..., 'accuracy': ...} (accuracy for classification losses), inference mode."""
@@ -507,18 +404,16 @@ class Sequential:
         return self._evaluate(*self._check_xy(X, y, sample_weight))
 
     def _evaluate(self, X, T, labels, sw):
-        be = _backend.current()
         z = self._outputs(X, False)
-        out = {"loss": be.loss_forward(LOSSES[self.loss], z, T, labels, sw)}
-        if self.loss == "softmax_xent":
-            out["accuracy"] = float((z.argmax(axis=1) == labels).mean())
-        elif self.loss == "sigmoid_bce":
-            out["accuracy"] = float(((z > 0) == (T >= 0.5)).mean())
+        loss = self._loss
+        out = {"loss": _backend.current().loss_forward(loss.code, z, T, labels, sw)}
+        if loss.is_classifier:
+            out["accuracy"] = loss.correct(z, T, labels) / loss.accuracy_denominator(*z.shape)
         return out
 
     def score(self, X, y, sample_weight=None):
         """Accuracy for classification, R^2 for regression (scikit-learn's convention)."""
-        if self.loss == "mse":
+        if self._loss is not None and not self._loss.is_classifier:
             Xc, T, _, sw = self._check_xy(X, y, sample_weight)
             p = self._outputs(Xc, False)
             w = np.ones(len(T)) if sw is None else sw.astype(np.float64)
@@ -529,11 +424,11 @@ class Sequential:
 
     def gradient(self, X, y, sample_weight=None, step=None):
         """(loss, flat gradient) of one batch in training mode, nothing updated: for checks."""
-        self._require_built()
+        b = self._require_built()
         X, T, labels, sw = self._check_xy(X, y, sample_weight)
-        grads = np.empty(self.n_params, self.dtype)
-        step = int(self.counters[CTR_STEP]) if step is None else int(step)
-        engine, lock = self._engine(X.shape[0])
+        grads = np.empty(b.plan.n_params, self.dtype)
+        step = int(b.counters[CTR_STEP]) if step is None else int(step)
+        engine, lock = b.pool.get(X.shape[0])
         with lock:
-            loss = engine.gradient(grads, self.params, X, T, labels, sw, step)
+            loss = engine.gradient(grads, b.params, X, T, labels, sw, step)
         return loss, grads

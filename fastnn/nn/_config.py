@@ -1,0 +1,187 @@
+"""Parameters and configs, the way scikit-learn and Keras do them.
+
+Every configurable class of the neural-network API (layers, optimizers, schedules, callbacks)
+declares a class-level `_parameter_constraints` table, in the order of its constructor:
+
+    _parameter_constraints = {"rate": [Interval(Real, 0, 1, closed="left")]}
+
+`validate(self, params)` checks each value against its constraints once and returns it converted
+(NumPy scalars become Python numbers); every error reads the same way:
+
+    The 'rate' parameter of Dropout must be a float in the range [0, 1). Got '0.5' instead.
+
+`Configurable` gives the classes `get_config()` (every constructor argument, nested objects as
+{"class_name", "config"}) and `from_config(config)`, which only ever instantiates registered
+fastnn classes by name: rebuilding a config never runs code from the config.
+"""
+import inspect
+import math
+import numbers
+
+import numpy as np
+
+Real, Integral = numbers.Real, numbers.Integral
+
+_REGISTRY = {}  # class name -> class, for from_config / deserialize
+
+
+class Interval:
+    """A number of `kind` (Real or Integral) in [left, right], ends open or closed; None = no
+    bound. Booleans are never numbers here; NaN is never in range."""
+
+    def __init__(self, kind, left, right, closed="both"):
+        self.kind, self.left, self.right, self.closed = kind, left, right, closed
+
+    def convert(self, v):
+        if isinstance(v, (bool, np.bool_)) or not isinstance(v, self.kind):
+            return _INVALID
+        v = int(v) if self.kind is Integral else float(v)
+        lo_ok = self.left is None or (v >= self.left if self.closed in ("left", "both") else v > self.left)
+        hi_ok = self.right is None or (v <= self.right if self.closed in ("right", "both") else v < self.right)
+        return v if lo_ok and hi_ok and not (isinstance(v, float) and math.isnan(v)) else _INVALID
+
+    def __str__(self):
+        kind = "an int" if self.kind is Integral else "a float"
+        lb = "[" if self.closed in ("left", "both") and self.left is not None else "("
+        rb = "]" if self.closed in ("right", "both") and self.right is not None else ")"
+        left = "-inf" if self.left is None else self.left
+        right = "inf" if self.right is None else self.right
+        return f"{kind} in the range {lb}{left}, {right}{rb}"
+
+
+class Options:
+    """One of a set of strings (case-sensitive); `aliases` map other spellings to a member."""
+
+    def __init__(self, options, aliases=None):
+        self.options, self.aliases = tuple(options), dict(aliases or {})
+
+    def convert(self, v):
+        if isinstance(v, str) or v is None:
+            v = self.aliases.get(v, v)
+            if v in self.options:
+                return v
+        return _INVALID
+
+    def __str__(self):
+        return "a str among {" + ", ".join(repr(o) for o in self.options) + "}"
+
+
+class Boolean:
+    def convert(self, v):
+        return bool(v) if isinstance(v, (bool, np.bool_)) else _INVALID
+
+    def __str__(self):
+        return "an instance of 'bool'"
+
+
+class NoneOk:
+    def convert(self, v):
+        return None if v is None else _INVALID
+
+    def __str__(self):
+        return "None"
+
+
+class InstanceOf:
+    def __init__(self, cls, convert=None, name=None):
+        self.cls, self._convert, self.name = cls, convert, name or cls.__name__
+
+    def convert(self, v):
+        if self._convert is not None:
+            return self._convert(v)
+        return v if isinstance(v, self.cls) else _INVALID
+
+    def __str__(self):
+        return self.name if self._convert is not None else f"an instance of {self.name!r}"
+
+
+class _Invalid:
+    pass
+
+
+_INVALID = _Invalid()
+
+
+def validate(owner, params):
+    """Check `params` (a dict name -> value) against type(owner)._parameter_constraints; set each
+    converted value as an attribute of owner."""
+    cls = type(owner)
+    for name, value in params.items():
+        constraints = cls._parameter_constraints[name]
+        for c in constraints:
+            out = c.convert(value)
+            if out is not _INVALID:
+                setattr(owner, name, out)
+                break
+        else:
+            kinds = [str(c) for c in constraints]
+            must = kinds[0] if len(kinds) == 1 else ", ".join(kinds[:-1]) + " or " + kinds[-1]
+            raise ValueError(f"The {name!r} parameter of {cls.__name__} must be {must}. "
+                             f"Got {value!r} instead.")
+
+
+class Configurable:
+    """get_config / from_config for classes whose constructor arguments are their config."""
+
+    _parameter_constraints = {}
+
+    def __init_subclass__(cls, **kw):
+        super().__init_subclass__(**kw)
+        _REGISTRY[cls.__name__] = cls
+
+    @classmethod
+    def _param_names(cls):
+        sig = inspect.signature(cls.__init__)
+        return [p for p in sig.parameters if p != "self"]
+
+    def get_config(self):
+        """Every constructor argument, by name (nested fastnn objects as {"class_name", "config"})."""
+        return {name: serialize(getattr(self, name)) for name in self._param_names()}
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        unknown = set(config) - set(cls._param_names())
+        if unknown:
+            raise ValueError(f"{cls.__name__} config has unknown keys {sorted(unknown)}")
+        return cls(**{k: deserialize(v) for k, v in config.items()})
+
+    def __repr__(self):
+        sig = inspect.signature(type(self).__init__)
+        args = []
+        for name in self._param_names():
+            v = getattr(self, name)
+            default = sig.parameters[name].default
+            if default is inspect.Parameter.empty or not _same(v, default):
+                args.append(f"{name}={v!r}")
+        return f"{type(self).__name__}({', '.join(args)})"
+
+
+def _same(a, b):
+    try:
+        return bool(a == b) and type(a) is type(b) or (a is None and b is None)
+    except Exception:
+        return False
+
+
+def serialize(v):
+    if isinstance(v, Configurable):
+        return {"class_name": type(v).__name__, "config": v.get_config()}
+    if isinstance(v, (list, tuple)):
+        return [serialize(x) for x in v]
+    return v
+
+
+def deserialize(v):
+    """Inverse of serialize: a {"class_name", "config"} dict naming a registered fastnn class
+    becomes an instance; anything else is returned as it is."""
+    if isinstance(v, dict) and set(v) == {"class_name", "config"} and isinstance(v["class_name"], str):
+        cls = _REGISTRY.get(v["class_name"])
+        if cls is None:
+            raise ValueError(f"unknown fastnn class {v['class_name']!r} in config")
+        if not isinstance(v["config"], dict):
+            raise ValueError(f"the config of {v['class_name']} must be a dict")
+        return cls.from_config(v["config"])
+    if isinstance(v, list):
+        return [deserialize(x) for x in v]
+    return v

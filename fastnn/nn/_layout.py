@@ -1,0 +1,116 @@
+"""The layout of a built model: where each layer's arrays live in the flat buffers, and the
+engine's description of the network. A Plan is immutable: building or compiling a model makes a
+new one, and an engine (with its workspace) is made from one plan and never sees another.
+
+    params = [every decayed weight | biases, batch-norm gamma and beta]   (weights first, so
+             penalties apply to the prefix params[0:n_decay])
+    state  = [running statistics]
+"""
+from dataclasses import dataclass
+
+import numpy as np
+
+from .._engine import activations as _act
+
+
+@dataclass(frozen=True)
+class Plan:
+    n_inputs: int
+    n_outputs: int
+    n_params: int
+    n_decay: int
+    n_state: int
+    widths: tuple       # (n_in, n_out) per layer
+    arrays: tuple       # per layer: ((name, "params" | "state", offset, shape), ...)
+    fields: tuple       # per layer: the engine record's fields (a tuple of (key, value) pairs)
+    loss_code: int
+    seed: int
+
+    def views(self, params, state):
+        """Per layer, {name: view} into the given buffers."""
+        bufs = {"params": params, "state": state}
+        return [{name: bufs[buf][off:off + int(np.prod(shape))].reshape(shape)
+                 for name, buf, off, shape in arrs} for arrs in self.arrays]
+
+    def with_loss(self, layers, loss):
+        """The same layout for another loss (the fused output link changes the engine's last
+        activation)."""
+        return make_plan(layers, self.n_inputs, loss, self.seed)
+
+    def engine(self, backend, dtype, batch):
+        return backend.Engine(self.engine_spec(), dtype, batch)
+
+    def engine_spec(self):
+        return {"layers": [dict(f) for f in self.fields], "loss": self.loss_code,
+                "n_inputs": self.n_inputs, "n_outputs": self.n_outputs, "n_params": self.n_params,
+                "n_decay": self.n_decay, "n_state": self.n_state, "seed": self.seed}
+
+
+_LAYER_DEFAULTS = {"kind": 0, "activation": 0, "n_in": 0, "n_out": 0, "w_off": 0, "b_off": 0,
+                   "s_off": 0, "alpha": 0.0, "rate": 0.0, "momentum": 0.0, "eps": 0.0}
+
+
+def engine_activations(layers, loss):
+    """Each layer's activation as the engine runs it: the last activation of the network is
+    dropped (identity) when the loss fuses it (softmax under cross entropy, sigmoid under binary
+    cross entropy)."""
+    acts = [ly.activation for ly in layers]
+    for i in range(len(acts) - 1, -1, -1):
+        if acts[i] is not None:
+            if acts[i] == loss.link and loss.link != "identity":
+                acts[i] = "identity"
+            break
+    return acts
+
+
+def following_activation(layers, i):
+    """The activation applied to layer i's output before the next linear map: its own, else the
+    first non-identity one among the layers up to the next layer that starts a linear map."""
+    if layers[i].activation not in (None, "identity"):
+        return layers[i].activation
+    for ly in layers[i + 1:]:
+        if ly.starts_linear_map:
+            break
+        if ly.activation not in (None, "identity"):
+            return ly.activation
+    return "identity"
+
+
+def make_plan(layers, n_inputs, loss, seed):
+    widths, width = [], n_inputs
+    for ly in layers:
+        n_out = ly.output_width(width)
+        widths.append((width, n_out))
+        width = n_out
+    n_outputs = width
+    decayed, other, stats = [], [], []
+    for i, (ly, (n_in, n_out)) in enumerate(zip(layers, widths)):
+        for name, shape, dec in ly.parameters(n_in, n_out):
+            (decayed if dec else other).append((i, name, tuple(shape)))
+        for name, shape in ly.statistics(n_in, n_out):
+            stats.append((i, name, tuple(shape)))
+    per_layer = [[] for _ in layers]
+    offsets = [{} for _ in layers]
+    off = 0
+    for group in (decayed, other):
+        for i, name, shape in group:
+            per_layer[i].append((name, "params", off, shape))
+            offsets[i][name] = off
+            off += int(np.prod(shape))
+    n_params, n_decay = off, sum(int(np.prod(s)) for _, _, s in decayed)
+    off = 0
+    for i, name, shape in stats:
+        per_layer[i].append((name, "state", off, shape))
+        offsets[i][name] = off
+        off += int(np.prod(shape))
+    n_state = off
+    acts = engine_activations(layers, loss)
+    fields = []
+    for ly, (n_in, n_out), offs, act in zip(layers, widths, offsets, acts):
+        f = dict(_LAYER_DEFAULTS)
+        f.update(ly.engine_fields(offs))
+        f.update(n_in=n_in, n_out=n_out, activation=_act.get(act).code if act is not None else 0)
+        fields.append(tuple(f.items()))
+    # the engine's arrays are at least one element long
+    return Plan(n_inputs, n_outputs, n_params, n_decay, n_state, tuple(widths),
+                tuple(tuple(a) for a in per_layer), tuple(fields), loss.code, seed)

@@ -1,0 +1,283 @@
+"""Training: the engine pool, the epoch loop with its rollback, partial_fit, and the translation
+between the model's state and the engine's calls. Sequential delegates here; nothing here knows
+which backend runs or what kinds of layers the model has.
+
+A model's trained state is one `Built` record: the plan (immutable), the flat buffers (params,
+optimizer slots, running statistics, counters) and the pool of engines made from that plan.
+Building or compiling swaps the whole record at once, so a call that took a record keeps a
+consistent plan, buffers and engines until it returns.
+"""
+import threading
+import time
+
+import numpy as np
+
+from .. import _engine as _backend
+from .._engine.codes import CTR_SAMPLES, CTR_STEP, N_COUNTERS
+from .._engine.errors import NonFiniteError
+from .._engine.validation import check_positive_int
+from ._config import _INVALID, Integral, Interval, Real
+from .callbacks import Callback, CallbackList, History
+from .progress import Poller, for_verbose
+
+
+class EnginePool:
+    """Engines (each with a workspace allocated once) for one plan and dtype, at most three per
+    purpose. A workspace serves one call at a time: hold the pair's lock around every call.
+    Training and inference keep separate engines, so predict() from another thread never touches
+    the workspace of a running fit()."""
+
+    def __init__(self, plan, dtype):
+        self.plan, self.dtype = plan, dtype
+        self._lock = threading.Lock()
+        self._pools = {}
+
+    def get(self, rows, purpose="train"):
+        module = _backend.current()
+        with self._lock:
+            pool = self._pools.setdefault((purpose, module.BACKEND), [])
+            fits = [(e, lk) for e, lk in pool if e.batch >= rows]
+            if fits:
+                return min(fits, key=lambda pair: pair[0].batch)
+            pair = (self.plan.engine(module, self.dtype, rows), threading.Lock())
+            if len(pool) >= 3:
+                pool.pop(0)
+            pool.append(pair)
+            return pair
+
+    def batches(self, purpose):
+        """Workspace sizes (rows) of the engines kept for `purpose` on the current backend."""
+        with self._lock:
+            return [e.batch for e, _ in self._pools.get((purpose, _backend.current().BACKEND), [])]
+
+
+class Built:
+    """A built model's plan, buffers and engines (see the module docstring)."""
+
+    __slots__ = ("plan", "params", "slots", "state", "counters", "pool")
+
+    def __init__(self, plan, dtype, params, slots, state, counters):
+        self.plan, self.params, self.slots, self.state, self.counters = plan, params, slots, state, counters
+        self.pool = EnginePool(plan, dtype)
+
+    @classmethod
+    def allocate(cls, plan, dtype, n_slots):
+        return cls(plan, dtype, np.zeros(plan.n_params, dtype),
+                   np.zeros(n_slots * plan.n_params, dtype), np.zeros(max(plan.n_state, 1), dtype),
+                   np.zeros(N_COUNTERS, np.int64))
+
+    def snapshot(self):
+        return self.params.copy(), self.slots.copy(), self.state.copy(), self.counters.copy()
+
+    def restore(self, snap):
+        self.params[...], self.slots[...], self.state[...], self.counters[...] = snap
+
+    def finite(self):
+        return bool(np.isfinite(self.params).all() and np.isfinite(self.slots).all()
+                    and np.isfinite(self.state).all())
+
+
+def _result():
+    return {"batches": 0, "samples": 0, "loss_sum": 0.0, "weight_sum": 0.0, "correct": 0, "bad_batch": -1}
+
+
+def _train_epoch(engine, result, *args):
+    """One epoch in the engine: (status, raised), `result` holding the running totals."""
+    res = engine.train_epoch(*args)
+    for k in result:
+        result[k] = res[k]
+    return res["status"], res["exception"]
+
+
+def _optim(model, horizon):
+    fields = model.optimizer.engine_fields(horizon)
+    fields["lr_scale"] = float(model.lr_scale)
+    full = {"kind": 0, "nesterov": 0, "lr": 0.0, "momentum": 0.0, "beta1": 0.9, "beta2": 0.999,
+            "eps": 1e-8, "rho": 0.99, "l2": 0.0, "l1": 0.0, "weight_decay": 0.0, "schedule": 0,
+            "gamma": 1.0, "power_t": 0.5, "lr_min": 0.0, "lr_scale": 1.0, "step_size": 1,
+            "total_steps": 0}
+    full.update(fields)
+    return full
+
+
+_FIT_CONSTRAINTS = {
+    "epochs": Interval(Integral, 1, None), "batch_size": Interval(Integral, 1, None),
+    "verbose": Interval(Integral, 0, 2), "validation_split": Interval(Real, 0, 1, closed="left"),
+}
+
+
+def _check_option(name, value, constraint, owner="fit"):
+    if name == "verbose" and isinstance(value, (bool, np.bool_)):
+        return int(value)
+    out = constraint.convert(value)
+    if out is _INVALID:
+        raise ValueError(f"The {name!r} parameter of {owner} must be {constraint}. Got {value!r} instead.")
+    return out
+
+
+def _accuracy_denominator(loss, n_outputs):
+    if not loss.is_classifier:
+        return None
+    return lambda samples: loss.accuracy_denominator(samples, n_outputs)
+
+
+def _check_batchnorm(model, n, batch):
+    if any(ly.needs_batch_statistics for ly in model.layers) and (batch == 1 or n % batch == 1):
+        raise ValueError(
+            f"BatchNorm needs at least 2 rows in every training batch (one row has no variance), "
+            f"but with {n} samples and batch_size {batch} "
+            f"{'every batch' if batch == 1 else 'the last batch of each epoch'} holds one row: "
+            f"choose another batch_size, or drop a sample")
+
+
+def _check_weights_finite(built):
+    if not built.finite():
+        raise ValueError("the model's weights, optimizer state or running statistics hold NaN or "
+                         "infinite values (were they written by hand?): set finite values with "
+                         "set_weights, or build a new model")
+
+
+def _split_validation(model, X, T, labels, sw, split):
+    n = X.shape[0]
+    n_val = int(n * split)
+    if n_val < 1 or n - n_val < 1:
+        raise ValueError(f"validation_split={split} of {n} samples leaves {n_val} for validation "
+                         f"and {n - n_val} for training; both need at least one")
+    cut = n - n_val  # as Keras: the last samples, before any shuffling
+    take = lambda a, s: None if a is None else np.ascontiguousarray(a[s])  # noqa: E731
+    train = (X[:cut], take(T, slice(None, cut)), take(labels, slice(None, cut)), take(sw, slice(None, cut)))
+    val = (X[cut:], take(T, slice(cut, None)), take(labels, slice(cut, None)), take(sw, slice(cut, None)))
+    return train, val
+
+
+def fit(model, X, y, epochs, batch_size, validation_data, validation_split, shuffle, verbose,
+        sample_weight, callbacks):
+    epochs = _check_option("epochs", epochs, _FIT_CONSTRAINTS["epochs"])
+    batch_size = _check_option("batch_size", batch_size, _FIT_CONSTRAINTS["batch_size"])
+    verbose = _check_option("verbose", verbose, _FIT_CONSTRAINTS["verbose"])
+    split = _check_option("validation_split", validation_split, _FIT_CONSTRAINTS["validation_split"])
+    if not isinstance(shuffle, (bool, np.bool_)):
+        raise ValueError(f"The 'shuffle' parameter of fit must be an instance of 'bool'. Got {shuffle!r} instead.")
+    callbacks = list(callbacks or [])
+    for cb in callbacks:
+        if not isinstance(cb, Callback):
+            raise TypeError(f"callbacks must be fastnn Callback instances, not {cb!r}")
+    if validation_data is not None and split:
+        raise ValueError("give validation_data or validation_split, not both")
+    X, T, labels, sw = model._check_xy(X, y, sample_weight, build=True)
+    val = None
+    if split:
+        (X, T, labels, sw), val = _split_validation(model, X, T, labels, sw, split)
+    elif validation_data is not None:
+        if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
+            raise ValueError("validation_data must be (X_val, y_val) or (X_val, y_val, sample_weight)")
+        val = model._check_xy(*validation_data[:2],
+                              validation_data[2] if len(validation_data) == 3 else None, name="X_val")
+    built, loss = model._built, model._loss
+    n = X.shape[0]
+    batch = min(batch_size, n)
+    _check_batchnorm(model, n, batch)
+    _check_weights_finite(built)
+    engine, engine_lock = built.pool.get(batch)
+    perm = np.empty(n, np.int64)
+    steps_per_epoch = -(-n // batch)
+    history = model.history = History()
+    extra = [model._schedule_callback] if model._schedule_callback is not None else []
+    progress = for_verbose(verbose)
+    cbs = CallbackList(extra + callbacks + [history] + ([progress] if progress else []), model,
+                       {"epochs": epochs, "steps": steps_per_epoch, "samples": n,
+                        "batch_size": batch, "verbose": verbose})
+    terminate_on_nan = any(getattr(cb, "terminate_on_nan", False) for cb in callbacks)
+    be = _backend.current()
+    # a cosine schedule without its own horizon decays over the steps of this fit
+    horizon = int(built.counters[CTR_STEP]) + epochs * steps_per_epoch
+    acc_den = _accuracy_denominator(loss, built.plan.n_outputs)
+    model.stop_training = False
+    logs = {}
+    cbs.on_train_begin()
+    try:
+        for _ in range(epochs):
+            epoch = model.epochs_trained
+            cbs.on_epoch_begin(epoch)
+            optim = _optim(model, horizon)
+            lr = be.lr_at(optim, epoch, int(built.counters[CTR_STEP]), int(built.counters[CTR_SAMPLES]))
+            snap = built.snapshot()
+            result = _result()
+            t0 = time.perf_counter()
+            with engine_lock:
+                if cbs.wants_progress:
+                    with Poller(cbs, epoch, result, acc_den):
+                        status, raised = _train_epoch(engine, result, built.params, built.slots, built.state,
+                                                      built.counters, perm, optim, X, T, labels, sw, batch,
+                                                      bool(shuffle), epoch)
+                else:
+                    status, raised = _train_epoch(engine, result, built.params, built.slots, built.state,
+                                                  built.counters, perm, optim, X, T, labels, sw, batch,
+                                                  bool(shuffle), epoch)
+            elapsed = time.perf_counter() - t0
+            if status != "ok":
+                if not built.finite():  # cannot happen when the engine keeps its promise
+                    built.restore(snap)
+                if status == "interrupted":
+                    raise raised
+                if terminate_on_nan:
+                    history.terminated_on_nan = True
+                    break
+                raise NonFiniteError(
+                    f"training diverged: the loss or a gradient became NaN or infinite at epoch "
+                    f"{epoch} batch {result['bad_batch']}; the model keeps the weights of the last "
+                    f"finite step (that batch was not applied). Try a smaller learning rate, or "
+                    f"check the inputs' scale.")
+            logs = {"loss": result["loss_sum"] / result["weight_sum"] if result["weight_sum"] else float("nan")}
+            if acc_den is not None:
+                logs["accuracy"] = result["correct"] / max(acc_den(result["samples"]), 1)
+            if val is not None:
+                logs.update({"val_" + k: v for k, v in model._evaluate(*val).items()})
+            logs["lr"] = lr
+            logs["time"] = elapsed
+            model.epochs_trained += 1
+            cbs.on_epoch_end(epoch, logs)
+            if model.stop_training:
+                history.stopped_early = True
+                break
+    except KeyboardInterrupt:  # inside an epoch the engine stopped between two batches
+        history.interrupted = True
+        raise
+    finally:
+        cbs.on_train_end(logs)
+    return history
+
+
+def partial_fit(model, X, y, sample_weight, batch_size):
+    """One pass over the given rows, in order, in mini-batches of batch_size (None: all rows, one
+    optimizer step); returns the mean loss of the applied batches."""
+    X, T, labels, sw = model._check_xy(X, y, sample_weight, build=True)
+    n = X.shape[0]
+    batch = n if batch_size is None else min(check_positive_int(batch_size, "batch_size"), n)
+    sched = model.optimizer.schedule
+    if sched.name == "cosine" and sched.total_steps is None:
+        raise ValueError("partial_fit cannot know when training ends: give CosineDecay(total_steps=...)")
+    built = model._built
+    _check_batchnorm(model, n, batch)
+    _check_weights_finite(built)
+    engine, engine_lock = built.pool.get(batch)
+    perm = np.empty(n, np.int64)
+    result = _result()
+    snap = built.snapshot()
+    with engine_lock:
+        status, raised = _train_epoch(engine, result, built.params, built.slots, built.state,
+                                      built.counters, perm, _optim(model, 0), X, T, labels, sw,
+                                      batch, False, model.epochs_trained)
+    if status != "ok":
+        if not built.finite():
+            built.restore(snap)
+        if status == "interrupted":
+            raise raised
+        done = result["batches"]
+        raise NonFiniteError(
+            f"training diverged in partial_fit: the loss or a gradient became NaN or infinite in "
+            f"batch {result['bad_batch']} (rows {result['bad_batch'] * batch} to "
+            f"{min((result['bad_batch'] + 1) * batch, n) - 1}); "
+            + (f"the {done} batch(es) before it were applied, " if done else "")
+            + "that batch and the ones after it were not.")
+    return result["loss_sum"] / result["weight_sum"] if result["weight_sum"] else float("nan")
