@@ -65,8 +65,10 @@ typedef enum fnn_schedule {
     FNN_LR_COSINE = 3,      /* lr_min + (lr - lr_min) (1 + cos(pi min(t, T) / T)) / 2, t = step,
                                T = total_steps (T <= 0: lr) */
     FNN_LR_INVSCALING = 4,  /* lr / (samples_seen + 1)^power_t, samples seen before this call */
-    FNN_LR_ADAPTIVE = 5     /* lr * lr_scale; the caller divides lr_scale on plateaus */
+    FNN_LR_ADAPTIVE = 5     /* lr; the caller lowers lr_scale on plateaus */
 } fnn_schedule;
+/* fnn_lr_at returns lr_scale times the schedule's rate, whatever the schedule (the caller's
+ * ReduceLROnPlateau, or the adaptive schedule, lowers lr_scale). */
 
 /* Random numbers: one counter-based generator (splitmix64's finaliser evaluated at any position).
  *   mix(z)            = z ^= z >> 30; z *= 0xBF58476D1CE4E5B9; z ^= z >> 27;

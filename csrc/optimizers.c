@@ -13,7 +13,7 @@
 #define FNN_SELF "optimizers.c"
 #include "instantiate.h"
 
-double fnn_lr_at(const fnn_optim *o, int64_t epoch, int64_t step, int64_t samples_seen) {
+static double lr_schedule(const fnn_optim *o, int64_t epoch, int64_t step, int64_t samples_seen) {
     const double lr = o->lr;
     switch (o->schedule) {
     case FNN_LR_STEP:
@@ -26,9 +26,12 @@ double fnn_lr_at(const fnn_optim *o, int64_t epoch, int64_t step, int64_t sample
         return o->lr_min + (lr - o->lr_min) * (1 + cos(3.14159265358979323846 * t / T)) / 2;
     }
     case FNN_LR_INVSCALING: return lr / pow((double)samples_seen + 1, o->power_t);
-    case FNN_LR_ADAPTIVE: return lr * o->lr_scale;
-    default: return lr;
+    default: return lr; /* constant, adaptive */
     }
+}
+
+double fnn_lr_at(const fnn_optim *o, int64_t epoch, int64_t step, int64_t samples_seen) {
+    return o->lr_scale * lr_schedule(o, epoch, step, samples_seen);
 }
 
 #else

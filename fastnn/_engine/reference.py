@@ -190,7 +190,7 @@ def rmsprop_update(p, s, g, n_decay, lr, rho=0.99, eps=1e-8, l2=0.0, l1=0.0, wei
     p -= dt(lr) * g / (np.sqrt(s) + dt(eps))
 
 
-def lr_at(optim, epoch, step, samples_seen):
+def _lr_schedule(optim, epoch, step, samples_seen):
     lr, kind = optim["lr"], optim["schedule"]
     if kind == 1:
         return lr * optim["gamma"] ** (epoch // max(optim["step_size"], 1))
@@ -204,9 +204,12 @@ def lr_at(optim, epoch, step, samples_seen):
         return optim["lr_min"] + (lr - optim["lr_min"]) * (1 + math.cos(math.pi * t / T)) / 2
     if kind == 4:
         return lr / (samples_seen + 1) ** optim["power_t"]
-    if kind == 5:
-        return lr * optim["lr_scale"]
-    return lr
+    return lr  # constant, adaptive
+
+
+def lr_at(optim, epoch, step, samples_seen):
+    """lr_scale times the schedule's rate (csrc/optimizers.c)."""
+    return optim["lr_scale"] * _lr_schedule(optim, epoch, step, samples_seen)
 
 
 # -- random numbers (csrc/rng.c) ------------------------------------------------------------------

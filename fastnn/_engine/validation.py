@@ -13,10 +13,22 @@ def as_dtype(dtype):
     return dt
 
 
+def _reject_unsupported(X, name):
+    """Sparse matrices and masked arrays would be silently densified or unmasked: refuse them."""
+    mod = type(X).__module__ or ""
+    if mod.startswith("scipy.sparse") or hasattr(X, "tocsr"):
+        raise TypeError(f"{name} is a scipy.sparse matrix: sparse input is not supported; "
+                        f"pass {name}.toarray() (dense) instead")
+    if isinstance(X, np.ma.MaskedArray):
+        raise TypeError(f"{name} is a masked array: masks are not supported; fill or drop the masked "
+                        f"values first ({name}.filled(value) or {name}.compressed())")
+
+
 def check_matrix(X, name, dtype, allow_nan=False, min_rows=1, n_cols=None):
     """Any array-like -> C-contiguous 2-D array of `dtype`, finite (unless allow_nan)."""
     if X is None:
         raise ValueError(f"{name} is None")
+    _reject_unsupported(X, name)
     try:
         arr = np.asarray(X)
     except Exception as exc:  # ragged lists and the like
@@ -54,7 +66,13 @@ def _all_finite(arr):
 
 def check_labels(y, n, n_classes, name="y"):
     """Integer class labels in [0, n_classes) -> int64 of length n."""
-    arr = np.asarray(y)
+    if y is None:
+        raise ValueError(f"{name} is None")
+    _reject_unsupported(y, name)
+    try:
+        arr = np.asarray(y)
+    except Exception as exc:
+        raise ValueError(f"{name} cannot be converted to an array: {exc}") from None
     if arr.ndim == 2 and arr.shape[1] == 1:
         arr = arr[:, 0]
     if arr.ndim != 1:
@@ -68,17 +86,25 @@ def check_labels(y, n, n_classes, name="y"):
             raise ValueError(f"{name} must hold integer class labels; got non-integer values")
     elif arr.dtype.kind not in "biu":
         raise TypeError(f"{name} must hold integer class labels, not {arr.dtype}")
-    arr = np.ascontiguousarray(arr, dtype=np.int64)
-    if n and (arr.min() < 0 or arr.max() >= n_classes):
-        bad = arr[(arr < 0) | (arr >= n_classes)][0]
-        raise ValueError(f"{name} has label {bad}, outside [0, {n_classes}) for a model with "
-                         f"{n_classes} outputs")
-    return arr
+    if n:  # range check in the labels' own type: a cast first would wrap 1e20 or 2**63
+        out = (arr < 0) | (arr >= n_classes)
+        if out.any():
+            bad = arr[out][0]
+            bad = int(bad) if arr.dtype.kind != "f" else float(bad)
+            raise ValueError(f"{name} has label {bad!r}, outside [0, {n_classes}) for a model with "
+                             f"{n_classes} outputs")
+    return np.ascontiguousarray(arr, dtype=np.int64)
 
 
 def check_targets(y, n, n_outputs, dtype, name="y"):
     """Real targets -> (n, n_outputs) C-contiguous array of dtype."""
-    arr = np.asarray(y)
+    if y is None:
+        raise ValueError(f"{name} is None")
+    _reject_unsupported(y, name)
+    try:
+        arr = np.asarray(y)
+    except Exception as exc:
+        raise ValueError(f"{name} cannot be converted to an array: {exc}") from None
     if arr.dtype.kind not in "biuf":
         raise TypeError(f"{name} must be numeric, not {arr.dtype}")
     if arr.ndim == 1:
@@ -98,6 +124,7 @@ def check_targets(y, n, n_outputs, dtype, name="y"):
 def check_sample_weight(sw, n, dtype):
     if sw is None:
         return None
+    _reject_unsupported(sw, "sample_weight")
     arr = np.asarray(sw)
     if arr.dtype.kind not in "biuf":
         raise TypeError(f"sample_weight must be numeric, not {arr.dtype}")

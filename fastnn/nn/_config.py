@@ -27,7 +27,7 @@ _REGISTRY = {}  # class name -> class, for from_config / deserialize
 
 class Interval:
     """A number of `kind` (Real or Integral) in [left, right], ends open or closed; None = no
-    bound. Booleans are never numbers here; NaN is never in range."""
+    bound. Booleans are never numbers here; NaN and infinities are never in range."""
 
     def __init__(self, kind, left, right, closed="both"):
         self.kind, self.left, self.right, self.closed = kind, left, right, closed
@@ -38,7 +38,7 @@ class Interval:
         v = int(v) if self.kind is Integral else float(v)
         lo_ok = self.left is None or (v >= self.left if self.closed in ("left", "both") else v > self.left)
         hi_ok = self.right is None or (v <= self.right if self.closed in ("right", "both") else v < self.right)
-        return v if lo_ok and hi_ok and not (isinstance(v, float) and math.isnan(v)) else _INVALID
+        return v if lo_ok and hi_ok and math.isfinite(v) else _INVALID
 
     def __str__(self):
         kind = "an int" if self.kind is Integral else "a float"

@@ -42,6 +42,10 @@ class Optimizer(Configurable):
     def _extra(self):
         return {}
 
+    def __repr__(self):
+        text = super().__repr__()
+        return text.replace(", schedule=Constant()", "").replace("(schedule=Constant())", "()")
+
 
 class SGD(Optimizer):
     """Stochastic gradient descent, optional momentum (PyTorch's form v = mu v + g) and Nesterov."""

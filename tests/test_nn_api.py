@@ -1,0 +1,507 @@
+"""The neural-network API as a specification: configs round-trip, models pickle and deep-copy into
+exact twins, callbacks follow Keras's contract, one record per loss and activation, and the
+defects a hostile tester found stay fixed (each test names the defect it guards)."""
+import copy
+import json
+import pickle
+import threading
+
+import numpy as np
+import pytest
+
+import fastnn
+from fastnn import ops
+from fastnn._engine import activations as act_registry, losses as loss_registry
+from fastnn._engine.codes import CTR_SAMPLES, CTR_STEP
+from fastnn.nn import _config
+
+
+def blobs(n=240, d=6, k=3, seed=0):
+    rng = np.random.default_rng(seed)
+    centers = rng.standard_normal((k, d)) * 4
+    y = rng.integers(0, k, n)
+    return (centers[y] + rng.standard_normal((n, d))).astype(np.float32), y
+
+
+def mlp(seed=0, bn=True, k=3):
+    layers = [fastnn.Dense(16, activation="relu")]
+    if bn:
+        layers += [fastnn.BatchNorm(momentum=0.2), fastnn.Dropout(0.2)]
+    return fastnn.Sequential(layers + [fastnn.Dense(k)], seed=seed).compile("adam", "cross_entropy")
+
+
+# -- configs -------------------------------------------------------------------------------------
+CONFIGURABLES = [
+    fastnn.Dense(7), fastnn.Dense(3, activation="logistic", kernel_initializer="he_uniform", alpha=0.2),
+    fastnn.Activation("tanh"), fastnn.Dropout(0.3), fastnn.BatchNorm(momentum=0.3, eps=1e-3),
+    fastnn.SGD(), fastnn.SGD(lr=0.2, momentum=0.5, nesterov=True, l2=1e-3, l1=1e-4, weight_decay=0.1,
+                             schedule=fastnn.StepDecay(3, 0.5)),
+    fastnn.Adam(lr=2e-3, beta1=0.8, beta2=0.99, eps=1e-7, schedule=fastnn.CosineDecay(1e-4, 100)),
+    fastnn.AdamW(weight_decay=0.05, schedule="exponential"), fastnn.RMSprop(rho=0.95),
+    fastnn.Constant(), fastnn.ExponentialDecay(0.9), fastnn.InvScaling(0.25),
+    fastnn.Adaptive(factor=4, tol=1e-3, patience=3),
+    fastnn.EarlyStopping(monitor="loss", min_delta=0.1, patience=3, restore_best_weights=True),
+    fastnn.ReduceLROnPlateau(monitor="val_accuracy", factor=0.5, patience=2, cooldown=1, min_lr=1e-5),
+    fastnn.TerminateOnNaN(),
+]
+
+
+@pytest.mark.parametrize("obj", CONFIGURABLES, ids=lambda o: type(o).__name__)
+def test_from_config_of_get_config_round_trips_every_constructor_argument(obj):
+    cfg = obj.get_config()
+    assert json.loads(json.dumps(cfg)) == cfg  # plain data: a model file can carry it
+    twin = type(obj).from_config(cfg)
+    assert type(twin) is type(obj) and twin.get_config() == cfg
+    import inspect
+    assert list(cfg) == [p for p in inspect.signature(type(obj).__init__).parameters if p != "self"]
+
+
+def test_sequential_config_round_trips_and_rebuilds_the_same_model():
+    m = fastnn.Sequential([fastnn.Dense(8, activation="tanh"), fastnn.BatchNorm(), fastnn.Dense(2)],
+                          dtype="float64", seed=7)
+    m.compile(fastnn.RMSprop(lr=0.01), loss="mse")
+    cfg, ccfg = m.get_config(), m.get_compile_config()
+    assert json.loads(json.dumps([cfg, ccfg])) == [cfg, ccfg]
+    twin = fastnn.Sequential.from_config(cfg).compile_from_config(ccfg)
+    assert twin.get_config() == cfg and twin.get_compile_config() == ccfg
+    m.build(5), twin.build(5)
+    for a, b in zip(m.get_weights(), twin.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_from_config_only_builds_fastnn_classes_and_rejects_unknown_keys():
+    with pytest.raises(ValueError, match="unknown fastnn class 'os.system'"):
+        fastnn.Sequential.from_config({"layers": [{"class_name": "os.system", "config": {}}]})
+    with pytest.raises(ValueError, match="unknown keys"):
+        fastnn.Dense.from_config({"units": 3, "evil": 1})
+
+
+# -- pickling and deep copies ----------------------------------------------------------------------
+OPTIMIZERS = {
+    "sgd-momentum": lambda: fastnn.SGD(0.05, momentum=0.9, l2=1e-3),
+    "adam": lambda: fastnn.Adam(3e-3, weight_decay=1e-3),
+    "rmsprop": lambda: fastnn.RMSprop(1e-3),
+    "sgd-adaptive": lambda: fastnn.SGD(0.1, schedule=fastnn.Adaptive(tol=10.0, patience=1)),
+}
+
+
+@pytest.mark.parametrize("clone", ["pickle", "deepcopy"])
+@pytest.mark.parametrize("opt", sorted(OPTIMIZERS))
+def test_a_copy_predicts_bit_identically_and_trains_on_the_same_trajectory(backend, opt, clone):
+    X, y = blobs()
+    m = mlp(seed=4).compile(OPTIMIZERS[opt](), "cross_entropy")
+    m.fit(X, y, epochs=2, batch_size=32)
+    c = pickle.loads(pickle.dumps(m)) if clone == "pickle" else copy.deepcopy(m)
+    np.testing.assert_array_equal(c.predict_proba(X), m.predict_proba(X))
+    assert c.history.history == m.history.history and c.epochs_trained == m.epochs_trained
+    assert c.lr_scale == m.lr_scale and c.loss == m.loss
+    # the copy owns fresh buffers: its layers are views of ITS buffer, not the original's
+    assert np.shares_memory(c.layers[0].kernel, c.params)
+    assert not np.shares_memory(c.params, m.params)
+    for model in (m, c):
+        model.fit(X, y, epochs=2, batch_size=32)
+        model.partial_fit(X[:50], y[:50], batch_size=16)
+    np.testing.assert_array_equal(c.params, m.params)
+    np.testing.assert_array_equal(c.slots, m.slots)
+    np.testing.assert_array_equal(c.state, m.state)
+    np.testing.assert_array_equal(c.counters, m.counters)
+    drop_time = lambda h: {k: v for k, v in h.history.items() if k != "time"}  # noqa: E731
+    assert drop_time(c.history) == drop_time(m.history) and c.lr_scale == m.lr_scale
+
+
+def test_an_unbuilt_model_and_an_uncompiled_one_copy_too():
+    m = fastnn.Sequential([fastnn.Dense(4), fastnn.Dense(3)])
+    c = copy.deepcopy(m)
+    assert not c.built and c.optimizer is None and len(c.layers) == len(m.layers)
+    assert all(a is not b for a, b in zip(c.layers, m.layers))
+    X, y = blobs()
+    c.compile("sgd", "cross_entropy").fit(X, y)  # the copy's layers belong to it
+    with pytest.raises(ValueError, match="belongs to another model"):
+        fastnn.Sequential([c.layers[0]])
+
+
+def test_deep_copy_of_a_layer_alone_is_a_fresh_unbound_layer():
+    m = mlp().build(6)
+    d = copy.deepcopy(m.layers[0])
+    assert d.kernel is None and d.get_config() == m.layers[0].get_config()
+    fastnn.Sequential([d, fastnn.Dense(3)]).build(4)  # free to join another model
+
+
+# -- one record per concept ------------------------------------------------------------------------
+@pytest.mark.parametrize("alias", sorted(loss_registry.ALIASES))
+def test_every_loss_alias_means_the_same_everywhere(alias):
+    rec = loss_registry.get(alias)
+    m = fastnn.Sequential([fastnn.Dense(3)]).compile("sgd", loss=alias)
+    assert m.loss == rec.name
+    rng = np.random.default_rng(0)
+    Z = rng.standard_normal((5, 3))
+    y = rng.integers(0, 3, 5) if rec.targets == "labels" else rng.random((5, 3))
+    v1, g1 = ops.loss(alias, Z, y)
+    v2, g2 = ops.loss(rec.name, Z, y)
+    assert v1 == v2 and np.array_equal(g1, g2)
+    # the engine code, the link and the rules are the record's
+    m.build(4)
+    assert m._built.plan.loss_code == rec.code
+
+
+@pytest.mark.parametrize("alias", [a for a in act_registry.ALIASES if a is not None])
+def test_every_activation_alias_means_the_same_everywhere(alias):
+    rec = act_registry.get(alias)
+    assert fastnn.Dense(2, activation=alias).activation == rec.name
+    assert fastnn.Activation(alias).activation == rec.name
+    X = np.random.default_rng(0).standard_normal((4, 3))
+    np.testing.assert_array_equal(ops.activation(alias, X), ops.activation(rec.name, X))
+
+
+def test_binary_decision_threshold_is_the_same_in_predict_evaluate_and_the_engine(backend):
+    # all-zero weights: every output is exactly 0, sigmoid 0.5, which is NOT a positive
+    # prediction (scikit-learn's rule: probability > 0.5)
+    X = np.random.default_rng(0).standard_normal((40, 4)).astype(np.float32)
+    T = np.ones((40, 2), np.float32)
+    m = fastnn.Sequential([fastnn.Dense(2)]).compile(fastnn.SGD(1e-30), "binary_crossentropy").build(4)
+    m.set_weights([np.zeros((4, 2)), np.zeros(2)])
+    assert (m.predict(X) == 0).all()
+    assert m.evaluate(X, T)["accuracy"] == 0.0
+    h = m.fit(X, T, epochs=1, batch_size=40, shuffle=False)  # the engine's count, before the step
+    assert h["accuracy"][0] == 0.0
+
+
+# -- callbacks ----------------------------------------------------------------------------------------
+class Recorder(fastnn.Callback):
+    def __init__(self):
+        self.calls = []
+
+    def on_train_begin(self, logs=None):
+        self.calls.append(("train_begin", self.params["epochs"], self.params["steps"]))
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.calls.append(("epoch_begin", epoch))
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.calls.append(("epoch_end", epoch, sorted(logs)))
+
+    def on_train_end(self, logs=None):
+        self.calls.append(("train_end",))
+
+
+def test_callback_hooks_run_in_keras_order_with_params_and_logs():
+    X, y = blobs(n=100)
+    r = Recorder()
+    m = mlp()
+    m.fit(X, y, epochs=2, batch_size=32, validation_split=0.2, callbacks=[r])
+    keys = ["accuracy", "loss", "lr", "time", "val_accuracy", "val_loss"]
+    assert r.calls == [("train_begin", 2, 3), ("epoch_begin", 0), ("epoch_end", 0, keys),
+                       ("epoch_begin", 1), ("epoch_end", 1, keys), ("train_end",)]
+    m.fit(X, y, epochs=1, callbacks=[r])  # epochs keep counting across fits
+    assert ("epoch_begin", 2) in r.calls
+
+
+def test_validation_split_holds_out_the_last_samples_before_shuffling():
+    X, y = blobs(n=100)
+    m = mlp(bn=False, seed=2)
+    h = m.fit(X, y, epochs=1, validation_split=0.25)
+    twin = mlp(bn=False, seed=2)
+    twin.fit(X[:75], y[:75], epochs=1)
+    np.testing.assert_array_equal(m.params, twin.params)
+    assert h["val_loss"][0] == pytest.approx(twin.evaluate(X[75:], y[75:])["loss"], rel=1e-6)
+    with pytest.raises(ValueError, match="not both"):
+        m.fit(X, y, validation_split=0.2, validation_data=(X, y))
+    with pytest.raises(ValueError, match="validation_split"):
+        m.fit(X[:3], y[:3], validation_split=0.2)
+
+
+def test_early_stopping_waits_patience_epochs_and_restores_the_best_weights():
+    X, y = blobs()
+
+    class Scripted(fastnn.Callback):  # feeds EarlyStopping a known curve through the logs
+        curve = [1.0, 0.5, 0.6, 0.55, 0.7, 0.4, 0.3]
+
+        def on_epoch_end(self, epoch, logs=None):
+            logs["val_loss"] = self.curve[epoch]
+            if epoch == 1:
+                self.best = self.model.get_weights()
+
+    s = Scripted()
+    es = fastnn.EarlyStopping(monitor="val_loss", patience=3, restore_best_weights=True)
+    m = mlp(bn=False)
+    h = m.fit(X, y, epochs=7, callbacks=[s, es])
+    # best at epoch 1 (0.5); epochs 2, 3, 4 fail to beat it: stop after epoch 4
+    assert h.epoch == [0, 1, 2, 3, 4] and h.stopped_early and es.stopped_epoch == 4 and es.best_epoch == 1
+    for a, b in zip(m.get_weights(), s.best):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_early_stopping_min_delta_counts_small_gains_as_no_gain():
+    X, y = blobs()
+
+    class Scripted(fastnn.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            logs["loss"] = 1.0 - 0.01 * epoch  # improves by 0.01 a step: less than min_delta
+
+    es = fastnn.EarlyStopping(monitor="loss", min_delta=0.05, patience=2)
+    h = mlp(bn=False).fit(X, y, epochs=10, callbacks=[Scripted(), es])
+    assert h.epoch == [0, 1, 2]
+
+
+def test_reduce_lr_on_plateau_scales_the_rate_after_patience_flat_epochs():
+    X, y = blobs()
+
+    class Flat(fastnn.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            logs["val_loss"] = [1.0, 0.9, 0.95, 0.92, 0.91, 0.5, 0.6, 0.7][epoch]
+
+    m = mlp(bn=False).compile(fastnn.SGD(0.1), "cross_entropy")
+    rl = fastnn.ReduceLROnPlateau(factor=0.5, patience=2, min_delta=0.0, min_lr=0.02)
+    h = m.fit(X, y, epochs=8, callbacks=[Flat(), rl])
+    # epoch 2, 3 fail to beat 0.9 -> halve after epoch 3; 4 fails, 5 improves; 6, 7 fail -> halve
+    # again, but not below min_lr (0.02 = 0.2 x 0.1)
+    np.testing.assert_allclose(h["lr"], [0.1, 0.1, 0.1, 0.1, 0.05, 0.05, 0.05, 0.05])
+    assert m.lr_scale == pytest.approx(0.25)
+    m.fit(X, y, epochs=1)
+    assert m.history["lr"][0] == pytest.approx(0.025)  # the scale carries over to later fits
+
+
+def test_adaptive_schedule_divides_by_factor_after_patience_flat_epochs(backend):
+    # scikit-learn's rule, written out: an epoch is flat when loss > best - tol (best: the lowest
+    # loss so far, +inf before the first epoch); after `patience` flat epochs in a row lr /= factor
+    # and the count restarts. tol is huge, so every epoch after the first is flat.
+    X, y = blobs()
+    m = mlp(bn=False).compile(fastnn.SGD(0.01, schedule=fastnn.Adaptive(factor=4, tol=100.0, patience=2)),
+                              "cross_entropy")
+    h = m.fit(X, y, epochs=7)
+    expect, lr, flat = [], 0.01, 0
+    for e in range(7):
+        expect.append(lr)
+        flat += e > 0
+        if flat >= 2:
+            lr, flat = lr / 4, 0
+    np.testing.assert_allclose(h["lr"], expect, rtol=1e-12)
+
+
+def test_terminate_on_nan_stops_cleanly_instead_of_raising(backend):
+    X, y = blobs()
+    X = X * 1e18
+    m = mlp(bn=False).compile(fastnn.SGD(1e3), "cross_entropy")
+    with pytest.raises(fastnn.NonFiniteError):
+        m.fit(X, y, epochs=3)
+    m2 = mlp(bn=False).compile(fastnn.SGD(1e3), "cross_entropy")
+    h = m2.fit(X, y, epochs=3, callbacks=[fastnn.TerminateOnNaN()])
+    assert h.terminated_on_nan and np.isfinite(m2.params).all()
+
+
+# -- hostile-test regressions ----------------------------------------------------------------------------
+def test_build_compile_and_fit_from_a_callback_raise_instead_of_corrupting_the_running_fit():
+    X, y = blobs()
+    m = fastnn.Sequential([fastnn.Dense(256, activation="relu"), fastnn.Dense(3)])
+    m.compile(fastnn.SGD(lr=1e-3), loss="cross_entropy")
+    for action in (lambda: m.build(1), lambda: m.compile("sgd", loss="mse"),
+                   lambda: m.fit(X, y), lambda: m.partial_fit(X, y), lambda: m.add(fastnn.Dense(2))):
+        class Hostile(fastnn.Callback):
+            def on_epoch_end(self, epoch, logs=None):
+                action()
+
+        with pytest.raises(RuntimeError, match="called from one of its callbacks|cannot add"):
+            m.fit(X, y, epochs=2, batch_size=64, callbacks=[Hostile()])
+        assert m.loss == "cross_entropy" and m.n_inputs == X.shape[1]
+        assert set(len(v) for v in m.history.history.values()) <= {0, 1}
+    # the model is still whole and usable
+    m.fit(X, y, epochs=1)
+    assert m.predict(X).shape == (len(X),)
+
+
+def test_a_callback_may_read_predict_and_set_weights():
+    X, y = blobs()
+    m = mlp(bn=False)
+
+    class Friendly(fastnn.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            self.model.set_weights(self.model.get_weights())
+            self.p = self.model.predict(X)
+            self.e = self.model.evaluate(X, y)
+            self.c = copy.deepcopy(self.model)
+
+    f = Friendly()
+    m.fit(X, y, epochs=2, callbacks=[f])
+    assert f.p.shape == (len(X),) and "accuracy" in f.e and f.c.built
+
+
+def test_compile_from_another_thread_during_a_fit_is_refused():
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((4000, 64)).astype(np.float32), rng.integers(0, 10, 4000)
+    m = fastnn.Sequential([fastnn.Dense(256, activation="relu"), fastnn.Dense(10)]).compile("sgd", "cross_entropy")
+    m.build(64)
+    errors, started = [], threading.Event()
+
+    class Signal(fastnn.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            started.set()
+
+    def other():
+        started.wait(10)
+        for call in (lambda: m.compile("adam"), lambda: m.build(3)):
+            try:
+                call()
+            except RuntimeError as e:
+                errors.append(str(e))
+
+    t = threading.Thread(target=other)
+    t.start()
+    m.fit(X, y, epochs=3, batch_size=16, callbacks=[Signal()])
+    t.join()
+    assert len(errors) == 2 and all("another thread" in e for e in errors)
+    assert type(m.optimizer).__name__ == "SGD"
+
+
+def test_the_same_layer_twice_or_in_two_models_is_rejected():
+    d = fastnn.Dense(8, activation="relu")
+    with pytest.raises(ValueError, match="already belongs to this model"):
+        fastnn.Sequential([d, d, fastnn.Dense(3)])
+    d = fastnn.Dense(8)
+    m1 = fastnn.Sequential([d])
+    with pytest.raises(ValueError, match="already belongs to another model"):
+        fastnn.Sequential([d])
+    assert m1.layers == [d]
+
+
+def test_compile_after_build_keeps_the_weights_and_the_loss_is_consistent_in_history():
+    X, y = blobs()
+    m = mlp(bn=False).compile("sgd", "cross_entropy")
+    m.fit(X, y, epochs=1)
+    w = m.get_weights()
+    m.compile("adam", "cross_entropy")
+    for a, b in zip(w, m.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    assert m.counters[CTR_STEP] == 0 and m.slots.shape == (2 * m.n_params,)
+
+
+@pytest.mark.parametrize("make, match", [
+    (lambda: fastnn.ExponentialDecay(gamma=-1), "gamma"),
+    (lambda: fastnn.ExponentialDecay(gamma=float("nan")), "gamma"),
+    (lambda: fastnn.StepDecay(gamma=0), "gamma"),
+    (lambda: fastnn.Adaptive(factor=-1), "factor"),
+    (lambda: fastnn.Adaptive(factor=0), "factor"),
+    (lambda: fastnn.CosineDecay(lr_min=float("nan")), "lr_min"),
+    (lambda: fastnn.CosineDecay(total_steps=0), "total_steps"),
+    (lambda: fastnn.Dense(4, alpha=float("nan")), "alpha"),
+    (lambda: fastnn.Activation("relu", alpha=-1), "alpha"),
+    (lambda: fastnn.Dropout("0.5"), "rate"),
+    (lambda: fastnn.Dense(None), "units"),
+    (lambda: fastnn.Dense(2.5), "units"),
+    (lambda: fastnn.Dense(True), "units"),
+    (lambda: fastnn.SGD(lr=float("inf")), "lr"),
+    (lambda: fastnn.SGD(momentum="0.9"), "momentum"),
+    (lambda: fastnn.Sequential(seed=2 ** 64), "seed"),
+    (lambda: fastnn.Sequential(seed=-1), "seed"),
+    (lambda: fastnn.Sequential(fastnn.Dense(3)), "list"),
+    (lambda: fastnn.EarlyStopping(monitor="val_los"), "monitor"),
+    (lambda: fastnn.ReduceLROnPlateau(factor=1.0), "factor"),
+])
+def test_bad_parameters_are_rejected_in_one_voice(make, match):
+    with pytest.raises((ValueError, TypeError), match=f"The '{match}' parameter of|{match}"):
+        make()
+
+
+def test_numpy_scalars_are_accepted_as_parameters():
+    opt = fastnn.SGD(lr=np.float32(0.1), momentum=np.float64(0.5))
+    assert type(opt.lr) is float and opt.lr == pytest.approx(0.1)
+    assert fastnn.Dense(np.int64(3)).units == 3
+    assert fastnn.Sequential(seed=np.uint64(2 ** 64 - 1)).seed == 2 ** 64 - 1
+    m = fastnn.Sequential([fastnn.Dense(2)], seed=2 ** 64 - 1).compile("sgd", "cross_entropy")
+    X, y = blobs(k=2)
+    m.fit(X, y, epochs=1)
+
+
+def test_fit_options_are_validated():
+    X, y = blobs()
+    m = mlp()
+    for kwargs, match in [({"epochs": 0}, "epochs"), ({"batch_size": 2.5}, "batch_size"),
+                          ({"verbose": 3}, "verbose"), ({"shuffle": "yes"}, "shuffle"),
+                          ({"callbacks": [lambda e, l: None]}, "Callback"),
+                          ({"validation_split": 1.0}, "validation_split")]:
+        with pytest.raises((ValueError, TypeError), match=match):
+            m.fit(X, y, **kwargs)
+
+
+def test_partial_fit_is_one_pass_in_mini_batches_and_tells_the_truth_on_divergence(backend):
+    X, y = blobs()
+    a = mlp(bn=False, seed=3).compile(fastnn.SGD(0.05), "cross_entropy")
+    b = mlp(bn=False, seed=3).compile(fastnn.SGD(0.05), "cross_entropy")
+    a.partial_fit(X, y, batch_size=50)
+    b.fit(X, y, epochs=1, batch_size=50, shuffle=False)
+    np.testing.assert_array_equal(a.params, b.params)
+    assert a.counters[CTR_STEP] == 5 and a.counters[CTR_SAMPLES] == len(X)
+    one = mlp(bn=False, seed=3).compile(fastnn.SGD(0.05), "cross_entropy")
+    one.partial_fit(X, y)  # no batch_size: one step on all rows
+    assert one.counters[CTR_STEP] == 1
+    # divergence in the third batch: the first two stay applied, and the message says so
+    Xbad = X.copy()
+    Xbad[100:150] = 3e38  # overflows the first layer's float32 outputs
+    c = mlp(bn=False, seed=3).compile(fastnn.SGD(0.05), "cross_entropy")
+    with pytest.raises(fastnn.NonFiniteError, match=r"batch 2 .*the 2 batch\(es\) before it were applied"):
+        c.partial_fit(Xbad, y, batch_size=50)
+    assert c.counters[CTR_STEP] == 2 and np.isfinite(c.params).all()
+
+
+@pytest.mark.parametrize("n, batch", [(100, 1), (101, 25)])
+def test_batchnorm_refuses_one_row_training_batches(n, batch):
+    X, y = blobs(n=n)
+    m = mlp()
+    with pytest.raises(ValueError, match="BatchNorm needs at least 2 rows"):
+        m.fit(X, y, batch_size=batch)
+    with pytest.raises(ValueError, match="BatchNorm needs at least 2 rows"):
+        m.partial_fit(X[:1], y[:1])
+    m.fit(X, y, batch_size=batch + 1)  # no one-row batch: fine
+
+
+@pytest.mark.parametrize("y, match", [
+    (np.full(240, 1e20), r"label 1e\+20"),
+    (np.full(240, 2 ** 63, dtype=np.uint64), "label 9223372036854775808"),
+    (None, "y is None"),
+])
+def test_bad_labels_are_named_as_they_are(y, match):
+    X, _ = blobs()
+    with pytest.raises(ValueError, match=match):
+        mlp().fit(X, y)
+
+
+def test_sparse_and_masked_input_is_refused_with_a_clear_message():
+    X, y = blobs()
+    with pytest.raises(TypeError, match="masked array"):
+        mlp().fit(np.ma.masked_array(X, mask=X > 0), y)
+    sp = pytest.importorskip("scipy.sparse")
+    with pytest.raises(TypeError, match="sparse input is not supported"):
+        mlp().fit(sp.csr_matrix(X), y)
+
+
+def test_nan_written_into_a_kernel_is_named_before_training():
+    X, y = blobs()
+    m = mlp(bn=False)
+    m.fit(X, y)
+    m.layers[0].kernel[0, 0] = np.nan
+    with pytest.raises(ValueError, match="hold NaN or infinite values"):
+        m.fit(X, y)
+    with pytest.raises(ValueError, match="hold NaN or infinite values"):
+        m.partial_fit(X, y)
+
+
+def test_set_weights_refuses_a_negative_running_variance():
+    m = mlp().build(6)
+    w = m.get_weights()
+    w[5] = -np.ones_like(w[5])  # Dense kernel, bias, BN gamma, beta, running_mean, running_var
+    before = m.get_weights()
+    with pytest.raises(ValueError, match="running_var must be >= 0"):
+        m.set_weights(w)
+    for a, b in zip(before, m.get_weights()):  # all or nothing
+        np.testing.assert_array_equal(a, b)
+
+
+def test_build_on_a_built_model_never_reinitialises_it():
+    X, y = blobs()
+    m = mlp(bn=False)
+    m.fit(X, y)
+    w = m.get_weights()
+    m.build(6)  # same width: nothing happens
+    for a, b in zip(w, m.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="built for 6 inputs"):
+        m.build(5)
