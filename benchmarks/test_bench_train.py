@@ -144,3 +144,37 @@ def test_epoch_numpy_openblas_env_unset(benchmark, epoch_rounds):
     record(benchmark, "numpy-openblas-env-unset", 128, accuracy,
            note=f"subprocess: {describe_blas(child)}" + ("; same as this process" if same else
                                                          f"; this process: {describe_blas(parent)}"))
+
+
+class _FakeTerminal:
+    """A stream that says it is a terminal, so fit draws its live bar, and throws the text away."""
+
+    def __init__(self):
+        self.writes = 0
+
+    def isatty(self):
+        return True
+
+    def write(self, text):
+        self.writes += 1
+
+    def flush(self):
+        pass
+
+
+@pytest.mark.parametrize("progress", ["off", "live-bar"])
+def test_epoch_fastnn_progress_cost(benchmark, mnist, epoch_rounds, progress):
+    """The live progress bar's cost (a helper thread reading the engine's result record ten times
+    a second and redrawing): group "mnist-epoch-progress", fastnn without it is the reference."""
+    benchmark.group = "mnist-epoch-progress"
+    model = fastnn.Sequential([fastnn.Dense(256, activation="relu"), fastnn.Dense(128, activation="relu"),
+                               fastnn.Dense(10)], seed=0)
+    model.compile(fastnn.Adam(lr=1e-3), loss="cross_entropy")
+    model.build(784)
+    out = _FakeTerminal()
+    callbacks = [fastnn.ProgressBar(stream=out)] if progress == "live-bar" else []
+    run_epochs(benchmark, lambda: model.fit(mnist.X, mnist.y, epochs=1, batch_size=128, callbacks=callbacks),
+               epoch_rounds)
+    impl = "fastnn" if progress == "off" else "fastnn+live-bar"
+    record(benchmark, impl, 128, model.evaluate(mnist.Xt, mnist.yt)["accuracy"],
+           redraws=out.writes)
