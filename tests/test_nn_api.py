@@ -505,3 +505,31 @@ def test_build_on_a_built_model_never_reinitialises_it():
         np.testing.assert_array_equal(a, b)
     with pytest.raises(ValueError, match="built for 6 inputs"):
         m.build(5)
+
+
+def test_what_a_built_model_was_made_from_cannot_change_under_it():
+    # each of these once let the engine's description disagree with the buffers it writes
+    X, y = blobs()
+    m = mlp(bn=False).compile(fastnn.SGD(0.1), "cross_entropy")
+    m.fit(X, y)
+    with pytest.raises(AttributeError):
+        m.optimizer = fastnn.Adam()  # Adam needs twice SGD's state
+    with pytest.raises(AttributeError, match="cannot change once made"):
+        m.optimizer.lr = 0.5
+    with pytest.raises(AttributeError, match="cannot change once made"):
+        fastnn.Adaptive().factor = 0
+    with pytest.raises(AttributeError, match="cannot change once its model is built"):
+        m.layers[0].units = 4096
+    with pytest.raises(AttributeError, match=r"assign into it instead"):
+        m.layers[0].kernel = np.zeros((6, 16), np.float32)
+    with pytest.raises(AttributeError):
+        m.dtype = np.float64
+    m.layers.append(fastnn.Dense(5))  # a copy of the list: the model is unchanged
+    assert len(m.layers) == 3
+    m.compile("adam", "cross_entropy")
+    for bad in (0, -1.0, float("nan"), "1"):
+        with pytest.raises(ValueError, match="lr_scale"):
+            m.lr_scale = bad
+    m.layers[0].kernel[...] = 0  # writing INTO the arrays is the supported way
+    assert not m.params[:6 * 16].any()
+    m.fit(X, y)

@@ -105,19 +105,26 @@ _INVALID = _Invalid()
 def validate(owner, params):
     """Check `params` (a dict name -> value) against type(owner)._parameter_constraints; set each
     converted value as an attribute of owner."""
-    cls = type(owner)
+    for name, value in checked(type(owner), params).items():
+        object.__setattr__(owner, name, value)
+
+
+def checked(cls, params):
+    """`params` converted after checking each against cls._parameter_constraints."""
+    out = {}
     for name, value in params.items():
         constraints = cls._parameter_constraints[name]
         for c in constraints:
-            out = c.convert(value)
-            if out is not _INVALID:
-                setattr(owner, name, out)
+            v = c.convert(value)
+            if v is not _INVALID:
+                out[name] = v
                 break
         else:
             kinds = [str(c) for c in constraints]
             must = kinds[0] if len(kinds) == 1 else ", ".join(kinds[:-1]) + " or " + kinds[-1]
             raise ValueError(f"The {name!r} parameter of {cls.__name__} must be {must}. "
                              f"Got {value!r} instead.")
+    return out
 
 
 class Configurable:
@@ -155,6 +162,23 @@ class Configurable:
             if default is inspect.Parameter.empty or not _same(v, default):
                 args.append(f"{name}={v!r}")
         return f"{type(self).__name__}({', '.join(args)})"
+
+
+class Frozen:
+    """A configuration record that cannot change once constructed: an engine record made from
+    it, or buffers sized for it, can never disagree with it. Make a changed copy instead:
+    type(obj).from_config({**obj.get_config(), "lr": 0.1})."""
+
+    def _freeze(self):
+        object.__setattr__(self, "_frozen", True)
+
+    def __setattr__(self, name, value):
+        if self.__dict__.get("_frozen"):
+            raise AttributeError(
+                f"{type(self).__name__} cannot change once made (its {name!r} would disagree with "
+                f"what was built from it): make a new one, e.g. "
+                f"{type(self).__name__}.from_config({{**obj.get_config(), {name!r}: ...}})")
+        object.__setattr__(self, name, value)
 
 
 def _same(a, b):

@@ -6,6 +6,7 @@ new one, and an engine (with its workspace) is made from one plan and never sees
              penalties apply to the prefix params[0:n_decay])
     state  = [running statistics]
 """
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,8 +24,13 @@ class Plan:
     widths: tuple       # (n_in, n_out) per layer
     arrays: tuple       # per layer: ((name, "params" | "state", offset, shape), ...)
     fields: tuple       # per layer: the engine record's fields (a tuple of (key, value) pairs)
-    loss_code: int
+    activations: tuple  # per layer: the activation it applies (None: none), before fusion
+    loss: object        # the LossRecord
     seed: int
+
+    @property
+    def loss_code(self):
+        return self.loss.code
 
     def views(self, params, state):
         """Per layer, {name: view} into the given buffers."""
@@ -32,10 +38,13 @@ class Plan:
         return [{name: bufs[buf][off:off + int(np.prod(shape))].reshape(shape)
                  for name, buf, off, shape in arrs} for arrs in self.arrays]
 
-    def with_loss(self, layers, loss):
-        """The same layout for another loss (the fused output link changes the engine's last
-        activation)."""
-        return make_plan(layers, self.n_inputs, loss, self.seed)
+    def with_loss(self, loss):
+        """The same layout for another loss: only the engine's activations change (the loss fuses
+        the output link)."""
+        acts = engine_activations(self.activations, loss)
+        fields = tuple(tuple((k, (_act.get(a).code if a is not None else 0) if k == "activation" else v)
+                             for k, v in f) for f, a in zip(self.fields, acts))
+        return dataclasses.replace(self, fields=fields, loss=loss)
 
     def engine(self, backend, dtype, batch):
         return backend.Engine(self.engine_spec(), dtype, batch)
@@ -45,16 +54,24 @@ class Plan:
                 "n_inputs": self.n_inputs, "n_outputs": self.n_outputs, "n_params": self.n_params,
                 "n_decay": self.n_decay, "n_state": self.n_state, "seed": self.seed}
 
+    def check_buffers(self, params, slots, state, n_slots):
+        """Refuse buffers that do not match this plan (the engine trusts their sizes)."""
+        if (params.shape != (self.n_params,) or slots.shape != (n_slots * self.n_params,)
+                or state.shape != (max(self.n_state, 1),)):
+            raise ValueError(f"the model's buffers ({params.shape}, {slots.shape}, {state.shape}) do "
+                             f"not match its layout ({self.n_params} parameters x {n_slots} slots, "
+                             f"{self.n_state} statistics)")
+
 
 _LAYER_DEFAULTS = {"kind": 0, "activation": 0, "n_in": 0, "n_out": 0, "w_off": 0, "b_off": 0,
                    "s_off": 0, "alpha": 0.0, "rate": 0.0, "momentum": 0.0, "eps": 0.0}
 
 
-def engine_activations(layers, loss):
+def engine_activations(activations, loss):
     """Each layer's activation as the engine runs it: the last activation of the network is
     dropped (identity) when the loss fuses it (softmax under cross entropy, sigmoid under binary
     cross entropy)."""
-    acts = [ly.activation for ly in layers]
+    acts = list(activations)
     for i in range(len(acts) - 1, -1, -1):
         if acts[i] is not None:
             if acts[i] == loss.link and loss.link != "identity":
@@ -104,7 +121,8 @@ def make_plan(layers, n_inputs, loss, seed):
         offsets[i][name] = off
         off += int(np.prod(shape))
     n_state = off
-    acts = engine_activations(layers, loss)
+    activations = tuple(ly.activation for ly in layers)
+    acts = engine_activations(activations, loss)
     fields = []
     for ly, (n_in, n_out), offs, act in zip(layers, widths, offsets, acts):
         f = dict(_LAYER_DEFAULTS)
@@ -113,4 +131,4 @@ def make_plan(layers, n_inputs, loss, seed):
         fields.append(tuple(f.items()))
     # the engine's arrays are at least one element long
     return Plan(n_inputs, n_outputs, n_params, n_decay, n_state, tuple(widths),
-                tuple(tuple(a) for a in per_layer), tuple(fields), loss.code, seed)
+                tuple(tuple(a) for a in per_layer), tuple(fields), activations, loss, seed)

@@ -54,17 +54,26 @@ class EnginePool:
 class Built:
     """A built model's plan, buffers and engines (see the module docstring)."""
 
-    __slots__ = ("plan", "params", "slots", "state", "counters", "pool")
+    __slots__ = ("plan", "params", "slots", "state", "counters", "pool", "n_slots")
 
-    def __init__(self, plan, dtype, params, slots, state, counters):
+    def __init__(self, plan, dtype, params, slots, state, counters, n_slots):
+        dtype = np.dtype(dtype)
+        for name, a in (("params", params), ("slots", slots), ("state", state)):
+            if not isinstance(a, np.ndarray) or a.dtype != dtype or not a.flags.c_contiguous:
+                raise ValueError(f"the model's {name} buffer must be a C-contiguous {dtype} array")
+        if (not isinstance(counters, np.ndarray) or counters.dtype != np.int64
+                or counters.shape != (N_COUNTERS,)):
+            raise ValueError(f"the model's counters must be {N_COUNTERS} int64 values")
+        plan.check_buffers(params, slots, state, n_slots)
         self.plan, self.params, self.slots, self.state, self.counters = plan, params, slots, state, counters
+        self.n_slots = n_slots
         self.pool = EnginePool(plan, dtype)
 
     @classmethod
     def allocate(cls, plan, dtype, n_slots):
         return cls(plan, dtype, np.zeros(plan.n_params, dtype),
                    np.zeros(n_slots * plan.n_params, dtype), np.zeros(max(plan.n_state, 1), dtype),
-                   np.zeros(N_COUNTERS, np.int64))
+                   np.zeros(N_COUNTERS, np.int64), n_slots)
 
     def snapshot(self):
         return self.params.copy(), self.slots.copy(), self.state.copy(), self.counters.copy()
@@ -89,7 +98,9 @@ def _train_epoch(engine, result, *args):
     return res["status"], res["exception"]
 
 
-def _optim(model, horizon):
+def _optim(model, built, horizon):
+    if model.optimizer.n_slots != built.n_slots:  # cannot happen: optimizers are immutable
+        raise RuntimeError("the optimizer does not match the state it was compiled with")
     fields = model.optimizer.engine_fields(horizon)
     fields["lr_scale"] = float(model.lr_scale)
     full = {"kind": 0, "nesterov": 0, "lr": 0.0, "momentum": 0.0, "beta1": 0.9, "beta2": 0.999,
@@ -173,7 +184,8 @@ def fit(model, X, y, epochs, batch_size, validation_data, validation_split, shuf
             raise ValueError("validation_data must be (X_val, y_val) or (X_val, y_val, sample_weight)")
         val = model._check_xy(*validation_data[:2],
                               validation_data[2] if len(validation_data) == 3 else None, name="X_val")
-    built, loss = model._built, model._loss
+    built = model._built
+    loss = built.plan.loss
     n = X.shape[0]
     batch = min(batch_size, n)
     _check_batchnorm(model, n, batch)
@@ -199,7 +211,7 @@ def fit(model, X, y, epochs, batch_size, validation_data, validation_split, shuf
         for _ in range(epochs):
             epoch = model.epochs_trained
             cbs.on_epoch_begin(epoch)
-            optim = _optim(model, horizon)
+            optim = _optim(model, built, horizon)
             lr = be.lr_at(optim, epoch, int(built.counters[CTR_STEP]), int(built.counters[CTR_SAMPLES]))
             snap = built.snapshot()
             result = _result()
@@ -266,7 +278,7 @@ def partial_fit(model, X, y, sample_weight, batch_size):
     snap = built.snapshot()
     with engine_lock:
         status, raised = _train_epoch(engine, result, built.params, built.slots, built.state,
-                                      built.counters, perm, _optim(model, 0), X, T, labels, sw,
+                                      built.counters, perm, _optim(model, built, 0), X, T, labels, sw,
                                       batch, False, model.epochs_trained)
     if status != "ok":
         if not built.finite():

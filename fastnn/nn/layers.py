@@ -68,14 +68,19 @@ class Layer(Configurable):
 
     # -- binding and copying ---------------------------------------------------------------------
     def _bind(self, n_in, n_out, arrays):
-        self.n_in, self.n_out = n_in, n_out
+        object.__setattr__(self, "n_in", n_in)
+        object.__setattr__(self, "n_out", n_out)
         for name, view in arrays.items():
-            setattr(self, name, view)
+            object.__setattr__(self, name, view)
 
-    def _unbind(self):
-        self.n_in = self.n_out = None
-        for name in self.array_names():
-            setattr(self, name, None)
+    def __setattr__(self, name, value):
+        # a built layer's configuration and arrays are the model's layout: they cannot change
+        if self.__dict__.get("n_in") is not None and (name in self._param_names() or name in
+                                                      self.array_names() or name in ("n_in", "n_out")):
+            hint = (f"assign into it instead: layer.{name}[...] = values" if name in self.array_names()
+                    else "make a new layer (type(layer).from_config({**layer.get_config(), ...})) and a new model")
+            raise AttributeError(f"{type(self).__name__}.{name} cannot change once its model is built; {hint}")
+        object.__setattr__(self, name, value)
 
     def __getstate__(self):
         # the views and the owner belong to the model; Sequential.__setstate__ binds them again
@@ -97,6 +102,9 @@ class Layer(Configurable):
         new = type(self).from_config(self.get_config())
         memo[id(self)] = new
         return new
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
 
 
 class Dense(Layer):

@@ -34,7 +34,8 @@ from .._engine.codes import CTR_STEP
 from .._engine.validation import (as_dtype, check_labels, check_matrix, check_positive_int,
                                   check_sample_weight, check_targets)
 from . import _training
-from ._config import Configurable, InstanceOf, Integral, Interval, serialize, deserialize, validate
+from ._config import (Configurable, InstanceOf, Integral, Interval, Real, checked, deserialize,
+                      serialize)
 from ._layout import following_activation, make_plan
 from .layers import Layer
 from .optimizers import get_optimizer
@@ -50,6 +51,11 @@ def _dtype(v):
         return _INVALID
 
 
+class _LrScale:
+    _parameter_constraints = {"lr_scale": [Interval(Real, 0, None, closed="neither")]}
+    __name__ = "Sequential"
+
+
 class Sequential(Configurable):
     """A stack of layers. Build happens on the first fit (or `build(n_inputs)`)."""
 
@@ -61,14 +67,15 @@ class Sequential(Configurable):
     def __init__(self, layers=(), dtype="float32", seed=0):
         self._lock = threading.RLock()
         self._busy = None
-        validate(self, {"dtype": dtype, "seed": seed})
-        self.layers = []
-        self.optimizer = None
+        params = checked(type(self), {"dtype": dtype, "seed": seed})
+        self._dtype, self._seed = params["dtype"], params["seed"]
+        self._layers = []
+        self._optimizer = None
         self._loss = None
         self._built = None
         self._schedule_callback = None
+        self._lr_scale = 1.0
         self.epochs_trained = 0
-        self.lr_scale = 1.0
         self.history = None
         self.stop_training = False
         if isinstance(layers, Layer) or not hasattr(layers, "__iter__"):
@@ -109,7 +116,7 @@ class Sequential(Configurable):
                 raise ValueError(f"this {type(layer).__name__} layer already belongs to {where}: a layer "
                                  f"belongs to one model; make a new one, or add copy.deepcopy(layer)")
             layer._owner = weakref.ref(self)
-            self.layers.append(layer)
+            self._layers.append(layer)
 
     def compile(self, optimizer="adam", loss=None, **optimizer_kwargs):
         """Choose the optimizer (name or Optimizer object) and the loss: 'cross_entropy' (integer
@@ -128,17 +135,16 @@ class Sequential(Configurable):
             raise ValueError(f"{record.name} needs at least {record.min_outputs} outputs; this model "
                              f"has {b.plan.n_outputs} (use binary_crossentropy for one)")
         if b is not None:  # same buffers, a plan for the new loss, fresh optimizer state
-            plan = b.plan.with_loss(self.layers, record)
-            new = _training.Built.allocate(plan, self.dtype, optimizer.n_slots)
-            new.params, new.state = b.params, b.state
-            new.pool = _training.EnginePool(plan, self.dtype)
-            self._built = new
-        self.optimizer, self._loss = optimizer, record
+            plan = b.plan.with_loss(record)
+            slots = np.zeros(optimizer.n_slots * plan.n_params, self.dtype)
+            self._built = _training.Built(plan, self.dtype, b.params, slots, b.state,
+                                          np.zeros_like(b.counters), optimizer.n_slots)
+        self._optimizer, self._loss = optimizer, record
         self._schedule_callback = optimizer.schedule.plateau_callback()
-        self.lr_scale = 1.0
+        self._lr_scale = 1.0
 
     def _last_activation(self):
-        for ly in reversed(self.layers):
+        for ly in reversed(self._layers):
             if ly.activation is not None:
                 return ly.activation
         return None
@@ -157,28 +163,44 @@ class Sequential(Configurable):
                 return
             raise ValueError(f"this model is built for {self._built.plan.n_inputs} inputs, not "
                              f"{n_inputs}; make a new model (Sequential.from_config(model.get_config()))")
-        if not any(ly.starts_linear_map for ly in self.layers):
+        if not any(ly.starts_linear_map for ly in self._layers):
             raise ValueError("the model needs at least one Dense layer")
-        if self.optimizer is None:
+        if self._optimizer is None:
             self._compile(get_optimizer("adam"), None)
-        plan = make_plan(self.layers, n_inputs, self._loss, self.seed)
+        plan = make_plan(self._layers, n_inputs, self._loss, self.seed)
         if plan.n_outputs < self._loss.min_outputs:
             raise ValueError(f"{self._loss.name} needs at least {self._loss.min_outputs} outputs; this "
                              f"model has {plan.n_outputs} (use binary_crossentropy for one)")
         built = _training.Built.allocate(plan, self.dtype, self.optimizer.n_slots)
         views = plan.views(built.params, built.state)
         rng = np.random.default_rng(self.seed)
-        for i, ly in enumerate(self.layers):
-            ly.initialize(views[i], rng, following_activation(self.layers, i))
+        for i, ly in enumerate(self._layers):
+            ly.initialize(views[i], rng, following_activation(self._layers, i))
         self._bind(built)
 
     def _bind(self, built):
-        for ly, (n_in, n_out), views in zip(self.layers, built.plan.widths,
+        for ly, (n_in, n_out), views in zip(self._layers, built.plan.widths,
                                            built.plan.views(built.params, built.state)):
             ly._bind(n_in, n_out, views)
         self._built = built
 
     # -- state ---------------------------------------------------------------------------------
+    layers = property(lambda self: list(self._layers),
+                      doc="The layers (a copy of the list: add layers with add()).")
+    optimizer = property(lambda self: self._optimizer, doc="The optimizer chosen by compile().")
+    dtype = property(lambda self: self._dtype)
+    seed = property(lambda self: self._seed)
+
+    @property
+    def lr_scale(self):
+        """Multiplies the optimizer's learning rate (whatever its schedule); ReduceLROnPlateau and
+        the Adaptive schedule lower it; compile() resets it to 1."""
+        return self._lr_scale
+
+    @lr_scale.setter
+    def lr_scale(self, value):
+        self._lr_scale = checked(_LrScale, {"lr_scale": value})["lr_scale"]
+
     @property
     def built(self):
         return self._built is not None
@@ -209,32 +231,32 @@ class Sequential(Configurable):
     def coefs_(self):
         """Dense kernels, (n_in, n_out) each: views of the parameter buffer."""
         self._require_built()
-        return [ly.kernel for ly in self.layers if "kernel" in ly.array_names()]
+        return [ly.kernel for ly in self._layers if "kernel" in ly.array_names()]
 
     @property
     def intercepts_(self):
         self._require_built()
-        return [ly.bias for ly in self.layers if "bias" in ly.array_names()]
+        return [ly.bias for ly in self._layers if "bias" in ly.array_names()]
 
     def get_weights(self):
         """Copies of every array, layer by layer: kernel, bias (Dense); gamma, beta,
         running_mean, running_var (BatchNorm)."""
         b = self._require_built()
         views = b.plan.views(b.params, b.state)
-        return [views[i][name].copy() for i, ly in enumerate(self.layers) for name in ly.array_names()]
+        return [views[i][name].copy() for i, ly in enumerate(self._layers) for name in ly.array_names()]
 
     def set_weights(self, weights):
         """Set every array (the order of get_weights); all or nothing."""
         with self._exclusive("set the weights", from_callback_ok=True):
             b = self._require_built()
             views = b.plan.views(b.params, b.state)
-            targets = [(i, name) for i, ly in enumerate(self.layers) for name in ly.array_names()]
+            targets = [(i, name) for i, ly in enumerate(self._layers) for name in ly.array_names()]
             weights = list(weights)
             if len(weights) != len(targets):
                 raise ValueError(f"expected {len(targets)} arrays, got {len(weights)}")
             checked = {}
             for (i, name), w in zip(targets, weights):
-                label = f"{type(self.layers[i]).__name__}.{name} (layer {i})"
+                label = f"{type(self._layers[i]).__name__}.{name} (layer {i})"
                 try:
                     w = np.asarray(w, dtype=self.dtype)
                 except (TypeError, ValueError) as exc:
@@ -245,7 +267,7 @@ class Sequential(Configurable):
                     raise ValueError(f"{label} contains NaN or infinite values")
                 checked.setdefault(i, {})[name] = w
             for i, arrays in checked.items():
-                self.layers[i].check_arrays(arrays)
+                self._layers[i].check_arrays(arrays)
             for i, arrays in checked.items():  # all or nothing
                 for name, w in arrays.items():
                     views[i][name][...] = w
@@ -258,7 +280,7 @@ class Sequential(Configurable):
         b = self._built
         rows = [("Layer", "Output", "Params")]
         total = 0
-        for i, ly in enumerate(self.layers):
+        for i, ly in enumerate(self._layers):
             if b is not None:
                 n_in, n_out = b.plan.widths[i]
                 n = sum(int(np.prod(s)) for _, s, _ in ly.parameters(n_in, n_out))
@@ -279,12 +301,12 @@ class Sequential(Configurable):
         return text
 
     def __repr__(self):
-        return f"Sequential({self.layers!r})"
+        return f"Sequential({self._layers!r})"
 
     # -- configs and copies ---------------------------------------------------------------------
     def get_config(self):
         """The architecture: {'layers': [{'class_name', 'config'}, ...], 'dtype', 'seed'}."""
-        return {"layers": serialize(self.layers), "dtype": self.dtype.name, "seed": self.seed}
+        return {"layers": serialize(self._layers), "dtype": self.dtype.name, "seed": self.seed}
 
     def get_compile_config(self):
         """{'optimizer': {'class_name', 'config'}, 'loss': name}, or None before compile."""
@@ -311,16 +333,12 @@ class Sequential(Configurable):
         self.__dict__.update(state)
         self._lock, self._busy, self._built = threading.RLock(), None, None
         self._loss = None if loss is None else _losses.get(loss)
-        for ly in self.layers:
+        for ly in self._layers:
             ly._owner = weakref.ref(self)
         if built is not None:
-            plan = make_plan(self.layers, built["n_inputs"], self._loss, self.seed)
-            b = _training.Built(plan, self.dtype, built["params"], built["slots"], built["state"],
-                                built["counters"])
-            if (b.params.shape != (plan.n_params,) or b.slots.shape != (self.optimizer.n_slots * plan.n_params,)
-                    or b.state.shape != (max(plan.n_state, 1),) or b.params.dtype != self.dtype):
-                raise ValueError("the pickled model's buffers do not match its layers")
-            self._bind(b)
+            plan = make_plan(self._layers, built["n_inputs"], self._loss, self._seed)
+            self._bind(_training.Built(plan, self._dtype, built["params"], built["slots"], built["state"],
+                                       built["counters"], self._optimizer.n_slots))
 
     # -- data ----------------------------------------------------------------------------------------
     def _check_xy(self, X, y, sample_weight, name="X", build=False):
@@ -332,7 +350,8 @@ class Sequential(Configurable):
             if not build:
                 self._require_built()
             self._build(X.shape[1])
-        n, loss, n_out = X.shape[0], self._loss, self._built.plan.n_outputs
+        b = self._built
+        n, loss, n_out = X.shape[0], b.plan.loss, b.plan.n_outputs
         yname = "y" if name == "X" else "y_val"
         if y is None:
             raise ValueError(f"{yname} is None: training and evaluation need targets")
@@ -372,7 +391,7 @@ class Sequential(Configurable):
     # -- inference -----------------------------------------------------------------------------------
     def _outputs(self, X, link, b=None):
         b = b or self._require_built()
-        X = check_matrix(X, "X", self.dtype, n_cols=b.plan.n_inputs)
+        X = check_matrix(X, "X", b.params.dtype, n_cols=b.plan.n_inputs)
         out = np.empty((X.shape[0], b.plan.n_outputs), self.dtype)
         engine, lock = b.pool.get(min(PREDICT_CHUNK, X.shape[0]), "infer")
         with lock:
@@ -396,7 +415,7 @@ class Sequential(Configurable):
         """Class labels (argmax for cross entropy; sigmoid > 0.5, i.e. output > 0, per output for
         binary cross entropy) or, for mse, the predicted values."""
         b = self._require_built()
-        return self._loss.predict(self._outputs(X, False, b))
+        return b.plan.loss.predict(self._outputs(X, False, b))
 
     def evaluate(self, X, y, sample_weight=None):
         """{'loss': ..., 'accuracy': ...} (accuracy for classification losses), inference mode."""
@@ -404,8 +423,9 @@ class Sequential(Configurable):
         return self._evaluate(*self._check_xy(X, y, sample_weight))
 
     def _evaluate(self, X, T, labels, sw):
-        z = self._outputs(X, False)
-        loss = self._loss
+        b = self._require_built()
+        z = self._outputs(X, False, b)
+        loss = b.plan.loss
         out = {"loss": _backend.current().loss_forward(loss.code, z, T, labels, sw)}
         if loss.is_classifier:
             out["accuracy"] = loss.correct(z, T, labels) / loss.accuracy_denominator(*z.shape)

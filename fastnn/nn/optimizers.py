@@ -6,7 +6,7 @@ Penalties apply to weights (Dense kernels) only, never to biases or batch-norm p
   weight_decay  decoupled (AdamW, SGDW): w *= 1 - lr * weight_decay before the step
 """
 from .._engine.codes import N_SLOTS, OPTIMIZERS
-from ._config import Boolean, Configurable, InstanceOf, Interval, NoneOk, Options, Real, validate
+from ._config import Boolean, Configurable, Frozen, InstanceOf, Interval, NoneOk, Options, Real, validate
 from .schedules import _SCHEDULE_NAMES, Schedule, get_schedule
 
 _RATE = [Interval(Real, 0, None, closed="neither")]
@@ -15,7 +15,9 @@ _UNIT = [Interval(Real, 0, 1, closed="left")]
 _SCHEDULE = [NoneOk(), InstanceOf(Schedule), Options(tuple(_SCHEDULE_NAMES))]
 
 
-class Optimizer(Configurable):
+class Optimizer(Frozen, Configurable):
+    """Base class. Optimizers are immutable once made (see Frozen)."""
+
     kind = None
     _parameter_constraints = {"lr": _RATE, "l2": _PENALTY, "l1": _PENALTY,
                               "weight_decay": _PENALTY, "schedule": _SCHEDULE,
@@ -24,7 +26,7 @@ class Optimizer(Configurable):
 
     def _set(self, **params):
         validate(self, params)
-        self.schedule = get_schedule(self.schedule)
+        object.__setattr__(self, "schedule", get_schedule(self.schedule))
 
     @property
     def n_slots(self):
@@ -58,6 +60,7 @@ class SGD(Optimizer):
                   weight_decay=weight_decay, schedule=schedule)
         if self.nesterov and self.momentum == 0:
             raise ValueError("nesterov needs momentum > 0")
+        self._freeze()
 
     def _extra(self):
         return {"momentum": self.momentum, "nesterov": int(self.nesterov)}
@@ -72,6 +75,7 @@ class Adam(Optimizer):
                  schedule=None):
         self._set(lr=lr, beta1=beta1, beta2=beta2, eps=eps, l2=l2, l1=l1,
                   weight_decay=weight_decay, schedule=schedule)
+        self._freeze()
 
     def _extra(self):
         return {"beta1": self.beta1, "beta2": self.beta2, "eps": self.eps}
@@ -93,6 +97,7 @@ class RMSprop(Optimizer):
     def __init__(self, lr=1e-3, rho=0.9, eps=1e-8, l2=0.0, l1=0.0, weight_decay=0.0, schedule=None):
         self._set(lr=lr, rho=rho, eps=eps, l2=l2, l1=l1, weight_decay=weight_decay,
                   schedule=schedule)
+        self._freeze()
 
     def _extra(self):
         return {"rho": self.rho, "eps": self.eps}

@@ -3,11 +3,11 @@ fnn_lr_at, or its oracle twin) at the start of every step. Every schedule's rate
 the model's `lr_scale` (1 unless a ReduceLROnPlateau callback, or the Adaptive schedule, lowered
 it)."""
 from .._engine.codes import SCHEDULES
-from ._config import Configurable, Integral, Interval, NoneOk, Real, validate
+from ._config import Configurable, Frozen, Integral, Interval, NoneOk, Real, validate
 
 
-class Schedule(Configurable):
-    """Base class; see the subclasses."""
+class Schedule(Frozen, Configurable):
+    """Base class; see the subclasses. Schedules are immutable once made (see Frozen)."""
 
     name = "constant"
 
@@ -26,7 +26,7 @@ class Constant(Schedule):
     name = "constant"
 
     def __init__(self):
-        pass
+        self._freeze()
 
 
 class StepDecay(Schedule):
@@ -38,6 +38,7 @@ class StepDecay(Schedule):
 
     def __init__(self, step_size=10, gamma=0.1):
         validate(self, {"step_size": step_size, "gamma": gamma})
+        self._freeze()
 
     def engine_fields(self):
         return {**super().engine_fields(), "step_size": self.step_size, "gamma": self.gamma}
@@ -51,6 +52,7 @@ class ExponentialDecay(Schedule):
 
     def __init__(self, gamma=0.95):
         validate(self, {"gamma": gamma})
+        self._freeze()
 
     def engine_fields(self):
         return {**super().engine_fields(), "gamma": self.gamma}
@@ -66,6 +68,7 @@ class CosineDecay(Schedule):
 
     def __init__(self, lr_min=0.0, total_steps=None):
         validate(self, {"lr_min": lr_min, "total_steps": total_steps})
+        self._freeze()
 
     def engine_fields(self, horizon=0):
         return {**super().engine_fields(), "lr_min": self.lr_min,
@@ -80,6 +83,7 @@ class InvScaling(Schedule):
 
     def __init__(self, power_t=0.5):
         validate(self, {"power_t": power_t})
+        self._freeze()
 
     def engine_fields(self):
         return {**super().engine_fields(), "power_t": self.power_t}
@@ -98,6 +102,7 @@ class Adaptive(Schedule):
 
     def __init__(self, factor=5.0, tol=1e-4, patience=2):
         validate(self, {"factor": factor, "tol": tol, "patience": patience})
+        self._freeze()
 
     def plateau_callback(self):
         from .callbacks import ReduceLROnPlateau
