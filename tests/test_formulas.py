@@ -212,8 +212,11 @@ SCHEDULES = {
                    lambda e, t: 0.1 / math.sqrt(40 * e + 1)),
     # per step t of T = 5 epochs x 4 steps = 20: lr_min + (lr - lr_min) (1 + cos(pi t / T)) / 2
     "cosine": (lambda: fastnn.CosineDecay(lr_min=0.01),
-               [0.1, 0.01 + 0.09 * (1 + math.cos(math.pi / 5)) / 2, 0.01 + 0.09 * (1 + math.cos(2 * math.pi / 5)) / 2,
-                0.01 + 0.09 * (1 + math.cos(3 * math.pi / 5)) / 2, 0.01 + 0.09 * (1 + math.cos(4 * math.pi / 5)) / 2],
+               [0.1,  # epochs start at steps 0, 4, 8, 12, 16
+                0.01 + 0.09 * (1 + math.cos(math.pi / 5)) / 2,
+                0.01 + 0.09 * (1 + math.cos(2 * math.pi / 5)) / 2,
+                0.01 + 0.09 * (1 + math.cos(3 * math.pi / 5)) / 2,
+                0.01 + 0.09 * (1 + math.cos(4 * math.pi / 5)) / 2],
                lambda e, t: 0.01 + 0.09 * (1 + math.cos(math.pi * t / 20)) / 2),
     # a horizon of 6 steps: from step 6 on, lr stays at lr_min = 0 and the weights stop
     "cosine-horizon": (lambda: fastnn.CosineDecay(lr_min=0.0, total_steps=6),
