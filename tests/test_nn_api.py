@@ -533,3 +533,17 @@ def test_what_a_built_model_was_made_from_cannot_change_under_it():
     m.layers[0].kernel[...] = 0  # writing INTO the arrays is the supported way
     assert not m.params[:6 * 16].any()
     m.fit(X, y)
+
+
+def test_reduce_lr_on_plateau_counts_a_tie_with_the_best_as_no_improvement():
+    # scikit-learn's rule: flat when loss > best - tol, so with tol 0 an equal loss is flat
+    X, y = blobs()
+
+    class Tie(fastnn.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            logs["loss"] = [1.0, 0.9, 0.9, 0.9, 0.9][epoch]
+
+    m = mlp(bn=False).compile(fastnn.SGD(0.1), "cross_entropy")
+    h = m.fit(X, y, epochs=5, callbacks=[Tie(), fastnn.ReduceLROnPlateau(monitor="loss", factor=0.5,
+                                                                         patience=2, min_delta=0.0)])
+    np.testing.assert_allclose(h["lr"], [0.1, 0.1, 0.1, 0.1, 0.05])
