@@ -102,16 +102,10 @@ cdef class Engine:
         cdef const int64_t *lab = NULL if labels is None else &labels[0]
         cdef const floating *swp = NULL if sw is None else &sw[0]
         with nogil:
-            if floating is float:
-                st = fnn_train_epoch_f32(&r, &params[0], &slots[0], &state[0], &counters[0], &perm[0],
-                                         <fnn_workspace_f32 *>self.ws, &self.net, &opt, &X[0, 0],
-                                         NULL if T is None else &T[0, 0], lab, swp, X.shape[0],
-                                         batch, shuffle, epoch, _check_signals, <void *>raised)
-            else:
-                st = fnn_train_epoch_f64(&r, &params[0], &slots[0], &state[0], &counters[0], &perm[0],
-                                         <fnn_workspace_f64 *>self.ws, &self.net, &opt, &X[0, 0],
-                                         NULL if T is None else &T[0, 0], lab, swp, X.shape[0],
-                                         batch, shuffle, epoch, _check_signals, <void *>raised)
+            st = fnn_train_epoch(&r, &params[0], &slots[0], &state[0], &counters[0], &perm[0],
+                                 self.ws, &self.net, &opt, &X[0, 0],
+                                 NULL if T is None else &T[0, 0], lab, swp, X.shape[0],
+                                 batch, shuffle, epoch, _check_signals, <void *>raised)
         return _result(st, &r, raised)
 
     def train_step(self, floating[::1] params, floating[::1] slots, floating[::1] state,
@@ -125,14 +119,9 @@ cdef class Engine:
         cdef const int64_t *lab = NULL if labels is None else &labels[0]
         cdef const floating *swp = NULL if sw is None else &sw[0]
         with nogil:
-            if floating is float:
-                st = fnn_train_step_f32(&r, &params[0], &slots[0], &state[0], &counters[0],
-                                        <fnn_workspace_f32 *>self.ws, &self.net, &opt, &X[0, 0],
-                                        NULL if T is None else &T[0, 0], lab, swp, X.shape[0], epoch)
-            else:
-                st = fnn_train_step_f64(&r, &params[0], &slots[0], &state[0], &counters[0],
-                                        <fnn_workspace_f64 *>self.ws, &self.net, &opt, &X[0, 0],
-                                        NULL if T is None else &T[0, 0], lab, swp, X.shape[0], epoch)
+            st = fnn_train_step(&r, &params[0], &slots[0], &state[0], &counters[0],
+                                self.ws, &self.net, &opt, &X[0, 0],
+                                NULL if T is None else &T[0, 0], lab, swp, X.shape[0], epoch)
         return _result(st, &r, [])
 
     def gradient(self, floating[::1] grads,                                     # OUT
@@ -144,12 +133,8 @@ cdef class Engine:
         cdef const int64_t *lab = NULL if labels is None else &labels[0]
         cdef const floating *swp = NULL if sw is None else &sw[0]
         with nogil:
-            if floating is float:
-                st = fnn_gradient_f32(&loss, &grads[0], &params[0], <fnn_workspace_f32 *>self.ws, &self.net,
-                                      &X[0, 0], NULL if T is None else &T[0, 0], lab, swp, X.shape[0], step)
-            else:
-                st = fnn_gradient_f64(&loss, &grads[0], &params[0], <fnn_workspace_f64 *>self.ws, &self.net,
-                                      &X[0, 0], NULL if T is None else &T[0, 0], lab, swp, X.shape[0], step)
+            st = fnn_gradient(&loss, &grads[0], &params[0], self.ws, &self.net,
+                              &X[0, 0], NULL if T is None else &T[0, 0], lab, swp, X.shape[0], step)
         if st == FNN_ENONFINITE:
             return float("nan")
         check_status(st)
@@ -161,10 +146,6 @@ cdef class Engine:
         self._dtype_check(floating is double)
         cdef int st
         with nogil:
-            if floating is float:
-                st = fnn_predict_f32(&out[0, 0], &params[0], &state[0], <fnn_workspace_f32 *>self.ws, &self.net,
-                                     &X[0, 0], X.shape[0], link)
-            else:
-                st = fnn_predict_f64(&out[0, 0], &params[0], &state[0], <fnn_workspace_f64 *>self.ws, &self.net,
-                                     &X[0, 0], X.shape[0], link)
+            st = fnn_predict(&out[0, 0], &params[0], &state[0], self.ws, &self.net,
+                             &X[0, 0], X.shape[0], link)
         check_status(st)
