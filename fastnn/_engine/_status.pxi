@@ -41,3 +41,14 @@ def get_num_threads():
 
 def set_num_threads(int n):
     fnn_set_num_threads(n)
+
+def constants():
+    """{C name: value} of every csrc/fastnn.h enum member and constant the Python side uses
+    (fastnn/_engine/codes.py holds the same values under Python names)."""
+    return fnn_constants()
+
+def struct_layout():
+    """{C struct: {"sizeof": bytes, "offsetof": {field: offset}, "fieldsize": {field: bytes}}} of
+    the structs that travel as records (fastnn/_engine/records.py mirrors them), as this build's C
+    compiler lays them out."""
+    return fnn_struct_layout()

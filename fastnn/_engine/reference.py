@@ -11,7 +11,9 @@ import threading
 
 import numpy as np
 
+from . import records as _records
 from .codes import CTR_SAMPLES, CTR_STEP, RNG_DROPOUT, RNG_SHUFFLE
+from .codes import c_constants as _c_constants
 
 BACKEND = "python"
 
@@ -44,6 +46,24 @@ def get_num_threads():
 
 def set_num_threads(n):
     pass
+
+
+def constants():
+    """{C name: value} of the codes this backend uses: fastnn/_engine/codes.py's (the compiled
+    backend reads the same names from csrc/fastnn.h)."""
+    return _c_constants()
+
+
+def struct_layout():
+    """{C struct: {"sizeof": bytes, "offsetof": {field: offset}, "fieldsize": {field: bytes}}} of
+    the records this backend reads (fastnn/_engine/records.py; the compiled backend reports its C
+    compiler's layout)."""
+    dtypes = {"fnn_layer": _records.LAYER, "fnn_optim": _records.OPTIM, "fnn_net": _records._NET_C,
+              "fnn_train_result": _records.RESULT}
+    return {name: {"sizeof": dt.itemsize,
+                   "offsetof": {f: dt.fields[f][1] for f in dt.names},
+                   "fieldsize": {f: dt.fields[f][0].itemsize for f in dt.names}}
+            for name, dt in dtypes.items()}
 
 
 # -- gemm -----------------------------------------------------------------------------------------
