@@ -22,16 +22,8 @@ def rmsprop_update(floating[::1] p, floating[::1] s,   # IN/OUT
     with nogil:
         fnn_rmsprop_update(&p[0], &s[0], &g[0], p.shape[0], n_decay, lr, rho, eps, l2, l1, weight_decay)
 
-cdef fnn_optim _optim_struct(dict o) except *:
+def lr_at(optim, int64_t epoch, int64_t step, int64_t samples_seen):
+    """Learning rate of the OPTIM record's schedule at that point (fnn_lr_at)."""
     cdef fnn_optim c
-    c.kind = o["kind"]; c.nesterov = o["nesterov"]
-    c.lr = o["lr"]; c.momentum = o["momentum"]; c.beta1 = o["beta1"]; c.beta2 = o["beta2"]
-    c.eps = o["eps"]; c.rho = o["rho"]; c.l2 = o["l2"]; c.l1 = o["l1"]
-    c.weight_decay = o["weight_decay"]; c.schedule = o["schedule"]; c.gamma = o["gamma"]
-    c.power_t = o["power_t"]; c.lr_min = o["lr_min"]; c.lr_scale = o["lr_scale"]
-    c.step_size = o["step_size"]; c.total_steps = o["total_steps"]
-    return c
-
-def lr_at(dict optim, int64_t epoch, int64_t step, int64_t samples_seen):
-    cdef fnn_optim c = _optim_struct(optim)
+    _read_optim(&c, optim)
     return fnn_lr_at(&c, epoch, step, samples_seen)

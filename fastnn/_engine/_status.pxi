@@ -1,5 +1,5 @@
 # Status codes, CPU dispatch and threads.
-from fastnn._engine.errors import NonFiniteError
+from fastnn._engine.errors import NonFiniteError as _NonFiniteError
 
 cdef int check_status(int st) except -1:
     if st == FNN_OK:
@@ -11,7 +11,7 @@ cdef int check_status(int st) except -1:
     if st == FNN_EUNSUPPORTED:
         raise RuntimeError("fastnn: not supported on this CPU or build")
     if st == FNN_ENONFINITE:
-        raise NonFiniteError("fastnn: non-finite loss or gradient")
+        raise _NonFiniteError("fastnn: non-finite loss or gradient")
     raise RuntimeError(f"fastnn: C status {st}")
 
 fnn_arch_name()  # choose the kernel once, at import, before any thread can race on it

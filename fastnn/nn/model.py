@@ -19,6 +19,7 @@ import numpy as np
 from .. import _engine as _backend
 from .._engine.codes import CTR_SAMPLES, CTR_STEP, LOSSES, N_COUNTERS
 from .._engine.errors import NonFiniteError
+from .._engine.records import as_dict, layer_records, net_record, result_record
 from .._engine.validation import (as_dtype, check_labels, check_matrix, check_positive_int,
                           check_sample_weight, check_targets)
 from .layers import Activation, BatchNorm, Dense, Dropout, Layer, activation_code, initialize
@@ -104,9 +105,9 @@ class Sequential:
             raise ValueError("cross_entropy needs at least 2 outputs (use binary_crossentropy for one)")
         self.loss = new_loss
         if self.built:  # the engine's description follows the new loss (fused link, loss code)
-            for spec, (_, act) in zip(self._spec["layers"], self._effective_layers()):
-                spec["activation"] = activation_code(act) if act is not None else 0
-            self._spec["loss"] = LOSSES[self.loss]
+            self._layer_records["activation"] = [activation_code(act) if act is not None else 0
+                                                 for _, act in self._effective_layers()]
+            self._net_record["loss"] = LOSSES[self.loss]
             with self._engines_lock:
                 self._engines = {}
             self._reset_optimizer()
@@ -170,9 +171,10 @@ class Sequential:
                 ly.running_var = self.state[s_off + ly.n_out:s_off + 2 * ly.n_out]
                 s_off += 2 * ly.n_out
             specs.append(spec)
-        self._spec = {"layers": specs, "loss": LOSSES[self.loss], "n_inputs": n_inputs,
-                      "n_outputs": width, "n_params": self.n_params, "n_decay": self.n_decay,
-                      "n_state": s_off, "seed": self.seed}
+        self._layer_records = layer_records(specs)
+        self._net_record = net_record(loss=LOSSES[self.loss], n_inputs=n_inputs, n_outputs=width,
+                                      n_params=self.n_params, n_decay=self.n_decay, n_state=s_off,
+                                      seed=self.seed)
         self._initialize()
         self._reset_optimizer()
         self.built = True
@@ -333,7 +335,7 @@ class Sequential:
             fits = [(e, lk) for e, lk in pool if e.batch >= rows and type(e).__module__ == module.__name__]
             if fits:
                 return min(fits, key=lambda pair: pair[0].batch)
-            pair = (module.Engine(self._spec, self.dtype, rows), threading.Lock())
+            pair = (module.Engine(self._layer_records, self._net_record, self.dtype, rows), threading.Lock())
             if len(pool) >= 3:
                 pool.pop(0)
             pool.append(pair)
@@ -374,6 +376,7 @@ class Sequential:
         sched = self.optimizer.schedule
         # a cosine schedule without its own horizon decays over the steps of this fit
         horizon = int(self.counters[CTR_STEP]) + epochs * steps_per_epoch
+        result = result_record()
         try:
             for _ in range(epochs):
                 epoch = self.epochs_trained
@@ -382,11 +385,13 @@ class Sequential:
                 snapshot = (self.params.copy(), self.slots.copy(), self.state.copy(), self.counters.copy())
                 t0 = time.perf_counter()
                 with engine_lock:
-                    res = engine.train_epoch(self.params, self.slots, self.state, self.counters, perm, optim,
-                                             X, T, labels, sw, batch, bool(shuffle), epoch)
+                    status, raised = engine.train_epoch(result, self.params, self.slots, self.state,
+                                                        self.counters, perm, optim, X, T, labels, sw,
+                                                        batch, bool(shuffle), epoch)
                 elapsed = time.perf_counter() - t0
-                if res["status"] != "ok":
-                    self._after_failure(res, snapshot, epoch)
+                res = as_dict(result)
+                if status != "ok":
+                    self._after_failure(status, raised, res, snapshot, epoch)
                 logs = self._logs(res, lr, elapsed)
                 if validation_data is not None:
                     logs.update({"val_" + k: v for k, v in self._evaluate(*val).items()})
@@ -424,13 +429,13 @@ class Sequential:
         logs["time"] = elapsed
         return logs
 
-    def _after_failure(self, res, snapshot, epoch):
+    def _after_failure(self, status, raised, res, snapshot, epoch):
         """An epoch stopped early: keep a consistent model, then raise."""
         finite = np.isfinite(self.params).all() and np.isfinite(self.slots).all() and np.isfinite(self.state).all()
         if not finite:  # cannot happen when the engine keeps its promise; restore the epoch's start
             self.params[...], self.slots[...], self.state[...], self.counters[...] = snapshot
-        if res["status"] == "interrupted":
-            raise res["exception"]
+        if status == "interrupted":
+            raise raised
         raise NonFiniteError(
             f"training diverged: the loss or a gradient became NaN or infinite at epoch {epoch} "
             f"batch {res['bad_batch']}; the weights are those of the last finite step. "
@@ -451,17 +456,19 @@ class Sequential:
             engine, engine_lock = self._engine(min(X.shape[0], 4096))
             optim = self.optimizer.config(total_steps=0, lr_scale=self._lr_scale)
             total, wsum = 0.0, 0.0
+            result = result_record()
             for s in range(0, X.shape[0], engine.batch):
                 sl = slice(s, s + engine.batch)
                 with engine_lock:
-                    res = engine.train_step(self.params, self.slots, self.state, self.counters, optim, X[sl],
-                                            None if T is None else T[sl], None if labels is None else labels[sl],
-                                            None if sw is None else sw[sl], self.epochs_trained)
-                if res["status"] != "ok":
+                    status, _ = engine.train_step(result, self.params, self.slots, self.state, self.counters,
+                                                  optim, X[sl], None if T is None else T[sl],
+                                                  None if labels is None else labels[sl],
+                                                  None if sw is None else sw[sl], self.epochs_trained)
+                if status != "ok":
                     raise NonFiniteError("training diverged: non-finite loss or gradient in partial_fit; "
                                          "the step was not applied")
-                total += res["loss_sum"]
-                wsum += res["weight_sum"]
+                total += float(result["loss_sum"])
+                wsum += float(result["weight_sum"])
             return total / wsum
         finally:
             self._lock.release()

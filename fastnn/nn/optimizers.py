@@ -8,6 +8,7 @@ Penalties apply to weights (Dense kernels) only, never to biases or batch-norm p
 import math
 
 from .._engine.codes import OPTIMIZERS, SCHEDULES
+from .._engine.records import optim_record
 
 
 class Schedule:
@@ -121,7 +122,7 @@ class Optimizer:
         return {}
 
     def config(self, total_steps=0, lr_scale=1.0):
-        """The dict the engine reads (fnn_optim)."""
+        """The OPTIM record the engine reads (fnn_optim)."""
         s = self.schedule
         cfg = {"kind": OPTIMIZERS[self.kind], "nesterov": 0, "lr": self.lr, "momentum": 0.0,
                "beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "rho": 0.99, "l2": self.l2, "l1": self.l1,
@@ -131,7 +132,7 @@ class Optimizer:
                "step_size": getattr(s, "step_size", 1),
                "total_steps": int(getattr(s, "total_steps", None) or total_steps)}
         cfg.update(self._extra())
-        return cfg
+        return optim_record(**cfg)
 
     @property
     def n_slots(self):
