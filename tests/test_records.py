@@ -154,6 +154,7 @@ def test_no_wrapper_repeats_a_call_for_float_and_double():
 def test_record_helpers_fill_documented_defaults_and_reject_unknown_or_missing_fields():
     o = records.optim_record(kind=1, lr=0.5)
     assert o.dtype == OPTIM and o.ndim == 0
+    assert not o.flags.writeable  # a value: equal records may be one object
     assert records.as_dict(o) == {**records.OPTIM_DEFAULTS, "kind": 1, "lr": 0.5}
     n = records.net_record(loss=2, n_inputs=3, n_outputs=4, n_params=5, seed=7)
     assert records.as_dict(n) == {"loss": 2, "n_inputs": 3, "n_outputs": 4, "n_params": 5, "n_decay": 0,
@@ -208,7 +209,8 @@ def test_engine_copies_its_description(be):
 def test_engine_rejects_a_description_that_is_not_its_record(be, what):
     layers, net, _ = tiny_net()
     retyped = np.zeros(2, np.dtype([(n, "f8") for n in LAYER.names]))  # same names, other types
-    bad = {"layers": [{"kind": 0}, records.as_dict(net), retyped, layers.reshape(1, 2), np.zeros(2)],
+    strided = np.repeat(layers, 2)[::2]  # the same layers, not contiguous
+    bad = {"layers": [{"kind": 0}, records.as_dict(net), retyped, layers.reshape(1, 2), np.zeros(2), strided],
            "net": [records.as_dict(net), net.reshape(1), layers, records.optim_record(kind=0, lr=1.0)]}[what]
     name = {"layers": "LAYER", "net": "NET"}[what]
     for b in bad:
@@ -233,6 +235,10 @@ def test_training_calls_reject_optimizer_and_result_that_are_not_records(be):
         step({}, optim)
     with pytest.raises(TypeError, match="RESULT"):
         step(np.zeros((), [(n, "f8") for n in RESULT.names]), optim)  # same names, other types
+    frozen = records.result_record()
+    frozen.flags.writeable = False
+    with pytest.raises(TypeError, match="RESULT record must be writable"):
+        step(frozen, optim)
     with pytest.raises(TypeError, match="OPTIM"):
         be.lr_at(records.as_dict(optim), 0, 0, 0)
     assert be.lr_at(optim, 0, 0, 0) == 0.1

@@ -11,8 +11,12 @@ cdef int _get_record(Py_buffer *view, object arr, object dtype, str name, int nd
                      bint writable) except -1:
     # view: the record's bytes (C-contiguous), held until PyBuffer_Release
     if not (isinstance(arr, _ndarray) and arr.dtype == dtype and arr.ndim == ndim):
-        _records.check_record(arr, dtype, name, ndim)  # raises TypeError
-    PyObject_GetBuffer(arr, view, PyBUF_WRITABLE if writable else PyBUF_SIMPLE)
+        _records.check_record(arr, dtype, name, ndim, writable)  # raises TypeError
+    try:
+        PyObject_GetBuffer(arr, view, PyBUF_WRITABLE if writable else PyBUF_SIMPLE)
+    except (BufferError, ValueError):  # not contiguous, or read-only
+        _records.check_record(arr, dtype, name, ndim, writable)
+        raise
     if view.len % size != 0 or (ndim == 0 and view.len != size) or (<uintptr_t>view.buf) % 8 != 0:
         PyBuffer_Release(view)
         raise TypeError(f"the {name} record ({dtype.itemsize} bytes) is not an aligned copy of this "

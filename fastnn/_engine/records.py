@@ -74,12 +74,13 @@ OPTIM_DEFAULTS = {"nesterov": 0, "momentum": 0.0, "beta1": 0.9, "beta2": 0.999, 
 
 def _values(fields, dtype, defaults, name):
     """The record's values in field order: `fields` over `defaults`."""
-    values = {**defaults, **fields}
-    if len(values) == len(dtype.names):  # every field given once, nothing else (the common case)
+    names = dtype.names
+    values = fields if len(fields) == len(names) else {**defaults, **fields}
+    if len(values) == len(names):  # every field once, nothing else (the common case)
         try:
-            return tuple(map(values.__getitem__, dtype.names))
+            return tuple(map(values.__getitem__, names))
         except KeyError:
-            pass
+            values = {**defaults, **fields}
     unknown = sorted(set(fields) - set(dtype.names))
     if unknown:
         raise TypeError(f"{name} has no field {unknown[0]!r} (fields: {', '.join(dtype.names)})")
@@ -89,7 +90,8 @@ def _values(fields, dtype, defaults, name):
 
 def _packer(dtype):
     """struct.Struct writing a record's bytes: its fields at the dtype's offsets, padding zeroed
-    (4x faster than assigning a tuple to a structured array, which the training calls notice)."""
+    (about 3x faster than assigning a tuple to a structured array: an OPTIM record is built for
+    every training call)."""
     codes = {("i", 4): "i", ("i", 8): "q", ("u", 8): "Q", ("f", 8): "d"}
     fmt, pos = "=", 0
     for name in dtype.names:
@@ -113,13 +115,9 @@ def _record(values, dtype):
     return np.frombuffer(raw, dtype).reshape(())
 
 
-_NO_RESULT = np.zeros((), RESULT)
-_NO_RESULT["bad_batch"] = -1
-
-
 def layer_records(layers):
     """1-D LAYER array from a list of {field: value} dicts, one per layer."""
-    out = np.empty(len(layers), LAYER)
+    out = np.zeros(len(layers), LAYER)
     for i, fields in enumerate(layers):
         out[i] = _values(fields, LAYER, LAYER_DEFAULTS, "LAYER")
     return out
@@ -130,14 +128,28 @@ def net_record(**fields):
     return _record(_values(fields, NET, NET_DEFAULTS, "NET"), NET)
 
 
+_OPTIMS = {}  # values -> read-only OPTIM record
+
+
 def optim_record(**fields):
-    """0-d OPTIM record."""
-    return _record(_values(fields, OPTIM, OPTIM_DEFAULTS, "OPTIM"), OPTIM)
+    """0-d OPTIM record, read-only: records are values, and equal ones are built once (a training
+    call takes one, and building it costs more than a small batch's Python overhead)."""
+    values = _values(fields, OPTIM, OPTIM_DEFAULTS, "OPTIM")
+    rec = _OPTIMS.get(values)
+    if rec is None:
+        if len(_OPTIMS) >= 256:
+            _OPTIMS.clear()
+        rec = _record(values, OPTIM)
+        rec.flags.writeable = False
+        _OPTIMS[values] = rec
+    return rec
 
 
 def result_record():
     """0-d RESULT record of a call that has not run yet (bad_batch -1)."""
-    return _NO_RESULT.copy()  # NumPy's allocation: aligned, as the engine's live writes need
+    out = np.zeros((), RESULT)  # NumPy's allocation: aligned, as the engine's live writes need
+    out["bad_batch"] = -1
+    return out
 
 
 def as_dict(record):
@@ -145,10 +157,15 @@ def as_dict(record):
     return dict(zip(record.dtype.names, record.item()))
 
 
-def check_record(arr, dtype, name, ndim):
-    """TypeError unless `arr` is an ndarray of exactly that record dtype and dimension."""
-    if not isinstance(arr, np.ndarray) or arr.dtype != dtype or arr.ndim != ndim:
-        got = f"{type(arr).__name__} of dtype {arr.dtype}, ndim {arr.ndim}" if isinstance(arr, np.ndarray) \
-            else type(arr).__name__
-        shape = "a 0-d" if ndim == 0 else "a 1-D"
-        raise TypeError(f"expected {shape} array of fastnn._engine.records.{name}, got {got}")
+def check_record(arr, dtype, name, ndim, writable=False):
+    """TypeError unless `arr` is a C-contiguous ndarray (writable if asked) of exactly that record
+    dtype and dimension."""
+    if isinstance(arr, np.ndarray) and arr.dtype == dtype and arr.ndim == ndim:
+        if not arr.flags.c_contiguous:
+            raise TypeError(f"the {name} array must be C-contiguous")
+        if writable and not arr.flags.writeable:
+            raise TypeError(f"the {name} record must be writable")
+        return
+    got = f"ndarray of dtype {arr.dtype}, ndim {arr.ndim}" if isinstance(arr, np.ndarray) else type(arr).__name__
+    shape = "a 0-d" if ndim == 0 else "a 1-D"
+    raise TypeError(f"expected {shape} array of fastnn._engine.records.{name}, got {got}")

@@ -515,7 +515,7 @@ class Engine:
     @staticmethod
     def _start(result):
         """Check the RESULT record and reset it, as the C engine does."""
-        _records.check_record(result, _records.RESULT, "RESULT", 0)
+        _records.check_record(result, _records.RESULT, "RESULT", 0, writable=True)
         result[()] = 0
         result["bad_batch"] = -1
 
