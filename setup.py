@@ -1,6 +1,10 @@
 """Build of fastnn's compiled backend: one extension, fastnn._engine._ext, from fastnn/_engine/_ext.pyx (which
 includes fastnn/_engine/_*.pxi) and the C kernels in csrc/. Metadata lives in pyproject.toml.
 
+Before cythonize, every template fastnn/_engine/X.tp is expanded with Cython's Tempita into X
+(git-ignored, rewritten only when its text changes); today that is _fastnn.pxd, the float and
+double declarations of csrc/fastnn.h.
+
 Environment switches:
   FASTNN_NO_OPENMP=1     build without OpenMP even when the compiler has it
   FASTNN_CYTHON_DEBUG=1  turn Cython's boundscheck / wraparound / initializedcheck back on
@@ -42,10 +46,29 @@ def openmp_flags():
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def generate_from_templates():
+    """fastnn/_engine/X.tp -> X, with a header naming its source."""
+    from Cython import Tempita
+
+    for tp in sorted(glob.glob("fastnn/_engine/*.tp")):
+        with open(tp, encoding="utf-8") as f:
+            text = Tempita.sub(f.read())
+        text = f"# generated from {os.path.basename(tp)} by setup.py — do not edit\n" + text
+        out = tp[:-len(".tp")]
+        if os.path.exists(out):
+            with open(out, encoding="utf-8") as f:
+                if f.read() == text:
+                    continue
+        with open(out, "w", encoding="utf-8") as f:
+            f.write(text)
+
+
 def extensions():
     if os.environ.get("FASTNN_NO_EXT") == "1":
         return []
     from Cython.Build import cythonize
+
+    generate_from_templates()
 
     omp = openmp_flags()
     cflags = ["-O3", "-std=c11", "-fno-math-errno", "-fno-trapping-math"] if sys.platform != "win32" else ["/O2"]
@@ -53,7 +76,7 @@ def extensions():
         "fastnn._engine._ext",
         sources=["fastnn/_engine/_ext.pyx"] + sorted(glob.glob("csrc/*.c")),
         include_dirs=["csrc"],
-        depends=glob.glob("csrc/*.h") + glob.glob("fastnn/_engine/*.pxi") + ["fastnn/_engine/_fastnn.pxd"],
+        depends=glob.glob("csrc/*.h") + glob.glob("fastnn/_engine/*.pxi") + glob.glob("fastnn/_engine/*.tp"),
         extra_compile_args=cflags + omp,
         extra_link_args=omp,
     )

@@ -7,10 +7,7 @@ def activation_forward(int act,
                        double alpha=0.0):          # leaky relu slope
     cdef int st
     with nogil:
-        if floating is float:
-            st = fnn_activation_forward_f32(act, &Y[0, 0], &X[0, 0], X.shape[0], X.shape[1], alpha)
-        else:
-            st = fnn_activation_forward_f64(act, &Y[0, 0], &X[0, 0], X.shape[0], X.shape[1], alpha)
+        st = fnn_activation_forward(act, &Y[0, 0], &X[0, 0], X.shape[0], X.shape[1], alpha)
     check_status(st)
 
 def activation_backward(int act,
@@ -20,8 +17,5 @@ def activation_backward(int act,
                         double alpha=0.0):
     cdef int st
     with nogil:
-        if floating is float:
-            st = fnn_activation_backward_f32(act, &dX[0, 0], &dY[0, 0], &Y[0, 0], Y.shape[0], Y.shape[1], alpha)
-        else:
-            st = fnn_activation_backward_f64(act, &dX[0, 0], &dY[0, 0], &Y[0, 0], Y.shape[0], Y.shape[1], alpha)
+        st = fnn_activation_backward(act, &dX[0, 0], &dY[0, 0], &Y[0, 0], Y.shape[0], Y.shape[1], alpha)
     check_status(st)

@@ -1,15 +1,19 @@
 # _ext.pyx — the compiled backend: a one-to-one map of csrc/fastnn.h onto Python.
 #
 # Every function takes C-contiguous memoryviews (float32 or float64 through the fused type
-# `floating`), releases the GIL and calls the C kernel of that type. Outputs come first, as in C.
-# No validation happens here (fastnn/ops.py and fastnn/model.py validate once, above); a C status
-# code becomes a Python exception. fastnn/_reference.py implements the same names and signatures
-# in NumPy. One file per concern, included below.
+# `floating`), releases the GIL and calls the C kernel of that type through its type-generic name
+# (fnn_gemm(...) for fnn_gemm_f32 / _f64: see _fastnn.pxd.tp). Outputs come first, as in C.
+# Descriptions of the network and the optimizer, and training results, travel as records
+# (fastnn/_engine/records.py) that mirror the C structs. No validation happens here
+# (fastnn/ops.py and fastnn/nn/model.py validate once, above); a C status code becomes a Python
+# exception. fastnn/_engine/reference.py implements the same names and signatures in NumPy. One
+# file per concern, included below.
 from cython cimport floating
-from libc.stdint cimport int64_t, uint64_t
+from libc.stdint cimport int32_t, int64_t, uint64_t
 from fastnn._engine._fastnn cimport *
 
 include "_status.pxi"
+include "_records.pxi"
 include "_gemm.pxi"
 include "_activations.pxi"
 include "_losses.pxi"

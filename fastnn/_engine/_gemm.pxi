@@ -21,16 +21,10 @@ cdef int _gemm(floating[:, :] C, const floating[:, :] A, const floating[:, :] B,
     cdef const floating *b = &B[0, 0] if B.shape[0] and B.shape[1] else NULL
     cdef int st
     with nogil:
-        if floating is float:
-            if naive:
-                st = fnn_gemm_naive_f32(c, a, b, m, n, k, ldc, lda, ldb, trans_a, trans_b, alpha, beta)
-            else:
-                st = fnn_gemm_f32(c, a, b, m, n, k, ldc, lda, ldb, trans_a, trans_b, alpha, beta, NULL)
+        if naive:
+            st = fnn_gemm_naive(c, a, b, m, n, k, ldc, lda, ldb, trans_a, trans_b, alpha, beta)
         else:
-            if naive:
-                st = fnn_gemm_naive_f64(c, a, b, m, n, k, ldc, lda, ldb, trans_a, trans_b, alpha, beta)
-            else:
-                st = fnn_gemm_f64(c, a, b, m, n, k, ldc, lda, ldb, trans_a, trans_b, alpha, beta, NULL)
+            st = fnn_gemm(c, a, b, m, n, k, ldc, lda, ldb, trans_a, trans_b, alpha, beta, NULL)
     return check_status(st)
 
 def gemm(floating[:, :] C,        # OUT m x n
@@ -47,15 +41,9 @@ def gemm_naive(floating[:, :] C, const floating[:, :] A, const floating[:, :] B,
 def bias_forward(floating[:, ::1] Y,       # IN/OUT m x n: Y += b
                  const floating[::1] b):   # IN n
     with nogil:
-        if floating is float:
-            fnn_bias_forward_f32(&Y[0, 0], &b[0], Y.shape[0], Y.shape[1], Y.shape[1])
-        else:
-            fnn_bias_forward_f64(&Y[0, 0], &b[0], Y.shape[0], Y.shape[1], Y.shape[1])
+        fnn_bias_forward(&Y[0, 0], &b[0], Y.shape[0], Y.shape[1], Y.shape[1])
 
 def bias_backward(floating[::1] db,               # IN/OUT n: db += column sums of dY
                   const floating[:, ::1] dY):     # IN m x n
     with nogil:
-        if floating is float:
-            fnn_bias_backward_f32(&db[0], &dY[0, 0], dY.shape[0], dY.shape[1], dY.shape[1])
-        else:
-            fnn_bias_backward_f64(&db[0], &dY[0, 0], dY.shape[0], dY.shape[1], dY.shape[1])
+        fnn_bias_backward(&db[0], &dY[0, 0], dY.shape[0], dY.shape[1], dY.shape[1])

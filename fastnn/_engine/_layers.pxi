@@ -15,59 +15,38 @@ def dropout_forward(floating[:, ::1] Y, floating[:, ::1] mask,    # OUT m x n
                     const floating[:, ::1] X,                      # IN  m x n
                     double rate, uint64_t key):
     with nogil:
-        if floating is float:
-            fnn_dropout_forward_f32(&Y[0, 0], &mask[0, 0], &X[0, 0], X.shape[0] * X.shape[1], rate, key)
-        else:
-            fnn_dropout_forward_f64(&Y[0, 0], &mask[0, 0], &X[0, 0], X.shape[0] * X.shape[1], rate, key)
+        fnn_dropout_forward(&Y[0, 0], &mask[0, 0], &X[0, 0], X.shape[0] * X.shape[1], rate, key)
 
 def dropout_backward(floating[:, ::1] dX,                          # OUT
                      const floating[:, ::1] dY, const floating[:, ::1] mask):
     with nogil:
-        if floating is float:
-            fnn_dropout_backward_f32(&dX[0, 0], &dY[0, 0], &mask[0, 0], dY.shape[0] * dY.shape[1])
-        else:
-            fnn_dropout_backward_f64(&dX[0, 0], &dY[0, 0], &mask[0, 0], dY.shape[0] * dY.shape[1])
+        fnn_dropout_backward(&dX[0, 0], &dY[0, 0], &mask[0, 0], dY.shape[0] * dY.shape[1])
 
 def batchnorm_forward(floating[:, ::1] Y, floating[:, ::1] xhat,          # OUT m x n
                       floating[::1] mean, floating[::1] var, floating[::1] inv_std,  # OUT n
                       const floating[:, ::1] X,                            # IN  m x n
                       const floating[::1] gamma, const floating[::1] beta, double eps=1e-5):
     with nogil:
-        if floating is float:
-            fnn_batchnorm_forward_f32(&Y[0, 0], &xhat[0, 0], &mean[0], &var[0], &inv_std[0], &X[0, 0],
-                                      &gamma[0], &beta[0], X.shape[0], X.shape[1], eps)
-        else:
-            fnn_batchnorm_forward_f64(&Y[0, 0], &xhat[0, 0], &mean[0], &var[0], &inv_std[0], &X[0, 0],
-                                      &gamma[0], &beta[0], X.shape[0], X.shape[1], eps)
+        fnn_batchnorm_forward(&Y[0, 0], &xhat[0, 0], &mean[0], &var[0], &inv_std[0], &X[0, 0],
+                              &gamma[0], &beta[0], X.shape[0], X.shape[1], eps)
 
 def batchnorm_running(floating[::1] run_mean, floating[::1] run_var,     # IN/OUT n
                       const floating[::1] mean, const floating[::1] var,  # IN n
                       int64_t m, double momentum=0.1):
     with nogil:
-        if floating is float:
-            fnn_batchnorm_running_f32(&run_mean[0], &run_var[0], &mean[0], &var[0], m, mean.shape[0], momentum)
-        else:
-            fnn_batchnorm_running_f64(&run_mean[0], &run_var[0], &mean[0], &var[0], m, mean.shape[0], momentum)
+        fnn_batchnorm_running(&run_mean[0], &run_var[0], &mean[0], &var[0], m, mean.shape[0], momentum)
 
 def batchnorm_inference(floating[:, ::1] Y,                               # OUT m x n
                         const floating[:, ::1] X, const floating[::1] gamma, const floating[::1] beta,
                         const floating[::1] run_mean, const floating[::1] run_var, double eps=1e-5):
     with nogil:
-        if floating is float:
-            fnn_batchnorm_inference_f32(&Y[0, 0], &X[0, 0], &gamma[0], &beta[0], &run_mean[0], &run_var[0],
-                                        X.shape[0], X.shape[1], eps)
-        else:
-            fnn_batchnorm_inference_f64(&Y[0, 0], &X[0, 0], &gamma[0], &beta[0], &run_mean[0], &run_var[0],
-                                        X.shape[0], X.shape[1], eps)
+        fnn_batchnorm_inference(&Y[0, 0], &X[0, 0], &gamma[0], &beta[0], &run_mean[0], &run_var[0],
+                                X.shape[0], X.shape[1], eps)
 
 def batchnorm_backward(floating[:, ::1] dX,                                # OUT m x n
                        floating[::1] dgamma, floating[::1] dbeta,          # IN/OUT n (added into)
                        const floating[:, ::1] dY, const floating[:, ::1] xhat,
                        const floating[::1] inv_std, const floating[::1] gamma):
     with nogil:
-        if floating is float:
-            fnn_batchnorm_backward_f32(&dX[0, 0], &dgamma[0], &dbeta[0], &dY[0, 0], &xhat[0, 0], &inv_std[0],
-                                       &gamma[0], dY.shape[0], dY.shape[1])
-        else:
-            fnn_batchnorm_backward_f64(&dX[0, 0], &dgamma[0], &dbeta[0], &dY[0, 0], &xhat[0, 0], &inv_std[0],
-                                       &gamma[0], dY.shape[0], dY.shape[1])
+        fnn_batchnorm_backward(&dX[0, 0], &dgamma[0], &dbeta[0], &dY[0, 0], &xhat[0, 0], &inv_std[0],
+                               &gamma[0], dY.shape[0], dY.shape[1])

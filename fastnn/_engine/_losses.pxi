@@ -12,14 +12,9 @@ def loss_forward(int loss,
     cdef const int64_t *lab = NULL if labels is None else &labels[0]
     cdef const floating *swp = NULL if sw is None else &sw[0]
     with nogil:
-        if floating is float:
-            st = fnn_loss_forward_backward_f32(loss, &value, NULL, &Z[0, 0],
-                                               NULL if T is None else &T[0, 0], lab, swp,
-                                               Z.shape[0], Z.shape[1])
-        else:
-            st = fnn_loss_forward_backward_f64(loss, &value, NULL, &Z[0, 0],
-                                               NULL if T is None else &T[0, 0], lab, swp,
-                                               Z.shape[0], Z.shape[1])
+        st = fnn_loss_forward_backward(loss, &value, NULL, &Z[0, 0],
+                                       NULL if T is None else &T[0, 0], lab, swp,
+                                       Z.shape[0], Z.shape[1])
     check_status(st)
     return value
 
@@ -33,12 +28,7 @@ def loss_backward(int loss,
     cdef const int64_t *lab = NULL if labels is None else &labels[0]
     cdef const floating *swp = NULL if sw is None else &sw[0]
     with nogil:
-        if floating is float:
-            st = fnn_loss_forward_backward_f32(loss, NULL, &dZ[0, 0], &Z[0, 0],
-                                               NULL if T is None else &T[0, 0], lab, swp,
-                                               Z.shape[0], Z.shape[1])
-        else:
-            st = fnn_loss_forward_backward_f64(loss, NULL, &dZ[0, 0], &Z[0, 0],
-                                               NULL if T is None else &T[0, 0], lab, swp,
-                                               Z.shape[0], Z.shape[1])
+        st = fnn_loss_forward_backward(loss, NULL, &dZ[0, 0], &Z[0, 0],
+                                       NULL if T is None else &T[0, 0], lab, swp,
+                                       Z.shape[0], Z.shape[1])
     check_status(st)

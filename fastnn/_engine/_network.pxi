@@ -1,11 +1,15 @@
-# The training engine: an Engine owns the C network description and one workspace (allocated
-# once, for batches of up to `batch` rows). Parameters, optimizer slots, running statistics and
-# counters are NumPy arrays owned by the model and passed in on every call, so the engine holds no
-# model state and two engines can run at once from two threads (the GIL is released).
+# The training engine: an Engine owns its copy of the network description (a LAYER array and a
+# NET record, fastnn/_engine/records.py) and one workspace (allocated once, for batches of up to
+# `batch` rows). Parameters, optimizer slots, running statistics and counters are NumPy arrays
+# owned by the model and passed in on every call, so the engine holds no model state and two
+# engines can run at once from two threads (the GIL is released).
 #
-# Training calls return a dict: status ("ok", "interrupted", "nonfinite"), batches, samples,
-# loss_sum, weight_sum, correct, bad_batch, exception (the KeyboardInterrupt or other exception
-# raised by a signal handler between two batches, for the caller to re-raise once it has tidied up).
+# Training calls take the optimizer as an OPTIM record and write their running totals into a
+# RESULT record as each batch is applied (the C engine writes straight into the record's memory),
+# so another thread can read the progress of a running epoch. They return (status, raised):
+# status "ok", "interrupted" or "nonfinite", and raised the KeyboardInterrupt or other exception a
+# signal handler raised between two batches (None otherwise), for the caller to re-raise once it
+# has tidied up.
 from cpython.exc cimport PyErr_CheckSignals
 from libc.stdlib cimport malloc, free
 
@@ -19,7 +23,7 @@ cdef int _check_signals(void *ctx) noexcept nogil:
             return 1
     return 0
 
-cdef dict _result(int st, fnn_train_result *r, list raised):
+cdef tuple _outcome(int st, list raised):
     if st == FNN_EINTR:
         status = "interrupted"
     elif st == FNN_ENONFINITE:
@@ -27,48 +31,42 @@ cdef dict _result(int st, fnn_train_result *r, list raised):
     else:
         check_status(st)
         status = "ok"
-    return {"status": status, "batches": r.batches, "samples": r.samples, "loss_sum": r.loss_sum,
-            "weight_sum": r.weight_sum, "correct": r.correct, "bad_batch": r.bad_batch,
-            "exception": raised[0] if raised else None}
+    return status, raised[0] if raised else None
 
 cdef class Engine:
+    "Engine(layers, net, dtype, batch)\n--\n\n" \
+    "A network (LAYER array, NET record; both copied) and a workspace for batches of up to " \
+    "`batch` rows of `dtype` (float32 or float64)."
     cdef fnn_net net
     cdef fnn_layer *layers
     cdef void *ws
     cdef readonly bint is_f64
     cdef readonly int64_t batch
 
-    def __cinit__(self, dict spec, dtype, int64_t batch):
+    def __cinit__(self, layers, net, dtype, int64_t batch):
         self.layers = NULL
         self.ws = NULL
-        layers = spec["layers"]
-        cdef int i, st
-        self.is_f64 = str(dtype) == "float64"
+        cdef Py_buffer view
+        cdef Py_ssize_t n
+        cdef int st
+        name = _np_dtype(dtype).name
+        if name not in ("float32", "float64"):
+            raise TypeError(f"an engine works in float32 or float64, not {name}")
+        self.is_f64 = name == "float64"
         self.batch = batch
-        self.layers = <fnn_layer *>malloc(max(len(layers), 1) * sizeof(fnn_layer))
+        _get_record(&view, net, _records.NET, "NET", 0, sizeof(fnn_net), False)
+        memcpy(&self.net, view.buf, sizeof(fnn_net))  # n_layers and layers are set below
+        PyBuffer_Release(&view)
+        _get_record(&view, layers, _records.LAYER, "LAYER", 1, sizeof(fnn_layer), False)
+        n = view.len // sizeof(fnn_layer)
+        self.layers = <fnn_layer *>malloc(max(n, 1) * sizeof(fnn_layer))
+        if self.layers != NULL:
+            memcpy(self.layers, view.buf, n * sizeof(fnn_layer))
+        PyBuffer_Release(&view)
         if self.layers == NULL:
             raise MemoryError()
-        for i, ly in enumerate(layers):
-            self.layers[i].kind = ly["kind"]
-            self.layers[i].activation = ly["activation"]
-            self.layers[i].n_in = ly["n_in"]
-            self.layers[i].n_out = ly["n_out"]
-            self.layers[i].w_off = ly["w_off"]
-            self.layers[i].b_off = ly["b_off"]
-            self.layers[i].s_off = ly["s_off"]
-            self.layers[i].alpha = ly["alpha"]
-            self.layers[i].rate = ly["rate"]
-            self.layers[i].momentum = ly["momentum"]
-            self.layers[i].eps = ly["eps"]
-        self.net.n_layers = len(layers)
+        self.net.n_layers = <int32_t>n
         self.net.layers = self.layers
-        self.net.loss = spec["loss"]
-        self.net.n_inputs = spec["n_inputs"]
-        self.net.n_outputs = spec["n_outputs"]
-        self.net.n_params = spec["n_params"]
-        self.net.n_decay = spec["n_decay"]
-        self.net.n_state = spec["n_state"]
-        self.net.seed = spec["seed"]
         if self.is_f64:
             st = fnn_workspace_new_f64(<fnn_workspace_f64 **>&self.ws, &self.net, batch)
         else:
@@ -88,52 +86,50 @@ cdef class Engine:
             raise TypeError(f"this engine works in {'float64' if self.is_f64 else 'float32'}")
         return 0
 
-    def train_epoch(self, floating[::1] params, floating[::1] slots, floating[::1] state,  # IN/OUT
+    def train_epoch(self, result,                                                          # OUT RESULT
+                    floating[::1] params, floating[::1] slots, floating[::1] state,        # IN/OUT
                     int64_t[::1] counters, int64_t[::1] perm,                              # IN/OUT
-                    dict optim,
+                    optim,                                                                 # IN OPTIM
                     const floating[:, ::1] X, const floating[:, ::1] T, const int64_t[::1] labels,
                     const floating[::1] sw,                                                # IN
                     int64_t batch, bint shuffle, int64_t epoch):
         self._dtype_check(floating is double)
-        cdef fnn_optim opt = _optim_struct(optim)
-        cdef fnn_train_result r
+        cdef fnn_optim opt
+        _read_optim(&opt, optim)
+        cdef Py_buffer res
+        _get_record(&res, result, _records.RESULT, "RESULT", 0, sizeof(fnn_train_result), True)
         cdef list raised = []
         cdef int st
         cdef const int64_t *lab = NULL if labels is None else &labels[0]
         cdef const floating *swp = NULL if sw is None else &sw[0]
         with nogil:
-            if floating is float:
-                st = fnn_train_epoch_f32(&r, &params[0], &slots[0], &state[0], &counters[0], &perm[0],
-                                         <fnn_workspace_f32 *>self.ws, &self.net, &opt, &X[0, 0],
-                                         NULL if T is None else &T[0, 0], lab, swp, X.shape[0],
-                                         batch, shuffle, epoch, _check_signals, <void *>raised)
-            else:
-                st = fnn_train_epoch_f64(&r, &params[0], &slots[0], &state[0], &counters[0], &perm[0],
-                                         <fnn_workspace_f64 *>self.ws, &self.net, &opt, &X[0, 0],
-                                         NULL if T is None else &T[0, 0], lab, swp, X.shape[0],
-                                         batch, shuffle, epoch, _check_signals, <void *>raised)
-        return _result(st, &r, raised)
+            st = fnn_train_epoch(<fnn_train_result *>res.buf, &params[0], &slots[0], &state[0],
+                                 &counters[0], &perm[0], self.ws, &self.net, &opt, &X[0, 0],
+                                 NULL if T is None else &T[0, 0], lab, swp, X.shape[0], batch,
+                                 shuffle, epoch, _check_signals, <void *>raised)
+        PyBuffer_Release(&res)
+        return _outcome(st, raised)
 
-    def train_step(self, floating[::1] params, floating[::1] slots, floating[::1] state,
-                   int64_t[::1] counters, dict optim,
+    def train_step(self, result,                                                           # OUT RESULT
+                   floating[::1] params, floating[::1] slots, floating[::1] state,         # IN/OUT
+                   int64_t[::1] counters,                                                  # IN/OUT
+                   optim,                                                                  # IN OPTIM
                    const floating[:, ::1] X, const floating[:, ::1] T, const int64_t[::1] labels,
                    const floating[::1] sw, int64_t epoch):
         self._dtype_check(floating is double)
-        cdef fnn_optim opt = _optim_struct(optim)
-        cdef fnn_train_result r
+        cdef fnn_optim opt
+        _read_optim(&opt, optim)
+        cdef Py_buffer res
+        _get_record(&res, result, _records.RESULT, "RESULT", 0, sizeof(fnn_train_result), True)
         cdef int st
         cdef const int64_t *lab = NULL if labels is None else &labels[0]
         cdef const floating *swp = NULL if sw is None else &sw[0]
         with nogil:
-            if floating is float:
-                st = fnn_train_step_f32(&r, &params[0], &slots[0], &state[0], &counters[0],
-                                        <fnn_workspace_f32 *>self.ws, &self.net, &opt, &X[0, 0],
-                                        NULL if T is None else &T[0, 0], lab, swp, X.shape[0], epoch)
-            else:
-                st = fnn_train_step_f64(&r, &params[0], &slots[0], &state[0], &counters[0],
-                                        <fnn_workspace_f64 *>self.ws, &self.net, &opt, &X[0, 0],
-                                        NULL if T is None else &T[0, 0], lab, swp, X.shape[0], epoch)
-        return _result(st, &r, [])
+            st = fnn_train_step(<fnn_train_result *>res.buf, &params[0], &slots[0], &state[0],
+                                &counters[0], self.ws, &self.net, &opt, &X[0, 0],
+                                NULL if T is None else &T[0, 0], lab, swp, X.shape[0], epoch)
+        PyBuffer_Release(&res)
+        return _outcome(st, [])
 
     def gradient(self, floating[::1] grads,                                     # OUT
                  const floating[::1] params, const floating[:, ::1] X, const floating[:, ::1] T,
@@ -144,12 +140,8 @@ cdef class Engine:
         cdef const int64_t *lab = NULL if labels is None else &labels[0]
         cdef const floating *swp = NULL if sw is None else &sw[0]
         with nogil:
-            if floating is float:
-                st = fnn_gradient_f32(&loss, &grads[0], &params[0], <fnn_workspace_f32 *>self.ws, &self.net,
-                                      &X[0, 0], NULL if T is None else &T[0, 0], lab, swp, X.shape[0], step)
-            else:
-                st = fnn_gradient_f64(&loss, &grads[0], &params[0], <fnn_workspace_f64 *>self.ws, &self.net,
-                                      &X[0, 0], NULL if T is None else &T[0, 0], lab, swp, X.shape[0], step)
+            st = fnn_gradient(&loss, &grads[0], &params[0], self.ws, &self.net, &X[0, 0],
+                              NULL if T is None else &T[0, 0], lab, swp, X.shape[0], step)
         if st == FNN_ENONFINITE:
             return float("nan")
         check_status(st)
@@ -161,10 +153,6 @@ cdef class Engine:
         self._dtype_check(floating is double)
         cdef int st
         with nogil:
-            if floating is float:
-                st = fnn_predict_f32(&out[0, 0], &params[0], &state[0], <fnn_workspace_f32 *>self.ws, &self.net,
-                                     &X[0, 0], X.shape[0], link)
-            else:
-                st = fnn_predict_f64(&out[0, 0], &params[0], &state[0], <fnn_workspace_f64 *>self.ws, &self.net,
-                                     &X[0, 0], X.shape[0], link)
+            st = fnn_predict(&out[0, 0], &params[0], &state[0], self.ws, &self.net, &X[0, 0],
+                             X.shape[0], link)
         check_status(st)

@@ -1,5 +1,5 @@
 # Status codes, CPU dispatch and threads.
-from fastnn._engine.errors import NonFiniteError
+from fastnn._engine.errors import NonFiniteError as _NonFiniteError
 
 cdef int check_status(int st) except -1:
     if st == FNN_OK:
@@ -11,7 +11,7 @@ cdef int check_status(int st) except -1:
     if st == FNN_EUNSUPPORTED:
         raise RuntimeError("fastnn: not supported on this CPU or build")
     if st == FNN_ENONFINITE:
-        raise NonFiniteError("fastnn: non-finite loss or gradient")
+        raise _NonFiniteError("fastnn: non-finite loss or gradient")
     raise RuntimeError(f"fastnn: C status {st}")
 
 fnn_arch_name()  # choose the kernel once, at import, before any thread can race on it
@@ -41,3 +41,14 @@ def get_num_threads():
 
 def set_num_threads(int n):
     fnn_set_num_threads(n)
+
+def constants():
+    """{C name: value} of every csrc/fastnn.h enum member and constant the Python side uses
+    (fastnn/_engine/codes.py holds the same values under Python names)."""
+    return fnn_constants()
+
+def struct_layout():
+    """{C struct: {"sizeof": bytes, "offsetof": {field: offset}, "fieldsize": {field: bytes}}} of
+    the structs that travel as records (fastnn/_engine/records.py mirrors them), as this build's C
+    compiler lays them out."""
+    return fnn_struct_layout()

@@ -1,7 +1,11 @@
-"""The integer codes of csrc/fastnn.h, by name, shared by both backends."""
+"""The integer codes of csrc/fastnn.h, by name, shared by both backends.
 
+Each table holds one C enum under Python names; c_constants() gives every code here under its C
+name (FNN_ACT_RELU, FNN_CTR_STEP, ...), which tests compare, both ways, with the values the
+compiled extension reads from the header (fastnn._engine._ext.constants())."""
+
+STATUSES = {"ok": 0, "einval": -1, "enomem": -2, "eintr": -3, "enonfinite": -4, "eunsupported": -5}
 ACTIVATIONS = {"identity": 0, "relu": 1, "leaky_relu": 2, "sigmoid": 3, "tanh": 4, "softmax": 5}
-ACTIVATION_ALIASES = {"linear": "identity", "logistic": "sigmoid", None: "identity"}
 LOSSES = {"softmax_xent": 0, "sigmoid_bce": 1, "mse": 2}
 LAYERS = {"dense": 0, "activation": 1, "dropout": 2, "batchnorm": 3}
 OPTIMIZERS = {"sgd": 0, "adam": 1, "rmsprop": 2}
@@ -10,3 +14,16 @@ N_SLOTS = {0: 1, 1: 2, 2: 1}  # optimizer code -> state arrays mirroring the par
 RNG_SHUFFLE = 1
 RNG_DROPOUT = 16
 CTR_STEP, CTR_SAMPLES, N_COUNTERS = 0, 1, 2
+
+# C name = prefix + the Python name in capitals
+_C_PREFIXES = {"FNN_": STATUSES, "FNN_ACT_": ACTIVATIONS, "FNN_LOSS_": LOSSES,
+               "FNN_LAYER_": LAYERS, "FNN_OPT_": OPTIMIZERS, "FNN_LR_": SCHEDULES}
+_C_SCALARS = ("RNG_SHUFFLE", "RNG_DROPOUT", "CTR_STEP", "CTR_SAMPLES", "N_COUNTERS")
+
+
+def c_constants():
+    """{C name: value} of every code above."""
+    out = {prefix + name.upper(): code
+           for prefix, table in _C_PREFIXES.items() for name, code in table.items()}
+    out.update({"FNN_" + name: globals()[name] for name in _C_SCALARS})
+    return out

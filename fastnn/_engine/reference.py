@@ -11,7 +11,9 @@ import threading
 
 import numpy as np
 
+from . import activations as _activations, losses as _losses, records as _records
 from .codes import CTR_SAMPLES, CTR_STEP, RNG_DROPOUT, RNG_SHUFFLE
+from .codes import c_constants as _c_constants
 
 BACKEND = "python"
 
@@ -44,6 +46,24 @@ def get_num_threads():
 
 def set_num_threads(n):
     pass
+
+
+def constants():
+    """{C name: value} of the codes this backend uses: fastnn/_engine/codes.py's (the compiled
+    backend reads the same names from csrc/fastnn.h)."""
+    return _c_constants()
+
+
+def struct_layout():
+    """{C struct: {"sizeof": bytes, "offsetof": {field: offset}, "fieldsize": {field: bytes}}} of
+    the records this backend reads (fastnn/_engine/records.py; the compiled backend reports its C
+    compiler's layout)."""
+    dtypes = {"fnn_layer": _records.LAYER, "fnn_optim": _records.OPTIM, "fnn_net": _records._NET_C,
+              "fnn_train_result": _records.RESULT}
+    return {name: {"sizeof": dt.itemsize,
+                   "offsetof": {f: dt.fields[f][1] for f in dt.names},
+                   "fieldsize": {f: dt.fields[f][0].itemsize for f in dt.names}}
+            for name, dt in dtypes.items()}
 
 
 # -- gemm -----------------------------------------------------------------------------------------
@@ -190,6 +210,21 @@ def rmsprop_update(p, s, g, n_decay, lr, rho=0.99, eps=1e-8, l2=0.0, l1=0.0, wei
     p -= dt(lr) * g / (np.sqrt(s) + dt(eps))
 
 
+def _optim_fields(optim):
+    """{field: value} of an OPTIM record."""
+    _records.check_record(optim, _records.OPTIM, "OPTIM", 0)
+    return _records.as_dict(optim)
+
+
+def lr_at(optim, epoch, step, samples_seen):
+    """Learning rate of the OPTIM record at that point: lr_scale times the schedule's rate."""
+    return _lr_at(_optim_fields(optim), epoch, step, samples_seen)
+
+
+def _lr_at(optim, epoch, step, samples_seen):
+    return optim["lr_scale"] * _lr_schedule(optim, epoch, step, samples_seen)
+
+
 def _lr_schedule(optim, epoch, step, samples_seen):
     lr, kind = optim["lr"], optim["schedule"]
     if kind == 1:
@@ -205,11 +240,6 @@ def _lr_schedule(optim, epoch, step, samples_seen):
     if kind == 4:
         return lr / (samples_seen + 1) ** optim["power_t"]
     return lr  # constant, adaptive
-
-
-def lr_at(optim, epoch, step, samples_seen):
-    """lr_scale times the schedule's rate (csrc/optimizers.c)."""
-    return optim["lr_scale"] * _lr_schedule(optim, epoch, step, samples_seen)
 
 
 # -- random numbers (csrc/rng.c) ------------------------------------------------------------------
@@ -333,34 +363,39 @@ class _DeferSigint:
 
 
 class Engine:
-    """Same interface and results as fastnn._ext.Engine (see fastnn/_network.pxi)."""
+    """Same interface and results as fastnn._ext.Engine (see fastnn/_engine/_network.pxi): a
+    network (LAYER array, NET record; both copied) and batches of up to `batch` rows of `dtype`."""
 
-    def __init__(self, spec, dtype, batch):
-        if batch < 1 or not spec["layers"] or spec["n_inputs"] < 1:
+    def __init__(self, layers, net, dtype, batch):
+        _records.check_record(net, _records.NET, "NET", 0)
+        _records.check_record(layers, _records.LAYER, "LAYER", 1)
+        self._dtype = np.dtype(dtype)
+        if self._dtype.name not in ("float32", "float64"):
+            raise TypeError(f"an engine works in float32 or float64, not {self._dtype.name}")
+        self._net = _records.as_dict(net)  # plain copies
+        self._layers = [dict(zip(_records.LAYER.names, ly)) for ly in layers.tolist()]
+        if batch < 1 or not self._layers or self._net["n_inputs"] < 1:
             raise ValueError("fastnn: invalid argument (sizes, labels or options)")
-        self.spec = spec
-        self.layers = spec["layers"]
-        self.dtype = np.dtype(dtype)
-        self.is_f64 = self.dtype == np.float64
+        self.is_f64 = self._dtype == np.float64
         self.batch = batch
-        self.grads = np.zeros(spec["n_params"], self.dtype)
-        self._lowest = next((i for i, ly in enumerate(self.layers) if ly["kind"] in (0, 3)),
-                            len(self.layers))
+        self._grads = np.zeros(self._net["n_params"], self._dtype)
+        self._lowest = next((i for i, ly in enumerate(self._layers) if ly["kind"] in (0, 3)),
+                            len(self._layers))
 
     def _check(self, arr):
-        if arr.dtype != self.dtype:
-            raise TypeError(f"this engine works in {self.dtype}")
+        if arr.dtype != self._dtype:
+            raise TypeError(f"this engine works in {self._dtype}")
 
     # forward: list of layer outputs plus what backward needs
     def _forward(self, params, state, x, training, step):
         acts, aux = [], []
-        seed = self.spec["seed"]
-        for l, ly in enumerate(self.layers):
+        seed = self._net["seed"]
+        for l, ly in enumerate(self._layers):
             n = ly["n_out"]
             extra = None
             if ly["kind"] == 0:
                 W = params[ly["w_off"]:ly["w_off"] + ly["n_in"] * n].reshape(ly["n_in"], n)
-                y = np.empty((x.shape[0], n), self.dtype)
+                y = np.empty((x.shape[0], n), self._dtype)
                 gemm(y, x, W)
                 bias_forward(y, params[ly["b_off"]:ly["b_off"] + n])
                 activation_forward(ly["activation"], y, y, ly["alpha"])
@@ -379,7 +414,7 @@ class Engine:
                 y = np.empty_like(x)
                 if training:
                     xhat = np.empty_like(x)
-                    mean, var, inv = (np.empty(n, self.dtype) for _ in range(3))
+                    mean, var, inv = (np.empty(n, self._dtype) for _ in range(3))
                     batchnorm_forward(y, xhat, mean, var, inv, x, gamma, beta, ly["eps"])
                     extra = (xhat, mean, var, inv)
                 else:
@@ -392,27 +427,28 @@ class Engine:
             x = y
         return acts, aux
 
+    def _loss(self):
+        rec = _losses.BY_CODE.get(int(self._net["loss"]))
+        if rec is None:
+            raise ValueError("fastnn: invalid argument (sizes, labels or options)")
+        return rec
+
     def _correct(self, Z, T, labels):
-        loss = self.spec["loss"]
-        if loss == 0:
-            return int((Z.argmax(axis=1) == labels).sum())
-        if loss == 1:
-            return int(((Z > 0) == (T >= 0.5)).sum())
-        return 0
+        return self._loss().correct(Z, T, labels)  # the decision rules of fastnn/_engine/losses.py
 
     def _forward_backward(self, params, x, T, labels, sw, step):
-        """(status, loss, correct, aux); the gradient goes to self.grads."""
+        """(status, loss, correct, aux); the gradient goes to self._grads."""
         acts, aux = self._forward(params, None, x, True, step)
         Z = acts[-1]
-        loss, g = _loss(self.spec["loss"], Z, T, labels, sw)
-        g = g.astype(self.dtype, copy=False)
+        loss, g = _loss(self._net["loss"], Z, T, labels, sw)
+        g = g.astype(self._dtype, copy=False)
         correct = self._correct(Z, T, labels)
         if not math.isfinite(loss):
             return "nonfinite", loss, correct, aux
-        grads = self.grads
+        grads = self._grads
         grads[...] = 0
-        for l in range(len(self.layers) - 1, self._lowest - 1, -1):
-            ly = self.layers[l]
+        for l in range(len(self._layers) - 1, self._lowest - 1, -1):
+            ly = self._layers[l]
             n = ly["n_out"]
             inp = acts[l - 1] if l > 0 else x
             if ly["kind"] == 0:
@@ -423,7 +459,7 @@ class Engine:
                 bias_backward(grads[bo:bo + n], g)
                 if l > self._lowest:
                     W = params[wo:wo + ly["n_in"] * n].reshape(ly["n_in"], n)
-                    nxt = np.empty((g.shape[0], ly["n_in"]), self.dtype)
+                    nxt = np.empty((g.shape[0], ly["n_in"]), self._dtype)
                     gemm(nxt, g, W, trans_b=True)
                     g = nxt
             elif ly["kind"] == 1:
@@ -438,24 +474,25 @@ class Engine:
                                    params[wo:wo + n])
         if not np.all(np.isfinite(grads)):
             return "nonfinite", loss, correct, aux
-        for l, ly in enumerate(self.layers):  # batch statistics are committed next: finite too
+        for l, ly in enumerate(self._layers):  # batch statistics are committed next: finite too
             if ly["kind"] == 3 and not (np.isfinite(aux[l][1]).all() and np.isfinite(aux[l][2]).all()):
                 return "nonfinite", loss, correct, aux
         return "ok", loss, correct, aux
 
     def _step(self, res, params, slots, state, counters, optim, x, T, labels, sw, epoch, samples0):
+        """One optimizer step; its totals are added into the RESULT record res."""
         step = int(counters[CTR_STEP])
         status, loss, correct, aux = self._forward_backward(params, x, T, labels, sw, step)
         if status != "ok":
             return status
-        for l, ly in enumerate(self.layers):
+        for l, ly in enumerate(self._layers):
             if ly["kind"] == 3:
                 s, n = ly["s_off"], ly["n_out"]
                 _, mean, var, _ = aux[l]
                 batchnorm_running(state[s:s + n], state[s + n:s + 2 * n], mean, var, x.shape[0],
                                   ly["momentum"])
-        lr = lr_at(optim, epoch, step, samples0)
-        P, nd, g = self.spec["n_params"], self.spec["n_decay"], self.grads
+        lr = _lr_at(optim, epoch, step, samples0)
+        P, nd, g = self._net["n_params"], self._net["n_decay"], self._grads
         kind = optim["kind"]
         if kind == 0:
             sgd_update(params, slots[:P], g, nd, lr, optim["momentum"], optim["nesterov"],
@@ -479,68 +516,69 @@ class Engine:
         return "ok"
 
     @staticmethod
-    def _result():
-        return {"status": "ok", "batches": 0, "samples": 0, "loss_sum": 0.0, "weight_sum": 0.0,
-                "correct": 0, "bad_batch": -1, "exception": None}
+    def _start(result):
+        """Check the RESULT record and reset it, as the C engine does."""
+        _records.check_record(result, _records.RESULT, "RESULT", 0, writable=True)
+        result[()] = 0
+        result["bad_batch"] = -1
 
     @np.errstate(over="ignore", invalid="ignore", divide="ignore")  # divergence is reported, not warned
-    def train_epoch(self, params, slots, state, counters, perm, optim, X, T, labels, sw, batch,
-                    shuffle, epoch):
+    def train_epoch(self, result, params, slots, state, counters, perm, optim, X, T, labels, sw,
+                    batch, shuffle, epoch):
+        optim = _optim_fields(optim)
+        self._start(result)
         self._check(params)
         if batch < 1 or batch > self.batch:
             raise ValueError("fastnn: invalid argument (sizes, labels or options)")
         n = X.shape[0]
         if shuffle:
-            _shuffle(perm, rng_key(self.spec["seed"], RNG_SHUFFLE, epoch))
+            _shuffle(perm, rng_key(self._net["seed"], RNG_SHUFFLE, epoch))
         else:
             perm[...] = np.arange(n)
-        res = self._result()
         samples0 = int(counters[CTR_SAMPLES])
         with _DeferSigint() as sig:
             for b, start in enumerate(range(0, n, batch)):
                 rows = perm[start:start + batch]
-                status = self._step(res, params, slots, state, counters, optim, X[rows],
+                status = self._step(result, params, slots, state, counters, optim, X[rows],
                                     None if T is None else T[rows],
                                     None if labels is None else labels[rows],
                                     None if sw is None else sw[rows], epoch, samples0)
                 if status != "ok":
-                    res["status"], res["bad_batch"] = status, b
-                    return res
+                    result["bad_batch"] = b
+                    return status, None
                 if sig.raised:
-                    res["status"], res["exception"] = "interrupted", sig.raised[0]
-                    return res
-        return res
+                    return "interrupted", sig.raised[0]
+        return "ok", None
 
     @np.errstate(over="ignore", invalid="ignore", divide="ignore")
-    def train_step(self, params, slots, state, counters, optim, X, T, labels, sw, epoch):
+    def train_step(self, result, params, slots, state, counters, optim, X, T, labels, sw, epoch):
+        optim = _optim_fields(optim)
+        self._start(result)
         self._check(params)
         if not 1 <= X.shape[0] <= self.batch:
             raise ValueError("fastnn: invalid argument (sizes, labels or options)")
-        res = self._result()
-        status = self._step(res, params, slots, state, counters, optim, X, T, labels, sw, epoch,
+        status = self._step(result, params, slots, state, counters, optim, X, T, labels, sw, epoch,
                             int(counters[CTR_SAMPLES]))
         if status != "ok":
-            res["status"], res["bad_batch"] = status, 0
-        return res
+            result["bad_batch"] = 0
+        return status, None
 
     def gradient(self, grads, params, X, T, labels, sw, step):
         self._check(params)
         if not 1 <= X.shape[0] <= self.batch:
             raise ValueError("fastnn: invalid argument (sizes, labels or options)")
         status, loss, _, _ = self._forward_backward(params, X, T, labels, sw, step)
-        grads[...] = self.grads
+        grads[...] = self._grads
         return float("nan") if status != "ok" else loss
 
     def predict(self, out, params, state, X, link=False):
         self._check(params)
-        loss = self.spec["loss"]
+        link_code = _activations.get(self._loss().link).code if link else None
         for start in range(0, X.shape[0], self.batch):
             acts, _ = self._forward(params, state, X[start:start + self.batch], False, 0)
             z = acts[-1]
             o = out[start:start + self.batch]
-            if link and loss == 0:
-                o[...] = _softmax(z)
-            elif link and loss == 1:
-                o[...] = _sigmoid(z)
+            if link_code is not None:  # the loss's output link (softmax, sigmoid or identity)
+                activation_forward(link_code, o, z)
             else:
                 o[...] = z

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .._engine import activations as _act
+from .._engine import activations as _act, records as _records
 
 
 @dataclass(frozen=True)
@@ -47,12 +47,17 @@ class Plan:
         return dataclasses.replace(self, fields=fields, loss=loss)
 
     def engine(self, backend, dtype, batch):
-        return backend.Engine(self.engine_spec(), dtype, batch)
+        """A new engine (with its workspace for `batch` rows) running this plan."""
+        return backend.Engine(self.layer_records(), self.net_record(), dtype, batch)
 
-    def engine_spec(self):
-        return {"layers": [dict(f) for f in self.fields], "loss": self.loss_code,
-                "n_inputs": self.n_inputs, "n_outputs": self.n_outputs, "n_params": self.n_params,
-                "n_decay": self.n_decay, "n_state": self.n_state, "seed": self.seed}
+    def layer_records(self):
+        """The engine's LAYER records (fastnn/_engine/records.py)."""
+        return _records.layer_records([dict(f) for f in self.fields])
+
+    def net_record(self):
+        return _records.net_record(loss=self.loss.code, n_inputs=self.n_inputs,
+                                   n_outputs=self.n_outputs, n_params=self.n_params,
+                                   n_decay=self.n_decay, n_state=self.n_state, seed=self.seed)
 
     def check_buffers(self, params, slots, state, n_slots):
         """Refuse buffers that do not match this plan (the engine trusts their sizes)."""
@@ -61,10 +66,6 @@ class Plan:
             raise ValueError(f"the model's buffers ({params.shape}, {slots.shape}, {state.shape}) do "
                              f"not match its layout ({self.n_params} parameters x {n_slots} slots, "
                              f"{self.n_state} statistics)")
-
-
-_LAYER_DEFAULTS = {"kind": 0, "activation": 0, "n_in": 0, "n_out": 0, "w_off": 0, "b_off": 0,
-                   "s_off": 0, "alpha": 0.0, "rate": 0.0, "momentum": 0.0, "eps": 0.0}
 
 
 def engine_activations(activations, loss):
@@ -125,8 +126,7 @@ def make_plan(layers, n_inputs, loss, seed):
     acts = engine_activations(activations, loss)
     fields = []
     for ly, (n_in, n_out), offs, act in zip(layers, widths, offsets, acts):
-        f = dict(_LAYER_DEFAULTS)
-        f.update(ly.engine_fields(offs))
+        f = dict(ly.engine_fields(offs))
         f.update(n_in=n_in, n_out=n_out, activation=_act.get(act).code if act is not None else 0)
         fields.append(tuple(f.items()))
     # the engine's arrays are at least one element long

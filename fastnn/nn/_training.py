@@ -15,6 +15,7 @@ import numpy as np
 from .. import _engine as _backend
 from .._engine.codes import CTR_SAMPLES, CTR_STEP, N_COUNTERS
 from .._engine.errors import NonFiniteError
+from .._engine.records import optim_record, result_record
 from .._engine.validation import check_positive_int
 from ._config import _INVALID, Integral, Interval, Real
 from .callbacks import Callback, CallbackList, History
@@ -86,29 +87,16 @@ class Built:
                     and np.isfinite(self.state).all())
 
 
-def _result():
-    return {"batches": 0, "samples": 0, "loss_sum": 0.0, "weight_sum": 0.0, "correct": 0, "bad_batch": -1}
-
-
-def _train_epoch(engine, result, *args):
-    """One epoch in the engine: (status, raised), `result` holding the running totals."""
-    res = engine.train_epoch(*args)
-    for k in result:
-        result[k] = res[k]
-    return res["status"], res["exception"]
+def _totals(result):
+    """The RESULT record (the engine's running totals) as Python numbers."""
+    return {k: result[k].item() for k in result.dtype.names}
 
 
 def _optim(model, built, horizon):
+    """The OPTIM record of this call (fastnn/_engine/records.py)."""
     if model.optimizer.n_slots != built.n_slots:  # cannot happen: optimizers are immutable
         raise RuntimeError("the optimizer does not match the state it was compiled with")
-    fields = model.optimizer.engine_fields(horizon)
-    fields["lr_scale"] = float(model.lr_scale)
-    full = {"kind": 0, "nesterov": 0, "lr": 0.0, "momentum": 0.0, "beta1": 0.9, "beta2": 0.999,
-            "eps": 1e-8, "rho": 0.99, "l2": 0.0, "l1": 0.0, "weight_decay": 0.0, "schedule": 0,
-            "gamma": 1.0, "power_t": 0.5, "lr_min": 0.0, "lr_scale": 1.0, "step_size": 1,
-            "total_steps": 0}
-    full.update(fields)
-    return full
+    return optim_record(**model.optimizer.engine_fields(horizon), lr_scale=float(model.lr_scale))
 
 
 _FIT_CONSTRAINTS = {
@@ -214,19 +202,18 @@ def fit(model, X, y, epochs, batch_size, validation_data, validation_split, shuf
             optim = _optim(model, built, horizon)
             lr = be.lr_at(optim, epoch, int(built.counters[CTR_STEP]), int(built.counters[CTR_SAMPLES]))
             snap = built.snapshot()
-            result = _result()
+            result = result_record()  # the engine writes its running totals here, batch by batch
+            args = (result, built.params, built.slots, built.state, built.counters, perm, optim, X, T,
+                    labels, sw, batch, bool(shuffle), epoch)
             t0 = time.perf_counter()
             with engine_lock:
                 if cbs.wants_progress:
                     with Poller(cbs, epoch, result, acc_den):
-                        status, raised = _train_epoch(engine, result, built.params, built.slots, built.state,
-                                                      built.counters, perm, optim, X, T, labels, sw, batch,
-                                                      bool(shuffle), epoch)
+                        status, raised = engine.train_epoch(*args)
                 else:
-                    status, raised = _train_epoch(engine, result, built.params, built.slots, built.state,
-                                                  built.counters, perm, optim, X, T, labels, sw, batch,
-                                                  bool(shuffle), epoch)
+                    status, raised = engine.train_epoch(*args)
             elapsed = time.perf_counter() - t0
+            result = _totals(result)
             if status != "ok":
                 if not built.finite():  # cannot happen when the engine keeps its promise
                     built.restore(snap)
@@ -274,12 +261,13 @@ def partial_fit(model, X, y, sample_weight, batch_size):
     _check_weights_finite(built)
     engine, engine_lock = built.pool.get(batch)
     perm = np.empty(n, np.int64)
-    result = _result()
+    result = result_record()
     snap = built.snapshot()
     with engine_lock:
-        status, raised = _train_epoch(engine, result, built.params, built.slots, built.state,
-                                      built.counters, perm, _optim(model, built, 0), X, T, labels, sw,
-                                      batch, False, model.epochs_trained)
+        status, raised = engine.train_epoch(result, built.params, built.slots, built.state,
+                                            built.counters, perm, _optim(model, built, 0), X, T, labels,
+                                            sw, batch, False, model.epochs_trained)
+    result = _totals(result)
     if status != "ok":
         if not built.finite():
             built.restore(snap)
