@@ -129,11 +129,11 @@ def _check_batchnorm(model, n, batch):
             f"choose another batch_size, or drop a sample")
 
 
-def _check_weights_finite(built):
-    if not built.finite():
-        raise ValueError("the model's weights, optimizer state or running statistics hold NaN or "
-                         "infinite values (were they written by hand?): set finite values with "
-                         "set_weights, or build a new model")
+def _nonfinite_state():
+    return NonFiniteError(
+        "the model's weights, optimizer state or running statistics hold NaN or infinite values "
+        "(written by hand, or overflowed by a too large learning rate), so no step can be taken: "
+        "set finite values with set_weights, or build a new model")
 
 
 def _split_validation(model, X, T, labels, sw, split):
@@ -177,7 +177,6 @@ def fit(model, X, y, epochs, batch_size, validation_data, validation_split, shuf
     n = X.shape[0]
     batch = min(batch_size, n)
     _check_batchnorm(model, n, batch)
-    _check_weights_finite(built)
     engine, engine_lock = built.pool.get(batch)
     perm = np.empty(n, np.int64)
     steps_per_epoch = -(-n // batch)
@@ -215,10 +214,12 @@ def fit(model, X, y, epochs, batch_size, validation_data, validation_split, shuf
             elapsed = time.perf_counter() - t0
             result = _totals(result)
             if status != "ok":
-                if not built.finite():  # cannot happen when the engine keeps its promise
+                if not built.finite():  # the engine never applies a failing step: restore anyway
                     built.restore(snap)
                 if status == "interrupted":
                     raise raised
+                if status == "nonfinite" and not built.finite():  # non-finite before the epoch
+                    raise _nonfinite_state()
                 if terminate_on_nan:
                     history.terminated_on_nan = True
                     break
@@ -258,21 +259,24 @@ def partial_fit(model, X, y, sample_weight, batch_size):
         raise ValueError("partial_fit cannot know when training ends: give CosineDecay(total_steps=...)")
     built = model._built
     _check_batchnorm(model, n, batch)
-    _check_weights_finite(built)
     engine, engine_lock = built.pool.get(batch)
-    perm = np.empty(n, np.int64)
     result = result_record()
-    snap = built.snapshot()
+    optim = _optim(model, built, 0)
     with engine_lock:
-        status, raised = engine.train_epoch(result, built.params, built.slots, built.state,
-                                            built.counters, perm, _optim(model, built, 0), X, T, labels,
-                                            sw, batch, False, model.epochs_trained)
+        if batch == n:  # one step on the rows as they are: no gather, threads only when worth it
+            status, raised = engine.train_step(result, built.params, built.slots, built.state,
+                                               built.counters, optim, X, T, labels, sw,
+                                               model.epochs_trained)
+        else:
+            status, raised = engine.train_epoch(result, built.params, built.slots, built.state,
+                                                built.counters, np.empty(n, np.int64), optim, X, T,
+                                                labels, sw, batch, False, model.epochs_trained)
     result = _totals(result)
-    if status != "ok":
-        if not built.finite():
-            built.restore(snap)
+    if status != "ok":  # the engine applied the batches before the failing one, and nothing else
         if status == "interrupted":
             raise raised
+        if not built.finite():
+            raise _nonfinite_state()
         done = result["batches"]
         raise NonFiniteError(
             f"training diverged in partial_fit: the loss or a gradient became NaN or infinite in "
