@@ -64,15 +64,20 @@ def _all_finite(arr):
     return bool(np.isfinite(arr).all())
 
 
-def check_labels(y, n, n_classes, name="y"):
-    """Integer class labels in [0, n_classes) -> int64 of length n."""
+def _as_array(y, name):
+    """Targets as an array; None, sparse, masked and ragged input get a clear error."""
     if y is None:
         raise ValueError(f"{name} is None")
     _reject_unsupported(y, name)
     try:
-        arr = np.asarray(y)
+        return np.asarray(y)
     except Exception as exc:
         raise ValueError(f"{name} cannot be converted to an array: {exc}") from None
+
+
+def check_labels(y, n, n_classes, name="y"):
+    """Integer class labels in [0, n_classes) -> int64 of length n."""
+    arr = _as_array(y, name)
     if arr.ndim == 2 and arr.shape[1] == 1:
         arr = arr[:, 0]
     if arr.ndim != 1:
@@ -98,13 +103,7 @@ def check_labels(y, n, n_classes, name="y"):
 
 def check_targets(y, n, n_outputs, dtype, name="y"):
     """Real targets -> (n, n_outputs) C-contiguous array of dtype."""
-    if y is None:
-        raise ValueError(f"{name} is None")
-    _reject_unsupported(y, name)
-    try:
-        arr = np.asarray(y)
-    except Exception as exc:
-        raise ValueError(f"{name} cannot be converted to an array: {exc}") from None
+    arr = _as_array(y, name)
     if arr.dtype.kind not in "biuf":
         raise TypeError(f"{name} must be numeric, not {arr.dtype}")
     if arr.ndim == 1:
