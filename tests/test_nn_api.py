@@ -548,3 +548,160 @@ def test_reduce_lr_on_plateau_counts_a_tie_with_the_best_as_no_improvement():
     h = m.fit(X, y, epochs=5, callbacks=[Tie(), fastnn.ReduceLROnPlateau(monitor="loss", factor=0.5,
                                                                          patience=2, min_delta=0.0)])
     np.testing.assert_allclose(h["lr"], [0.1, 0.1, 0.1, 0.1, 0.05])
+
+
+# -- hostile round 2 ---------------------------------------------------------------------------------
+def test_gradient_from_a_progress_callback_does_not_deadlock():
+    # gradient() once took the running fit's own engine and lock: a hang
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((20000, 20)).astype(np.float32), rng.integers(0, 2, 20000)
+    m = fastnn.Sequential([fastnn.Dense(64, activation="relu"), fastnn.Dense(2)]).compile("adam", "cross_entropy")
+    seen = []
+
+    class Grad(fastnn.Callback):
+        def on_epoch_progress(self, epoch, logs):
+            seen.append(m.gradient(X[:10], y[:10])[0])
+
+    done = threading.Event()
+    t = threading.Thread(target=lambda: (m.fit(X, y, epochs=1, batch_size=32, callbacks=[Grad()]), done.set()),
+                         daemon=True)
+    t.start()
+    t.join(60)
+    assert done.is_set(), "fit hung"
+    assert seen and all(np.isfinite(seen))
+
+
+def test_a_raising_progress_callback_never_breaks_training():
+    X, y = blobs()
+
+    class Boom(fastnn.Callback):
+        def on_epoch_progress(self, epoch, logs):
+            raise RuntimeError("display broke")
+
+    h = mlp(bn=False).fit(X, y, epochs=2, callbacks=[Boom()])
+    assert len(h.epoch) == 2
+
+
+def test_a_shallow_copy_of_a_model_is_a_full_copy():
+    X, y = blobs()
+    m = mlp(bn=False)
+    m.fit(X, y)
+    c = copy.copy(m)
+    assert all(a is not b for a, b in zip(m.layers, c.layers))
+    m.layers[0].kernel[...] = 0
+    assert c.layers[0].kernel.any() and not np.shares_memory(c.params, m.params)
+    u = fastnn.Sequential([fastnn.Dense(3)])
+    uc = copy.copy(u)
+    uc.add(fastnn.Dense(2))
+    assert len(u.layers) == 1
+    d = copy.copy(m.layers[0])
+    assert d.n_in is None and d.kernel is None
+    d.units = 7  # unbound: free to change (and checked)
+
+
+@pytest.mark.parametrize("attr, value", [("rate", 1.0), ("rate", float("nan")), ("rate", "0.5"),
+                                         ("momentum", 5.0), ("eps", 0.0), ("units", 0), ("units", "4"),
+                                         ("units", None), ("activation", "swish")])
+def test_changing_a_layer_before_build_is_checked_like_its_constructor(attr, value):
+    layers = {"rate": fastnn.Dropout(0.5), "momentum": fastnn.BatchNorm(), "eps": fastnn.BatchNorm(),
+              "units": fastnn.Dense(4), "activation": fastnn.Dense(4)}
+    with pytest.raises(ValueError, match=f"The '{attr}' parameter of"):
+        setattr(layers[attr], attr, value)
+
+
+def test_a_link_followed_by_another_layer_is_computed_as_declared(backend):
+    X, y = blobs()
+    X = X.astype(np.float64)
+    m = fastnn.Sequential([fastnn.Dense(3, activation="softmax"), fastnn.BatchNorm()], dtype="float64")
+    m.compile("adam", "cross_entropy")
+    m.fit(X, y, epochs=1)
+    W, b, gamma, beta, mean, var = m.get_weights()
+    z = X @ W + b
+    p = np.exp(z - z.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    expect = (p - mean) / np.sqrt(var + 1e-5) * gamma + beta  # BN(softmax(z)), as declared
+    np.testing.assert_allclose(m.forward(X), expect, rtol=1e-10, atol=1e-12)
+
+
+def test_sample_weights_that_vanish_in_the_model_dtype_are_refused():
+    X, y = blobs(n=64)
+    with pytest.raises(ValueError, match="smallest normal float32"):
+        mlp(bn=False).fit(X, y, sample_weight=np.full(64, 1e-40))
+    with pytest.raises(ValueError, match="training part"):
+        mlp(bn=False).fit(X, y, sample_weight=np.r_[np.zeros(48), np.ones(16)], validation_split=0.25)
+
+
+def test_base_classes_are_not_layers_nor_rebuildable_from_configs():
+    with pytest.raises(TypeError, match="expected a fastnn layer"):
+        fastnn.Sequential([fastnn.nn.Layer()])
+    with pytest.raises(ValueError, match="unknown fastnn class 'Layer'"):
+        fastnn.Sequential.from_config({"layers": [{"class_name": "Layer", "config": {}}]})
+
+
+def test_out_of_range_schedule_and_step_values_are_refused_up_front():
+    for make in (lambda: fastnn.StepDecay(step_size=2 ** 63), lambda: fastnn.CosineDecay(total_steps=2 ** 63),
+                 lambda: fastnn.SGD(0.01, schedule=fastnn.CosineDecay(lr_min=0.1))):
+        with pytest.raises(ValueError):
+            make()
+    X, y = blobs()
+    m = mlp(bn=False).build(6)
+    for step in (1.7, "3", 2 ** 64, -1):
+        with pytest.raises(ValueError, match="step"):
+            m.gradient(X, y, step=step)
+
+
+def test_counters_are_read_only_and_weights_must_be_real():
+    m = mlp(bn=False).build(6)
+    with pytest.raises(ValueError):
+        m.counters[0] = -1
+    w = m.get_weights()
+    with pytest.raises(TypeError, match="real numbers"):
+        m.set_weights([w[0] + 1j] + w[1:])
+    with pytest.raises(TypeError, match="real numbers"):
+        m.set_weights([w[0].astype(str)] + w[1:])
+
+
+@pytest.mark.parametrize("edit", [
+    lambda s: s.update(_seed=-1), lambda s: s.update(_seed=2 ** 70), lambda s: s.update(epochs_trained=2 ** 70),
+    lambda s: s.update(_lr_scale="x"), lambda s: s.update(_lr_scale=-1.0), lambda s: s.update(_optimizer="adam"),
+    lambda s: s["_layers"].append(s["_layers"][0]),
+    lambda s: s["_built"].update(params=np.zeros(3, np.float32)),
+    lambda s: s["_built"].update(slots=np.zeros(3, np.float32)),
+    lambda s: s["_built"].update(params=s["_built"]["params"].astype(np.float64)),
+])
+def test_an_edited_pickle_raises_instead_of_loading_a_broken_model(edit):
+    m = mlp(bn=True)
+    X, y = blobs()
+    m.fit(X, y, batch_size=40)
+    state = m.__getstate__()
+    edit(state)
+    twin = fastnn.Sequential.__new__(fastnn.Sequential)
+    with pytest.raises((ValueError, TypeError)):
+        twin.__setstate__(state)
+
+
+def test_a_pickled_layer_with_a_bad_value_is_refused():
+    d = fastnn.Dropout(0.5)
+    state = d.__getstate__()
+    state["rate"] = 7.0
+    with pytest.raises(ValueError, match="rate"):
+        fastnn.Dropout.__new__(fastnn.Dropout).__setstate__(state)
+    o = fastnn.SGD(0.1)
+    state = dict(o.__dict__, lr=-1.0)
+    with pytest.raises(ValueError, match="lr"):
+        fastnn.SGD.__new__(fastnn.SGD).__setstate__(state)
+
+
+def test_a_layer_subclass_whose_hooks_disagree_with_its_engine_kind_is_refused_at_build():
+    class ShortKernel(fastnn.Dense):
+        def parameters(self, n_in, n_out):
+            return [("kernel", (1, n_out), True), ("bias", (n_out,), False)]
+
+    class Widening(fastnn.Activation):
+        def output_width(self, n_in):
+            return n_in + 5
+
+    for bad in (ShortKernel(4), Widening("relu")):
+        m = fastnn.Sequential([fastnn.Dense(3), bad, fastnn.Dense(2)]).compile("sgd", "cross_entropy")
+        with pytest.raises(TypeError, match="does not use"):
+            m.build(6)

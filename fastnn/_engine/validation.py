@@ -131,9 +131,15 @@ def check_sample_weight(sw, n, dtype):
         arr = np.full(n, float(arr))
     if arr.ndim != 1 or arr.shape[0] != n:
         raise ValueError(f"sample_weight must have shape ({n},), got {arr.shape}")
-    arr = np.ascontiguousarray(arr, dtype=dtype)
     if not np.isfinite(arr).all() or (arr < 0).any():
         raise ValueError("sample_weight must be finite and >= 0")
+    tiny = np.finfo(dtype).tiny
+    if ((arr > 0) & (arr < tiny)).any():
+        raise ValueError(f"sample_weight holds values below {tiny:.3g}, the smallest normal {np.dtype(dtype)}, "
+                         f"which the engine flushes to zero: rescale the weights")
+    arr = np.ascontiguousarray(arr, dtype=dtype)
+    if not np.isfinite(arr).all():
+        raise ValueError(f"sample_weight overflows {np.dtype(dtype)}: rescale the weights")
     if arr.sum() <= 0:
         raise ValueError("sample_weight sums to zero")
     return arr

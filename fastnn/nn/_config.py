@@ -134,7 +134,8 @@ class Configurable:
 
     def __init_subclass__(cls, **kw):
         super().__init_subclass__(**kw)
-        _REGISTRY[cls.__name__] = cls
+        if not cls.__dict__.get("_abstract", False):  # base classes cannot be rebuilt from configs
+            _REGISTRY[cls.__name__] = cls
 
     @classmethod
     def _param_names(cls):
@@ -180,6 +181,12 @@ class Frozen:
                 f"{type(self).__name__}.from_config({{**obj.get_config(), {name!r}: ...}})")
         object.__setattr__(self, name, value)
 
+    def __setstate__(self, state):  # a pickle cannot smuggle in values the constructor refuses
+        if not isinstance(state, dict):
+            raise TypeError(f"cannot restore a {type(self).__name__} from {type(state).__name__}")
+        params = {k: state[k] for k in type(self)._parameter_constraints if k in state}
+        self.__dict__.update({**state, **checked(type(self), params)})
+
 
 def _same(a, b):
     try:
@@ -200,7 +207,7 @@ def deserialize(v):
     """Inverse of serialize: a {"class_name", "config"} dict naming a registered fastnn class
     becomes an instance; anything else is returned as it is."""
     if isinstance(v, dict) and set(v) == {"class_name", "config"} and isinstance(v["class_name"], str):
-        cls = _REGISTRY.get(v["class_name"])
+        cls = _REGISTRY.get(v["class_name"]) if isinstance(v["class_name"], str) else None
         if cls is None:
             raise ValueError(f"unknown fastnn class {v['class_name']!r} in config")
         if not isinstance(v["config"], dict):

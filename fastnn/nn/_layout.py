@@ -69,15 +69,13 @@ class Plan:
 
 
 def engine_activations(activations, loss):
-    """Each layer's activation as the engine runs it: the last activation of the network is
-    dropped (identity) when the loss fuses it (softmax under cross entropy, sigmoid under binary
-    cross entropy)."""
+    """Each layer's activation as the engine runs it: the last layer's activation is dropped
+    (identity) when the loss fuses it (softmax under cross entropy, sigmoid under binary cross
+    entropy). Only the last layer's: a link followed by any other layer (batch norm, dropout) is
+    part of the network, computed as declared."""
     acts = list(activations)
-    for i in range(len(acts) - 1, -1, -1):
-        if acts[i] is not None:
-            if acts[i] == loss.link and loss.link != "identity":
-                acts[i] = "identity"
-            break
+    if acts and acts[-1] == loss.link and loss.link != "identity":
+        acts[-1] = "identity"
     return acts
 
 
@@ -94,6 +92,30 @@ def following_activation(layers, i):
     return "identity"
 
 
+# What the engine reads for each kind of layer (csrc/network.c): its output width and arrays.
+# A layer class whose hooks disagree with its engine kind would make the engine read out of bounds.
+_CONTRACT = {
+    "dense": lambda n_in, n_out: ({"kernel": (n_in, n_out), "bias": (n_out,)}, {}),
+    "activation": lambda n_in, n_out: ({}, {}),
+    "dropout": lambda n_in, n_out: ({}, {}),
+    "batchnorm": lambda n_in, n_out: ({"gamma": (n_out,), "beta": (n_out,)},
+                                      {"running_mean": (n_out,), "running_var": (n_out,)}),
+}
+
+
+def _check_contract(layers, widths):
+    for i, (ly, (n_in, n_out)) in enumerate(zip(layers, widths)):
+        if ly.kind not in _CONTRACT:
+            raise TypeError(f"layer {i} ({type(ly).__name__}) has no engine kind")
+        params, stats = _CONTRACT[ly.kind](n_in, n_out)
+        declared = {name: tuple(shape) for name, shape, _ in ly.parameters(n_in, n_out)}
+        declared_stats = {name: tuple(shape) for name, shape in ly.statistics(n_in, n_out)}
+        width_ok = isinstance(n_out, int) and n_out >= 1 and (ly.kind == "dense" or n_out == n_in)
+        if not width_ok or declared != params or declared_stats != stats:
+            raise TypeError(f"layer {i} ({type(ly).__name__}) declares arrays or widths that its engine "
+                            f"kind {ly.kind!r} does not use")
+
+
 def make_plan(layers, n_inputs, loss, seed):
     widths, width = [], n_inputs
     for ly in layers:
@@ -101,6 +123,7 @@ def make_plan(layers, n_inputs, loss, seed):
         widths.append((width, n_out))
         width = n_out
     n_outputs = width
+    _check_contract(layers, widths)
     decayed, other, stats = [], [], []
     for i, (ly, (n_in, n_out)) in enumerate(zip(layers, widths)):
         for name, shape, dec in ly.parameters(n_in, n_out):

@@ -7,6 +7,7 @@ optimizer slots, running statistics, counters) and the pool of engines made from
 Building or compiling swaps the whole record at once, so a call that took a record keeps a
 consistent plan, buffers and engines until it returns.
 """
+import contextlib
 import threading
 import time
 
@@ -167,6 +168,8 @@ def fit(model, X, y, epochs, batch_size, validation_data, validation_split, shuf
     val = None
     if split:
         (X, T, labels, sw), val = _split_validation(model, X, T, labels, sw, split)
+        if sw is not None and not sw.sum() > 0:
+            raise ValueError("sample_weight sums to zero over the training part of validation_split")
     elif validation_data is not None:
         if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
             raise ValueError("validation_data must be (X_val, y_val) or (X_val, y_val, sample_weight)")
@@ -205,11 +208,10 @@ def fit(model, X, y, epochs, batch_size, validation_data, validation_split, shuf
             args = (result, built.params, built.slots, built.state, built.counters, perm, optim, X, T,
                     labels, sw, batch, bool(shuffle), epoch)
             t0 = time.perf_counter()
-            with engine_lock:
-                if cbs.wants_progress:
-                    with Poller(cbs, epoch, result, acc_den):
-                        status, raised = engine.train_epoch(*args)
-                else:
+            # the poller's thread starts and stops outside the engine's lock: whatever a progress
+            # callback waits for, joining it never waits on that lock
+            with Poller(cbs, epoch, result, acc_den) if cbs.wants_progress else contextlib.nullcontext():
+                with engine_lock:
                     status, raised = engine.train_epoch(*args)
             elapsed = time.perf_counter() - t0
             result = _totals(result)

@@ -27,6 +27,8 @@ from ._config import Boolean, Configurable, Integral, Interval, NoneOk, Options,
 class Callback(Configurable):
     """Base class: every hook does nothing."""
 
+    _abstract = True
+
     model = None
     params = None
 
@@ -120,6 +122,8 @@ def _mode_sign(mode, monitor):
 
 class _Monitor(Callback):
     """Shared by EarlyStopping and ReduceLROnPlateau: reads `monitor` from the epoch's logs."""
+
+    _abstract = True
 
     def _value(self, logs):
         v = (logs or {}).get(self.monitor)

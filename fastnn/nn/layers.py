@@ -24,7 +24,7 @@ import numpy as np
 
 from .._engine import activations as _act
 from .._engine.codes import LAYERS
-from ._config import Configurable, Integral, Interval, NoneOk, Options, Real, validate
+from ._config import Configurable, Integral, Interval, NoneOk, Options, Real, checked, validate
 
 INITIALIZERS = ("auto", "he_normal", "he_uniform", "glorot_normal", "glorot_uniform",
                 "xavier_normal", "xavier_uniform")
@@ -33,6 +33,8 @@ _ACTIVATION = Options(tuple(_act.ACTIVATIONS), {k: v for k, v in _act.ALIASES.it
 
 class Layer(Configurable):
     """Base class. `n_in` / `n_out` are set when the model is built."""
+
+    _abstract = True
 
     kind = None
     activation = None
@@ -74,21 +76,29 @@ class Layer(Configurable):
             object.__setattr__(self, name, view)
 
     def __setattr__(self, name, value):
-        # a built layer's configuration and arrays are the model's layout: they cannot change
-        if self.__dict__.get("n_in") is not None and (name in self._param_names() or name in
-                                                      self.array_names() or name in ("n_in", "n_out")):
+        # a built layer's configuration and arrays are the model's layout: they cannot change;
+        # before that, a new value is checked as the constructor checks it
+        config = name in type(self)._parameter_constraints
+        if self.__dict__.get("n_in") is not None and (config or name in self.array_names()
+                                                      or name in ("n_in", "n_out")):
             hint = (f"assign into it instead: layer.{name}[...] = values" if name in self.array_names()
                     else "make a new layer (type(layer).from_config({**layer.get_config(), ...})) and a new model")
             raise AttributeError(f"{type(self).__name__}.{name} cannot change once its model is built; {hint}")
+        if config:
+            value = checked(type(self), {name: value})[name]
         object.__setattr__(self, name, value)
 
     def __getstate__(self):
         # the views and the owner belong to the model; Sequential.__setstate__ binds them again
         state = dict(self.__dict__)
         state["_owner"] = None
+        state["n_in"] = state["n_out"] = None
         for name in self.array_names():
             state[name] = None
         return state
+
+    def __copy__(self):
+        return type(self).from_config(self.get_config())  # a fresh, unbound layer
 
     def __deepcopy__(self, memo):
         # a deep copy of a layer on its own is a fresh, unbound layer with the same config; a
@@ -104,6 +114,10 @@ class Layer(Configurable):
         return new
 
     def __setstate__(self, state):
+        if not isinstance(state, dict):
+            raise TypeError(f"cannot restore a {type(self).__name__} from {type(state).__name__}")
+        params = {k: state[k] for k in type(self)._parameter_constraints if k in state}
+        state = {**state, **checked(type(self), params)}  # a pickle cannot smuggle in bad values
         self.__dict__.update(state)
 
 

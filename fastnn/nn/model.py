@@ -23,6 +23,7 @@ learning-rate scale, schedule state and history; the copy predicts bit-identical
 exactly the trajectory the original would have taken.
 """
 import contextlib
+import copy
 import threading
 import weakref
 
@@ -38,7 +39,7 @@ from ._config import (Configurable, InstanceOf, Integral, Interval, Real, checke
                       serialize)
 from ._layout import following_activation, make_plan
 from .layers import Layer
-from .optimizers import get_optimizer
+from .optimizers import Optimizer, get_optimizer
 
 PREDICT_CHUNK = 1024  # rows per inference chunk: the inference workspace never grows past it
 
@@ -53,6 +54,12 @@ def _dtype(v):
 
 class _LrScale:
     _parameter_constraints = {"lr_scale": [Interval(Real, 0, None, closed="neither")]}
+    __name__ = "Sequential"
+
+
+class _Epochs:
+    _parameter_constraints = {"epochs_trained": [Interval(Integral, 0, 2 ** 62)],
+                              "step": [Interval(Integral, 0, 2 ** 63 - 1)]}
     __name__ = "Sequential"
 
 
@@ -106,7 +113,7 @@ class Sequential(Configurable):
     def add(self, layer):
         """Append a layer. A layer belongs to one model: one already in a model is rejected."""
         with self._exclusive("add a layer"):
-            if not isinstance(layer, Layer):
+            if not isinstance(layer, Layer) or type(layer).__dict__.get("_abstract"):
                 raise TypeError(f"expected a fastnn layer (Dense, Activation, Dropout, BatchNorm), got {layer!r}")
             if self._built is not None:
                 raise RuntimeError("cannot add layers to a built model")
@@ -224,8 +231,13 @@ class Sequential(Configurable):
                       doc="The flat parameter buffer (weights first); layers' arrays are views of it.")
     slots = property(lambda self: self._require_built().slots, doc="Optimizer state, n_slots x n_params.")
     state = property(lambda self: self._require_built().state, doc="Running statistics.")
-    counters = property(lambda self: self._require_built().counters,
-                        doc="[optimizer steps taken, samples seen].")
+    @property
+    def counters(self):
+        """[optimizer steps taken, samples seen] (read-only: the schedules and the random streams
+        follow them)."""
+        view = self._require_built().counters.view()
+        view.flags.writeable = False
+        return view
 
     @property
     def coefs_(self):
@@ -258,9 +270,12 @@ class Sequential(Configurable):
             for (i, name), w in zip(targets, weights):
                 label = f"{type(self._layers[i]).__name__}.{name} (layer {i})"
                 try:
-                    w = np.asarray(w, dtype=self.dtype)
+                    w = np.asarray(w)
                 except (TypeError, ValueError) as exc:
                     raise ValueError(f"{label} must be a numeric array: {exc}") from None
+                if w.dtype.kind not in "biuf":
+                    raise TypeError(f"{label} must hold real numbers, not {w.dtype}")
+                w = w.astype(self.dtype, copy=False)
                 if w.shape != views[i][name].shape:
                     raise ValueError(f"{label} has shape {views[i][name].shape}, got {w.shape}")
                 if not np.isfinite(w).all():
@@ -317,6 +332,10 @@ class Sequential(Configurable):
     def compile_from_config(self, config):
         return self.compile(deserialize(config["optimizer"]), loss=config["loss"])
 
+    def __copy__(self):
+        """A model's copy is always a full copy (a layer belongs to one model)."""
+        return copy.deepcopy(self)
+
     def __getstate__(self):
         with self._exclusive("copy the model", from_callback_ok=True):
             b = self._built
@@ -328,8 +347,22 @@ class Sequential(Configurable):
             return state
 
     def __setstate__(self, state):
-        built = state.pop("_built")
-        loss = state.pop("_loss")
+        if not isinstance(state, dict):
+            raise TypeError(f"cannot restore a Sequential from {type(state).__name__}")
+        state = dict(state)
+        built = state.pop("_built", None)
+        loss = state.pop("_loss", None)
+        params = checked(type(self), {"dtype": state.get("_dtype"), "seed": state.get("_seed")})
+        state["_dtype"], state["_seed"] = params["dtype"], params["seed"]
+        state["_lr_scale"] = checked(_LrScale, {"lr_scale": state.get("_lr_scale", 1.0)})["lr_scale"]
+        state["epochs_trained"] = checked(_Epochs, {"epochs_trained": state.get("epochs_trained", 0)})[
+            "epochs_trained"]
+        layers = state.get("_layers", [])
+        if not isinstance(layers, list) or not all(isinstance(ly, Layer) for ly in layers) or \
+                len(set(map(id, layers))) != len(layers):
+            raise ValueError("the pickled model's layers are not a list of distinct fastnn layers")
+        if not (state.get("_optimizer") is None or isinstance(state["_optimizer"], Optimizer)):
+            raise ValueError("the pickled model's optimizer is not a fastnn optimizer")
         self.__dict__.update(state)
         self._lock, self._busy, self._built = threading.RLock(), None, None
         self._loss = None if loss is None else _losses.get(loss)
@@ -447,8 +480,8 @@ class Sequential(Configurable):
         b = self._require_built()
         X, T, labels, sw = self._check_xy(X, y, sample_weight)
         grads = np.empty(b.plan.n_params, self.dtype)
-        step = int(b.counters[CTR_STEP]) if step is None else int(step)
-        engine, lock = b.pool.get(X.shape[0])
+        step = int(b.counters[CTR_STEP]) if step is None else checked(_Epochs, {"step": step})["step"]
+        engine, lock = b.pool.get(X.shape[0], "gradient")  # never the engine a running fit holds
         with lock:
             loss = engine.gradient(grads, b.params, X, T, labels, sw, step)
         return loss, grads

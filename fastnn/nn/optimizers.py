@@ -18,6 +18,8 @@ _SCHEDULE = [NoneOk(), InstanceOf(Schedule), Options(tuple(_SCHEDULE_NAMES))]
 class Optimizer(Frozen, Configurable):
     """Base class. Optimizers are immutable once made (see Frozen)."""
 
+    _abstract = True
+
     kind = None
     _parameter_constraints = {"lr": _RATE, "l2": _PENALTY, "l1": _PENALTY,
                               "weight_decay": _PENALTY, "schedule": _SCHEDULE,
@@ -27,6 +29,9 @@ class Optimizer(Frozen, Configurable):
     def _set(self, **params):
         validate(self, params)
         object.__setattr__(self, "schedule", get_schedule(self.schedule))
+        if getattr(self.schedule, "lr_min", 0.0) > self.lr:
+            raise ValueError(f"CosineDecay's lr_min ({self.schedule.lr_min}) is above the learning rate "
+                             f"({self.lr}) it decays from")
 
     @property
     def n_slots(self):

@@ -139,15 +139,16 @@ class Poller:
         return logs
 
     def _run(self):
-        while not self._stop.wait(self.interval):
+        while True:
             try:
                 self.callbacks.on_epoch_progress(self.epoch, self.logs())
             except Exception:  # a progress display must never break training
                 pass
+            if self._stop.wait(self.interval):
+                return
 
     def __enter__(self):
         self.t0 = time.perf_counter()
-        self.callbacks.on_epoch_progress(self.epoch, self.logs())
         self._thread.start()
         return self
 

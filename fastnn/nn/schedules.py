@@ -9,6 +9,8 @@ from ._config import Configurable, Frozen, Integral, Interval, NoneOk, Real, val
 class Schedule(Frozen, Configurable):
     """Base class; see the subclasses. Schedules are immutable once made (see Frozen)."""
 
+    _abstract = True
+
     name = "constant"
 
     def engine_fields(self):
@@ -33,7 +35,7 @@ class StepDecay(Schedule):
     """lr * gamma ** (epoch // step_size)"""
 
     name = "step"
-    _parameter_constraints = {"step_size": [Interval(Integral, 1, None)],
+    _parameter_constraints = {"step_size": [Interval(Integral, 1, 2 ** 63 - 1)],
                               "gamma": [Interval(Real, 0, 1, closed="right")]}
 
     def __init__(self, step_size=10, gamma=0.1):
@@ -64,7 +66,7 @@ class CosineDecay(Schedule):
 
     name = "cosine"
     _parameter_constraints = {"lr_min": [Interval(Real, 0, None)],
-                              "total_steps": [NoneOk(), Interval(Integral, 1, None)]}
+                              "total_steps": [NoneOk(), Interval(Integral, 1, 2 ** 63 - 1)]}
 
     def __init__(self, lr_min=0.0, total_steps=None):
         validate(self, {"lr_min": lr_min, "total_steps": total_steps})
