@@ -42,7 +42,18 @@ typedef enum fnn_activation {
 typedef enum fnn_loss {
     FNN_LOSS_SOFTMAX_XENT = 0, /* integer labels, softmax cross-entropy on logits */
     FNN_LOSS_SIGMOID_BCE = 1,  /* targets in [0,1], sigmoid binary cross-entropy on logits */
-    FNN_LOSS_MSE = 2           /* real targets, mean squared error */
+    FNN_LOSS_MSE = 2,          /* real targets, mean squared error */
+    /* scikit-learn's MLP losses (sklearn/neural_network/_base.py, 1.9), link fused as above:
+     * per-sample losses SUMMED over outputs, probabilities clipped to [eps, 1 - eps] in the value
+     * (eps = machine epsilon of the type), gradient dL/dZ = (link(Z) - T) w_i / sum w. */
+    FNN_LOSS_SK_LOG_LOSS = 3,         /* integer labels, softmax, -log clip(p_label) */
+    FNN_LOSS_SK_BINARY_LOG_LOSS = 4,  /* targets in [0,1], sigmoid, -sum_j t log p + (1-t) log(1-p) */
+    FNN_LOSS_SK_SQUARED_ERROR = 5,    /* real targets, identity; value 0.5 mean_j (z - t)^2 but
+                                         gradient (z - t) w_i / sum w, as scikit-learn's (its
+                                         gradient is that of 0.5 sum_j: they differ by n outputs) */
+    FNN_LOSS_SK_POISSON = 6           /* targets >= 0, exp link p = e^z;
+                                         half Poisson deviance sum_j t log(t/p) - t + p */
+    /* (and a training call's RESULT counts batches by rows under these: see fnn_train_result) */
 } fnn_loss;
 
 typedef enum fnn_layer_kind {
@@ -57,6 +68,22 @@ typedef enum fnn_optimizer {
     FNN_OPT_ADAM = 1,   /* AdamW when weight_decay > 0 (decoupled) */
     FNN_OPT_RMSPROP = 2
 } fnn_optimizer;
+
+/* Form of the optimizer updates (fnn_optim.form). */
+typedef enum fnn_optim_form {
+    FNN_FORM_TORCH = 0,  /* PyTorch's: v = mu v + g; p -= lr v. Adam: eps outside the corrected sqrt(v) */
+    FNN_FORM_SKLEARN = 1 /* scikit-learn's (_stochastic_optimizers.py): v = mu v - lr g;
+                            p += nesterov ? mu v - lr g : v. Adam: lr_t = lr sqrt(1 - b2^t) / (1 - b1^t),
+                            p -= lr_t m / (sqrt(v) + eps) */
+} fnn_optim_form;
+
+/* Row order of an epoch (the `shuffle` argument of fnn_train_epoch). */
+typedef enum fnn_order {
+    FNN_ORDER_IDENTITY = 0, /* rows 0 .. n-1; perm is overwritten with them */
+    FNN_ORDER_SHUFFLE = 1,  /* the engine's shuffle of the epoch (below); perm is overwritten */
+    FNN_ORDER_GIVEN = 2     /* the caller's perm[0:n], read only: every entry must be in [0, n)
+                               (checked before anything changes: FNN_EINVAL otherwise) */
+} fnn_order;
 
 typedef enum fnn_schedule {
     FNN_LR_CONSTANT = 0,    /* lr */
@@ -108,6 +135,11 @@ typedef struct fnn_optim {
     int32_t schedule;     /* fnn_schedule */
     double gamma, power_t, lr_min, lr_scale;
     int64_t step_size, total_steps;
+    double l2_loss;       /* scikit-learn's alpha: an L2 term of the objective, per batch of
+                             sample-weight sum S (its row count without weights):
+                             loss += 0.5 l2_loss |W|^2 / S, dL/dW += l2_loss W / S on the weights
+                             W = params[0:n_decay], in the reported loss too (S = 0: no term) */
+    int32_t form;         /* fnn_optim_form of the sgd and adam updates (rmsprop has one form) */
 } fnn_optim;
 
 typedef struct fnn_net {
@@ -133,6 +165,9 @@ typedef struct fnn_train_result {
     int64_t correct;   /* classification hits (argmax for softmax, per output for sigmoid) */
     int64_t bad_batch; /* FNN_ENONFINITE: index of the batch whose loss/gradient was not finite */
 } fnn_train_result;
+/* Under scikit-learn's losses (FNN_LOSS_SK_*) a batch counts by its rows, not its weight sum, in
+ * loss_sum and weight_sum: loss_sum / weight_sum is scikit-learn's loss_ (accumulated_loss / n),
+ * sample weights acting inside each batch only. */
 
 /* Check callback, called between batches: return nonzero to stop with FNN_EINTR. */
 typedef int (*fnn_check_fn)(void *ctx);

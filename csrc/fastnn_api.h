@@ -47,6 +47,11 @@ int FN(fnn_activation_backward)(int act, real *dX, const real *dY, const real *Y
  *   softmax_xent: l_i = logsumexp(Z_i) - Z_i[labels_i]              labels in [0, n)
  *   sigmoid_bce:  l_i = mean_j max(z,0) - z t + log1p(exp(-|z|))    targets T in [0, 1]
  *   mse:          l_i = mean_j (Z_ij - T_ij)^2
+ *   scikit-learn's (gradient (link(Z) - T) w_i / sum w for all four; clip(p) = min(max(p, eps), 1 - eps)):
+ *   sk_log_loss:        l_i = -log clip(softmax(Z_i)[labels_i])           labels in [0, n)
+ *   sk_binary_log_loss: l_i = -sum_j T log clip(p) + (1 - T) log(1 - clip(p)), p = sigmoid(Z)
+ *   sk_squared_error:   l_i = 0.5 mean_j (Z_ij - T_ij)^2   (gradient: of 0.5 sum_j, see fastnn.h)
+ *   sk_poisson:         l_i = sum_j xlogy(T, T / p) - T + p, p = exp(Z)
  * _backward overwrites dZ with dL/dZ. Status FNN_EINVAL when a label is out of range. */
 int FN(fnn_softmax_xent_forward)(double *loss, const real *Z, const int64_t *labels, const real *sw,
                                  int64_t m, int64_t n);
@@ -70,12 +75,16 @@ int FN(fnn_loss_forward_backward)(int loss, double *value, real *dZ, const real 
  * sgd:     v = momentum v + g'; p -= lr (nesterov ? g' + momentum v : v)   (momentum 0: p -= lr g')
  * adam:    m = b1 m + (1-b1) g'; v = b2 v + (1-b2) g'^2;
  *          p -= lr (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps)         t >= 1 is this step
- * rmsprop: s = rho s + (1-rho) g'^2; p -= lr g' / (sqrt(s) + eps) */
+ * rmsprop: s = rho s + (1-rho) g'^2; p -= lr g' / (sqrt(s) + eps)
+ * form FNN_FORM_SKLEARN (fnn_optim_form) changes sgd and adam to scikit-learn's:
+ * sgd:     v = momentum v - lr g'; p += nesterov ? momentum v - lr g' : v  (momentum 0: p -= lr g')
+ * adam:    m, v as above; p -= (lr sqrt(1 - b2^t) / (1 - b1^t)) m / (sqrt(v) + eps) */
 void FN(fnn_sgd_update)(real *p, real *vel, const real *g, int64_t n, int64_t n_decay, double lr,
-                        double momentum, int nesterov, double l2, double l1, double weight_decay);
+                        double momentum, int nesterov, double l2, double l1, double weight_decay,
+                        int form);
 void FN(fnn_adam_update)(real *p, real *m, real *v, const real *g, int64_t n, int64_t n_decay,
                          int64_t t, double lr, double beta1, double beta2, double eps, double l2,
-                         double l1, double weight_decay);
+                         double l1, double weight_decay, int form);
 void FN(fnn_rmsprop_update)(real *p, real *s, const real *g, int64_t n, int64_t n_decay, double lr,
                             double rho, double eps, double l2, double l1, double weight_decay);
 
@@ -110,7 +119,7 @@ void FN(fnn_batchnorm_backward)(real *dX, real *dgamma, real *dbeta, const real 
  * never allocate. One workspace must not be used by two calls at the same time.
  * slots: optimizer state, n_slots x n_params (sgd: velocity; adam: m, v; rmsprop: s).
  * Order of one step: gather, forward (dropout key from counters[STEP]), loss and gradient,
- * backward, finiteness check (FNN_ENONFINITE before anything is changed), batch-norm running
+ * backward, opt->l2_loss term (loss and weight gradient), finiteness check (FNN_ENONFINITE before anything is changed), batch-norm running
  * statistics, optimizer update with lr = fnn_lr_at(opt, epoch, counters[STEP], samples seen at the
  * start of the call), counters += (1, rows), then the check callback (FNN_EINTR). */
 typedef struct FN(fnn_workspace) FN(fnn_workspace);
@@ -127,8 +136,13 @@ int FN(fnn_train_step)(fnn_train_result *res, real *params, real *slots, real *s
                        int64_t *counters, FN(fnn_workspace) *ws, const fnn_net *net,
                        const fnn_optim *opt, const real *X, const real *T, const int64_t *labels,
                        const real *sw, int64_t n, int64_t epoch);
+/* train_epoch: `shuffle` is an fnn_order: the epoch's rows are perm[0:n] after the engine writes
+ * the identity (FNN_ORDER_IDENTITY) or its shuffle of the epoch (FNN_ORDER_SHUFFLE) into perm, or
+ * the caller's perm as given (FNN_ORDER_GIVEN: entries outside [0, n) give FNN_EINVAL before
+ * anything changes); batches are perm[0:batch], perm[batch:2 batch], ... (the last one shorter). */
 /* Loss and flat gradient (overwritten) of one batch of n <= batch rows in training mode (dropout
- * masks drawn for optimizer step `step`, batch statistics for batch norm); nothing is updated. */
+ * masks drawn for optimizer step `step`, batch statistics for batch norm); nothing is updated.
+ * The loss's alone: no optimizer penalty (l2, l1, l2_loss) is in it. */
 int FN(fnn_gradient)(double *loss, real *grads, const real *params, FN(fnn_workspace) *ws,
                      const fnn_net *net, const real *X, const real *T, const int64_t *labels,
                      const real *sw, int64_t n, int64_t step);

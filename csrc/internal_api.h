@@ -5,10 +5,10 @@ int FN(fnn_gemm_team)(fnn_team *team, real *C, const real *A, const real *B, int
                       double alpha, double beta, real *work);
 void FN(fnn_sgd_update_team)(fnn_team *team, real *p, real *vel, const real *g, int64_t n,
                              int64_t n_decay, double lr, double momentum, int nesterov, double l2,
-                             double l1, double weight_decay);
+                             double l1, double weight_decay, int form);
 void FN(fnn_adam_update_team)(fnn_team *team, real *p, real *m, real *v, const real *g, int64_t n,
                               int64_t n_decay, int64_t t, double lr, double beta1, double beta2,
-                              double eps, double l2, double l1, double weight_decay);
+                              double eps, double l2, double l1, double weight_decay, int form);
 void FN(fnn_rmsprop_update_team)(fnn_team *team, real *p, real *s, const real *g, int64_t n,
                                  int64_t n_decay, double lr, double rho, double eps, double l2,
                                  double l1, double weight_decay);

@@ -182,7 +182,7 @@ static int64_t FN(count_correct)(const fnn_net *net, const real *Z, const real *
                                  const int64_t *labels, int64_t nb) {
     const int64_t n = net->n_outputs;
     int64_t hits = 0;
-    if (net->loss == FNN_LOSS_SOFTMAX_XENT) {
+    if (net->loss == FNN_LOSS_SOFTMAX_XENT || net->loss == FNN_LOSS_SK_LOG_LOSS) {
         for (int64_t i = 0; i < nb; i++) {
             const real *z = Z + i * n;
             int64_t best = 0;
@@ -190,17 +190,36 @@ static int64_t FN(count_correct)(const fnn_net *net, const real *Z, const real *
                 if (z[j] > z[best]) best = j;
             hits += best == labels[i];
         }
-    } else if (net->loss == FNN_LOSS_SIGMOID_BCE) {
+    } else if (net->loss == FNN_LOSS_SIGMOID_BCE || net->loss == FNN_LOSS_SK_BINARY_LOG_LOSS) {
         for (int64_t i = 0; i < nb * n; i++) hits += (Z[i] > 0) == (T[i] >= (real)0.5);
     }
     return hits;
 }
 
-/* Loss, and the flat gradient into ws->grads, of nb rows (training mode). */
+/* scikit-learn's alpha (opt->l2_loss): loss += 0.5 l2 |W|^2 / S and dW += l2 W / S on the weights
+ * params[0:n_decay], S = the batch's sample-weight sum (rows without weights); S = 0: nothing. */
+static void FN(l2_loss_term)(double *loss, real *restrict grads, const real *restrict params,
+                             const fnn_net *net, double l2, const real *sw, int64_t nb) {
+    double S = (double)nb;
+    if (sw) {
+        S = 0;
+        for (int64_t i = 0; i < nb; i++) S += sw[i];
+    }
+    if (S == 0) return;
+    const real c = (real)(l2 / S);
+    double sq = 0;
+    for (int64_t i = 0; i < net->n_decay; i++) {
+        sq += (double)params[i] * (double)params[i];
+        grads[i] += c * params[i];
+    }
+    *loss += 0.5 * l2 * sq / S;
+}
+
+/* Loss, and the flat gradient into ws->grads, of nb rows (training mode), with the l2_loss term. */
 static int FN(forward_backward)(fnn_team *team, double *loss, int64_t *correct, FN(fnn_workspace) *ws,
                                 const fnn_net *net, const real *params, const real *x,
                                 const real *t, const int64_t *labels, const real *sw, int64_t nb,
-                                int64_t step) {
+                                int64_t step, double l2_loss) {
     int st = FN(forward)(team, ws, net, params, NULL, x, nb, 1, step);
     if (st != FNN_OK) return st;
     const int64_t L = net->n_layers;
@@ -264,6 +283,10 @@ static int FN(forward_backward)(fnn_team *team, double *loss, int64_t *correct, 
         default: return FNN_EINVAL;
         }
     }
+    if (l2_loss != 0) {
+        FN(l2_loss_term)(loss, grads, params, net, l2_loss, sw, nb);
+        if (!isfinite(*loss)) return FNN_ENONFINITE;
+    }
     if (!FN(all_finite)(grads, net->n_params)) return FNN_ENONFINITE;
     /* batch statistics are committed to the running ones after this: they must be finite too
      * (a float variance can overflow while the normalised values stay finite) */
@@ -280,11 +303,11 @@ static int FN(apply_update)(fnn_team *team, real *params, real *slots, const fnn
     switch (opt->kind) {
     case FNN_OPT_SGD:
         FN(fnn_sgd_update_team)(team, params, slots, grads, P, net->n_decay, lr, opt->momentum, opt->nesterov,
-                           opt->l2, opt->l1, opt->weight_decay);
+                           opt->l2, opt->l1, opt->weight_decay, opt->form);
         return FNN_OK;
     case FNN_OPT_ADAM:
         FN(fnn_adam_update_team)(team, params, slots, slots + P, grads, P, net->n_decay, t, lr, opt->beta1,
-                            opt->beta2, opt->eps, opt->l2, opt->l1, opt->weight_decay);
+                            opt->beta2, opt->eps, opt->l2, opt->l1, opt->weight_decay, opt->form);
         return FNN_OK;
     case FNN_OPT_RMSPROP:
         FN(fnn_rmsprop_update_team)(team, params, slots, grads, P, net->n_decay, lr, opt->rho, opt->eps,
@@ -302,7 +325,8 @@ static int FN(step)(fnn_team *team, fnn_train_result *res, real *params, real *s
     double loss = 0;
     int64_t correct = 0;
     const int64_t step = counters[FNN_CTR_STEP];
-    int st = FN(forward_backward)(team, &loss, &correct, ws, net, params, x, t, labels, sw, nb, step);
+    int st = FN(forward_backward)(team, &loss, &correct, ws, net, params, x, t, labels, sw, nb, step,
+                                  opt->l2_loss);
     if (st != FNN_OK) return st;
     for (int64_t l = 0; l < net->n_layers; l++) {
         const fnn_layer *ly = &net->layers[l];
@@ -318,7 +342,9 @@ static int FN(step)(fnn_team *team, fnn_train_result *res, real *params, real *s
     counters[FNN_CTR_STEP] = step + 1;
     counters[FNN_CTR_SAMPLES] += nb;
     double wsum = (double)nb;
-    if (sw) {
+    const int sk_loss = net->loss == FNN_LOSS_SK_LOG_LOSS || net->loss == FNN_LOSS_SK_BINARY_LOG_LOSS ||
+                        net->loss == FNN_LOSS_SK_SQUARED_ERROR || net->loss == FNN_LOSS_SK_POISSON;
+    if (sw && !sk_loss) { /* scikit-learn's losses: a batch counts by its rows */
         wsum = 0;
         for (int64_t i = 0; i < nb; i++) wsum += sw[i];
     }
@@ -333,6 +359,7 @@ static int FN(step)(fnn_team *team, fnn_train_result *res, real *params, real *s
 static int FN(check_net)(const fnn_net *net, const fnn_optim *opt, const FN(fnn_workspace) *ws) {
     if (!ws || ws->n_layers != net->n_layers) return FNN_EINVAL;
     if (opt && (opt->kind < FNN_OPT_SGD || opt->kind > FNN_OPT_RMSPROP)) return FNN_EINVAL;
+    if (opt && opt->form != FNN_FORM_TORCH && opt->form != FNN_FORM_SKLEARN) return FNN_EINVAL;
     return FNN_OK;
 }
 
@@ -390,10 +417,11 @@ static int FN(epoch_body)(fnn_team *team, void *ctx) {
     FN(fnn_workspace) *ws = c->ws;
     const int64_t n = c->n, batch = c->batch;
     int64_t *perm = c->perm;
-    if (c->shuffle)
+    if (c->shuffle == FNN_ORDER_SHUFFLE)
         fnn_shuffle(perm, fnn_rng_key(net->seed, FNN_RNG_SHUFFLE, (uint64_t)c->epoch), n);
-    else
+    else if (c->shuffle == FNN_ORDER_IDENTITY)
         for (int64_t i = 0; i < n; i++) perm[i] = i;
+    /* FNN_ORDER_GIVEN: the caller's order, checked by fnn_train_epoch */
     const int64_t samples0 = c->counters[FNN_CTR_SAMPLES];
     for (int64_t b = 0, start = 0; start < n; b++, start += batch) {
         const int64_t nb = start + batch <= n ? batch : n - start;
@@ -421,6 +449,11 @@ int FN(fnn_train_epoch)(fnn_train_result *res, real *params, real *slots, real *
     int st = FN(check_net)(net, opt, ws);
     if (st != FNN_OK) return st;
     if (batch < 1 || batch > ws->batch || n < 0) return FNN_EINVAL;
+    if (shuffle != FNN_ORDER_IDENTITY && shuffle != FNN_ORDER_SHUFFLE && shuffle != FNN_ORDER_GIVEN)
+        return FNN_EINVAL;
+    if (shuffle == FNN_ORDER_GIVEN) /* one pass over n integers: nothing next to an epoch */
+        for (int64_t i = 0; i < n; i++)
+            if (perm[i] < 0 || perm[i] >= n) return FNN_EINVAL;
     FN(call) c;
     memset(&c, 0, sizeof c);
     c.res = res; c.params = params; c.slots = slots; c.state = state; c.counters = counters;
@@ -459,7 +492,7 @@ int FN(fnn_train_step)(fnn_train_result *res, real *params, real *slots, real *s
 static int FN(gradient_body)(fnn_team *team, void *ctx) {
     const FN(call) *c = (const FN(call) *)ctx;
     int st = FN(forward_backward)(team, c->loss, NULL, c->ws, c->net, c->params, c->X, c->T,
-                                  c->labels, c->sw, c->n, c->step);
+                                  c->labels, c->sw, c->n, c->step, 0.0);
     if (st == FNN_OK || st == FNN_ENONFINITE)
         memcpy(c->grads, c->ws->grads, (size_t)c->net->n_params * sizeof(real));
     return st;
@@ -489,10 +522,13 @@ static int FN(predict_body)(fnn_team *team, void *ctx) {
         if (st != FNN_OK) return st;
         const real *z = ws->acts[net->n_layers - 1];
         real *o = c->out + start * dout;
-        if (c->link && net->loss == FNN_LOSS_SOFTMAX_XENT)
+        const int loss = net->loss;
+        if (c->link && (loss == FNN_LOSS_SOFTMAX_XENT || loss == FNN_LOSS_SK_LOG_LOSS))
             FN(fnn_softmax_forward)(o, z, nb, dout);
-        else if (c->link && net->loss == FNN_LOSS_SIGMOID_BCE)
+        else if (c->link && (loss == FNN_LOSS_SIGMOID_BCE || loss == FNN_LOSS_SK_BINARY_LOG_LOSS))
             FN(fnn_sigmoid_forward)(o, z, nb * dout);
+        else if (c->link && loss == FNN_LOSS_SK_POISSON)
+            for (int64_t i = 0; i < nb * dout; i++) o[i] = (real)exp((double)z[i]);
         else
             memcpy(o, z, (size_t)(nb * dout) * sizeof(real));
     }

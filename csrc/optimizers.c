@@ -1,7 +1,10 @@
 /* optimizers.c — parameter updates as one loop over the flat parameter buffer, and the learning
  * rate schedules. The formulas are in fastnn_api.h; they follow PyTorch (SGD momentum buffer
  * v = mu v + g, Adam with bias-corrected moments and eps outside the square root, AdamW's
- * decoupled decay p *= 1 - lr wd). Penalties touch only params[0:n_decay], the weights. */
+ * decoupled decay p *= 1 - lr wd); form FNN_FORM_SKLEARN gives scikit-learn's SGD (velocity
+ * v = mu v - lr g, which keeps the rates of earlier steps when lr changes) and Adam (eps added to
+ * sqrt(v) before the bias correction, which goes into the rate). Penalties touch only
+ * params[0:n_decay], the weights. */
 #ifndef real
 #include <math.h>
 #include <string.h>
@@ -70,6 +73,42 @@ FNN_CLONES static void FN(sgd_range)(real *restrict p, real *restrict vel, const
     }
 }
 
+/* scikit-learn's SGD (_stochastic_optimizers.SGDOptimizer): the velocity holds the step itself. */
+FNN_CLONES static void FN(sgd_sk_range)(real *restrict p, real *restrict vel, const real *restrict g, int64_t i0,
+                          int64_t i1, real lr, real mu, int nesterov, real l2, real l1, real shrink) {
+    if (mu == 0) {
+        for (int64_t i = i0; i < i1; i++) p[i] = p[i] * shrink - lr * FN(penalised)(g[i], p[i], l2, l1);
+    } else if (nesterov) {
+        for (int64_t i = i0; i < i1; i++) {
+            const real gi = FN(penalised)(g[i], p[i], l2, l1);
+            const real v = mu * vel[i] - lr * gi;
+            vel[i] = v;
+            p[i] = p[i] * shrink + (mu * v - lr * gi);
+        }
+    } else {
+        for (int64_t i = i0; i < i1; i++) {
+            const real v = mu * vel[i] - lr * FN(penalised)(g[i], p[i], l2, l1);
+            vel[i] = v;
+            p[i] = p[i] * shrink + v;
+        }
+    }
+}
+
+/* scikit-learn's Adam (_stochastic_optimizers.AdamOptimizer): lr_t = lr sqrt(1 - b2^t) / (1 - b1^t)
+ * is given as lr; p -= lr_t m / (sqrt(v) + eps). */
+FNN_CLONES static void FN(adam_sk_range)(real *restrict p, real *restrict m, real *restrict v,
+                           const real *restrict g, int64_t i0, int64_t i1, real lr_t, real b1, real b2,
+                           real eps, real l2, real l1, real shrink) {
+    for (int64_t i = i0; i < i1; i++) {
+        const real gi = FN(penalised)(g[i], p[i], l2, l1);
+        const real mi = b1 * m[i] + (1 - b1) * gi;
+        const real vi = b2 * v[i] + (1 - b2) * gi * gi;
+        m[i] = mi;
+        v[i] = vi;
+        p[i] = p[i] * shrink - lr_t * mi / (SQRT(vi) + eps);
+    }
+}
+
 FNN_CLONES static void FN(adam_range)(real *restrict p, real *restrict m, real *restrict v,
                            const real *restrict g, int64_t i0, int64_t i1, real lr, real b1, real b2,
                            real eps, real l2, real l1, real shrink, real c1, real c2) {
@@ -95,7 +134,7 @@ FNN_CLONES static void FN(rmsprop_range)(real *restrict p, real *restrict s, con
 
 /* An update as tasks: chunk t covers [t * OPT_CHUNK, ...), penalised below n_decay. */
 typedef struct FN(opt_job) {
-    int kind;
+    int kind, form;
     real *p, *s1, *s2;
     const real *g;
     int64_t n, n_decay;
@@ -110,10 +149,21 @@ static void FN(opt_chunk)(void *ctx, int64_t task, int worker) {
     const int64_t mid = j->n_decay < lo ? lo : (j->n_decay > hi ? hi : j->n_decay);
     switch (j->kind) {
     case FNN_OPT_SGD:
+        if (j->form == FNN_FORM_SKLEARN) {
+            FN(sgd_sk_range)(j->p, j->s1, j->g, lo, mid, j->lr, j->mu, j->nesterov, j->l2, j->l1, j->shrink);
+            FN(sgd_sk_range)(j->p, j->s1, j->g, mid, hi, j->lr, j->mu, j->nesterov, 0, 0, 1);
+            break;
+        }
         FN(sgd_range)(j->p, j->s1, j->g, lo, mid, j->lr, j->mu, j->nesterov, j->l2, j->l1, j->shrink);
         FN(sgd_range)(j->p, j->s1, j->g, mid, hi, j->lr, j->mu, j->nesterov, 0, 0, 1);
         break;
     case FNN_OPT_ADAM:
+        if (j->form == FNN_FORM_SKLEARN) {
+            FN(adam_sk_range)(j->p, j->s1, j->s2, j->g, lo, mid, j->c1, j->b1, j->b2, j->eps, j->l2,
+                              j->l1, j->shrink);
+            FN(adam_sk_range)(j->p, j->s1, j->s2, j->g, mid, hi, j->c1, j->b1, j->b2, j->eps, 0, 0, 1);
+            break;
+        }
         FN(adam_range)(j->p, j->s1, j->s2, j->g, lo, mid, j->lr, j->b1, j->b2, j->eps, j->l2, j->l1,
                        j->shrink, j->c1, j->c2);
         FN(adam_range)(j->p, j->s1, j->s2, j->g, mid, hi, j->lr, j->b1, j->b2, j->eps, 0, 0, 1,
@@ -152,8 +202,9 @@ static void FN(opt_run)(fnn_team *team, FN(opt_job) *j) {
 
 void FN(fnn_sgd_update_team)(fnn_team *team, real *p, real *vel, const real *g, int64_t n,
                              int64_t n_decay, double lr, double momentum, int nesterov, double l2,
-                             double l1, double weight_decay) {
+                             double l1, double weight_decay, int form) {
     FN(opt_job) j = FN(opt_common)(FNN_OPT_SGD, p, vel, NULL, g, n, n_decay, lr, l2, l1, weight_decay);
+    j.form = form;
     j.mu = (real)momentum;
     j.nesterov = nesterov;
     FN(opt_run)(team, &j);
@@ -161,11 +212,16 @@ void FN(fnn_sgd_update_team)(fnn_team *team, real *p, real *vel, const real *g, 
 
 void FN(fnn_adam_update_team)(fnn_team *team, real *p, real *m, real *v, const real *g, int64_t n,
                               int64_t n_decay, int64_t t, double lr, double beta1, double beta2,
-                              double eps, double l2, double l1, double weight_decay) {
+                              double eps, double l2, double l1, double weight_decay, int form) {
     FN(opt_job) j = FN(opt_common)(FNN_OPT_ADAM, p, m, v, g, n, n_decay, lr, l2, l1, weight_decay);
+    j.form = form;
     j.b1 = (real)beta1; j.b2 = (real)beta2; j.eps = (real)eps;
-    j.c1 = (real)(1 / (1 - pow(beta1, (double)t)));
-    j.c2 = (real)(1 / (1 - pow(beta2, (double)t)));
+    if (form == FNN_FORM_SKLEARN) { /* c1 is the rate lr_t (as scikit-learn computes it, in double) */
+        j.c1 = (real)(lr * sqrt(1 - pow(beta2, (double)t)) / (1 - pow(beta1, (double)t)));
+    } else {
+        j.c1 = (real)(1 / (1 - pow(beta1, (double)t)));
+        j.c2 = (real)(1 / (1 - pow(beta2, (double)t)));
+    }
     FN(opt_run)(team, &j);
 }
 
@@ -178,14 +234,17 @@ void FN(fnn_rmsprop_update_team)(fnn_team *team, real *p, real *s, const real *g
 }
 
 void FN(fnn_sgd_update)(real *p, real *vel, const real *g, int64_t n, int64_t n_decay, double lr,
-                        double momentum, int nesterov, double l2, double l1, double weight_decay) {
-    FN(fnn_sgd_update_team)(NULL, p, vel, g, n, n_decay, lr, momentum, nesterov, l2, l1, weight_decay);
+                        double momentum, int nesterov, double l2, double l1, double weight_decay,
+                        int form) {
+    FN(fnn_sgd_update_team)(NULL, p, vel, g, n, n_decay, lr, momentum, nesterov, l2, l1, weight_decay,
+                            form);
 }
 
 void FN(fnn_adam_update)(real *p, real *m, real *v, const real *g, int64_t n, int64_t n_decay,
                          int64_t t, double lr, double beta1, double beta2, double eps, double l2,
-                         double l1, double weight_decay) {
-    FN(fnn_adam_update_team)(NULL, p, m, v, g, n, n_decay, t, lr, beta1, beta2, eps, l2, l1, weight_decay);
+                         double l1, double weight_decay, int form) {
+    FN(fnn_adam_update_team)(NULL, p, m, v, g, n, n_decay, t, lr, beta1, beta2, eps, l2, l1, weight_decay,
+                             form);
 }
 
 void FN(fnn_rmsprop_update)(real *p, real *s, const real *g, int64_t n, int64_t n_decay, double lr,

@@ -10,6 +10,11 @@
 # status "ok", "interrupted" or "nonfinite", and raised the KeyboardInterrupt or other exception a
 # signal handler raised between two batches (None otherwise), for the caller to re-raise once it
 # has tidied up.
+#
+# train_epoch's `shuffle` is the epoch's row order (csrc/fastnn.h fnn_order): 0 (False) rows in
+# order, 1 (True) the engine's shuffle, both written into perm; 2 the caller's perm[0:n], read as
+# given (the C engine refuses an entry outside [0, n) before anything changes: ValueError). perm
+# must hold at least n entries in every case.
 from cpython.exc cimport PyErr_CheckSignals
 from libc.stdlib cimport malloc, free
 
@@ -92,7 +97,7 @@ cdef class Engine:
                     optim,                                                                 # IN OPTIM
                     const floating[:, ::1] X, const floating[:, ::1] T, const int64_t[::1] labels,
                     const floating[::1] sw,                                                # IN
-                    int64_t batch, bint shuffle, int64_t epoch):
+                    int64_t batch, int shuffle, int64_t epoch):
         self._dtype_check(floating is double)
         cdef fnn_optim opt
         _read_optim(&opt, optim)
@@ -102,6 +107,9 @@ cdef class Engine:
         cdef int st
         cdef const int64_t *lab = NULL if labels is None else &labels[0]
         cdef const floating *swp = NULL if sw is None else &sw[0]
+        if perm.shape[0] < X.shape[0]:
+            PyBuffer_Release(&res)
+            raise ValueError(f"perm holds {perm.shape[0]} entries for {X.shape[0]} rows")
         with nogil:
             st = fnn_train_epoch(<fnn_train_result *>res.buf, &params[0], &slots[0], &state[0],
                                  &counters[0], &perm[0], self.ws, &self.net, &opt, &X[0, 0],

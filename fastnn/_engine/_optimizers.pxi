@@ -1,19 +1,20 @@
 # Optimizer updates on flat buffers (params[0:n_decay] are the decayed weights) and the
-# learning-rate schedule. Formulas: csrc/fastnn_api.h.
+# learning-rate schedule. Formulas: csrc/fastnn_api.h. form: fnn_optim_form (0 PyTorch's, 1
+# scikit-learn's).
 
 def sgd_update(floating[::1] p, floating[::1] vel,      # IN/OUT
                const floating[::1] g,                    # IN
                int64_t n_decay, double lr, double momentum=0.0, bint nesterov=False,
-               double l2=0.0, double l1=0.0, double weight_decay=0.0):
+               double l2=0.0, double l1=0.0, double weight_decay=0.0, int form=0):
     with nogil:
-        fnn_sgd_update(&p[0], &vel[0], &g[0], p.shape[0], n_decay, lr, momentum, nesterov, l2, l1, weight_decay)
+        fnn_sgd_update(&p[0], &vel[0], &g[0], p.shape[0], n_decay, lr, momentum, nesterov, l2, l1, weight_decay, form)
 
 def adam_update(floating[::1] p, floating[::1] m, floating[::1] v,   # IN/OUT
                 const floating[::1] g,                                # IN
                 int64_t n_decay, int64_t t, double lr, double beta1=0.9, double beta2=0.999,
-                double eps=1e-8, double l2=0.0, double l1=0.0, double weight_decay=0.0):
+                double eps=1e-8, double l2=0.0, double l1=0.0, double weight_decay=0.0, int form=0):
     with nogil:
-        fnn_adam_update(&p[0], &m[0], &v[0], &g[0], p.shape[0], n_decay, t, lr, beta1, beta2, eps, l2, l1, weight_decay)
+        fnn_adam_update(&p[0], &m[0], &v[0], &g[0], p.shape[0], n_decay, t, lr, beta1, beta2, eps, l2, l1, weight_decay, form)
 
 def rmsprop_update(floating[::1] p, floating[::1] s,   # IN/OUT
                    const floating[::1] g,               # IN

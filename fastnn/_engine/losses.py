@@ -8,12 +8,20 @@ Decision rules (the C engine's count_correct follows the same ones):
   binary_crossentropy  predict z > 0, i.e. sigmoid(z) > 0.5 (scikit-learn's threshold); correct
                        per output when it equals (target >= 0.5)
   mse                  predict z; no accuracy
+
+SKLEARN holds scikit-learn's MLP losses (sklearn/neural_network/_base.py, 1.9) under scikit-learn's
+names, for the scikit-learn estimators only (get() does not know them): their values are computed
+as scikit-learn computes them (probabilities clipped, sums over outputs, 0.5 mean for the squared
+error) and their gradients as its backprop does, (link(z) - y) w / sum w. Their decision rules
+are those of the fastnn loss with the same link.
 """
 from dataclasses import dataclass
 
 import numpy as np
 
-from .codes import LOSSES as _CODES
+from .codes import LOSSES as _FASTNN_CODES, SK_LOSSES as _SK_CODES
+
+_CODES = {**_FASTNN_CODES, **_SK_CODES}
 
 
 @dataclass(frozen=True)
@@ -61,8 +69,14 @@ LOSSES = {r.name: r for r in (
                "probabilities", 1),
     LossRecord("mse", "mse", ("mean_squared_error", "squared_error"), "identity", "real", 1),
 )}
+SKLEARN = {r.name: r for r in (
+    LossRecord("log_loss", "sk_log_loss", (), "softmax", "labels", 2),
+    LossRecord("binary_log_loss", "sk_binary_log_loss", (), "sigmoid", "probabilities", 1),
+    LossRecord("squared_error", "sk_squared_error", (), "identity", "real", 1),
+    LossRecord("poisson", "sk_poisson", (), "exp", "real", 1),
+)}
 ALIASES = {a: r.name for r in LOSSES.values() for a in (r.name,) + r.aliases}
-BY_CODE = {r.code: r for r in LOSSES.values()}
+BY_CODE = {r.code: r for r in (*LOSSES.values(), *SKLEARN.values())}
 
 
 def get(name):

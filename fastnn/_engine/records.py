@@ -51,6 +51,8 @@ OPTIM = np.dtype([
     ("schedule", _i4),    # fnn_schedule
     ("gamma", _f8), ("power_t", _f8), ("lr_min", _f8), ("lr_scale", _f8),
     ("step_size", _i8), ("total_steps", _i8),
+    ("l2_loss", _f8),     # scikit-learn's alpha: + 0.5 l2_loss |W|^2 / S in the loss (S: batch weight sum)
+    ("form", _i4),        # fnn_optim_form: 0 PyTorch's sgd / adam updates, 1 scikit-learn's
 ], align=True)
 
 RESULT = np.dtype([
@@ -61,6 +63,8 @@ RESULT = np.dtype([
     ("correct", _i8),     # classification hits
     ("bad_batch", _i8),   # the batch that was not finite, -1 when none
 ], align=True)
+# (under scikit-learn's losses, codes.SK_LOSSES, a batch counts by its rows in loss_sum and
+# weight_sum, as in scikit-learn's loss_curve_)
 
 # Defaults of the fields a caller may leave out; the fields missing here must be given.
 LAYER_DEFAULTS = {"activation": 0, "w_off": 0, "b_off": 0, "s_off": 0, "alpha": 0.0, "rate": 0.0,
@@ -69,7 +73,7 @@ NET_DEFAULTS = {"n_decay": 0, "n_state": 0, "seed": 0}  # required: loss, n_inpu
 OPTIM_DEFAULTS = {"nesterov": 0, "momentum": 0.0, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8,
                   "rho": 0.99, "l2": 0.0, "l1": 0.0, "weight_decay": 0.0, "schedule": 0,
                   "gamma": 1.0, "power_t": 0.5, "lr_min": 0.0, "lr_scale": 1.0, "step_size": 1,
-                  "total_steps": 0}  # required: kind, lr
+                  "total_steps": 0, "l2_loss": 0.0, "form": 0}  # required: kind, lr
 
 
 def _values(fields, dtype, defaults, name):

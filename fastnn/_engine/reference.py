@@ -12,7 +12,7 @@ import threading
 import numpy as np
 
 from . import activations as _activations, losses as _losses, records as _records
-from .codes import CTR_SAMPLES, CTR_STEP, RNG_DROPOUT, RNG_SHUFFLE
+from .codes import CTR_SAMPLES, CTR_STEP, FORMS, ORDERS, RNG_DROPOUT, RNG_SHUFFLE, SK_LOSSES
 from .codes import c_constants as _c_constants
 
 BACKEND = "python"
@@ -160,7 +160,45 @@ def _loss(loss, Z, T, labels, sw):
         per = ((Z - T) ** 2).astype(np.float64).sum(1) / n
         grad = (Z - T) * (2 * w / n).astype(Z.dtype)[:, None]
         return float(np.dot(w, per)), grad
+    if loss in _SK_LOSS:
+        return _sk_loss(_SK_LOSS[loss], Z, T, labels, w)
     raise ValueError("fastnn: invalid argument (sizes, labels or options)")
+
+
+_SK_LOSS = {code: name for name, code in SK_LOSSES.items()}
+
+
+def _clip(p):
+    """scikit-learn's np.clip(p, eps, 1 - eps), eps of p's type."""
+    eps = np.finfo(p.dtype).eps
+    return np.clip(p, eps, 1 - eps)
+
+
+def _sk_loss(name, Z, T, labels, w):
+    """scikit-learn's losses (sklearn/neural_network/_base.py): the value from the link's output
+    p as scikit-learn computes it, the gradient (p - y) w_i / sum w as its backprop does."""
+    m, n = Z.shape
+    wz = w.astype(Z.dtype)[:, None]
+    if name == "sk_log_loss":
+        if labels is None or np.any((labels < 0) | (labels >= n)):
+            raise ValueError("fastnn: invalid argument (sizes, labels or options)")
+        p = _softmax(Z)
+        Y = np.zeros_like(Z)
+        Y[np.arange(m), labels] = 1
+        per = -np.log(_clip(p[np.arange(m), labels])).astype(np.float64)
+    elif name == "sk_binary_log_loss":
+        p, Y = _sigmoid(Z), T
+        pc = _clip(p)
+        per = -(T * np.log(pc) + (1 - T) * np.log(1 - pc)).astype(np.float64).sum(1)
+    elif name == "sk_squared_error":
+        p, Y = Z, T
+        per = 0.5 * ((Z - T) ** 2).astype(np.float64).sum(1) / n
+    else:  # sk_poisson
+        p, Y = np.exp(Z), T
+        with np.errstate(divide="ignore", invalid="ignore"):
+            xlogy = np.where(T == 0, 0, T * np.log(T / p))
+        per = (xlogy - T + p).astype(np.float64).sum(1)
+    return float(np.dot(w, per)), (p - Y) * wz
 
 
 def loss_forward(loss, Z, T=None, labels=None, sw=None):
@@ -182,9 +220,14 @@ def _penalised(p, g, n_decay, lr, l2, l1, weight_decay):
     return g
 
 
-def sgd_update(p, vel, g, n_decay, lr, momentum=0.0, nesterov=False, l2=0.0, l1=0.0, weight_decay=0.0):
+def sgd_update(p, vel, g, n_decay, lr, momentum=0.0, nesterov=False, l2=0.0, l1=0.0, weight_decay=0.0,
+               form=0):
     dt = p.dtype.type
     g = _penalised(p, g, n_decay, lr, l2, l1, weight_decay)
+    if form == FORMS["sklearn"] and momentum != 0:  # the velocity is the step (SGDOptimizer)
+        vel[...] = dt(momentum) * vel - dt(lr) * g
+        p += dt(momentum) * vel - dt(lr) * g if nesterov else vel
+        return
     if momentum != 0:
         vel[...] = dt(momentum) * vel + g
         step = g + dt(momentum) * vel if nesterov else vel
@@ -194,11 +237,15 @@ def sgd_update(p, vel, g, n_decay, lr, momentum=0.0, nesterov=False, l2=0.0, l1=
 
 
 def adam_update(p, m, v, g, n_decay, t, lr, beta1=0.9, beta2=0.999, eps=1e-8, l2=0.0, l1=0.0,
-                weight_decay=0.0):
+                weight_decay=0.0, form=0):
     dt = p.dtype.type
     g = _penalised(p, g, n_decay, lr, l2, l1, weight_decay)
     m[...] = dt(beta1) * m + dt(1 - dt(beta1)) * g
     v[...] = dt(beta2) * v + dt(1 - dt(beta2)) * g * g
+    if form == FORMS["sklearn"]:  # AdamOptimizer: the bias corrections go into the rate
+        lr_t = dt(lr * math.sqrt(1 - beta2 ** t) / (1 - beta1 ** t))
+        p -= lr_t * m / (np.sqrt(v) + dt(eps))
+        return
     c1, c2 = dt(1 / (1 - beta1 ** t)), dt(1 / (1 - beta2 ** t))
     p -= dt(lr) * (m * c1) / (np.sqrt(v * c2) + dt(eps))
 
@@ -436,8 +483,9 @@ class Engine:
     def _correct(self, Z, T, labels):
         return self._loss().correct(Z, T, labels)  # the decision rules of fastnn/_engine/losses.py
 
-    def _forward_backward(self, params, x, T, labels, sw, step):
-        """(status, loss, correct, aux); the gradient goes to self._grads."""
+    def _forward_backward(self, params, x, T, labels, sw, step, l2_loss=0.0):
+        """(status, loss, correct, aux); the gradient goes to self._grads (with OPTIM's l2_loss
+        term when given)."""
         acts, aux = self._forward(params, None, x, True, step)
         Z = acts[-1]
         loss, g = _loss(self._net["loss"], Z, T, labels, sw)
@@ -472,6 +520,14 @@ class Engine:
                 wo, bo = ly["w_off"], ly["b_off"]
                 batchnorm_backward(g, grads[wo:wo + n], grads[bo:bo + n], g, xhat, inv,
                                    params[wo:wo + n])
+        if l2_loss != 0:  # scikit-learn's alpha, per the batch's weight sum S
+            S = float(x.shape[0]) if sw is None else float(sw.astype(np.float64).sum())
+            if S != 0:
+                l2, W = l2_loss, params[:self._net["n_decay"]]
+                loss += 0.5 * l2 * float(np.dot(W.astype(np.float64), W.astype(np.float64))) / S
+                grads[:self._net["n_decay"]] += self._dtype.type(l2 / S) * W
+                if not math.isfinite(loss):
+                    return "nonfinite", loss, correct, aux
         if not np.all(np.isfinite(grads)):
             return "nonfinite", loss, correct, aux
         for l, ly in enumerate(self._layers):  # batch statistics are committed next: finite too
@@ -481,8 +537,11 @@ class Engine:
 
     def _step(self, res, params, slots, state, counters, optim, x, T, labels, sw, epoch, samples0):
         """One optimizer step; its totals are added into the RESULT record res."""
+        if optim["form"] not in FORMS.values():
+            raise ValueError("fastnn: invalid argument (sizes, labels or options)")
         step = int(counters[CTR_STEP])
-        status, loss, correct, aux = self._forward_backward(params, x, T, labels, sw, step)
+        status, loss, correct, aux = self._forward_backward(params, x, T, labels, sw, step,
+                                                            optim["l2_loss"])
         if status != "ok":
             return status
         for l, ly in enumerate(self._layers):
@@ -496,10 +555,11 @@ class Engine:
         kind = optim["kind"]
         if kind == 0:
             sgd_update(params, slots[:P], g, nd, lr, optim["momentum"], optim["nesterov"],
-                       optim["l2"], optim["l1"], optim["weight_decay"])
+                       optim["l2"], optim["l1"], optim["weight_decay"], optim["form"])
         elif kind == 1:
             adam_update(params, slots[:P], slots[P:2 * P], g, nd, step + 1, lr, optim["beta1"],
-                        optim["beta2"], optim["eps"], optim["l2"], optim["l1"], optim["weight_decay"])
+                        optim["beta2"], optim["eps"], optim["l2"], optim["l1"], optim["weight_decay"],
+                        optim["form"])
         elif kind == 2:
             rmsprop_update(params, slots[:P], g, nd, lr, optim["rho"], optim["eps"], optim["l2"],
                            optim["l1"], optim["weight_decay"])
@@ -507,7 +567,9 @@ class Engine:
             raise ValueError("fastnn: invalid argument (sizes, labels or options)")
         counters[CTR_STEP] = step + 1
         counters[CTR_SAMPLES] += x.shape[0]
-        wsum = float(x.shape[0]) if sw is None else float(sw.astype(np.float64).sum())
+        # scikit-learn's losses count a batch by its rows (its loss_curve_), the others by weight
+        by_rows = sw is None or self._net["loss"] in SK_LOSSES.values()
+        wsum = float(x.shape[0]) if by_rows else float(sw.astype(np.float64).sum())
         res["batches"] += 1
         res["samples"] += x.shape[0]
         res["loss_sum"] += loss * wsum
@@ -531,14 +593,21 @@ class Engine:
         if batch < 1 or batch > self.batch:
             raise ValueError("fastnn: invalid argument (sizes, labels or options)")
         n = X.shape[0]
-        if shuffle:
-            _shuffle(perm, rng_key(self._net["seed"], RNG_SHUFFLE, epoch))
+        if shuffle not in ORDERS.values():
+            raise ValueError("fastnn: invalid argument (sizes, labels or options)")
+        if len(perm) < n:
+            raise ValueError(f"perm holds {len(perm)} entries for {n} rows")
+        if shuffle == ORDERS["given"]:  # the caller's order, read as given
+            if n and (perm[:n].min() < 0 or perm[:n].max() >= n):
+                raise ValueError("fastnn: invalid argument (sizes, labels or options)")
+        elif shuffle == ORDERS["shuffle"]:
+            _shuffle(perm[:n], rng_key(self._net["seed"], RNG_SHUFFLE, epoch))
         else:
-            perm[...] = np.arange(n)
+            perm[:n] = np.arange(n)
         samples0 = int(counters[CTR_SAMPLES])
         with _DeferSigint() as sig:
             for b, start in enumerate(range(0, n, batch)):
-                rows = perm[start:start + batch]
+                rows = perm[start:min(start + batch, n)]
                 status = self._step(result, params, slots, state, counters, optim, X[rows],
                                     None if T is None else T[rows],
                                     None if labels is None else labels[rows],
@@ -573,12 +642,15 @@ class Engine:
 
     def predict(self, out, params, state, X, link=False):
         self._check(params)
-        link_code = _activations.get(self._loss().link).code if link else None
+        link_name = self._loss().link if link else None
+        link_code = None if link_name in (None, "exp") else _activations.get(link_name).code
         for start in range(0, X.shape[0], self.batch):
             acts, _ = self._forward(params, state, X[start:start + self.batch], False, 0)
             z = acts[-1]
             o = out[start:start + self.batch]
             if link_code is not None:  # the loss's output link (softmax, sigmoid or identity)
                 activation_forward(link_code, o, z)
+            elif link_name == "exp":  # scikit-learn's poisson
+                o[...] = np.exp(z)
             else:
                 o[...] = z

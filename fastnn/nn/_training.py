@@ -150,6 +150,24 @@ def _split_validation(model, X, T, labels, sw, split):
     return train, val
 
 
+def epoch_order(order, n):
+    """The caller's row order of one epoch as the engine takes it (train_epoch's `perm` with
+    `shuffle=codes.ORDERS["given"]`): a fresh C-contiguous int64 array of the n row indices, each
+    in [0, n); rows may repeat or be left out. ValueError otherwise, before the engine is called
+    (the C engine refuses such an order too, before anything changes, but names nothing)."""
+    arr = np.asarray(order)
+    if arr.ndim != 1 or arr.shape[0] != n:
+        raise ValueError(f"the epoch's row order must be a 1-D array of {n} row indices, got shape "
+                         f"{arr.shape}")
+    if arr.dtype.kind not in "iu":
+        raise ValueError(f"the epoch's row order must hold integers, not {arr.dtype}")
+    if n and (arr.min() < 0 or arr.max() >= n):
+        bad = int(np.flatnonzero((arr < 0) | (arr >= n))[0])
+        raise ValueError(f"the epoch's row order holds {arr[bad]} at position {bad}: every entry must "
+                         f"be a row index in [0, {n})")
+    return np.array(arr, dtype=np.int64, order="C")  # a copy: the caller's array may change later
+
+
 def fit(model, X, y, epochs, batch_size, validation_data, validation_split, shuffle, verbose,
         sample_weight, callbacks):
     epochs = _check_option("epochs", epochs, _FIT_CONSTRAINTS["epochs"])
