@@ -36,9 +36,54 @@ struct FN(fnn_workspace) {
 
 static size_t FN(round64)(size_t bytes) { return (bytes + 63) & ~(size_t)63; }
 
+/* 1 when [off, off + len) lies inside [0, size). */
+static int FN(inside)(int64_t off, int64_t len, int64_t size) {
+    return off >= 0 && len >= 0 && off <= size && len <= size - off;
+}
+
+/* Every width, offset, code and scalar of a network description, checked once before a
+ * workspace is made for it: the layers chain from n_inputs to n_outputs, every array a layer
+ * reads lies inside params or state, and the codes are known. Nothing later re-checks them. */
+static int FN(valid_net)(const fnn_net *net) {
+    if (net->n_layers < 1 || net->n_inputs < 1 || net->n_outputs < 1 || net->n_params < 0 ||
+        net->n_decay < 0 || net->n_decay > net->n_params || net->n_state < 0)
+        return 0;
+    if (net->loss < FNN_LOSS_SOFTMAX_XENT || net->loss > FNN_LOSS_SK_POISSON) return 0;
+    int64_t width = net->n_inputs;
+    for (int64_t l = 0; l < net->n_layers; l++) {
+        const fnn_layer *ly = &net->layers[l];
+        const int64_t n = ly->n_out;
+        if (ly->n_in != width || n < 1) return 0;
+        if (ly->activation < FNN_ACT_IDENTITY || ly->activation > FNN_ACT_SOFTMAX) return 0;
+        switch (ly->kind) {
+        case FNN_LAYER_DENSE:
+            if (n > INT64_MAX / ly->n_in || !FN(inside)(ly->w_off, ly->n_in * n, net->n_params) ||
+                !FN(inside)(ly->b_off, n, net->n_params) || !(ly->alpha >= 0))
+                return 0;
+            break;
+        case FNN_LAYER_ACTIVATION:
+            if (n != ly->n_in || !(ly->alpha >= 0)) return 0;
+            break;
+        case FNN_LAYER_DROPOUT:
+            if (n != ly->n_in || !(ly->rate >= 0 && ly->rate < 1)) return 0;
+            break;
+        case FNN_LAYER_BATCHNORM:
+            if (n != ly->n_in || !FN(inside)(ly->w_off, n, net->n_params) ||
+                !FN(inside)(ly->b_off, n, net->n_params) || n > INT64_MAX / 2 ||
+                !FN(inside)(ly->s_off, 2 * n, net->n_state) || !(ly->eps > 0) ||
+                !(ly->momentum >= 0 && ly->momentum <= 1))
+                return 0;
+            break;
+        default: return 0;
+        }
+        width = n;
+    }
+    return width == net->n_outputs;
+}
+
 int FN(fnn_workspace_new)(FN(fnn_workspace) **out, const fnn_net *net, int64_t batch) {
     *out = NULL;
-    if (batch < 1 || net->n_layers < 1 || net->n_inputs < 1) return FNN_EINVAL;
+    if (batch < 1 || !FN(valid_net)(net)) return FNN_EINVAL;
     const int64_t L = net->n_layers, B = batch;
     int64_t width = net->n_inputs > net->n_outputs ? net->n_inputs : net->n_outputs;
     for (int64_t l = 0; l < L; l++)

@@ -91,6 +91,34 @@ cdef class Engine:
             raise TypeError(f"this engine works in {'float64' if self.is_f64 else 'float32'}")
         return 0
 
+    cdef int _check_sizes(self, Py_ssize_t params, Py_ssize_t slots, int32_t opt_kind,
+                          Py_ssize_t state, Py_ssize_t counters, Py_ssize_t rows, Py_ssize_t cols,
+                          t_shape, Py_ssize_t labels, Py_ssize_t sw, str t_name="T") except -1:
+        # every buffer a call hands the C engine holds at least what the network reads from it
+        # (pass -1 for a buffer the call does not take, -2 for an optional one that is None)
+        cdef int64_t P = self.net.n_params
+        cdef int64_t n_slots = 2 if opt_kind == FNN_OPT_ADAM else 1
+        problems = []
+        if params != -1 and params < P:
+            problems.append(f"params holds {params} values, the network has {P}")
+        if slots != -1 and slots < n_slots * P:
+            problems.append(f"slots holds {slots} values, the optimizer needs {n_slots * P}")
+        if state != -1 and state < max(self.net.n_state, 1):
+            problems.append(f"state holds {state} values, the network needs {max(self.net.n_state, 1)}")
+        if counters != -1 and counters < FNN_N_COUNTERS:
+            problems.append(f"counters holds {counters} values, not {FNN_N_COUNTERS}")
+        if cols != self.net.n_inputs:
+            problems.append(f"X has {cols} columns, the network {self.net.n_inputs} inputs")
+        if t_shape is not None and tuple(t_shape) != (rows, self.net.n_outputs):
+            problems.append(f"{t_name} has shape {tuple(t_shape)}, not ({rows}, {self.net.n_outputs})")
+        if labels >= 0 and labels < rows:
+            problems.append(f"labels holds {labels} values for {rows} rows")
+        if sw >= 0 and sw < rows:
+            problems.append(f"sw holds {sw} values for {rows} rows")
+        if problems:
+            raise ValueError("fastnn engine: " + "; ".join(problems))
+        return 0
+
     def train_epoch(self, result,                                                          # OUT RESULT
                     floating[::1] params, floating[::1] slots, floating[::1] state,        # IN/OUT
                     int64_t[::1] counters, int64_t[::1] perm,                              # IN/OUT
@@ -110,6 +138,14 @@ cdef class Engine:
         if perm.shape[0] < X.shape[0]:
             PyBuffer_Release(&res)
             raise ValueError(f"perm holds {perm.shape[0]} entries for {X.shape[0]} rows")
+        try:
+            self._check_sizes(params.shape[0], slots.shape[0], opt.kind, state.shape[0],
+                              counters.shape[0], X.shape[0], X.shape[1],
+                              None if T is None else (T.shape[0], T.shape[1]),
+                              -2 if labels is None else labels.shape[0], -2 if sw is None else sw.shape[0])
+        except ValueError:
+            PyBuffer_Release(&res)
+            raise
         with nogil:
             st = fnn_train_epoch(<fnn_train_result *>res.buf, &params[0], &slots[0], &state[0],
                                  &counters[0], &perm[0], self.ws, &self.net, &opt, &X[0, 0],
@@ -132,6 +168,14 @@ cdef class Engine:
         cdef int st
         cdef const int64_t *lab = NULL if labels is None else &labels[0]
         cdef const floating *swp = NULL if sw is None else &sw[0]
+        try:
+            self._check_sizes(params.shape[0], slots.shape[0], opt.kind, state.shape[0],
+                              counters.shape[0], X.shape[0], X.shape[1],
+                              None if T is None else (T.shape[0], T.shape[1]),
+                              -2 if labels is None else labels.shape[0], -2 if sw is None else sw.shape[0])
+        except ValueError:
+            PyBuffer_Release(&res)
+            raise
         with nogil:
             st = fnn_train_step(<fnn_train_result *>res.buf, &params[0], &slots[0], &state[0],
                                 &counters[0], self.ws, &self.net, &opt, &X[0, 0],
@@ -147,6 +191,12 @@ cdef class Engine:
         cdef int st
         cdef const int64_t *lab = NULL if labels is None else &labels[0]
         cdef const floating *swp = NULL if sw is None else &sw[0]
+        if grads.shape[0] < self.net.n_params:
+            raise ValueError(f"fastnn engine: grads holds {grads.shape[0]} values, the network has "
+                             f"{self.net.n_params}")
+        self._check_sizes(params.shape[0], -1, 0, -1, -1, X.shape[0], X.shape[1],
+                          None if T is None else (T.shape[0], T.shape[1]),
+                          -2 if labels is None else labels.shape[0], -2 if sw is None else sw.shape[0])
         with nogil:
             st = fnn_gradient(&loss, &grads[0], &params[0], self.ws, &self.net, &X[0, 0],
                               NULL if T is None else &T[0, 0], lab, swp, X.shape[0], step)
@@ -160,6 +210,8 @@ cdef class Engine:
                 bint link=False):
         self._dtype_check(floating is double)
         cdef int st
+        self._check_sizes(params.shape[0], -1, 0, state.shape[0], -1, X.shape[0], X.shape[1],
+                          (out.shape[0], out.shape[1]), -2, -2, "out")
         with nogil:
             st = fnn_predict(&out[0, 0], &params[0], &state[0], self.ws, &self.net, &X[0, 0],
                              X.shape[0], link)
