@@ -98,6 +98,8 @@ def _notes(bench):
         out.append(f"{info['flops'] / bench.stats.min / 1e9:.1f} GFLOP/s")
     if "engine_s" in info:
         out.append(f"engine call {info['engine_s']:.3f} s")
+    if "bar_share" in info:
+        out.append(f"the bar's own work: {100 * info['bar_share']:.3f} % of the epoch, {info['redraws']} writes")
     if info.get("note"):
         out.append(str(info["note"]))
     return "; ".join(out)
