@@ -88,6 +88,11 @@ int FN(fnn_workspace_new)(FN(fnn_workspace) **out, const fnn_net *net, int64_t b
     int64_t width = net->n_inputs > net->n_outputs ? net->n_inputs : net->n_outputs;
     for (int64_t l = 0; l < L; l++)
         if (net->layers[l].n_out > width) width = net->layers[l].n_out;
+    /* every product below is at most B x width x sizeof(real) x (2 L + 8) bytes plus the GEMM
+     * packing space: refuse a batch whose block could not be addressed */
+    if ((double)B * (double)width * (double)sizeof(real) * (double)(2 * L + 8) > 0x1p62 ||
+        (double)B * (double)B > 0x1p62)
+        return FNN_ENOMEM;
     /* size table: one block carved into named buffers */
     size_t sz = FN(round64)(sizeof(FN(fnn_workspace)));
     sz += FN(round64)((size_t)L * (sizeof(real *) * 3 + sizeof(const real *)));
@@ -373,6 +378,8 @@ static int FN(step)(fnn_team *team, fnn_train_result *res, real *params, real *s
     int st = FN(forward_backward)(team, &loss, &correct, ws, net, params, x, t, labels, sw, nb, step,
                                   opt->l2_loss);
     if (st != FNN_OK) return st;
+    const double lr = fnn_lr_at(opt, epoch, step, samples0);
+    if (!isfinite((real)lr)) return FNN_ENONFINITE; /* a rate the dtype cannot hold: no step */
     for (int64_t l = 0; l < net->n_layers; l++) {
         const fnn_layer *ly = &net->layers[l];
         if (ly->kind == FNN_LAYER_BATCHNORM) {
@@ -381,7 +388,6 @@ static int FN(step)(fnn_team *team, fnn_train_result *res, real *params, real *s
                                       s + ly->n_out, nb, ly->n_out, ly->momentum);
         }
     }
-    const double lr = fnn_lr_at(opt, epoch, step, samples0);
     st = FN(apply_update)(team, params, slots, net, opt, ws->grads, lr, step + 1);
     if (st != FNN_OK) return st;
     counters[FNN_CTR_STEP] = step + 1;
@@ -401,10 +407,24 @@ static int FN(step)(fnn_team *team, fnn_train_result *res, real *params, real *s
     return FNN_OK;
 }
 
+/* 1 when the optimizer's scalars are ones its update can run with: finite rates and penalties,
+ * decay factors in [0, 1), positive eps. */
+static int FN(valid_optim)(const fnn_optim *o) {
+    const double nonneg[] = {o->lr, o->l2, o->l1, o->weight_decay, o->l2_loss, o->lr_min, o->power_t};
+    for (size_t i = 0; i < sizeof nonneg / sizeof nonneg[0]; i++)
+        if (!(nonneg[i] >= 0 && isfinite(nonneg[i]))) return 0;
+    const double unit[] = {o->momentum, o->beta1, o->beta2, o->rho};
+    for (size_t i = 0; i < sizeof unit / sizeof unit[0]; i++)
+        if (!(unit[i] >= 0 && unit[i] < 1)) return 0;
+    return o->eps > 0 && isfinite(o->eps) && o->lr_scale > 0 && isfinite(o->lr_scale) &&
+           isfinite(o->gamma) && o->gamma >= 0;
+}
+
 static int FN(check_net)(const fnn_net *net, const fnn_optim *opt, const FN(fnn_workspace) *ws) {
     if (!ws || ws->n_layers != net->n_layers) return FNN_EINVAL;
     if (opt && (opt->kind < FNN_OPT_SGD || opt->kind > FNN_OPT_RMSPROP)) return FNN_EINVAL;
     if (opt && opt->form != FNN_FORM_TORCH && opt->form != FNN_FORM_SKLEARN) return FNN_EINVAL;
+    if (opt && !FN(valid_optim)(opt)) return FNN_EINVAL;
     return FNN_OK;
 }
 

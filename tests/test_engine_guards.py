@@ -59,11 +59,19 @@ cases = {
     "predict out too narrow": lambda: engine().predict(np.zeros((8, 1)), P, ST, X),
     "predict params too short": lambda: engine().predict(np.zeros((8, 3)), np.zeros(2), ST, X),
     "gradient grads too short": lambda: engine().gradient(np.zeros(2), P, X, None, y, None, 0),
+    "batch whose workspace cannot be addressed": lambda: _ext.Engine(layers(), net(), "float64", 2 ** 60),
+    "params None": lambda: engine().train_step(R.result_record(), None, S, ST, C, opt, X, None, y, None, 0),
+    "predict out None": lambda: engine().predict(None, P, ST, X),
 }
+for field, value in [("lr", float("nan")), ("lr", float("inf")), ("momentum", 1.0), ("beta1", 1.0),
+                     ("eps", 0.0), ("l2_loss", -1.0), ("lr_scale", float("inf")), ("rho", -0.5)]:
+    bad = R.optim_record(**{"kind": 1, "lr": 0.1, field: value})
+    cases[f"OPTIM {field}={value}"] = lambda bad=bad: engine().train_step(
+        R.result_record(), P, np.zeros(30), ST, C, bad, X, None, y, None, 0)
 for name, call in cases.items():
     try:
         call()
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, MemoryError):
         print("refused", name)
     else:
         print("ACCEPTED", name)
@@ -79,4 +87,4 @@ def test_the_engine_refuses_out_of_bounds_descriptions_and_buffers():
     lines = out.stdout.split("\n")
     accepted = [ln for ln in lines if ln.startswith("ACCEPTED")]
     assert not accepted, accepted
-    assert len([ln for ln in lines if ln.startswith("refused")]) == 22
+    assert len([ln for ln in lines if ln.startswith("refused")]) == 33

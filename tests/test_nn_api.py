@@ -662,7 +662,7 @@ def test_counters_are_read_only_and_weights_must_be_real():
 
 
 @pytest.mark.parametrize("edit", [
-    lambda s: s.update(_seed=-1), lambda s: s.update(_seed=2 ** 70), lambda s: s.update(epochs_trained=2 ** 70),
+    lambda s: s.update(_seed=-1), lambda s: s.update(_seed=2 ** 70), lambda s: s.update(_epochs_trained=2 ** 70),
     lambda s: s.update(_lr_scale="x"), lambda s: s.update(_lr_scale=-1.0), lambda s: s.update(_optimizer="adam"),
     lambda s: s["_layers"].append(s["_layers"][0]),
     lambda s: s["_built"].update(params=np.zeros(3, np.float32)),
@@ -705,3 +705,25 @@ def test_a_layer_subclass_whose_hooks_disagree_with_its_engine_kind_is_refused_a
         m = fastnn.Sequential([fastnn.Dense(3), bad, fastnn.Dense(2)]).compile("sgd", "cross_entropy")
         with pytest.raises(TypeError, match="does not use"):
             m.build(6)
+
+
+def test_a_learning_rate_the_dtype_cannot_hold_is_refused_and_no_step_is_taken(backend):
+    X, y = blobs()
+    m = mlp(bn=False).compile(fastnn.SGD(10.0), "cross_entropy")
+    m.fit(X, y)
+    w = m.get_weights()
+    m.lr_scale = 1e300
+    with pytest.raises(ValueError, match="learning rate of epoch 1 is .* not a finite float32"):
+        m.fit(X, y)
+    for a, b in zip(w, m.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    m.lr_scale = 1.0
+    for bad in (-2000, 1.5, "abc", None, 2 ** 64):
+        with pytest.raises(ValueError, match="epochs_trained"):
+            m.epochs_trained = bad
+    # the engine itself takes no step at a rate its dtype cannot hold (partial_fit has no check above it)
+    m.lr_scale = 1e300
+    with pytest.raises(fastnn.NonFiniteError):
+        m.partial_fit(X, y)
+    for a, b in zip(w, m.get_weights()):
+        np.testing.assert_array_equal(a, b)

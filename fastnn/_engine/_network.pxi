@@ -47,6 +47,7 @@ cdef class Engine:
     cdef void *ws
     cdef readonly bint is_f64
     cdef readonly int64_t batch
+    cdef bint busy  # one call at a time: the workspace holds the call's activations
 
     def __cinit__(self, layers, net, dtype, int64_t batch):
         self.layers = NULL
@@ -91,6 +92,14 @@ cdef class Engine:
             raise TypeError(f"this engine works in {'float64' if self.is_f64 else 'float32'}")
         return 0
 
+    cdef int _enter(self) except -1:
+        # the GIL is held here, so testing and setting the flag cannot race
+        if self.busy:
+            raise RuntimeError("this engine is running a call in another thread: an engine (its "
+                               "workspace) serves one call at a time")
+        self.busy = True
+        return 0
+
     cdef int _check_sizes(self, Py_ssize_t params, Py_ssize_t slots, int32_t opt_kind,
                           Py_ssize_t state, Py_ssize_t counters, Py_ssize_t rows, Py_ssize_t cols,
                           t_shape, Py_ssize_t labels, Py_ssize_t sw, str t_name="T") except -1:
@@ -120,10 +129,10 @@ cdef class Engine:
         return 0
 
     def train_epoch(self, result,                                                          # OUT RESULT
-                    floating[::1] params, floating[::1] slots, floating[::1] state,        # IN/OUT
-                    int64_t[::1] counters, int64_t[::1] perm,                              # IN/OUT
+                    floating[::1] params not None, floating[::1] slots not None, floating[::1] state not None,  # IN/OUT
+                    int64_t[::1] counters not None, int64_t[::1] perm not None,            # IN/OUT
                     optim,                                                                 # IN OPTIM
-                    const floating[:, ::1] X, const floating[:, ::1] T, const int64_t[::1] labels,
+                    const floating[:, ::1] X not None, const floating[:, ::1] T, const int64_t[::1] labels,
                     const floating[::1] sw,                                                # IN
                     int64_t batch, int shuffle, int64_t epoch):
         self._dtype_check(floating is double)
@@ -143,22 +152,26 @@ cdef class Engine:
                               counters.shape[0], X.shape[0], X.shape[1],
                               None if T is None else (T.shape[0], T.shape[1]),
                               -2 if labels is None else labels.shape[0], -2 if sw is None else sw.shape[0])
-        except ValueError:
+            self._enter()
+        except (ValueError, RuntimeError):
             PyBuffer_Release(&res)
             raise
-        with nogil:
-            st = fnn_train_epoch(<fnn_train_result *>res.buf, &params[0], &slots[0], &state[0],
-                                 &counters[0], &perm[0], self.ws, &self.net, &opt, &X[0, 0],
-                                 NULL if T is None else &T[0, 0], lab, swp, X.shape[0], batch,
-                                 shuffle, epoch, _check_signals, <void *>raised)
+        try:
+            with nogil:
+                st = fnn_train_epoch(<fnn_train_result *>res.buf, &params[0], &slots[0], &state[0],
+                                     &counters[0], &perm[0], self.ws, &self.net, &opt, &X[0, 0],
+                                     NULL if T is None else &T[0, 0], lab, swp, X.shape[0], batch,
+                                     shuffle, epoch, _check_signals, <void *>raised)
+        finally:
+            self.busy = False
         PyBuffer_Release(&res)
         return _outcome(st, raised)
 
     def train_step(self, result,                                                           # OUT RESULT
-                   floating[::1] params, floating[::1] slots, floating[::1] state,         # IN/OUT
-                   int64_t[::1] counters,                                                  # IN/OUT
+                   floating[::1] params not None, floating[::1] slots not None, floating[::1] state not None,  # IN/OUT
+                   int64_t[::1] counters not None,                                         # IN/OUT
                    optim,                                                                  # IN OPTIM
-                   const floating[:, ::1] X, const floating[:, ::1] T, const int64_t[::1] labels,
+                   const floating[:, ::1] X not None, const floating[:, ::1] T, const int64_t[::1] labels,
                    const floating[::1] sw, int64_t epoch):
         self._dtype_check(floating is double)
         cdef fnn_optim opt
@@ -173,18 +186,22 @@ cdef class Engine:
                               counters.shape[0], X.shape[0], X.shape[1],
                               None if T is None else (T.shape[0], T.shape[1]),
                               -2 if labels is None else labels.shape[0], -2 if sw is None else sw.shape[0])
-        except ValueError:
+            self._enter()
+        except (ValueError, RuntimeError):
             PyBuffer_Release(&res)
             raise
-        with nogil:
-            st = fnn_train_step(<fnn_train_result *>res.buf, &params[0], &slots[0], &state[0],
-                                &counters[0], self.ws, &self.net, &opt, &X[0, 0],
-                                NULL if T is None else &T[0, 0], lab, swp, X.shape[0], epoch)
+        try:
+            with nogil:
+                st = fnn_train_step(<fnn_train_result *>res.buf, &params[0], &slots[0], &state[0],
+                                    &counters[0], self.ws, &self.net, &opt, &X[0, 0],
+                                    NULL if T is None else &T[0, 0], lab, swp, X.shape[0], epoch)
+        finally:
+            self.busy = False
         PyBuffer_Release(&res)
         return _outcome(st, [])
 
-    def gradient(self, floating[::1] grads,                                     # OUT
-                 const floating[::1] params, const floating[:, ::1] X, const floating[:, ::1] T,
+    def gradient(self, floating[::1] grads not None,                                     # OUT
+                 const floating[::1] params not None, const floating[:, ::1] X not None, const floating[:, ::1] T,
                  const int64_t[::1] labels, const floating[::1] sw, int64_t step):
         self._dtype_check(floating is double)
         cdef double loss = 0
@@ -197,22 +214,31 @@ cdef class Engine:
         self._check_sizes(params.shape[0], -1, 0, -1, -1, X.shape[0], X.shape[1],
                           None if T is None else (T.shape[0], T.shape[1]),
                           -2 if labels is None else labels.shape[0], -2 if sw is None else sw.shape[0])
-        with nogil:
-            st = fnn_gradient(&loss, &grads[0], &params[0], self.ws, &self.net, &X[0, 0],
-                              NULL if T is None else &T[0, 0], lab, swp, X.shape[0], step)
+        self._enter()
+        try:
+            with nogil:
+                st = fnn_gradient(&loss, &grads[0], &params[0], self.ws, &self.net, &X[0, 0],
+                                  NULL if T is None else &T[0, 0], lab, swp, X.shape[0], step)
+        finally:
+            self.busy = False
         if st == FNN_ENONFINITE:
             return float("nan")
         check_status(st)
         return loss
 
-    def predict(self, floating[:, ::1] out,                                     # OUT n x n_outputs
-                const floating[::1] params, const floating[::1] state, const floating[:, ::1] X,
+    def predict(self, floating[:, ::1] out not None,                                     # OUT n x n_outputs
+                const floating[::1] params not None, const floating[::1] state not None,
+                const floating[:, ::1] X not None,
                 bint link=False):
         self._dtype_check(floating is double)
         cdef int st
         self._check_sizes(params.shape[0], -1, 0, state.shape[0], -1, X.shape[0], X.shape[1],
                           (out.shape[0], out.shape[1]), -2, -2, "out")
-        with nogil:
-            st = fnn_predict(&out[0, 0], &params[0], &state[0], self.ws, &self.net, &X[0, 0],
-                             X.shape[0], link)
+        self._enter()
+        try:
+            with nogil:
+                st = fnn_predict(&out[0, 0], &params[0], &state[0], self.ws, &self.net, &X[0, 0],
+                                 X.shape[0], link)
+        finally:
+            self.busy = False
         check_status(st)

@@ -263,6 +263,18 @@ def _optim_fields(optim):
     return _records.as_dict(optim)
 
 
+def _check_optim(o):
+    """The scalars an update can run with (csrc/network.c valid_optim)."""
+    nonneg = ("lr", "l2", "l1", "weight_decay", "l2_loss", "lr_min", "power_t")
+    unit = ("momentum", "beta1", "beta2", "rho")
+    ok = (all(o[k] >= 0 and math.isfinite(o[k]) for k in nonneg) and all(0 <= o[k] < 1 for k in unit)
+          and o["eps"] > 0 and math.isfinite(o["eps"]) and o["lr_scale"] > 0
+          and math.isfinite(o["lr_scale"]) and math.isfinite(o["gamma"]) and o["gamma"] >= 0)
+    if not ok:
+        raise ValueError("fastnn: invalid argument (sizes, labels or options)")
+    return o
+
+
 def lr_at(optim, epoch, step, samples_seen):
     """Learning rate of the OPTIM record at that point: lr_scale times the schedule's rate."""
     return _lr_at(_optim_fields(optim), epoch, step, samples_seen)
@@ -544,13 +556,15 @@ class Engine:
                                                             optim["l2_loss"])
         if status != "ok":
             return status
+        lr = _lr_at(optim, epoch, step, samples0)
+        if not np.isfinite(params.dtype.type(lr)):  # a rate the dtype cannot hold: no step
+            return "nonfinite"
         for l, ly in enumerate(self._layers):
             if ly["kind"] == 3:
                 s, n = ly["s_off"], ly["n_out"]
                 _, mean, var, _ = aux[l]
                 batchnorm_running(state[s:s + n], state[s + n:s + 2 * n], mean, var, x.shape[0],
                                   ly["momentum"])
-        lr = _lr_at(optim, epoch, step, samples0)
         P, nd, g = self._net["n_params"], self._net["n_decay"], self._grads
         kind = optim["kind"]
         if kind == 0:
@@ -587,7 +601,7 @@ class Engine:
     @np.errstate(over="ignore", invalid="ignore", divide="ignore")  # divergence is reported, not warned
     def train_epoch(self, result, params, slots, state, counters, perm, optim, X, T, labels, sw,
                     batch, shuffle, epoch):
-        optim = _optim_fields(optim)
+        optim = _check_optim(_optim_fields(optim))
         self._start(result)
         self._check(params)
         if batch < 1 or batch > self.batch:
@@ -621,7 +635,7 @@ class Engine:
 
     @np.errstate(over="ignore", invalid="ignore", divide="ignore")
     def train_step(self, result, params, slots, state, counters, optim, X, T, labels, sw, epoch):
-        optim = _optim_fields(optim)
+        optim = _check_optim(_optim_fields(optim))
         self._start(result)
         self._check(params)
         if not 1 <= X.shape[0] <= self.batch:

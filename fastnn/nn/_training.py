@@ -221,6 +221,12 @@ def fit(model, X, y, epochs, batch_size, validation_data, validation_split, shuf
             cbs.on_epoch_begin(epoch)
             optim = _optim(model, built, horizon)
             lr = be.lr_at(optim, epoch, int(built.counters[CTR_STEP]), int(built.counters[CTR_SAMPLES]))
+            with np.errstate(over="ignore"):
+                lr_ok = np.isfinite(built.params.dtype.type(lr))
+            if not lr_ok:  # the schedules never rise within an epoch: its first rate is its largest
+                raise ValueError(f"the learning rate of epoch {epoch} is {lr:g} (lr {model.optimizer.lr:g} "
+                                 f"x lr_scale {model.lr_scale:g} x the schedule), not a finite "
+                                 f"{built.params.dtype}")
             snap = built.snapshot()
             result = result_record()  # the engine writes its running totals here, batch by batch
             args = (result, built.params, built.slots, built.state, built.counters, perm, optim, X, T,

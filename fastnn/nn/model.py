@@ -82,7 +82,7 @@ class Sequential(Configurable):
         self._built = None
         self._schedule_callback = None
         self._lr_scale = 1.0
-        self.epochs_trained = 0
+        self._epochs_trained = 0
         self.history = None
         self.stop_training = False
         if isinstance(layers, Layer) or not hasattr(layers, "__iter__"):
@@ -207,6 +207,15 @@ class Sequential(Configurable):
     @lr_scale.setter
     def lr_scale(self, value):
         self._lr_scale = checked(_LrScale, {"lr_scale": value})["lr_scale"]
+
+    @property
+    def epochs_trained(self):
+        """Epochs trained so far: the per-epoch schedules and the shuffle's stream follow it."""
+        return self._epochs_trained
+
+    @epochs_trained.setter
+    def epochs_trained(self, value):
+        self._epochs_trained = checked(_Epochs, {"epochs_trained": value})["epochs_trained"]
 
     @property
     def built(self):
@@ -355,7 +364,7 @@ class Sequential(Configurable):
         params = checked(type(self), {"dtype": state.get("_dtype"), "seed": state.get("_seed")})
         state["_dtype"], state["_seed"] = params["dtype"], params["seed"]
         state["_lr_scale"] = checked(_LrScale, {"lr_scale": state.get("_lr_scale", 1.0)})["lr_scale"]
-        state["epochs_trained"] = checked(_Epochs, {"epochs_trained": state.get("epochs_trained", 0)})[
+        state["_epochs_trained"] = checked(_Epochs, {"epochs_trained": state.get("_epochs_trained", 0)})[
             "epochs_trained"]
         layers = state.get("_layers", [])
         if not isinstance(layers, list) or not all(isinstance(ly, Layer) for ly in layers) or \
