@@ -63,6 +63,33 @@ cases = {
     "params None": lambda: engine().train_step(R.result_record(), None, S, ST, C, opt, X, None, y, None, 0),
     "predict out None": lambda: engine().predict(None, P, ST, X),
 }
+Z = np.ones
+kernels = {
+    "activation_forward Y small": lambda: _ext.activation_forward(1, np.zeros((1, 1)), Z((200, 200))),
+    "activation_backward dY small": lambda: _ext.activation_backward(1, np.zeros((200, 200)), Z((1, 1)), Z((200, 200))),
+    "gemm B too short": lambda: _ext.gemm(np.zeros((400, 400)), Z((400, 400)), Z((1, 400))),
+    "gemm A too short": lambda: _ext.gemm(np.zeros((400, 400)), Z((1, 400)), Z((400, 400))),
+    "gemm_naive B too short": lambda: _ext.gemm_naive(np.zeros((50, 50)), Z((50, 50)), Z((1, 50))),
+    "bias_forward b short": lambda: _ext.bias_forward(np.zeros((2, 1000)), Z(1)),
+    "bias_backward db short": lambda: _ext.bias_backward(np.zeros(1), Z((200, 200))),
+    "dropout_forward mask small": lambda: _ext.dropout_forward(np.zeros((200, 200)), np.zeros((1, 1)), Z((200, 200)), .5, 1),
+    "dropout_backward mask small": lambda: _ext.dropout_backward(np.zeros((200, 200)), Z((200, 200)), np.zeros((1, 1))),
+    "batchnorm_forward Y small": lambda: _ext.batchnorm_forward(np.zeros((1, 1)), np.zeros((1, 1)), *[np.zeros(1)] * 3, Z((200, 200)), Z(1), Z(1)),
+    "batchnorm_running var short": lambda: _ext.batchnorm_running(np.zeros(1), np.zeros(1), np.zeros(1000), np.zeros(1000), 5),
+    "batchnorm_inference gamma short": lambda: _ext.batchnorm_inference(np.zeros((20, 20)), Z((20, 20)), Z(1), Z(20), Z(20), Z(20)),
+    "batchnorm_backward gamma short": lambda: _ext.batchnorm_backward(np.zeros((20, 20)), np.zeros(20), np.zeros(20), Z((20, 20)), Z((20, 20)), Z(20), Z(1)),
+    "loss_forward T small": lambda: _ext.loss_forward(2, Z((200, 200)), T=Z((1, 1))),
+    "loss_forward sw short": lambda: _ext.loss_forward(2, Z((1000, 1)), T=Z((1000, 1)), sw=Z(1)),
+    "loss_forward labels short": lambda: _ext.loss_forward(0, Z((1000, 3)), labels=np.zeros(2, np.int64)),
+    "loss_backward dZ small": lambda: _ext.loss_backward(2, np.zeros((1, 1)), Z((200, 200)), T=Z((200, 200))),
+    "sgd_update g short": lambda: _ext.sgd_update(np.zeros(1000), np.zeros(1000), np.zeros(1), 0, .1),
+    "sgd_update vel short with momentum": lambda: _ext.sgd_update(np.zeros(1000), np.zeros(1), np.zeros(1000), 0, .1, momentum=.9),
+    "adam_update m short": lambda: _ext.adam_update(np.zeros(1000), np.zeros(1), np.zeros(1000), np.zeros(1000), 0, 1, .1),
+    "adam_update form 7": lambda: _ext.adam_update(np.zeros(10), np.zeros(10), np.zeros(10), np.zeros(10), 0, 1, .1, form=7),
+    "rmsprop_update s short": lambda: _ext.rmsprop_update(np.zeros(1000), np.zeros(1), np.zeros(1000), 0, .1),
+    "rmsprop_update n_decay past p": lambda: _ext.rmsprop_update(np.zeros(10), np.zeros(10), np.zeros(10), 99, .1),
+}
+cases.update(kernels)
 for field, value in [("lr", float("nan")), ("lr", float("inf")), ("momentum", 1.0), ("beta1", 1.0),
                      ("eps", 0.0), ("l2_loss", -1.0), ("lr_scale", float("inf")), ("rho", -0.5)]:
     bad = R.optim_record(**{"kind": 1, "lr": 0.1, field: value})
@@ -78,7 +105,7 @@ for name, call in cases.items():
 '''
 
 
-def test_the_engine_refuses_out_of_bounds_descriptions_and_buffers():
+def test_the_engine_and_its_kernels_refuse_out_of_bounds_descriptions_and_buffers():
     if "c" not in fastnn.available_backends():
         pytest.skip("the compiled backend is not built")
     out = subprocess.run([sys.executable, "-c", CHILD], capture_output=True, text=True, timeout=120,
@@ -87,4 +114,4 @@ def test_the_engine_refuses_out_of_bounds_descriptions_and_buffers():
     lines = out.stdout.split("\n")
     accepted = [ln for ln in lines if ln.startswith("ACCEPTED")]
     assert not accepted, accepted
-    assert len([ln for ln in lines if ln.startswith("refused")]) == 33
+    assert len([ln for ln in lines if ln.startswith("refused")]) == 56

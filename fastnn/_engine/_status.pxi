@@ -52,3 +52,14 @@ def struct_layout():
     the structs that travel as records (fastnn/_engine/records.py mirrors them), as this build's C
     compiler lays them out."""
     return fnn_struct_layout()
+
+
+cdef int agree(str fn, list pairs) except -1:
+    # The standalone kernels read every array with the sizes of one of them: each (name, shape,
+    # expected) must agree before a pointer reaches C. (The model layer and fastnn.ops validate
+    # before this; this keeps a direct call from reading or writing out of bounds.)
+    bad = [f"{name} has shape {tuple(shape)}, expected {tuple(want)}" for name, shape, want in pairs
+           if shape is not None and tuple(shape) != tuple(want)]
+    if bad:
+        raise ValueError(f"{fn}: " + "; ".join(bad))
+    return 0
