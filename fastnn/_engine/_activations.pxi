@@ -5,7 +5,7 @@ def activation_forward(int act,
                        floating[:, ::1] Y,         # OUT m x n
                        const floating[:, ::1] X,   # IN  m x n
                        double alpha=0.0):          # leaky relu slope
-    agree("activation_forward", [("Y", (Y.shape[0], Y.shape[1]), (X.shape[0], X.shape[1]))])
+    agree("activation_forward", _s2(X), {"Y": _s2(Y)})
     cdef int st
     with nogil:
         st = fnn_activation_forward(act, &Y[0, 0], &X[0, 0], X.shape[0], X.shape[1], alpha)
@@ -16,8 +16,7 @@ def activation_backward(int act,
                         const floating[:, ::1] dY,  # IN  m x n upstream gradient
                         const floating[:, ::1] Y,   # IN  m x n forward output
                         double alpha=0.0):
-    agree("activation_backward", [("dX", (dX.shape[0], dX.shape[1]), (Y.shape[0], Y.shape[1])),
-                                  ("dY", (dY.shape[0], dY.shape[1]), (Y.shape[0], Y.shape[1]))])
+    agree("activation_backward", _s2(Y), {"dX": _s2(dX), "dY": _s2(dY)})
     cdef int st
     with nogil:
         st = fnn_activation_backward(act, &dX[0, 0], &dY[0, 0], &Y[0, 0], Y.shape[0], Y.shape[1], alpha)

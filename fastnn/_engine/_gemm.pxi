@@ -13,8 +13,8 @@ cdef int _gemm(floating[:, :] C, const floating[:, :] A, const floating[:, :] B,
     # the one wrapper of fnn_gemm and fnn_gemm_naive: leading dimensions, empty operands, status
     cdef int64_t m = C.shape[0], n = C.shape[1]
     cdef int64_t k = A.shape[0] if trans_a else A.shape[1]
-    agree("gemm", [("op(A)", (A.shape[1], A.shape[0]) if trans_a else (A.shape[0], A.shape[1]), (m, k)),
-                   ("op(B)", (B.shape[1], B.shape[0]) if trans_b else (B.shape[0], B.shape[1]), (k, n))])
+    agree("gemm", (m, k), {"op(A)": (A.shape[1], A.shape[0]) if trans_a else (A.shape[0], A.shape[1])})
+    agree("gemm", (k, n), {"op(B)": (B.shape[1], B.shape[0]) if trans_b else (B.shape[0], B.shape[1])})
     cdef int64_t ldc = _ld(C.strides[0], m, n, sizeof(floating))
     cdef int64_t lda = _ld(A.strides[0], A.shape[0], A.shape[1], sizeof(floating))
     cdef int64_t ldb = _ld(B.strides[0], B.shape[0], B.shape[1], sizeof(floating))
@@ -42,12 +42,12 @@ def gemm_naive(floating[:, :] C, const floating[:, :] A, const floating[:, :] B,
 
 def bias_forward(floating[:, ::1] Y,       # IN/OUT m x n: Y += b
                  const floating[::1] b):   # IN n
-    agree("bias_forward", [("b", (b.shape[0],), (Y.shape[1],))])
+    agree("bias_forward", (Y.shape[1],), {"b": _s1(b)})
     with nogil:
         fnn_bias_forward(&Y[0, 0], &b[0], Y.shape[0], Y.shape[1], Y.shape[1])
 
 def bias_backward(floating[::1] db,               # IN/OUT n: db += column sums of dY
                   const floating[:, ::1] dY):     # IN m x n
-    agree("bias_backward", [("db", (db.shape[0],), (dY.shape[1],))])
+    agree("bias_backward", (dY.shape[1],), {"db": _s1(db)})
     with nogil:
         fnn_bias_backward(&db[0], &dY[0, 0], dY.shape[0], dY.shape[1], dY.shape[1])

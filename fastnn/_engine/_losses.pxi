@@ -7,10 +7,9 @@ def loss_forward(int loss,
                  const floating[:, ::1] T=None,            # IN m x n targets
                  const int64_t[::1] labels=None,           # IN m labels
                  const floating[::1] sw=None):             # IN m sample weights
-    agree("loss_forward", [x for x in (
-        None if T is None else ("T", (T.shape[0], T.shape[1]), (Z.shape[0], Z.shape[1])),
-        None if labels is None else ("labels", (labels.shape[0],), (Z.shape[0],)),
-        None if sw is None else ("sw", (sw.shape[0],), (Z.shape[0],))) if x is not None])
+    agree("loss_forward", _s2(Z), {"T": None if T is None else _s2(T)})
+    agree("loss_forward", (Z.shape[0],), {"labels": None if labels is None else (labels.shape[0],),
+                                          "sw": None if sw is None else _s1(sw)})
     cdef double value = 0
     cdef int st
     cdef const int64_t *lab = NULL if labels is None else &labels[0]
@@ -28,11 +27,9 @@ def loss_backward(int loss,
                   const floating[:, ::1] T=None,
                   const int64_t[::1] labels=None,
                   const floating[::1] sw=None):
-    agree("loss_backward", [x for x in (
-        ("dZ", (dZ.shape[0], dZ.shape[1]), (Z.shape[0], Z.shape[1])),
-        None if T is None else ("T", (T.shape[0], T.shape[1]), (Z.shape[0], Z.shape[1])),
-        None if labels is None else ("labels", (labels.shape[0],), (Z.shape[0],)),
-        None if sw is None else ("sw", (sw.shape[0],), (Z.shape[0],))) if x is not None])
+    agree("loss_backward", _s2(Z), {"dZ": _s2(dZ), "T": None if T is None else _s2(T)})
+    agree("loss_backward", (Z.shape[0],), {"labels": None if labels is None else (labels.shape[0],),
+                                           "sw": None if sw is None else _s1(sw)})
     cdef int st
     cdef const int64_t *lab = NULL if labels is None else &labels[0]
     cdef const floating *swp = NULL if sw is None else &sw[0]

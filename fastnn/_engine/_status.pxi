@@ -54,12 +54,20 @@ def struct_layout():
     return fnn_struct_layout()
 
 
-cdef int agree(str fn, list pairs) except -1:
-    # The standalone kernels read every array with the sizes of one of them: each (name, shape,
-    # expected) must agree before a pointer reaches C. (The model layer and fastnn.ops validate
-    # before this; this keeps a direct call from reading or writing out of bounds.)
-    bad = [f"{name} has shape {tuple(shape)}, expected {tuple(want)}" for name, shape, want in pairs
-           if shape is not None and tuple(shape) != tuple(want)]
+cdef int agree(str fn, tuple want, dict shapes) except -1:
+    # The standalone kernels read every array with the sizes of one of them (`want`): every other
+    # array's shape (name -> shape, None when not given) must equal it before a pointer reaches C.
+    # The model layer and fastnn.ops validate before this; this keeps a direct call in bounds.
+    bad = [f"{name} has shape {shape}, expected {want}" for name, shape in shapes.items()
+           if shape is not None and shape != want]
     if bad:
         raise ValueError(f"{fn}: " + "; ".join(bad))
     return 0
+
+
+cdef inline tuple _s1(const floating[::1] a):
+    return (a.shape[0],)
+
+
+cdef inline tuple _s2(const floating[:, ::1] a):
+    return (a.shape[0], a.shape[1])
