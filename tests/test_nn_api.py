@@ -13,7 +13,6 @@ import fastnn
 from fastnn import ops
 from fastnn._engine import activations as act_registry, losses as loss_registry
 from fastnn._engine.codes import CTR_SAMPLES, CTR_STEP
-from fastnn.nn import _config
 
 
 def blobs(n=240, d=6, k=3, seed=0):

@@ -19,7 +19,6 @@ ship here; ProgressBar and EpochLogger (verbose=1 / 2) live in fastnn.nn.progres
 import math
 import warnings
 
-import numpy as np
 
 from ._config import Boolean, Configurable, Integral, Interval, NoneOk, Options, Real, validate
 

@@ -24,7 +24,7 @@ import numpy as np
 
 from .._engine import activations as _act
 from .._engine.codes import LAYERS
-from ._config import Configurable, Integral, Interval, NoneOk, Options, Real, checked, validate
+from ._config import Configurable, Integral, Interval, Options, Real, checked, validate
 
 INITIALIZERS = ("auto", "he_normal", "he_uniform", "glorot_normal", "glorot_uniform",
                 "xavier_normal", "xavier_uniform")

@@ -31,17 +31,14 @@ import numpy as np
 
 from .. import _engine as _backend
 from .._engine import losses as _losses
-from .._engine.codes import CTR_STEP
 from .._engine.validation import (as_dtype, check_labels, check_matrix, check_positive_int,
                                   check_sample_weight, check_targets)
-from . import _training
+from . import _inference, _training
 from ._config import (Configurable, InstanceOf, Integral, Interval, Real, checked, deserialize,
                       serialize)
 from ._layout import following_activation, make_plan
 from .layers import Layer
 from .optimizers import Optimizer, get_optimizer
-
-PREDICT_CHUNK = 1024  # rows per inference chunk: the inference workspace never grows past it
 
 
 def _dtype(v):
@@ -430,15 +427,9 @@ class Sequential(Configurable):
         """One optimizer step on the whole batch; returns its loss."""
         return self.partial_fit(X, y, sample_weight)
 
-    # -- inference -----------------------------------------------------------------------------------
+    # -- inference (fastnn/nn/_inference.py) ------------------------------------------------------
     def _outputs(self, X, link, b=None):
-        b = b or self._require_built()
-        X = check_matrix(X, "X", b.params.dtype, n_cols=b.plan.n_inputs)
-        out = np.empty((X.shape[0], b.plan.n_outputs), self.dtype)
-        engine, lock = b.pool.get(min(PREDICT_CHUNK, X.shape[0]), "infer")
-        with lock:
-            engine.predict(out, b.params, b.state, X, link)
-        return out
+        return _inference.outputs(b or self._require_built(), X, link)
 
     def forward(self, X):
         """Raw outputs of the last layer (logits for the classification losses), inference mode."""
@@ -465,32 +456,18 @@ class Sequential(Configurable):
         return self._evaluate(*self._check_xy(X, y, sample_weight))
 
     def _evaluate(self, X, T, labels, sw):
-        b = self._require_built()
-        z = self._outputs(X, False, b)
-        loss = b.plan.loss
-        out = {"loss": _backend.current().loss_forward(loss.code, z, T, labels, sw)}
-        if loss.is_classifier:
-            out["accuracy"] = loss.correct(z, T, labels) / loss.accuracy_denominator(*z.shape)
-        return out
+        return _inference.evaluate(self._require_built(), X, T, labels, sw)
 
     def score(self, X, y, sample_weight=None):
         """Accuracy for classification, R^2 for regression (scikit-learn's convention)."""
         if self._loss is not None and not self._loss.is_classifier:
-            Xc, T, _, sw = self._check_xy(X, y, sample_weight)
-            p = self._outputs(Xc, False)
-            w = np.ones(len(T)) if sw is None else sw.astype(np.float64)
-            res = (w[:, None] * (T - p) ** 2).sum(0)
-            tot = (w[:, None] * (T - np.average(T, axis=0, weights=w)) ** 2).sum(0)
-            return float(np.mean(1 - res / np.where(tot == 0, 1, tot)))
+            X, T, _, sw = self._check_xy(X, y, sample_weight)
+            return _inference.r2(T, self._outputs(X, False), sw)
         return self.evaluate(X, y, sample_weight)["accuracy"]
 
     def gradient(self, X, y, sample_weight=None, step=None):
         """(loss, flat gradient) of one batch in training mode, nothing updated: for checks."""
         b = self._require_built()
         X, T, labels, sw = self._check_xy(X, y, sample_weight)
-        grads = np.empty(b.plan.n_params, self.dtype)
-        step = int(b.counters[CTR_STEP]) if step is None else checked(_Epochs, {"step": step})["step"]
-        engine, lock = b.pool.get(X.shape[0], "gradient")  # never the engine a running fit holds
-        with lock:
-            loss = engine.gradient(grads, b.params, X, T, labels, sw, step)
-        return loss, grads
+        step = None if step is None else checked(_Epochs, {"step": step})["step"]
+        return _inference.gradient(b, X, T, labels, sw, step)

@@ -1,0 +1,48 @@
+"""Inference and checks on a built model's state (a fastnn.nn._training.Built): outputs in
+chunks on engines of their own, evaluation with the loss record's rules, R^2, and the gradient of
+one batch. Sequential validates the inputs and delegates here."""
+import numpy as np
+
+from .. import _engine as _backend
+from .._engine.codes import CTR_STEP
+from .._engine.validation import check_matrix
+
+PREDICT_CHUNK = 1024  # rows per inference chunk: the inference workspace never grows past it
+
+
+def outputs(built, X, link):
+    """The network's outputs for X (the loss's link applied when `link`), inference mode."""
+    X = check_matrix(X, "X", built.params.dtype, n_cols=built.plan.n_inputs)
+    out = np.empty((X.shape[0], built.plan.n_outputs), built.params.dtype)
+    engine, lock = built.pool.get(min(PREDICT_CHUNK, X.shape[0]), "infer")
+    with lock:
+        engine.predict(out, built.params, built.state, X, link)
+    return out
+
+
+def evaluate(built, X, T, labels, sw):
+    """{'loss'} and, for classification losses, {'accuracy'} by the loss record's rule."""
+    z = outputs(built, X, False)
+    loss = built.plan.loss
+    out = {"loss": _backend.current().loss_forward(loss.code, z, T, labels, sw)}
+    if loss.is_classifier:
+        out["accuracy"] = loss.correct(z, T, labels) / loss.accuracy_denominator(*z.shape)
+    return out
+
+
+def r2(T, P, sw):
+    """Coefficient of determination, averaged over outputs (scikit-learn's r2_score)."""
+    w = np.ones(len(T)) if sw is None else sw.astype(np.float64)
+    res = (w[:, None] * (T - P) ** 2).sum(0)
+    tot = (w[:, None] * (T - np.average(T, axis=0, weights=w)) ** 2).sum(0)
+    return float(np.mean(1 - res / np.where(tot == 0, 1, tot)))
+
+
+def gradient(built, X, T, labels, sw, step=None):
+    """(loss, flat gradient) of one batch in training mode; nothing is updated."""
+    grads = np.empty(built.plan.n_params, built.params.dtype)
+    step = int(built.counters[CTR_STEP]) if step is None else step
+    engine, lock = built.pool.get(X.shape[0], "gradient")  # never the engine a running fit holds
+    with lock:
+        loss = engine.gradient(grads, built.params, X, T, labels, sw, step)
+    return loss, grads
