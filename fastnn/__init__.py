@@ -15,6 +15,21 @@ from .nn import (SGD, Activation, Adam, AdamW, Adaptive, BatchNorm, BatchNormali
 __version__ = "0.1.0"
 
 
+_SKLEARN_ESTIMATORS = ("MLPClassifier", "MLPRegressor")
+
+
+def __getattr__(name):
+    """MLPClassifier and MLPRegressor, imported on first use: they need scikit-learn, fastnn does not."""
+    if name in _SKLEARN_ESTIMATORS:
+        try:
+            import sklearn  # noqa: F401
+        except ImportError:
+            raise ImportError(f"fastnn.{name} needs scikit-learn: pip install fastnn[sklearn]") from None
+        from . import neural_network
+        return getattr(neural_network, name)
+    raise AttributeError(f"module 'fastnn' has no attribute {name!r}")
+
+
 def show_config(print_fn=print):
     """Report the backend, the GEMM kernel in use, OpenMP and the thread count."""
     from . import _engine as _backend
@@ -50,4 +65,4 @@ __all__ = ["Sequential", "Dense", "Activation", "Dropout", "BatchNorm", "BatchNo
            "ProgressBar", "EpochLogger", "SGD", "Adam", "AdamW", "RMSprop", "Constant",
            "StepDecay", "ExponentialDecay", "CosineDecay", "InvScaling", "Adaptive",
            "NonFiniteError", "ops", "set_backend", "get_backend", "available_backends",
-           "show_config", "set_num_threads", "get_num_threads"]
+           "show_config", "set_num_threads", "get_num_threads"]  # + MLPClassifier, MLPRegressor (lazy: scikit-learn)

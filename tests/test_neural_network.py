@@ -1,0 +1,204 @@
+"""fastnn.MLPClassifier / MLPRegressor against scikit-learn's own estimators: on float64 data the
+same parameters and random_state give the same fit (coefs_, intercepts_, loss_curve_, n_iter_,
+best_loss_) to 1e-6 relative, the same predictions, warnings and messages."""
+import io
+import pickle
+import warnings
+from contextlib import redirect_stdout
+
+import numpy as np
+import pytest
+
+pytest.importorskip("sklearn")
+from sklearn import neural_network as skn  # noqa: E402
+from sklearn.base import clone  # noqa: E402
+from sklearn.exceptions import ConvergenceWarning  # noqa: E402
+
+import fastnn  # noqa: E402
+from fastnn.neural_network import MLPClassifier, MLPRegressor  # noqa: E402
+
+N, D = 150, 6
+BASE = dict(hidden_layer_sizes=(7, 5), alpha=0.01, batch_size=32, max_iter=6, random_state=3,
+            tol=0.0, n_iter_no_change=10**6)
+SOLVERS = {
+    "sgd-momentum": dict(solver="sgd", learning_rate_init=0.05, momentum=0.9, nesterovs_momentum=False),
+    "sgd-nesterov": dict(solver="sgd", learning_rate_init=0.05, momentum=0.9, nesterovs_momentum=True),
+    "sgd-invscaling": dict(solver="sgd", learning_rate_init=0.2, learning_rate="invscaling", power_t=0.4),
+    "adam": dict(solver="adam", learning_rate_init=0.01, beta_1=0.8, beta_2=0.99, epsilon=1e-7),
+}
+PROBLEMS = ["multiclass", "binary", "multilabel", "squared_error", "poisson"]
+
+
+def problem(kind, dtype=np.float64):
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((N, D))
+    if kind == "multiclass":
+        y = np.array(["a", "b", "c"])[rng.integers(0, 3, N)]
+    elif kind == "binary":
+        y = np.where(X[:, 0] + 0.5 * rng.standard_normal(N) > 0, 7, -2)
+    elif kind == "multilabel":
+        y = (X[:, :3] + 0.5 * rng.standard_normal((N, 3)) > 0).astype(int)
+    elif kind == "squared_error":
+        y = np.c_[X[:, 0] - X[:, 1], 2 * X[:, 2]] + 0.1 * rng.standard_normal((N, 2))
+    else:
+        y = rng.poisson(np.exp(0.5 * X[:, 0])).astype(float)
+    return X.astype(dtype), y, rng.uniform(0.5, 2.0, N)
+
+
+def both(kind, weighted=False, **params):
+    """(scikit-learn's fitted estimator, fastnn's, X, the warnings each raised)."""
+    X, y, sw = problem(kind)
+    classifier = kind in ("multiclass", "binary", "multilabel")
+    if not classifier:
+        params = {"loss": kind, **params}
+    out = []
+    for cls in ((skn.MLPClassifier, MLPClassifier) if classifier else (skn.MLPRegressor, MLPRegressor)):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            est = cls(**{**BASE, **params}).fit(X, y, sample_weight=sw if weighted else None)
+        out.append((est, [w.category for w in caught]))
+    (sk, sk_w), (fn, fn_w) = out
+    return sk, fn, X, sk_w, fn_w
+
+
+def assert_same_fit(sk, fn):
+    assert fn.n_iter_ == sk.n_iter_ and fn.t_ == sk.t_
+    assert fn.n_layers_ == sk.n_layers_ and fn.n_outputs_ == sk.n_outputs_
+    assert fn.out_activation_ == sk.out_activation_ and fn.n_features_in_ == sk.n_features_in_
+    assert len(fn.coefs_) == len(sk.coefs_)
+    for i, (got, want) in enumerate(zip(fn.coefs_, sk.coefs_)):
+        assert got.shape == want.shape and got.dtype == want.dtype
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-10, err_msg=f"coefs_[{i}]")
+    for i, (got, want) in enumerate(zip(fn.intercepts_, sk.intercepts_)):
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-10, err_msg=f"intercepts_[{i}]")
+    np.testing.assert_allclose(fn.loss_curve_, sk.loss_curve_, rtol=1e-6, err_msg="loss_curve_")
+    assert fn.loss_ == pytest.approx(sk.loss_, rel=1e-6)
+    assert fn.best_loss_ == pytest.approx(sk.best_loss_, rel=1e-6)
+
+
+def assert_same_predictions(sk, fn, X):
+    if hasattr(sk, "predict_proba"):
+        np.testing.assert_array_equal(fn.predict(X), sk.predict(X))
+        np.testing.assert_allclose(fn.predict_proba(X), sk.predict_proba(X), rtol=1e-6, atol=1e-12)
+        np.testing.assert_allclose(fn.predict_log_proba(X), sk.predict_log_proba(X), rtol=1e-6, atol=1e-10)
+        np.testing.assert_array_equal(fn.classes_, sk.classes_)
+    else:
+        np.testing.assert_allclose(fn.predict(X), sk.predict(X), rtol=1e-6, atol=1e-12)
+
+
+@pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
+@pytest.mark.parametrize("solver", list(SOLVERS))
+@pytest.mark.parametrize("kind", PROBLEMS)
+def test_fit_equals_scikit_learns(kind, solver, weighted):
+    sk, fn, X, sk_w, fn_w = both(kind, weighted, **SOLVERS[solver])
+    assert_same_fit(sk, fn)
+    assert_same_predictions(sk, fn, X)
+    assert ConvergenceWarning in sk_w and ConvergenceWarning in fn_w
+
+
+@pytest.mark.parametrize("shuffle", [True, False], ids=["shuffle", "no-shuffle"])
+@pytest.mark.parametrize("activation", ["relu", "logistic", "tanh", "identity"])
+@pytest.mark.parametrize("kind", ["multiclass", "squared_error"])
+def test_every_activation_with_and_without_shuffling(kind, activation, shuffle):
+    sk, fn, X, _, _ = both(kind, activation=activation, shuffle=shuffle, **SOLVERS["sgd-nesterov"])
+    assert_same_fit(sk, fn)
+    assert_same_predictions(sk, fn, X)
+
+
+@pytest.mark.parametrize("solver", ["sgd-nesterov", "adam"])
+def test_stopping_by_tol_before_max_iter(solver):
+    sk, fn, _, sk_w, fn_w = both("multiclass", **{**SOLVERS[solver], "max_iter": 200, "tol": 1e-2,
+                                                   "n_iter_no_change": 2})
+    assert sk.n_iter_ < 200
+    assert_same_fit(sk, fn)
+    assert ConvergenceWarning not in sk_w and ConvergenceWarning not in fn_w
+
+
+def test_adaptive_rate_divides_by_five_then_stops_when_too_small():
+    """tol so large that no epoch after the first improves: the rate drops by 5 at epochs 3, 5, ...,
+    15 (0.05 / 5^7 = 6.4e-7) and the fit stops at epoch 17, where it would drop an 8th time."""
+    sk, fn, _, sk_w, fn_w = both("squared_error", solver="sgd", learning_rate="adaptive",
+                                 learning_rate_init=0.05, max_iter=100, tol=10.0, n_iter_no_change=1)
+    assert sk.n_iter_ == 17
+    assert_same_fit(sk, fn)
+    assert ConvergenceWarning not in fn_w
+
+
+def test_verbose_lines_equal_scikit_learns():
+    outs = []
+    for cls in (skn.MLPClassifier, MLPClassifier):
+        buf = io.StringIO()
+        with redirect_stdout(buf):
+            cls(**{**BASE, **SOLVERS["adam"], "max_iter": 50, "tol": 1e-2, "n_iter_no_change": 2,
+                   "verbose": True}).fit(*problem("binary")[:2])
+        outs.append(buf.getvalue())
+    assert outs[0] == outs[1]
+    assert "Iteration 1, loss = " in outs[1] and "Stopping." in outs[1]
+
+
+def test_float32_stays_float32():
+    X, y, _ = problem("multiclass", np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        fn = MLPClassifier(**BASE).fit(X, y)
+        sk = skn.MLPClassifier(**BASE).fit(X, y)
+    assert all(c.dtype == np.float32 for c in fn.coefs_ + fn.intercepts_)
+    assert fn.predict_proba(X).dtype == np.float32
+    np.testing.assert_allclose(fn.loss_curve_, sk.loss_curve_, rtol=1e-3)
+    assert (fn.predict(X) == sk.predict(X)).mean() > 0.95
+
+
+def test_params_clone_and_pickle_round_trip():
+    est = MLPRegressor("poisson", (4,), "tanh", solver="sgd", max_iter=3, random_state=0)
+    assert list(est.get_params()) == list(skn.MLPRegressor().get_params())
+    assert est.get_params() == {**skn.MLPRegressor().get_params(), "loss": "poisson", "hidden_layer_sizes": (4,),
+                                "activation": "tanh", "solver": "sgd", "max_iter": 3, "random_state": 0}
+    assert MLPClassifier().get_params() == skn.MLPClassifier().get_params()
+    est.set_params(alpha=0.5, batch_size=16)
+    twin = clone(est)
+    assert twin is not est and twin.get_params() == est.get_params()
+    X, y, _ = problem("poisson")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        est.fit(X, y)
+        twin.fit(X, y)
+    np.testing.assert_array_equal(twin.predict(X), est.predict(X))
+    back = pickle.loads(pickle.dumps(est))
+    np.testing.assert_array_equal(back.predict(X), est.predict(X))
+    assert back.loss_curve_ == est.loss_curve_ and est.score(X, y) == back.score(X, y)
+
+
+def test_score_is_scikit_learns():
+    for kind in ("multiclass", "squared_error"):
+        sk, fn, X, _, _ = both(kind, **SOLVERS["adam"])
+        y = problem(kind)[1]
+        assert fn.score(X, y) == pytest.approx(sk.score(X, y), rel=1e-9)
+
+
+def test_parameters_are_validated_and_the_unsupported_refused():
+    X, y, _ = problem("binary")
+    with pytest.raises(ValueError, match="activation"):
+        MLPClassifier(activation="softplus").fit(X, y)
+    with pytest.raises(ValueError, match="learning_rate_init"):
+        MLPRegressor(learning_rate_init=0.0).fit(X, y)
+    with pytest.raises(ValueError, match="loss"):
+        MLPRegressor(loss="huber").fit(X, y)
+    with pytest.raises(NotImplementedError, match="lbfgs"):
+        MLPClassifier(solver="lbfgs").fit(X, y)
+    with pytest.raises(NotImplementedError, match="early_stopping"):
+        MLPRegressor(early_stopping=True).fit(X, y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        est = MLPClassifier(max_iter=1, random_state=0).fit(X, y)
+    with pytest.raises(ValueError, match="6 features"):
+        est.predict(X[:, :4])
+
+
+def test_lazy_export_from_the_package(monkeypatch):
+    assert fastnn.MLPClassifier is MLPClassifier and fastnn.MLPRegressor is MLPRegressor
+    with pytest.raises(AttributeError):
+        fastnn.NoSuchThing  # noqa: B018
+    import sys
+    monkeypatch.setitem(sys.modules, "sklearn", None)  # scikit-learn missing
+    with pytest.raises(ImportError, match=r"fastnn.MLPClassifier needs scikit-learn: pip install fastnn\[sklearn\]"):
+        fastnn.__getattr__("MLPClassifier")
