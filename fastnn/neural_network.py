@@ -6,7 +6,7 @@ sklearn.neural_network estimators: on float64 data a fit equals scikit-learn's t
 (tests/test_neural_network.py). The engine runs each epoch in C with scikit-learn's conventions
 switched on (codes.SK_LOSSES, OPTIM.form = sklearn, OPTIM.l2_loss = alpha, the caller's order).
 
-Not yet supported (this first slice): solver='lbfgs', early_stopping=True, partial_fit, sparse X.
+Not yet supported (this first slice): solver='lbfgs', early_stopping=True, sparse X.
 Needs scikit-learn (pip install fastnn[sklearn]).
 """
 import itertools
@@ -19,6 +19,8 @@ from sklearn.neural_network import MLPClassifier as _SkMLPClassifier
 from sklearn.neural_network import MLPRegressor as _SkMLPRegressor
 from sklearn.preprocessing import LabelBinarizer
 from sklearn.utils import check_random_state, column_or_1d
+from sklearn.utils._available_if import available_if
+from sklearn.utils.multiclass import _check_partial_fit_first_call, type_of_target, unique_labels
 from sklearn.utils import shuffle as _sk_shuffle
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
@@ -93,7 +95,13 @@ class _BaseMLP(BaseEstimator):
         if self.early_stopping:
             raise NotImplementedError("fastnn's MLP estimators do not support early_stopping=True yet")
 
-    def _fit(self, X, y, sample_weight=None):
+    def _check_solver(self):
+        if self.solver not in ("sgd", "adam"):
+            raise AttributeError("partial_fit is only available for stochastic optimizers. "
+                                 "%s is not stochastic." % self.solver)
+        return True
+
+    def _fit(self, X, y, sample_weight=None, incremental=False):
         self._check_supported()
         hidden = self.hidden_layer_sizes
         if not hasattr(hidden, "__iter__"):
@@ -101,10 +109,9 @@ class _BaseMLP(BaseEstimator):
         hidden = list(hidden)
         if np.any(np.array(hidden) <= 0):
             raise ValueError("hidden_layer_sizes must be > 0, got %s." % hidden)
-        if self.warm_start and hasattr(self, "coefs_"):
-            raise NotImplementedError("fastnn's MLP estimators do not support warm_start=True yet")
+        first_pass = not hasattr(self, "coefs_") or (not self.warm_start and not incremental)
 
-        X, y = self._validate_input(X, y)
+        X, y = self._validate_input(X, y, incremental, reset=first_pass)
         n, n_features = X.shape
         X = np.ascontiguousarray(X)
         if sample_weight is not None:
@@ -115,18 +122,18 @@ class _BaseMLP(BaseEstimator):
         units = [n_features] + hidden + [self.n_outputs_]
         rs = check_random_state(self.random_state)
 
-        # scikit-learn's _initialize
-        self.n_iter_, self.t_ = 0, 0
-        self.n_layers_ = len(units)
-        self.out_activation_ = self._out_activation()
-        factor = 2.0 if self.activation == "logistic" else 6.0
-        coefs, intercepts = [], []
-        for a, b in itertools.pairwise(units):  # _init_coef, layer by layer
-            bound = np.sqrt(factor / (a + b))
-            coefs.append(rs.uniform(-bound, bound, (a, b)).astype(X.dtype, copy=False))
-            intercepts.append(rs.uniform(-bound, bound, b).astype(X.dtype, copy=False))
-        self.loss_curve_, self._no_improvement_count = [], 0
-        self.best_loss_, self.validation_scores_, self.best_validation_score_ = np.inf, None, None
+        if first_pass:  # scikit-learn's _initialize
+            self.n_iter_, self.t_ = 0, 0
+            self.n_layers_ = len(units)
+            self.out_activation_ = self._out_activation()
+            factor = 2.0 if self.activation == "logistic" else 6.0
+            self.coefs_, self.intercepts_ = [], []
+            for a, b in itertools.pairwise(units):  # _init_coef, layer by layer
+                bound = np.sqrt(factor / (a + b))
+                self.coefs_.append(rs.uniform(-bound, bound, (a, b)).astype(X.dtype, copy=False))
+                self.intercepts_.append(rs.uniform(-bound, bound, b).astype(X.dtype, copy=False))
+            self.loss_curve_, self._no_improvement_count = [], 0
+            self.best_loss_, self.validation_scores_, self.best_validation_score_ = np.inf, None, None
 
         if self.batch_size == "auto":
             batch = min(200, n)
@@ -137,14 +144,20 @@ class _BaseMLP(BaseEstimator):
 
         loss, T, labels = self._engine_targets(y, X.dtype)
         engine, offsets = _sk_epoch_trainer(units, self.activation, loss, X.dtype, batch)
-        params = np.concatenate([c.ravel() for c in coefs] + intercepts).astype(X.dtype, copy=False)
+        params = np.concatenate([c.ravel() for c in self.coefs_] + self.intercepts_).astype(X.dtype)
         kind = OPTIMIZERS["adam" if self.solver == "adam" else "sgd"]
-        slots = np.zeros(N_SLOTS[kind] * params.size, X.dtype)
-        state, counters = np.zeros(1, X.dtype), np.zeros(N_COUNTERS, np.int64)
-        lr = float(self.learning_rate_init)
+        if not incremental or not hasattr(self, "_optimizer_state"):  # a new optimizer, as sklearn's
+            self._optimizer_state = {"slots": np.zeros(N_SLOTS[kind] * params.size, X.dtype),
+                                     "counters": np.zeros(N_COUNTERS, np.int64),
+                                     "lr": float(self.learning_rate_init)}
+        opt_state = self._optimizer_state
+        slots = opt_state["slots"] = np.ascontiguousarray(opt_state["slots"], dtype=X.dtype)
+        counters, lr = opt_state["counters"], opt_state["lr"]
+        state = np.zeros(1, X.dtype)
         idx = np.arange(n, dtype=int)
         sgd = self.solver == "sgd"
 
+        self.n_iter_ = 0
         for epoch in range(self.max_iter):
             if self.shuffle:
                 idx = _sk_shuffle(idx, random_state=rs)
@@ -195,10 +208,13 @@ class _BaseMLP(BaseEstimator):
                     if self.verbose:
                         print(msg + " Stopping.")
                     break
+            if incremental:
+                break
             if self.n_iter_ == self.max_iter:
                 warnings.warn("Stochastic Optimizer: Maximum iterations (%d) reached and the "
                               "optimization hasn't converged yet." % self.max_iter, ConvergenceWarning)
 
+        opt_state["lr"] = lr
         pieces = [params[lo:hi].copy() for lo, hi in itertools.pairwise(offsets)]
         L = len(units) - 1
         self.coefs_ = [p.reshape(a, b) for p, (a, b) in zip(pieces[:L], itertools.pairwise(units))]
@@ -253,13 +269,35 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         """Fit the model to X (n_samples, n_features) and labels y; returns self."""
         return self._fit(X, y, sample_weight)
 
-    def _validate_input(self, X, y):
-        X, y = validate_data(self, X, y, multi_output=True, dtype=(np.float64, np.float32), reset=True)
+    @available_if(lambda est: est._check_solver())
+    @_fit_context(prefer_skip_nested_validation=True)
+    def partial_fit(self, X, y, sample_weight=None, classes=None):
+        """One epoch over X, y (scikit-learn's partial_fit); `classes` is required on the first call."""
+        if _check_partial_fit_first_call(self, classes):
+            self._label_binarizer = LabelBinarizer()
+            if type_of_target(y).startswith("multilabel"):
+                self._label_binarizer.fit(y)
+            else:
+                self._label_binarizer.fit(classes)
+        return self._fit(X, y, sample_weight, incremental=True)
+
+    def _validate_input(self, X, y, incremental, reset):
+        X, y = validate_data(self, X, y, multi_output=True, dtype=(np.float64, np.float32), reset=reset)
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
-        self._label_binarizer = LabelBinarizer()
-        self._label_binarizer.fit(y)
-        self.classes_ = self._label_binarizer.classes_
+        if not hasattr(self, "classes_") or (not self.warm_start and not incremental):
+            self._label_binarizer = LabelBinarizer()
+            self._label_binarizer.fit(y)
+            self.classes_ = self._label_binarizer.classes_
+        else:
+            classes = unique_labels(y)
+            if self.warm_start:
+                if set(classes) != set(self.classes_):
+                    raise ValueError("warm_start can only be used where `y` has the same classes as in "
+                                     f"the previous call to fit. Previously got {self.classes_}, `y` has {classes}")
+            elif len(np.setdiff1d(classes, self.classes_, assume_unique=True)):
+                raise ValueError("`y` has classes not in `self.classes_`. "
+                                 f"`self.classes_` has {self.classes_}. 'y' has {classes}.")
         return X, self._label_binarizer.transform(y).astype(bool)
 
     def _out_activation(self):
@@ -343,9 +381,15 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         """Fit the model to X (n_samples, n_features) and targets y; returns self."""
         return self._fit(X, y, sample_weight)
 
-    def _validate_input(self, X, y):
+    @available_if(lambda est: est._check_solver())
+    @_fit_context(prefer_skip_nested_validation=True)
+    def partial_fit(self, X, y, sample_weight=None):
+        """One epoch over X, y (scikit-learn's partial_fit)."""
+        return self._fit(X, y, sample_weight, incremental=True)
+
+    def _validate_input(self, X, y, incremental, reset):
         X, y = validate_data(self, X, y, multi_output=True, y_numeric=True,
-                             dtype=(np.float64, np.float32), reset=True)
+                             dtype=(np.float64, np.float32), reset=reset)
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
         return X, y

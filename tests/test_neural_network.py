@@ -124,6 +124,48 @@ def test_adaptive_rate_divides_by_five_then_stops_when_too_small():
     assert ConvergenceWarning not in fn_w
 
 
+@pytest.mark.parametrize("solver", ["sgd-nesterov", "adam"])
+@pytest.mark.parametrize("kind", ["multiclass", "multilabel", "poisson"])
+def test_partial_fit_and_warm_start_equal_scikit_learns(kind, solver):
+    """fit, then partial_fit on two halves (the optimizer carries on), then a warm-started fit
+    (weights kept, a new optimizer); a fresh estimator fed by partial_fit alone (classes given)."""
+    X, y, sw = problem(kind)
+    classifier = kind != "poisson"
+    params = {**BASE, **SOLVERS[solver], **({} if classifier else {"loss": kind})}
+    extra = {"multiclass": {"classes": np.unique(y)}, "multilabel": {"classes": np.arange(3)}}.get(kind, {})
+    fits = []
+    for cls in ((skn.MLPClassifier, MLPClassifier) if classifier else (skn.MLPRegressor, MLPRegressor)):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            a = cls(**params).fit(X, y, sample_weight=sw)
+            a.partial_fit(X[:70], y[:70], sample_weight=sw[:70])
+            a.partial_fit(X[70:], y[70:])
+            snap = ([c.copy() for c in a.coefs_], list(a.loss_curve_), a.n_iter_, a.t_)
+            a.set_params(warm_start=True, max_iter=3).fit(X, y)
+            b = cls(**params)
+            for _ in range(3):
+                b.partial_fit(X, y, **extra)
+        fits.append((a, snap, b))
+    (ska, sksnap, skb), (fna, fnsnap, fnb) = fits
+    for got, want in zip(fnsnap[0], sksnap[0]):
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-10)
+    np.testing.assert_allclose(fnsnap[1], sksnap[1], rtol=1e-6)
+    assert fnsnap[2:] == sksnap[2:] == (1, 6 * N + N)
+    assert_same_fit(ska, fna)
+    assert_same_fit(skb, fnb)
+    assert_same_predictions(skb, fnb, X)
+
+
+def test_partial_fit_refuses_unseen_classes_and_lbfgs_has_none():
+    X, y, _ = problem("multiclass")
+    est = MLPClassifier(**BASE).partial_fit(X, y, classes=["a", "b", "c"])
+    with pytest.raises(ValueError, match="classes not in"):
+        est.partial_fit(X[:3], ["a", "b", "z"])
+    with pytest.raises(ValueError, match="classes must be passed"):
+        MLPClassifier().partial_fit(X, y)
+    assert not hasattr(MLPRegressor(solver="lbfgs"), "partial_fit")
+
+
 def test_verbose_lines_equal_scikit_learns():
     outs = []
     for cls in (skn.MLPClassifier, MLPClassifier):
