@@ -6,14 +6,16 @@ sklearn.neural_network estimators: on float64 data a fit equals scikit-learn's t
 (tests/test_neural_network.py). The engine runs each epoch in C with scikit-learn's conventions
 switched on (codes.SK_LOSSES, OPTIM.form = sklearn, OPTIM.l2_loss = alpha, the caller's order).
 
-Not yet supported (this first slice): solver='lbfgs', early_stopping=True, sparse X.
+Not yet supported (this first slice): solver='lbfgs', sparse X.
 Needs scikit-learn (pip install fastnn[sklearn]).
 """
 import itertools
 import warnings
 
 import numpy as np
-from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, _fit_context
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, _fit_context, is_classifier
+from sklearn.metrics import accuracy_score, r2_score
+from sklearn.model_selection import train_test_split
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.neural_network import MLPClassifier as _SkMLPClassifier
 from sklearn.neural_network import MLPRegressor as _SkMLPRegressor
@@ -88,12 +90,17 @@ def _apply(name, z):
 class _BaseMLP(BaseEstimator):
     """Shared fit: scikit-learn's _fit / _fit_stochastic with each epoch run by the engine."""
 
+    def _unpack(self, params, offsets, units):
+        """coefs_ and intercepts_ (copies) from the flat parameter buffer."""
+        pieces = [params[lo:hi].copy() for lo, hi in itertools.pairwise(offsets)]
+        L = len(units) - 1
+        self.coefs_ = [p.reshape(a, b) for p, (a, b) in zip(pieces[:L], itertools.pairwise(units))]
+        self.intercepts_ = pieces[L:]
+
     def _check_supported(self):
         if self.solver == "lbfgs":
             raise NotImplementedError("fastnn's MLP estimators do not support solver='lbfgs' yet "
                                       "(use 'sgd' or 'adam', or sklearn.neural_network)")
-        if self.early_stopping:
-            raise NotImplementedError("fastnn's MLP estimators do not support early_stopping=True yet")
 
     def _check_solver(self):
         if self.solver not in ("sgd", "adam"):
@@ -132,8 +139,34 @@ class _BaseMLP(BaseEstimator):
                 bound = np.sqrt(factor / (a + b))
                 self.coefs_.append(rs.uniform(-bound, bound, (a, b)).astype(X.dtype, copy=False))
                 self.intercepts_.append(rs.uniform(-bound, bound, b).astype(X.dtype, copy=False))
+            self._best_coefs = [c.copy() for c in self.coefs_]
+            self._best_intercepts = [i.copy() for i in self.intercepts_]
             self.loss_curve_, self._no_improvement_count = [], 0
-            self.best_loss_, self.validation_scores_, self.best_validation_score_ = np.inf, None, None
+            if self.early_stopping:
+                self.validation_scores_, self.best_validation_score_, self.best_loss_ = [], -np.inf, None
+            else:
+                self.best_loss_, self.validation_scores_, self.best_validation_score_ = np.inf, None, None
+
+        if self.early_stopping and incremental:
+            raise ValueError("partial_fit does not support early_stopping=True")
+        early_stopping = self.early_stopping
+        if early_stopping:  # scikit-learn's split, from the same RandomState
+            stratify = y if (is_classifier(self) and self.n_outputs_ == 1) else None
+            if sample_weight is None:
+                X, X_val, y, y_val = train_test_split(X, y, random_state=rs, test_size=self.validation_fraction,
+                                                      stratify=stratify)
+                sw_val = None
+            else:
+                X, X_val, y, y_val, sample_weight, sw_val = train_test_split(
+                    X, y, sample_weight, random_state=rs, test_size=self.validation_fraction, stratify=stratify)
+                sample_weight = np.ascontiguousarray(sample_weight)
+            if X_val.shape[0] < 2:
+                raise ValueError("The validation set is too small. Increase 'validation_fraction' "
+                                 "or the size of your dataset.")
+            if is_classifier(self):
+                y_val = self._label_binarizer.inverse_transform(y_val)
+            X = np.ascontiguousarray(X)
+            n = X.shape[0]
 
         if self.batch_size == "auto":
             batch = min(200, n)
@@ -182,19 +215,42 @@ class _BaseMLP(BaseEstimator):
             self.loss_curve_.append(self.loss_)
             if self.verbose:
                 print("Iteration %d, loss = %.8f" % (self.n_iter_, self.loss_))
-            # _update_no_improvement_count (training loss)
-            if self.loss_curve_[-1] > self.best_loss_ - self.tol:
-                self._no_improvement_count += 1
+            # _update_no_improvement_count
+            if early_stopping:  # the validation score of this epoch's weights
+                self._unpack(params, offsets, units)
+                y_pred = self._predict_checked(X_val)
+                if np.issubdtype(y_pred.dtype, np.floating) and not np.isfinite(y_pred).all():
+                    score = np.nan
+                else:
+                    score = self._score_function(y_val, y_pred, sample_weight=sw_val)
+                self.validation_scores_.append(score)
+                if self.verbose:
+                    print("Validation score: %f" % self.validation_scores_[-1])
+                if score < self.best_validation_score_ + self.tol:
+                    self._no_improvement_count += 1
+                else:
+                    self._no_improvement_count = 0
+                if score > self.best_validation_score_:
+                    self.best_validation_score_ = score
+                    self._best_coefs = [c.copy() for c in self.coefs_]
+                    self._best_intercepts = [i.copy() for i in self.intercepts_]
             else:
-                self._no_improvement_count = 0
-            if self.loss_curve_[-1] < self.best_loss_:
-                self.best_loss_ = self.loss_curve_[-1]
+                if self.loss_curve_[-1] > self.best_loss_ - self.tol:
+                    self._no_improvement_count += 1
+                else:
+                    self._no_improvement_count = 0
+                if self.loss_curve_[-1] < self.best_loss_:
+                    self.best_loss_ = self.loss_curve_[-1]
             # SGDOptimizer.iteration_ends
             if sgd and self.learning_rate == "invscaling":
                 lr = float(self.learning_rate_init) / (self.t_ + 1) ** self.power_t
             if self._no_improvement_count > self.n_iter_no_change:
-                msg = ("Training loss did not improve more than tol=%f for %d consecutive epochs."
-                       % (self.tol, self.n_iter_no_change))
+                if early_stopping:
+                    msg = ("Validation score did not improve more than tol=%f for %d consecutive epochs."
+                           % (self.tol, self.n_iter_no_change))
+                else:
+                    msg = ("Training loss did not improve more than tol=%f for %d consecutive epochs."
+                           % (self.tol, self.n_iter_no_change))
                 if sgd and self.learning_rate == "adaptive":  # SGDOptimizer.trigger_stopping
                     if lr <= 1e-6:
                         if self.verbose:
@@ -215,22 +271,22 @@ class _BaseMLP(BaseEstimator):
                               "optimization hasn't converged yet." % self.max_iter, ConvergenceWarning)
 
         opt_state["lr"] = lr
-        pieces = [params[lo:hi].copy() for lo, hi in itertools.pairwise(offsets)]
-        L = len(units) - 1
-        self.coefs_ = [p.reshape(a, b) for p, (a, b) in zip(pieces[:L], itertools.pairwise(units))]
-        self.intercepts_ = pieces[L:]
+        self._unpack(params, offsets, units)
+        if early_stopping:  # the best validation epoch's weights
+            self.coefs_, self.intercepts_ = self._best_coefs, self._best_intercepts
         return self
 
-    def _forward_pass_fast(self, X):
-        X = validate_data(self, X, dtype=(np.float64, np.float32), reset=False)
+    def _forward_pass_fast(self, X, check_input=True):
+        if check_input:
+            X = validate_data(self, X, dtype=(np.float64, np.float32), reset=False)
         return _forward(X, self.coefs_, self.intercepts_, self.activation, self.out_activation_)
 
 
 class MLPClassifier(ClassifierMixin, _BaseMLP):
     """scikit-learn's MLPClassifier (same parameters, same fit) trained by fastnn's engine.
 
-    See sklearn.neural_network.MLPClassifier; solver='lbfgs' and early_stopping=True are not
-    supported yet (NotImplementedError)."""
+    See sklearn.neural_network.MLPClassifier; solver='lbfgs' is not supported yet
+    (NotImplementedError)."""
 
     _parameter_constraints: dict = _SkMLPClassifier._parameter_constraints
 
@@ -308,10 +364,15 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             return "sk_log_loss", None, np.ascontiguousarray(np.argmax(y, axis=1), dtype=np.int64)
         return "sk_binary_log_loss", np.ascontiguousarray(y, dtype=dtype), None
 
+    _score_function = staticmethod(accuracy_score)
+
     def predict(self, X):
         """Predicted classes (n_samples,) or label indicators (n_samples, n_classes)."""
         check_is_fitted(self)
-        y_pred = self._forward_pass_fast(X)
+        return self._predict_checked(X, check_input=True)
+
+    def _predict_checked(self, X, check_input=False):
+        y_pred = self._forward_pass_fast(X, check_input)
         if self.n_outputs_ == 1:
             y_pred = y_pred.ravel()
         return self._label_binarizer.inverse_transform(y_pred)
@@ -340,8 +401,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
 class MLPRegressor(RegressorMixin, _BaseMLP):
     """scikit-learn's MLPRegressor (same parameters, same fit) trained by fastnn's engine.
 
-    See sklearn.neural_network.MLPRegressor; solver='lbfgs' and early_stopping=True are not
-    supported yet (NotImplementedError)."""
+    See sklearn.neural_network.MLPRegressor; solver='lbfgs' is not supported yet
+    (NotImplementedError)."""
 
     _parameter_constraints: dict = _SkMLPRegressor._parameter_constraints
 
@@ -400,10 +461,15 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     def _engine_targets(self, y, dtype):
         return "sk_" + self.loss, np.ascontiguousarray(y, dtype=dtype), None
 
+    _score_function = staticmethod(r2_score)
+
     def predict(self, X):
         """Predicted values (n_samples,) or (n_samples, n_outputs)."""
         check_is_fitted(self)
-        y_pred = self._forward_pass_fast(X)
+        return self._predict_checked(X, check_input=True)
+
+    def _predict_checked(self, X, check_input=False):
+        y_pred = self._forward_pass_fast(X, check_input)
         if y_pred.shape[1] == 1:
             return y_pred.ravel()
         return y_pred

@@ -166,16 +166,54 @@ def test_partial_fit_refuses_unseen_classes_and_lbfgs_has_none():
     assert not hasattr(MLPRegressor(solver="lbfgs"), "partial_fit")
 
 
+@pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
+@pytest.mark.parametrize("kind", PROBLEMS)
+def test_early_stopping_equals_scikit_learns(kind, weighted):
+    """The validation split (stratified for one output), the validation score per epoch, stopping
+    on it and the best epoch's weights restored."""
+    sk, fn, X, sk_w, fn_w = both(kind, weighted, **SOLVERS["adam"], early_stopping=True,
+                                 validation_fraction=0.2, max_iter=60, tol=1e-3, n_iter_no_change=3)
+    assert_same_fit_early(sk, fn)
+    assert_same_predictions(sk, fn, X)
+
+
+def assert_same_fit_early(sk, fn):
+    assert fn.best_loss_ is None and sk.best_loss_ is None
+    np.testing.assert_allclose(fn.validation_scores_, sk.validation_scores_, rtol=1e-6, atol=1e-12)
+    assert fn.best_validation_score_ == pytest.approx(sk.best_validation_score_, rel=1e-6)
+    fn.best_loss_ = sk.best_loss_ = 0.0  # the rest as without early stopping
+    assert_same_fit(sk, fn)
+
+
+def test_early_stopping_stops_and_restores_the_best_epoch():
+    sk, fn, X, sk_w, fn_w = both("squared_error", solver="sgd", learning_rate_init=0.3, early_stopping=True,
+                                 max_iter=200, tol=0.0, n_iter_no_change=2)
+    assert fn.n_iter_ < 200 and ConvergenceWarning not in fn_w
+    best = int(np.argmax(fn.validation_scores_))
+    assert best < fn.n_iter_ - 1  # the last epoch is not the best: the restored weights are older
+    assert_same_fit_early(sk, fn)
+
+
+def test_early_stopping_counts_a_gain_below_tol_as_none():
+    """Validation R^2 still rising, by less than tol: the fit stops although it improves."""
+    sk, fn, X, sk_w, fn_w = both("squared_error", **SOLVERS["adam"], early_stopping=True, max_iter=200,
+                                 tol=0.02, n_iter_no_change=2)
+    assert fn.n_iter_ < 200 and np.diff(fn.validation_scores_)[-3:].min() > 0
+    assert_same_fit_early(sk, fn)
+
+
 def test_verbose_lines_equal_scikit_learns():
     outs = []
-    for cls in (skn.MLPClassifier, MLPClassifier):
-        buf = io.StringIO()
-        with redirect_stdout(buf):
-            cls(**{**BASE, **SOLVERS["adam"], "max_iter": 50, "tol": 1e-2, "n_iter_no_change": 2,
-                   "verbose": True}).fit(*problem("binary")[:2])
-        outs.append(buf.getvalue())
-    assert outs[0] == outs[1]
+    for early in (False, True):
+        for cls in (skn.MLPClassifier, MLPClassifier):
+            buf = io.StringIO()
+            with redirect_stdout(buf):
+                cls(**{**BASE, **SOLVERS["adam"], "max_iter": 50, "tol": 1e-2, "n_iter_no_change": 2,
+                       "verbose": True, "early_stopping": early}).fit(*problem("binary")[:2])
+            outs.append(buf.getvalue())
+    assert outs[0] == outs[1] and outs[2] == outs[3]
     assert "Iteration 1, loss = " in outs[1] and "Stopping." in outs[1]
+    assert "Validation score: " in outs[3]
 
 
 def test_float32_stays_float32():
@@ -227,8 +265,10 @@ def test_parameters_are_validated_and_the_unsupported_refused():
         MLPRegressor(loss="huber").fit(X, y)
     with pytest.raises(NotImplementedError, match="lbfgs"):
         MLPClassifier(solver="lbfgs").fit(X, y)
-    with pytest.raises(NotImplementedError, match="early_stopping"):
-        MLPRegressor(early_stopping=True).fit(X, y)
+    with pytest.raises(ValueError, match="partial_fit does not support early_stopping"):
+        MLPRegressor(early_stopping=True).partial_fit(X, y)
+    with pytest.raises(ValueError, match="validation set is too small"):
+        MLPRegressor(early_stopping=True, validation_fraction=0.005).fit(X, y)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         est = MLPClassifier(max_iter=1, random_state=0).fit(X, y)
