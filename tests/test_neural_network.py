@@ -284,3 +284,14 @@ def test_lazy_export_from_the_package(monkeypatch):
     monkeypatch.setitem(sys.modules, "sklearn", None)  # scikit-learn missing
     with pytest.raises(ImportError, match=r"fastnn.MLPClassifier needs scikit-learn: pip install fastnn\[sklearn\]"):
         fastnn.__getattr__("MLPClassifier")
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_scikit_learns_estimator_checks_pass():
+    from sklearn.utils.estimator_checks import check_estimator
+    for est in (MLPClassifier(max_iter=50, random_state=0), MLPRegressor(max_iter=50, random_state=0)):
+        results = check_estimator(est, on_fail=None)
+        failed = [(r["check_name"], repr(r["exception"])[:200]) for r in results if r["status"] == "failed"]
+        assert not failed
+        assert sum(r["status"] == "passed" for r in results) > 50
