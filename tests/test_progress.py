@@ -105,4 +105,5 @@ def test_on_epoch_progress_sees_the_epoch_advance_while_it_runs_in_c(backend):
     mid = [s for s in w.seen if 0 < s[1] < n // 4]
     assert mid, f"no progress seen during the epoch: {w.seen}"  # published between batches
     for _, b, samples, loss, acc in mid:
-        assert samples == 4 * b and np.isfinite(loss) and 0 <= acc <= 1
+        # the fields are read one by one while the engine writes them: a reading may straddle a batch
+        assert abs(samples - 4 * b) <= 8 and np.isfinite(loss) and 0 <= acc <= 1
