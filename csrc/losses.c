@@ -35,6 +35,17 @@ static double FN(weight_sum)(const real *sw, int64_t m) {
     return s;
 }
 
+/* row i's share of the batch, w_i / W (0 when the batch weighs nothing) */
+static inline double FN(row_weight)(const real *sw, int64_t i, double W) {
+    return W == 0 ? 0 : (sw ? sw[i] : 1) / W;
+}
+
+/* sigmoid(z) without overflow for either sign of z */
+static inline real FN(sigmoid1)(real z) {
+    const real e = EXP(-(z >= 0 ? z : -z));
+    return z >= 0 ? 1 / (1 + e) : e / (1 + e);
+}
+
 static int FN(xent)(double *loss, real *dZ, const real *Z, const int64_t *labels, const real *sw,
                     int64_t m, int64_t n) {
     for (int64_t i = 0; i < m; i++)
@@ -43,7 +54,7 @@ static int FN(xent)(double *loss, real *dZ, const real *Z, const int64_t *labels
     double total = 0;
     for (int64_t i = 0; i < m; i++) {
         const real *z = Z + i * n;
-        const double w = W == 0 ? 0 : (sw ? sw[i] : 1) / W;
+        const double w = FN(row_weight)(sw, i, W);
         real mx = z[0];
         for (int64_t j = 1; j < n; j++) mx = z[j] > mx ? z[j] : mx;
         real s = 0;
@@ -66,7 +77,7 @@ static int FN(bce)(double *loss, real *dZ, const real *Z, const real *T, const r
     double total = 0;
     for (int64_t i = 0; i < m; i++) {
         const real *z = Z + i * n, *t = T + i * n;
-        const double w = W == 0 ? 0 : (sw ? sw[i] : 1) / W;
+        const double w = FN(row_weight)(sw, i, W);
         if (loss) {
             double li = 0;
             for (int64_t j = 0; j < n; j++) {
@@ -79,9 +90,7 @@ static int FN(bce)(double *loss, real *dZ, const real *Z, const real *T, const r
             real *d = dZ + i * n;
             const real scale = (real)(w / (double)n);
             for (int64_t j = 0; j < n; j++) {
-                const real e = EXP(-(z[j] >= 0 ? z[j] : -z[j]));
-                const real p = z[j] >= 0 ? 1 / (1 + e) : e / (1 + e);
-                d[j] = (p - t[j]) * scale;
+                d[j] = (FN(sigmoid1)(z[j]) - t[j]) * scale;
             }
         }
     }
@@ -95,7 +104,7 @@ static int FN(mse)(double *loss, real *dZ, const real *Z, const real *T, const r
     double total = 0;
     for (int64_t i = 0; i < m; i++) {
         const real *z = Z + i * n, *t = T + i * n;
-        const double w = W == 0 ? 0 : (sw ? sw[i] : 1) / W;
+        const double w = FN(row_weight)(sw, i, W);
         if (loss) {
             double li = 0;
             for (int64_t j = 0; j < n; j++) li += (double)((z[j] - t[j]) * (z[j] - t[j]));
@@ -126,7 +135,7 @@ static int FN(sk_xent)(double *loss, real *dZ, const real *Z, const int64_t *lab
     double total = 0;
     for (int64_t i = 0; i < m; i++) {
         const real *z = Z + i * n;
-        const double w = W == 0 ? 0 : (sw ? sw[i] : 1) / W;
+        const double w = FN(row_weight)(sw, i, W);
         real mx = z[0];
         for (int64_t j = 1; j < n; j++) mx = z[j] > mx ? z[j] : mx;
         real s = 0;
@@ -150,11 +159,10 @@ static int FN(sk_bce)(double *loss, real *dZ, const real *Z, const real *T, cons
     double total = 0;
     for (int64_t i = 0; i < m; i++) {
         const real *z = Z + i * n, *t = T + i * n;
-        const double w = W == 0 ? 0 : (sw ? sw[i] : 1) / W;
+        const double w = FN(row_weight)(sw, i, W);
         double li = 0;
         for (int64_t j = 0; j < n; j++) {
-            const real e = EXP(-(z[j] >= 0 ? z[j] : -z[j]));
-            const real p = z[j] >= 0 ? 1 / (1 + e) : e / (1 + e);
+            const real p = FN(sigmoid1)(z[j]);
             if (loss) {
                 const real pc = FN(clip_prob)(p);
                 li += (double)(t[j] * LOG(pc) + (1 - t[j]) * LOG(1 - pc));
@@ -174,7 +182,7 @@ static int FN(sk_squared)(double *loss, real *dZ, const real *Z, const real *T, 
     double total = 0;
     for (int64_t i = 0; i < m; i++) {
         const real *z = Z + i * n, *t = T + i * n;
-        const double w = W == 0 ? 0 : (sw ? sw[i] : 1) / W;
+        const double w = FN(row_weight)(sw, i, W);
         if (loss) {
             double li = 0;
             for (int64_t j = 0; j < n; j++) li += (double)((z[j] - t[j]) * (z[j] - t[j]));
@@ -194,7 +202,7 @@ static int FN(sk_poisson)(double *loss, real *dZ, const real *Z, const real *T, 
     double total = 0;
     for (int64_t i = 0; i < m; i++) {
         const real *z = Z + i * n, *t = T + i * n;
-        const double w = W == 0 ? 0 : (sw ? sw[i] : 1) / W;
+        const double w = FN(row_weight)(sw, i, W);
         double li = 0;
         for (int64_t j = 0; j < n; j++) {
             const real p = EXP(z[j]);

@@ -73,11 +73,12 @@ FNN_CLONES static void FN(sgd_range)(real *restrict p, real *restrict vel, const
     }
 }
 
-/* scikit-learn's SGD (_stochastic_optimizers.SGDOptimizer): the velocity holds the step itself. */
+/* scikit-learn's SGD (_stochastic_optimizers.SGDOptimizer): the velocity holds the step itself.
+ * Without momentum it is plain SGD, the same step as sgd_range's. */
 FNN_CLONES static void FN(sgd_sk_range)(real *restrict p, real *restrict vel, const real *restrict g, int64_t i0,
                           int64_t i1, real lr, real mu, int nesterov, real l2, real l1, real shrink) {
     if (mu == 0) {
-        for (int64_t i = i0; i < i1; i++) p[i] = p[i] * shrink - lr * FN(penalised)(g[i], p[i], l2, l1);
+        FN(sgd_range)(p, vel, g, i0, i1, lr, mu, nesterov, l2, l1, shrink);
     } else if (nesterov) {
         for (int64_t i = i0; i < i1; i++) {
             const real gi = FN(penalised)(g[i], p[i], l2, l1);
