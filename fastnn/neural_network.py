@@ -9,7 +9,6 @@ switched on (codes.SK_LOSSES, OPTIM.form = sklearn, OPTIM.l2_loss = alpha, the c
 Not yet supported (this first slice): solver='lbfgs', sparse X.
 Needs scikit-learn (pip install fastnn[sklearn]).
 """
-import itertools
 import warnings
 
 import numpy as np
@@ -26,12 +25,16 @@ from sklearn.utils.multiclass import _check_partial_fit_first_call, type_of_targ
 from sklearn.utils import shuffle as _sk_shuffle
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
-from ._engine.codes import ACTIVATIONS, FORMS, N_COUNTERS, N_SLOTS, OPTIMIZERS, ORDERS, SK_LOSSES
+from ._engine import activations as _activations
+from ._engine.codes import FORMS, N_COUNTERS, N_SLOTS, OPTIMIZERS, ORDERS, SK_LOSSES
 from ._engine.records import layer_records, net_record, optim_record, result_record
 
 __all__ = ["MLPClassifier", "MLPRegressor"]
 
-_ENGINE_ACTIVATION = {"identity": "identity", "logistic": "sigmoid", "tanh": "tanh", "relu": "relu"}
+
+def _pairs(seq):
+    """(seq[0], seq[1]), (seq[1], seq[2]), ...: itertools.pairwise, which Python 3.9 lacks."""
+    return list(zip(seq[:-1], seq[1:]))
 
 
 def _sk_epoch_trainer(units, activation, loss, dtype, batch):
@@ -44,12 +47,12 @@ def _sk_epoch_trainer(units, activation, loss, dtype, batch):
     """
     from . import _engine as backend
 
-    pairs = list(itertools.pairwise(units))
+    pairs = _pairs(units)
     n_w = sum(a * b for a, b in pairs)
     layers, w_off, b_off = [], 0, n_w
     for i, (a, b) in enumerate(pairs):
         last = i == len(pairs) - 1
-        layers.append(dict(kind=0, activation=0 if last else ACTIVATIONS[_ENGINE_ACTIVATION[activation]],
+        layers.append(dict(kind=0, activation=0 if last else _activations.get(activation).code,
                            n_in=a, n_out=b, w_off=w_off, b_off=b_off))
         w_off, b_off = w_off + a * b, b_off + b
     net = net_record(loss=SK_LOSSES[loss], n_inputs=units[0], n_outputs=units[-1], n_params=b_off,
@@ -92,9 +95,9 @@ class _BaseMLP(BaseEstimator):
 
     def _unpack(self, params, offsets, units):
         """coefs_ and intercepts_ (copies) from the flat parameter buffer."""
-        pieces = [params[lo:hi].copy() for lo, hi in itertools.pairwise(offsets)]
+        pieces = [params[lo:hi].copy() for lo, hi in _pairs(offsets)]
         L = len(units) - 1
-        self.coefs_ = [p.reshape(a, b) for p, (a, b) in zip(pieces[:L], itertools.pairwise(units))]
+        self.coefs_ = [p.reshape(a, b) for p, (a, b) in zip(pieces[:L], _pairs(units))]
         self.intercepts_ = pieces[L:]
 
     def _check_supported(self):
@@ -135,7 +138,7 @@ class _BaseMLP(BaseEstimator):
             self.out_activation_ = self._out_activation()
             factor = 2.0 if self.activation == "logistic" else 6.0
             self.coefs_, self.intercepts_ = [], []
-            for a, b in itertools.pairwise(units):  # _init_coef, layer by layer
+            for a, b in _pairs(units):  # _init_coef, layer by layer
                 bound = np.sqrt(factor / (a + b))
                 self.coefs_.append(rs.uniform(-bound, bound, (a, b)).astype(X.dtype, copy=False))
                 self.intercepts_.append(rs.uniform(-bound, bound, b).astype(X.dtype, copy=False))
