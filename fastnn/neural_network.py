@@ -3,102 +3,312 @@
 Same parameters (names, defaults, order), validation, initial weights, batch order, updates,
 losses, stopping rule, messages and fitted attributes as scikit-learn 1.9's
 sklearn.neural_network estimators: on float64 data a fit equals scikit-learn's to rounding
-(tests/test_neural_network.py). The engine runs each epoch in C with scikit-learn's conventions
-switched on (codes.SK_LOSSES, OPTIM.form = sklearn, OPTIM.l2_loss = alpha, the caller's order).
+(tests/test_neural_network.py).
 
-Not yet supported (this first slice): solver='lbfgs', sparse X.
-Needs scikit-learn (pip install fastnn[sklearn]).
+The estimators are front ends. Each holds a fastnn Sequential (`model_`) and translates:
+scikit-learn's parameters become layers, a loss with scikit-learn's conventions
+(fastnn._engine.losses.SKLEARN), an optimizer in scikit-learn's form (SklearnSGD, SklearnAdam),
+and a callback (_SklearnEpochs) that keeps scikit-learn's per-epoch books: loss curve, stopping
+rule, learning-rate policy, validation scores and messages. Every epoch is one Sequential.fit
+epoch, in the order scikit-learn's RandomState draws; `coefs_` and `intercepts_` are views of the
+model's weights, and predictions run on the engine.
+
+Beyond scikit-learn (keyword parameters; their defaults are scikit-learn's behaviour): dropout,
+batch_norm, one activation per hidden layer and 'leaky_relu', the solvers 'adamw' and 'rmsprop',
+class_weight, dtype, callbacks, and a live progress bar on a terminal with verbose.
+
+Not yet supported: solver='lbfgs', sparse X. Needs scikit-learn (pip install fastnn[sklearn]).
 """
+import sys
 import warnings
+from numbers import Integral, Real
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, _fit_context, is_classifier
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import accuracy_score, r2_score
 from sklearn.model_selection import train_test_split
-from sklearn.exceptions import ConvergenceWarning
 from sklearn.neural_network import MLPClassifier as _SkMLPClassifier
 from sklearn.neural_network import MLPRegressor as _SkMLPRegressor
 from sklearn.preprocessing import LabelBinarizer
 from sklearn.utils import check_random_state, column_or_1d
-from sklearn.utils._available_if import available_if
-from sklearn.utils.multiclass import _check_partial_fit_first_call, type_of_target, unique_labels
 from sklearn.utils import shuffle as _sk_shuffle
+from sklearn.utils._available_if import available_if
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.class_weight import compute_class_weight
+from sklearn.utils.multiclass import _check_partial_fit_first_call, type_of_target, unique_labels
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
-from ._engine import activations as _activations
-from ._engine.codes import FORMS, N_COUNTERS, N_SLOTS, OPTIMIZERS, ORDERS, SK_LOSSES
-from ._engine.records import layer_records, net_record, optim_record, result_record
+from ._engine.errors import NonFiniteError
+from .nn import Activation, BatchNorm, Dense, Dropout, Sequential
+from .nn.callbacks import Callback
+from .nn.optimizers import AdamW, RMSprop, SklearnAdam, SklearnSGD
+from .nn.progress import ProgressBar
 
 __all__ = ["MLPClassifier", "MLPRegressor"]
 
-
-def _pairs(seq):
-    """(seq[0], seq[1]), (seq[1], seq[2]), ...: itertools.pairwise, which Python 3.9 lacks."""
-    return list(zip(seq[:-1], seq[1:]))
+_ACTIVATIONS = ("identity", "logistic", "tanh", "relu", "leaky_relu")
 
 
-def _sk_epoch_trainer(units, activation, loss, dtype, batch):
-    """Engine for a dense MLP of `units` with scikit-learn's layout (weights of every layer first,
-    layer by layer, then the biases; the output layer linear, its link in the loss).
-
-    Returns (engine, offsets): offsets[i]:offsets[i+1] are coefs_[i] for i < L, then the intercepts.
-    This private helper is to move into the model layer (fastnn/nn: a Sequential driven in a
-    given order with scikit-learn's losses and optimizer form) once that path exists.
-    """
-    from . import _engine as backend
-
-    pairs = _pairs(units)
-    n_w = sum(a * b for a, b in pairs)
-    layers, w_off, b_off = [], 0, n_w
-    for i, (a, b) in enumerate(pairs):
-        last = i == len(pairs) - 1
-        layers.append(dict(kind=0, activation=0 if last else _activations.get(activation).code,
-                           n_in=a, n_out=b, w_off=w_off, b_off=b_off))
-        w_off, b_off = w_off + a * b, b_off + b
-    net = net_record(loss=SK_LOSSES[loss], n_inputs=units[0], n_outputs=units[-1], n_params=b_off,
-                     n_decay=n_w)
-    engine = backend.current().Engine(layer_records(layers), net, dtype, batch)
-    offsets = np.cumsum([0] + [a * b for a, b in pairs] + list(units[1:]))
-    return engine, offsets
+def _constraints(sk_constraints):
+    """scikit-learn's table, widened for what fastnn adds."""
+    c = dict(sk_constraints)
+    c["activation"] = [StrOptions(set(_ACTIVATIONS)), list, tuple]
+    c["solver"] = [StrOptions({"lbfgs", "sgd", "adam", "adamw", "rmsprop"})]
+    c.update({
+        "dropout": [Interval(Real, 0, 1, closed="left"), list, tuple],
+        "batch_norm": ["boolean"],
+        "class_weight": [StrOptions({"balanced"}), dict, None],
+        "dtype": [StrOptions({"float32", "float64"}), None],
+        "callbacks": [list, None],
+    })
+    return c
 
 
-def _forward(X, coefs, intercepts, activation, out_activation):
-    """scikit-learn's _forward_pass_fast: the output layer's activation (probabilities, means)."""
-    a = X
-    for i, (W, b) in enumerate(zip(coefs, intercepts)):
-        a = a @ W
-        a += b
-        if i < len(coefs) - 1:
-            _apply(activation, a)
-    _apply(out_activation, a)
-    return a
+class _Order:
+    """scikit-learn's epoch order: each epoch re-shuffles the previous epoch's order with the
+    fit's RandomState (sklearn.utils.shuffle), as _fit_stochastic does."""
+
+    def __init__(self, n, random_state):
+        self.idx, self.rs = np.arange(n, dtype=int), random_state
+
+    def __call__(self, epoch):
+        self.idx = _sk_shuffle(self.idx, random_state=self.rs)
+        return self.idx
 
 
-def _apply(name, z):
-    if name == "relu":
-        np.maximum(z, 0, out=z)
-    elif name == "tanh":
-        np.tanh(z, out=z)
-    elif name == "logistic":
-        from scipy.special import expit
-        expit(z, out=z)
-    elif name == "exp":
-        np.exp(z, out=z)
-    elif name == "softmax":
-        z -= z.max(axis=1)[:, None]
-        np.exp(z, out=z)
-        z /= z.sum(axis=1)[:, None]
+class _LiveBar(ProgressBar):
+    """The live bar on a terminal while an epoch runs; its line is cleared at the epoch's end,
+    where scikit-learn's own 'Iteration ...' line is printed instead."""
+
+    _abstract = True
+
+    def on_epoch_end(self, epoch, logs=None):
+        with self._lock:
+            self._live = False
+            self._write("")
+            self._out().write("\r")
+            self._out().flush()
+
+
+class _SklearnEpochs(Callback):
+    """scikit-learn's bookkeeping after each epoch (the loop body of _fit_stochastic): loss
+    curve, validation score, _update_no_improvement_count, the SGD learning-rate policy
+    (iteration_ends, trigger_stopping), its messages and its ConvergenceWarning."""
+
+    _abstract = True
+
+    def __init__(self, est, n, incremental, val):
+        self.est, self.n, self.incremental, self.val = est, n, incremental, val
+        self.stopped = False
+
+    def on_epoch_end(self, epoch, logs=None):
+        est, model = self.est, self.model
+        est.n_iter_ += 1
+        est.loss_ = float(logs["loss"])
+        est.t_ += self.n
+        est.loss_curve_.append(est.loss_)
+        if est.verbose:
+            print("Iteration %d, loss = %.8f" % (est.n_iter_, est.loss_))
+        if self.val is not None:
+            self._validation()
+        else:
+            if est.loss_curve_[-1] > est.best_loss_ - est.tol:
+                est._no_improvement_count += 1
+            else:
+                est._no_improvement_count = 0
+            if est.loss_curve_[-1] < est.best_loss_:
+                est.best_loss_ = est.loss_curve_[-1]
+        sgd = est.solver == "sgd"
+        if sgd and est.learning_rate == "invscaling":  # SGDOptimizer.iteration_ends
+            est._learning_rate = float(est.learning_rate_init) / (est.t_ + 1) ** est.power_t
+        if est._no_improvement_count > est.n_iter_no_change:
+            what = "Validation score" if self.val is not None else "Training loss"
+            msg = ("%s did not improve more than tol=%f for %d consecutive epochs."
+                   % (what, est.tol, est.n_iter_no_change))
+            if sgd and est.learning_rate == "adaptive":  # SGDOptimizer.trigger_stopping
+                if est._learning_rate <= 1e-6:
+                    if est.verbose:
+                        print(msg + " Learning rate too small. Stopping.")
+                    self.stop()
+                else:
+                    est._learning_rate /= 5.0
+                    if est.verbose:
+                        print(msg + " Setting learning rate to %f" % est._learning_rate)
+                    est._no_improvement_count = 0
+            else:
+                if est.verbose:
+                    print(msg + " Stopping.")
+                self.stop()
+        model.lr_scale = est._learning_rate / float(est.learning_rate_init)
+        if not self.stopped and not self.incremental and est.n_iter_ == est.max_iter:
+            warnings.warn("Stochastic Optimizer: Maximum iterations (%d) reached and the "
+                          "optimization hasn't converged yet." % est.max_iter, ConvergenceWarning)
+
+    def stop(self):
+        self.stopped = self.model.stop_training = True
+
+    def _validation(self):
+        est, (X_val, y_val, sw_val, targets_val) = self.est, self.val
+        y_pred = est._predict_checked(X_val)
+        if np.issubdtype(np.asarray(y_pred).dtype, np.floating) and not np.isfinite(y_pred).all():
+            score = np.nan
+        else:
+            score = est._score_function(y_val, y_pred, sample_weight=sw_val)
+        est.validation_scores_.append(score)
+        est.validation_loss_curve_.append(est._objective(X_val, targets_val, sw_val))
+        if est.verbose:
+            print("Validation score: %f" % est.validation_scores_[-1])
+        if score < est.best_validation_score_ + est.tol:
+            est._no_improvement_count += 1
+        else:
+            est._no_improvement_count = 0
+        if score > est.best_validation_score_:
+            est.best_validation_score_ = score
+            est._best_weights = self.model.get_weights()
+
+
+def _per_layer(value, n_hidden, name):
+    """A scalar or a list of one value per hidden layer -> a list of n_hidden values."""
+    if isinstance(value, (list, tuple)):
+        if len(value) != n_hidden:
+            raise ValueError(f"{name} must be one value or a list of one per hidden layer "
+                             f"({n_hidden}), got {len(value)}: {list(value)!r}")
+        return list(value)
+    return [value] * n_hidden
 
 
 class _BaseMLP(BaseEstimator):
-    """Shared fit: scikit-learn's _fit / _fit_stochastic with each epoch run by the engine."""
+    """Shared fit: scikit-learn's _fit / _fit_stochastic, each epoch run by a fastnn Sequential."""
 
-    def _unpack(self, params, offsets, units):
-        """coefs_ and intercepts_ (copies) from the flat parameter buffer."""
-        pieces = [params[lo:hi].copy() for lo, hi in _pairs(offsets)]
-        L = len(units) - 1
-        self.coefs_ = [p.reshape(a, b) for p, (a, b) in zip(pieces[:L], _pairs(units))]
-        self.intercepts_ = pieces[L:]
+    # -- fitted weights: views of the model's buffer ------------------------------------------
+    def _fitted_model(self):
+        try:
+            return self.__dict__["model_"]
+        except KeyError:
+            raise AttributeError(f"This {type(self).__name__} instance is not fitted yet") from None
+
+    @property
+    def coefs_(self):
+        """Weight matrices (n_in, n_out), one per Dense layer: views of the model's weights."""
+        return self._fitted_model().coefs_
+
+    @coefs_.setter
+    def coefs_(self, value):
+        self._set_dense_arrays("kernel", value)
+
+    @property
+    def intercepts_(self):
+        """Bias vectors, one per Dense layer: views of the model's weights."""
+        return self._fitted_model().intercepts_
+
+    @intercepts_.setter
+    def intercepts_(self, value):
+        self._set_dense_arrays("bias", value)
+
+    def _set_dense_arrays(self, name, arrays):
+        """Assigning coefs_ or intercepts_ sets those arrays of the model (shapes checked)."""
+        model = self._fitted_model()
+        arrays = list(arrays)
+        names = [n for ly in model.layers for n in ly.array_names()]
+        if len(arrays) != names.count(name):
+            raise ValueError(f"expected {names.count(name)} arrays, got {len(arrays)}")
+        it = iter(arrays)
+        model.set_weights([next(it) if n == name else w for n, w in zip(names, model.get_weights())])
+
+    # -- the network ------------------------------------------------------------------------------
+    def _hidden(self):
+        hidden = self.hidden_layer_sizes
+        if not hasattr(hidden, "__iter__"):
+            hidden = [hidden]
+        hidden = list(hidden)
+        if np.any(np.array(hidden) <= 0):
+            raise ValueError("hidden_layer_sizes must be > 0, got %s." % hidden)
+        return hidden
+
+    def _activations(self, n_hidden):
+        acts = _per_layer(self.activation, n_hidden, "activation")
+        for a in acts:
+            if a not in _ACTIVATIONS:
+                raise ValueError(f"The 'activation' parameter of {type(self).__name__} must be one of "
+                                 f"{_ACTIVATIONS} or a list of them, one per hidden layer. Got {a!r} instead.")
+        return acts
+
+    def _dropout_rates(self, n_hidden):
+        rates = _per_layer(self.dropout, n_hidden, "dropout")
+        for r in rates:
+            if not isinstance(r, Real) or isinstance(r, bool) or not 0 <= r < 1:
+                raise ValueError(f"The 'dropout' parameter of {type(self).__name__} must be a rate in "
+                                 f"[0, 1) or a list of them, one per hidden layer. Got {r!r} instead.")
+        return rates
+
+    def _layers(self, units, acts, rates):
+        layers = []
+        for width, act, rate in zip(units[1:-1], acts, rates):
+            if self.batch_norm:
+                layers += [Dense(width), BatchNorm(), Activation(act)]
+            else:
+                layers.append(Dense(width, activation=act))
+            if rate > 0:
+                layers.append(Dropout(rate))
+        return layers + [Dense(units[-1])]
+
+    def _optimizer(self):
+        common = dict(lr=float(self.learning_rate_init), alpha=float(self.alpha))
+        adam = dict(beta1=float(self.beta_1), beta2=float(self.beta_2), eps=float(self.epsilon))
+        if self.solver == "sgd":
+            return SklearnSGD(momentum=float(self.momentum), nesterov=bool(self.nesterovs_momentum), **common)
+        if self.solver == "adam":
+            return SklearnAdam(**adam, **common)
+        if self.solver == "adamw":
+            return AdamW(**adam, **common)
+        return RMSprop(eps=float(self.epsilon), **common)
+
+    def _initialize(self, units, acts, dtype, rs):
+        """scikit-learn's _initialize: Glorot-uniform weights drawn layer by layer from the fit's
+        RandomState (factor 2 for logistic), then the bookkeeping attributes."""
+        self.n_iter_, self.t_ = 0, 0
+        self.n_layers_ = len(units)
+        self.out_activation_ = self._out_activation()
+        drawn = []
+        for i, (a, b) in enumerate(zip(units[:-1], units[1:])):  # _init_coef, layer by layer
+            act = acts[min(i, len(acts) - 1)] if acts else self.activation
+            factor = 2.0 if act == "logistic" else 6.0
+            bound = np.sqrt(factor / (a + b))
+            drawn.append((rs.uniform(-bound, bound, (a, b)), rs.uniform(-bound, bound, b)))
+        seed = 0 if not any(self._dropout_rates(len(units) - 2)) else int(rs.randint(2 ** 31))
+        model = Sequential(self._layers(units, acts, self._dropout_rates(len(units) - 2)),
+                           dtype=dtype, seed=seed)
+        model.compile(self._optimizer(), loss=self._loss_name())
+        model.build(units[0])
+        kernels = iter(drawn)
+        weights = []
+        for ly in model.layers:
+            names = ly.array_names()
+            if "kernel" in names:
+                W, b = next(kernels)
+                weights += [W, b]
+            else:
+                weights += [getattr(ly, n) for n in names]
+        model.set_weights(weights)
+        self.model_ = model
+        self._optimizer_ready = False
+        self._best_weights = model.get_weights()
+        self.loss_curve_, self._no_improvement_count = [], 0
+        if self.early_stopping:
+            self.validation_scores_, self.best_validation_score_, self.best_loss_ = [], -np.inf, None
+            self.validation_loss_curve_ = []
+        else:
+            self.best_loss_, self.validation_scores_, self.best_validation_score_ = np.inf, None, None
+            self.validation_loss_curve_ = None
+
+    def _objective(self, X, targets, sw):
+        """scikit-learn's objective on (X, targets): the loss plus 0.5 alpha |W|^2 / sum(sw)."""
+        model = self.model_
+        T, labels = targets
+        loss = model.evaluate(X, labels if labels is not None else T, sw)["loss"]
+        s = X.shape[0] if sw is None else float(np.sum(sw))
+        return float(loss + 0.5 * self.alpha * sum(float(np.dot(W.ravel(), W.ravel())) for W in model.coefs_) / s)
 
     def _check_supported(self):
         if self.solver == "lbfgs":
@@ -106,54 +316,45 @@ class _BaseMLP(BaseEstimator):
                                       "(use 'sgd' or 'adam', or sklearn.neural_network)")
 
     def _check_solver(self):
-        if self.solver not in ("sgd", "adam"):
+        if self.solver not in ("sgd", "adam", "adamw", "rmsprop"):
             raise AttributeError("partial_fit is only available for stochastic optimizers. "
                                  "%s is not stochastic." % self.solver)
         return True
 
+    # -- fit -----------------------------------------------------------------------------------
     def _fit(self, X, y, sample_weight=None, incremental=False):
         self._check_supported()
-        hidden = self.hidden_layer_sizes
-        if not hasattr(hidden, "__iter__"):
-            hidden = [hidden]
-        hidden = list(hidden)
-        if np.any(np.array(hidden) <= 0):
-            raise ValueError("hidden_layer_sizes must be > 0, got %s." % hidden)
-        first_pass = not hasattr(self, "coefs_") or (not self.warm_start and not incremental)
+        hidden = self._hidden()
+        acts = self._activations(len(hidden))
+        self._dropout_rates(len(hidden))
+        first_pass = "model_" not in self.__dict__ or (not self.warm_start and not incremental)
 
         X, y = self._validate_input(X, y, incremental, reset=first_pass)
         n, n_features = X.shape
-        X = np.ascontiguousarray(X)
         if sample_weight is not None:
-            sample_weight = np.ascontiguousarray(_check_sample_weight(sample_weight, X), dtype=X.dtype)
+            sample_weight = _check_sample_weight(sample_weight, X)
         if y.ndim == 1:
             y = y.reshape((-1, 1))
         self.n_outputs_ = y.shape[1]
         units = [n_features] + hidden + [self.n_outputs_]
         rs = check_random_state(self.random_state)
 
-        if first_pass:  # scikit-learn's _initialize
-            self.n_iter_, self.t_ = 0, 0
-            self.n_layers_ = len(units)
-            self.out_activation_ = self._out_activation()
-            factor = 2.0 if self.activation == "logistic" else 6.0
-            self.coefs_, self.intercepts_ = [], []
-            for a, b in _pairs(units):  # _init_coef, layer by layer
-                bound = np.sqrt(factor / (a + b))
-                self.coefs_.append(rs.uniform(-bound, bound, (a, b)).astype(X.dtype, copy=False))
-                self.intercepts_.append(rs.uniform(-bound, bound, b).astype(X.dtype, copy=False))
-            self._best_coefs = [c.copy() for c in self.coefs_]
-            self._best_intercepts = [i.copy() for i in self.intercepts_]
-            self.loss_curve_, self._no_improvement_count = [], 0
-            if self.early_stopping:
-                self.validation_scores_, self.best_validation_score_, self.best_loss_ = [], -np.inf, None
-            else:
-                self.best_loss_, self.validation_scores_, self.best_validation_score_ = np.inf, None, None
-
+        if first_pass:
+            dtype = self.dtype if self.dtype is not None else X.dtype
+            self._initialize(units, acts, np.dtype(dtype), rs)
+        model = self.model_
+        if model.n_inputs != n_features or model.n_outputs != self.n_outputs_:
+            raise ValueError(f"X has {n_features} features and y {self.n_outputs_} outputs, but this "
+                             f"model was fitted with {model.n_inputs} and {model.n_outputs}")
         if self.early_stopping and incremental:
             raise ValueError("partial_fit does not support early_stopping=True")
-        early_stopping = self.early_stopping
-        if early_stopping:  # scikit-learn's split, from the same RandomState
+        if not incremental or not getattr(self, "_optimizer_ready", False):
+            model.compile(self._optimizer(), loss=self._loss_name())  # a new optimizer, as sklearn's
+            self._learning_rate = float(self.learning_rate_init)
+            self._optimizer_ready = True
+
+        val = None
+        if self.early_stopping:  # scikit-learn's split, from the same RandomState
             stratify = y if (is_classifier(self) and self.n_outputs_ == 1) else None
             if sample_weight is None:
                 X, X_val, y, y_val = train_test_split(X, y, random_state=rs, test_size=self.validation_fraction,
@@ -162,14 +363,16 @@ class _BaseMLP(BaseEstimator):
             else:
                 X, X_val, y, y_val, sample_weight, sw_val = train_test_split(
                     X, y, sample_weight, random_state=rs, test_size=self.validation_fraction, stratify=stratify)
-                sample_weight = np.ascontiguousarray(sample_weight)
             if X_val.shape[0] < 2:
                 raise ValueError("The validation set is too small. Increase 'validation_fraction' "
                                  "or the size of your dataset.")
+            X_val = np.ascontiguousarray(X_val, dtype=model.dtype)
+            targets_val = self._engine_targets(y_val, model.dtype)
             if is_classifier(self):
                 y_val = self._label_binarizer.inverse_transform(y_val)
-            X = np.ascontiguousarray(X)
-            n = X.shape[0]
+            val = (X_val, y_val, sw_val, targets_val)
+        n = X.shape[0]
+        sample_weight = self._weighted(y, sample_weight, incremental)
 
         if self.batch_size == "auto":
             batch = min(200, n)
@@ -178,127 +381,80 @@ class _BaseMLP(BaseEstimator):
                 warnings.warn("Got `batch_size` less than 1 or larger than sample size. It is going to be clipped")
             batch = int(np.clip(self.batch_size, 1, n))
 
-        loss, T, labels = self._engine_targets(y, X.dtype)
-        engine, offsets = _sk_epoch_trainer(units, self.activation, loss, X.dtype, batch)
-        params = np.concatenate([c.ravel() for c in self.coefs_] + self.intercepts_).astype(X.dtype)
-        kind = OPTIMIZERS["adam" if self.solver == "adam" else "sgd"]
-        if not incremental or not hasattr(self, "_optimizer_state"):  # a new optimizer, as sklearn's
-            self._optimizer_state = {"slots": np.zeros(N_SLOTS[kind] * params.size, X.dtype),
-                                     "counters": np.zeros(N_COUNTERS, np.int64),
-                                     "lr": float(self.learning_rate_init)}
-        opt_state = self._optimizer_state
-        slots = opt_state["slots"] = np.ascontiguousarray(opt_state["slots"], dtype=X.dtype)
-        counters, lr = opt_state["counters"], opt_state["lr"]
-        state = np.zeros(1, X.dtype)
-        idx = np.arange(n, dtype=int)
-        sgd = self.solver == "sgd"
-
+        T, labels = self._engine_targets(y, model.dtype)
+        X = np.ascontiguousarray(X, dtype=model.dtype)
+        rule = _SklearnEpochs(self, n, incremental, val)
+        live = [_LiveBar()] if self.verbose and _is_terminal() else []
         self.n_iter_ = 0
-        for epoch in range(self.max_iter):
-            if self.shuffle:
-                idx = _sk_shuffle(idx, random_state=rs)
-            if sgd:
-                optim = optim_record(kind=kind, lr=lr, momentum=float(self.momentum),
-                                     nesterov=int(bool(self.nesterovs_momentum)),
-                                     l2_loss=float(self.alpha), form=FORMS["sklearn"])
-            else:
-                optim = optim_record(kind=kind, lr=lr, beta1=float(self.beta_1), beta2=float(self.beta_2),
-                                     eps=float(self.epsilon), l2_loss=float(self.alpha), form=FORMS["sklearn"])
-            res = result_record()
-            status, exc = engine.train_epoch(res, params, slots, state, counters, idx.astype(np.int64),
-                                             optim, X, T, labels, sample_weight, batch, ORDERS["given"], epoch)
-            if exc is not None:
-                raise exc
-            if status != "ok":
-                raise ValueError("Solver produced non-finite parameter weights. The input data may"
-                                 " contain large values and need to be preprocessed.")
-            self.n_iter_ += 1
-            self.loss_ = float(res["loss_sum"] / res["weight_sum"])
-            self.t_ += n
-            self.loss_curve_.append(self.loss_)
-            if self.verbose:
-                print("Iteration %d, loss = %.8f" % (self.n_iter_, self.loss_))
-            # _update_no_improvement_count
-            if early_stopping:  # the validation score of this epoch's weights
-                self._unpack(params, offsets, units)
-                y_pred = self._predict_checked(X_val)
-                if np.issubdtype(y_pred.dtype, np.floating) and not np.isfinite(y_pred).all():
-                    score = np.nan
-                else:
-                    score = self._score_function(y_val, y_pred, sample_weight=sw_val)
-                self.validation_scores_.append(score)
-                if self.verbose:
-                    print("Validation score: %f" % self.validation_scores_[-1])
-                if score < self.best_validation_score_ + self.tol:
-                    self._no_improvement_count += 1
-                else:
-                    self._no_improvement_count = 0
-                if score > self.best_validation_score_:
-                    self.best_validation_score_ = score
-                    self._best_coefs = [c.copy() for c in self.coefs_]
-                    self._best_intercepts = [i.copy() for i in self.intercepts_]
-            else:
-                if self.loss_curve_[-1] > self.best_loss_ - self.tol:
-                    self._no_improvement_count += 1
-                else:
-                    self._no_improvement_count = 0
-                if self.loss_curve_[-1] < self.best_loss_:
-                    self.best_loss_ = self.loss_curve_[-1]
-            # SGDOptimizer.iteration_ends
-            if sgd and self.learning_rate == "invscaling":
-                lr = float(self.learning_rate_init) / (self.t_ + 1) ** self.power_t
-            if self._no_improvement_count > self.n_iter_no_change:
-                if early_stopping:
-                    msg = ("Validation score did not improve more than tol=%f for %d consecutive epochs."
-                           % (self.tol, self.n_iter_no_change))
-                else:
-                    msg = ("Training loss did not improve more than tol=%f for %d consecutive epochs."
-                           % (self.tol, self.n_iter_no_change))
-                if sgd and self.learning_rate == "adaptive":  # SGDOptimizer.trigger_stopping
-                    if lr <= 1e-6:
-                        if self.verbose:
-                            print(msg + " Learning rate too small. Stopping.")
-                        break
-                    lr /= 5.0
-                    if self.verbose:
-                        print(msg + " Setting learning rate to %f" % lr)
-                    self._no_improvement_count = 0
-                else:
-                    if self.verbose:
-                        print(msg + " Stopping.")
-                    break
-            if incremental:
-                break
-            if self.n_iter_ == self.max_iter:
-                warnings.warn("Stochastic Optimizer: Maximum iterations (%d) reached and the "
-                              "optimization hasn't converged yet." % self.max_iter, ConvergenceWarning)
-
-        opt_state["lr"] = lr
-        self._unpack(params, offsets, units)
-        if early_stopping:  # the best validation epoch's weights
-            self.coefs_, self.intercepts_ = self._best_coefs, self._best_intercepts
+        try:
+            model.fit(X, labels if labels is not None else T, epochs=1 if incremental else self.max_iter,
+                      batch_size=batch, shuffle=_Order(n, rs) if self.shuffle else False, verbose=0,
+                      sample_weight=sample_weight, callbacks=live + [rule] + list(self.callbacks or []))
+        except NonFiniteError:
+            raise ValueError("Solver produced non-finite parameter weights. The input data may"
+                             " contain large values and need to be preprocessed.") from None
+        except KeyboardInterrupt:
+            warnings.warn("Training interrupted by user.")
+        self.history_ = model.history
+        if val is not None:  # the best validation epoch's weights
+            model.set_weights(self._best_weights)
         return self
 
+    def _weighted(self, Y, sample_weight, incremental):
+        return sample_weight
+
     def _forward_pass_fast(self, X, check_input=True):
+        """The output layer's activation (probabilities, means), as scikit-learn's."""
         if check_input:
             X = validate_data(self, X, dtype=(np.float64, np.float32), reset=False)
-        return _forward(X, self.coefs_, self.intercepts_, self.activation, self.out_activation_)
+        model = self.model_
+        if is_classifier(self):
+            return model.predict_proba(X)
+        return model.predict(X)
+
+
+
+def _is_terminal():
+    try:
+        return bool(sys.stdout.isatty())
+    except Exception:
+        return False
+
+
+_EXTRA_DOC = """
+    Beyond scikit-learn (keyword-only; the defaults give scikit-learn's model):
+    dropout : float or list of floats, default 0 -- dropout rate after each hidden layer.
+    batch_norm : bool, default False -- batch normalisation between each hidden Dense layer and
+        its activation.
+    activation may also be 'leaky_relu', or a list of one activation per hidden layer.
+    solver may also be 'adamw' (decoupled weight decay 0.01) or 'rmsprop'.
+    class_weight : 'balanced', dict or None (classifier only) -- multiplies the sample weights.
+    dtype : 'float32', 'float64' or None -- the model's dtype; None keeps float32 input in float32
+        (the fast path) and trains anything else in float64, as scikit-learn does.
+    callbacks : list of fastnn callbacks, called after scikit-learn's bookkeeping each epoch.
+    verbose also shows a live progress bar while each epoch runs, when the output is a terminal.
+
+    Fitted beyond scikit-learn: model_ (the fastnn Sequential), history_ (its History),
+    validation_loss_curve_ (with early_stopping: the objective on the validation set per epoch).
+"""
 
 
 class MLPClassifier(ClassifierMixin, _BaseMLP):
     """scikit-learn's MLPClassifier (same parameters, same fit) trained by fastnn's engine.
 
     See sklearn.neural_network.MLPClassifier; solver='lbfgs' is not supported yet
-    (NotImplementedError)."""
+    (NotImplementedError).
+    """ + _EXTRA_DOC
 
-    _parameter_constraints: dict = _SkMLPClassifier._parameter_constraints
+    _parameter_constraints: dict = _constraints(_SkMLPClassifier._parameter_constraints)
 
     def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam", alpha=0.0001,
                  batch_size="auto", learning_rate="constant", learning_rate_init=0.001, power_t=0.5,
                  max_iter=200, shuffle=True, random_state=None, tol=1e-4, verbose=False,
                  warm_start=False, momentum=0.9, nesterovs_momentum=True, early_stopping=False,
                  validation_fraction=0.1, beta_1=0.9, beta_2=0.999, epsilon=1e-8,
-                 n_iter_no_change=10, max_fun=15000):
+                 n_iter_no_change=10, max_fun=15000, dropout=0.0, batch_norm=False,
+                 class_weight=None, dtype=None, callbacks=None):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.solver = solver
@@ -322,6 +478,11 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         self.epsilon = epsilon
         self.n_iter_no_change = n_iter_no_change
         self.max_fun = max_fun
+        self.dropout = dropout
+        self.batch_norm = batch_norm
+        self.class_weight = class_weight
+        self.dtype = dtype
+        self.callbacks = callbacks
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y, sample_weight=None):
@@ -362,10 +523,33 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     def _out_activation(self):
         return "softmax" if self._label_binarizer.y_type_ == "multiclass" else "logistic"
 
-    def _engine_targets(self, y, dtype):
+    def _loss_name(self):
+        return "sklearn_log_loss" if self.out_activation_ == "softmax" else "sklearn_binary_log_loss"
+
+    def _engine_targets(self, Y, dtype):
+        """(T, labels) for the model: class indices under softmax, 0/1 columns otherwise."""
         if self.out_activation_ == "softmax":
-            return "sk_log_loss", None, np.ascontiguousarray(np.argmax(y, axis=1), dtype=np.int64)
-        return "sk_binary_log_loss", np.ascontiguousarray(y, dtype=dtype), None
+            return None, np.ascontiguousarray(np.argmax(Y, axis=1), dtype=np.int64)
+        return np.ascontiguousarray(Y, dtype=dtype), None
+
+    def _weighted(self, Y, sample_weight, incremental):
+        """sample_weight times class_weight (of each row's class)."""
+        if self.class_weight is None:
+            return sample_weight
+        if self._label_binarizer.y_type_.startswith("multilabel"):
+            raise ValueError("class_weight is not supported for multi-label y")
+        if incremental and self.class_weight == "balanced":
+            raise ValueError("class_weight 'balanced' is not supported for partial_fit: its weights "
+                             "depend on the whole data; pass a dict of class weights instead")
+        idx = np.argmax(Y, axis=1) if Y.shape[1] > 1 else Y[:, 0].astype(np.int64)
+        present = np.unique(idx)
+        cw = np.ones(len(self.classes_))
+        if self.class_weight == "balanced":
+            cw[present] = compute_class_weight("balanced", classes=present, y=idx)
+        else:
+            cw = compute_class_weight(self.class_weight, classes=self.classes_, y=self.classes_[idx])
+        w = cw[idx]
+        return w if sample_weight is None else w * sample_weight
 
     _score_function = staticmethod(accuracy_score)
 
@@ -391,9 +575,9 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         return y_pred
 
     def predict_log_proba(self, X):
+        """Logarithm of predict_proba."""
         y_prob = self.predict_proba(X)
         return np.log(y_prob, out=y_prob)
-
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -405,16 +589,19 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     """scikit-learn's MLPRegressor (same parameters, same fit) trained by fastnn's engine.
 
     See sklearn.neural_network.MLPRegressor; solver='lbfgs' is not supported yet
-    (NotImplementedError)."""
+    (NotImplementedError).
+    """ + _EXTRA_DOC
 
-    _parameter_constraints: dict = _SkMLPRegressor._parameter_constraints
+    _parameter_constraints: dict = _constraints(_SkMLPRegressor._parameter_constraints)
+    _parameter_constraints.pop("class_weight")
 
     def __init__(self, loss="squared_error", hidden_layer_sizes=(100,), activation="relu", *,
                  solver="adam", alpha=0.0001, batch_size="auto", learning_rate="constant",
                  learning_rate_init=0.001, power_t=0.5, max_iter=200, shuffle=True,
                  random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
                  nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
-                 beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000):
+                 beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
+                 dropout=0.0, batch_norm=False, dtype=None, callbacks=None):
         self.loss = loss
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
@@ -439,6 +626,10 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         self.epsilon = epsilon
         self.n_iter_no_change = n_iter_no_change
         self.max_fun = max_fun
+        self.dropout = dropout
+        self.batch_norm = batch_norm
+        self.dtype = dtype
+        self.callbacks = callbacks
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y, sample_weight=None):
@@ -461,8 +652,11 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     def _out_activation(self):
         return "exp" if self.loss == "poisson" else "identity"
 
+    def _loss_name(self):
+        return "sklearn_" + self.loss
+
     def _engine_targets(self, y, dtype):
-        return "sk_" + self.loss, np.ascontiguousarray(y, dtype=dtype), None
+        return np.ascontiguousarray(np.asarray(y).reshape(len(y), -1), dtype=dtype), None
 
     _score_function = staticmethod(r2_score)
 
@@ -476,4 +670,3 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         if y_pred.shape[1] == 1:
             return y_pred.ravel()
         return y_pred
-

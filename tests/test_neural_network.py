@@ -1,6 +1,7 @@
 """fastnn.MLPClassifier / MLPRegressor against scikit-learn's own estimators: on float64 data the
 same parameters and random_state give the same fit (coefs_, intercepts_, loss_curve_, n_iter_,
 best_loss_) to 1e-6 relative, the same predictions, warnings and messages."""
+import inspect
 import io
 import pickle
 import warnings
@@ -230,10 +231,16 @@ def test_float32_stays_float32():
 
 def test_params_clone_and_pickle_round_trip():
     est = MLPRegressor("poisson", (4,), "tanh", solver="sgd", max_iter=3, random_state=0)
-    assert list(est.get_params()) == list(skn.MLPRegressor().get_params())
-    assert est.get_params() == {**skn.MLPRegressor().get_params(), "loss": "poisson", "hidden_layer_sizes": (4,),
-                                "activation": "tanh", "solver": "sgd", "max_iter": 3, "random_state": 0}
-    assert MLPClassifier().get_params() == skn.MLPClassifier().get_params()
+    extras = {"dropout": 0.0, "batch_norm": False, "dtype": None, "callbacks": None}
+    assert est.get_params() == {**skn.MLPRegressor().get_params(), **extras, "loss": "poisson",
+                                "hidden_layer_sizes": (4,), "activation": "tanh", "solver": "sgd",
+                                "max_iter": 3, "random_state": 0}
+    assert MLPClassifier().get_params() == {**skn.MLPClassifier().get_params(), **extras, "class_weight": None}
+    # scikit-learn's parameters first, in scikit-learn's order (positional calls work alike)
+    for ours, theirs in ((MLPRegressor, skn.MLPRegressor), (MLPClassifier, skn.MLPClassifier)):
+        names = list(inspect.signature(ours).parameters)
+        sk_names = list(inspect.signature(theirs).parameters)
+        assert names[:len(sk_names)] == sk_names
     est.set_params(alpha=0.5, batch_size=16)
     twin = clone(est)
     assert twin is not est and twin.get_params() == est.get_params()

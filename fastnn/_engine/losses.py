@@ -9,11 +9,11 @@ Decision rules (the C engine's count_correct follows the same ones):
                        per output when it equals (target >= 0.5)
   mse                  predict z; no accuracy
 
-SKLEARN holds scikit-learn's MLP losses (sklearn/neural_network/_base.py, 1.9) under scikit-learn's
-names, for the scikit-learn estimators only (get() does not know them): their values are computed
-as scikit-learn computes them (probabilities clipped, sums over outputs, 0.5 mean for the squared
-error) and their gradients as its backprop does, (link(z) - y) w / sum w. Their decision rules
-are those of the fastnn loss with the same link.
+SKLEARN holds scikit-learn's MLP losses (sklearn/neural_network/_base.py, 1.9), named
+'sklearn_' + scikit-learn's name: their values are computed as scikit-learn computes them
+(probabilities clipped, sums over outputs, 0.5 mean for the squared error) and their gradients as
+its backprop does, (link(z) - y) w / sum w. Their decision rules are those of the fastnn loss
+with the same link. fastnn's scikit-learn estimators compile their models with these.
 """
 from dataclasses import dataclass
 
@@ -42,11 +42,14 @@ class LossRecord:
         return self.targets != "real"
 
     def predict(self, z):
-        """Predictions from raw outputs z (n, k)."""
+        """Predictions from raw outputs z (n, k); a regression loss's values are its link of z
+        (exp for poisson), computed in place."""
         if self.targets == "labels":
             return z.argmax(axis=1)
         if self.targets == "probabilities":
             return (z > 0).astype(np.int64)
+        if self.link == "exp":
+            np.exp(z, out=z)
         return z
 
     def correct(self, z, T, labels):
@@ -70,19 +73,20 @@ LOSSES = {r.name: r for r in (
     LossRecord("mse", "mse", ("mean_squared_error", "squared_error"), "identity", "real", 1),
 )}
 SKLEARN = {r.name: r for r in (
-    LossRecord("log_loss", "sk_log_loss", (), "softmax", "labels", 2),
-    LossRecord("binary_log_loss", "sk_binary_log_loss", (), "sigmoid", "probabilities", 1),
-    LossRecord("squared_error", "sk_squared_error", (), "identity", "real", 1),
-    LossRecord("poisson", "sk_poisson", (), "exp", "real", 1),
+    LossRecord("sklearn_log_loss", "sk_log_loss", (), "softmax", "labels", 2),
+    LossRecord("sklearn_binary_log_loss", "sk_binary_log_loss", (), "sigmoid", "probabilities", 1),
+    LossRecord("sklearn_squared_error", "sk_squared_error", (), "identity", "real", 1),
+    LossRecord("sklearn_poisson", "sk_poisson", (), "exp", "real", 1),
 )}
-ALIASES = {a: r.name for r in LOSSES.values() for a in (r.name,) + r.aliases}
+ALIASES = {a: r.name for r in (*LOSSES.values(), *SKLEARN.values()) for a in (r.name,) + r.aliases}
 BY_CODE = {r.code: r for r in (*LOSSES.values(), *SKLEARN.values())}
 
 
 def get(name):
     """The record of a loss given by name or alias."""
     try:
-        return LOSSES[ALIASES[name]]
+        name = ALIASES[name]
+        return LOSSES[name] if name in LOSSES else SKLEARN[name]
     except (KeyError, TypeError):
         raise ValueError(f"unknown loss {name!r}; choose one of {sorted(ALIASES)}") from None
 

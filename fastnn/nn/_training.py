@@ -14,7 +14,7 @@ import time
 import numpy as np
 
 from .. import _engine as _backend
-from .._engine.codes import CTR_SAMPLES, CTR_STEP, N_COUNTERS
+from .._engine.codes import CTR_SAMPLES, CTR_STEP, N_COUNTERS, ORDERS
 from .._engine.errors import NonFiniteError
 from .._engine.records import optim_record, result_record
 from .._engine.validation import check_positive_int
@@ -174,8 +174,10 @@ def fit(model, X, y, epochs, batch_size, validation_data, validation_split, shuf
     batch_size = _check_option("batch_size", batch_size, _FIT_CONSTRAINTS["batch_size"])
     verbose = _check_option("verbose", verbose, _FIT_CONSTRAINTS["verbose"])
     split = _check_option("validation_split", validation_split, _FIT_CONSTRAINTS["validation_split"])
-    if not isinstance(shuffle, (bool, np.bool_)):
-        raise ValueError(f"The 'shuffle' parameter of fit must be an instance of 'bool'. Got {shuffle!r} instead.")
+    order = shuffle if callable(shuffle) else None
+    if order is None and not isinstance(shuffle, (bool, np.bool_)):
+        raise ValueError(f"The 'shuffle' parameter of fit must be an instance of 'bool' or a callable "
+                         f"(epoch -> row order). Got {shuffle!r} instead.")
     callbacks = list(callbacks or [])
     for cb in callbacks:
         if not isinstance(cb, Callback):
@@ -227,10 +229,14 @@ def fit(model, X, y, epochs, batch_size, validation_data, validation_split, shuf
                 raise ValueError(f"the learning rate of epoch {epoch} is {lr:g} (lr {model.optimizer.lr:g} "
                                  f"x lr_scale {model.lr_scale:g} x the schedule), not a finite "
                                  f"{built.params.dtype}")
+            if order is not None:  # the caller's order of this epoch's rows
+                perm, mode = epoch_order(order(epoch), n), ORDERS["given"]
+            else:
+                mode = bool(shuffle)
             snap = built.snapshot()
             result = result_record()  # the engine writes its running totals here, batch by batch
             args = (result, built.params, built.slots, built.state, built.counters, perm, optim, X, T,
-                    labels, sw, batch, bool(shuffle), epoch)
+                    labels, sw, batch, mode, epoch)
             t0 = time.perf_counter()
             # the poller's thread starts and stops outside the engine's lock: whatever a progress
             # callback waits for, joining it never waits on that lock

@@ -408,7 +408,9 @@ class Sequential(Configurable):
         """Train for `epochs` epochs of mini-batches (the last batch may be smaller); each epoch is
         one call into the engine. Returns the History. `callbacks` are fastnn.Callback objects
         (fastnn.nn.callbacks). validation_split holds out the last fraction of the samples, as
-        Keras does. verbose: 0 silent, 1 live progress bar (one line per epoch when the output is
+        Keras does. shuffle: True draws each epoch's order from the model's seed; False keeps the
+        rows' order; a callable order(epoch) gives it (an array of n row indices, each in [0, n):
+        how fastnn's scikit-learn estimators replay scikit-learn's shuffle). verbose: 0 silent, 1 live progress bar (one line per epoch when the output is
         not a terminal), 2 one line per epoch. Ctrl-C stops between two batches: the model keeps
         every completed step and KeyboardInterrupt propagates."""
         with self._exclusive("fit", training=True):
@@ -462,7 +464,8 @@ class Sequential(Configurable):
         """Accuracy for classification, R^2 for regression (scikit-learn's convention)."""
         if self._loss is not None and not self._loss.is_classifier:
             X, T, _, sw = self._check_xy(X, y, sample_weight)
-            return _inference.r2(T, self._outputs(X, False), sw)
+            b = self._require_built()
+            return _inference.r2(T, b.plan.loss.predict(self._outputs(X, False, b)), sw)
         return self.evaluate(X, y, sample_weight)["accuracy"]
 
     def gradient(self, X, y, sample_weight=None, step=None):

@@ -4,8 +4,17 @@
 Penalties apply to weights (Dense kernels) only, never to biases or batch-norm parameters:
   l2, l1        coupled: added to the gradient (g + l2 w + l1 sign(w))
   weight_decay  decoupled (AdamW, SGDW): w *= 1 - lr * weight_decay before the step
+  alpha         scikit-learn's L2 term of the objective: each batch's loss gains
+                0.5 alpha |W|^2 / S and its weight gradient alpha W / S (S: the batch's
+                sample-weight sum, its row count when unweighted); the loss reported includes it
+
+SklearnSGD and SklearnAdam apply scikit-learn's forms of the updates (its
+_stochastic_optimizers.py): momentum as a velocity of steps, v = mu v - lr g, and Adam's bias
+correction folded into the step size with eps outside it. fastnn's scikit-learn estimators train
+with them; with a constant rate SklearnSGD equals SGD, and SklearnAdam differs from Adam only in
+where eps enters.
 """
-from .._engine.codes import N_SLOTS, OPTIMIZERS
+from .._engine.codes import FORMS, N_SLOTS, OPTIMIZERS
 from ._config import Boolean, Configurable, Frozen, InstanceOf, Interval, NoneOk, Options, Real, validate
 from .schedules import _SCHEDULE_NAMES, Schedule, get_schedule
 
@@ -21,7 +30,8 @@ class Optimizer(Frozen, Configurable):
     _abstract = True
 
     kind = None
-    _parameter_constraints = {"lr": _RATE, "l2": _PENALTY, "l1": _PENALTY,
+    form = "torch"  # the updates' form (codes.FORMS); "sklearn" in SklearnSGD, SklearnAdam
+    _parameter_constraints = {"lr": _RATE, "l2": _PENALTY, "l1": _PENALTY, "alpha": _PENALTY,
                               "weight_decay": _PENALTY, "schedule": _SCHEDULE,
                               "momentum": _UNIT, "nesterov": [Boolean()], "beta1": _UNIT,
                               "beta2": _UNIT, "eps": _RATE, "rho": _UNIT}
@@ -44,7 +54,8 @@ class Optimizer(Frozen, Configurable):
         s = self.schedule
         sched = s.engine_fields(horizon) if s.name == "cosine" else s.engine_fields()
         return {"kind": OPTIMIZERS[self.kind], "lr": self.lr, "l2": self.l2, "l1": self.l1,
-                "weight_decay": self.weight_decay, **self._extra(), **sched}
+                "weight_decay": self.weight_decay, "l2_loss": self.alpha, "form": FORMS[self.form],
+                **self._extra(), **sched}
 
     def _extra(self):
         return {}
@@ -60,9 +71,9 @@ class SGD(Optimizer):
     kind = "sgd"
 
     def __init__(self, lr=0.01, momentum=0.0, nesterov=False, l2=0.0, l1=0.0, weight_decay=0.0,
-                 schedule=None):
+                 schedule=None, alpha=0.0):
         self._set(lr=lr, momentum=momentum, nesterov=nesterov, l2=l2, l1=l1,
-                  weight_decay=weight_decay, schedule=schedule)
+                  weight_decay=weight_decay, schedule=schedule, alpha=alpha)
         if self.nesterov and self.momentum == 0:
             raise ValueError("nesterov needs momentum > 0")
         self._freeze()
@@ -77,9 +88,9 @@ class Adam(Optimizer):
     kind = "adam"
 
     def __init__(self, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, l2=0.0, l1=0.0, weight_decay=0.0,
-                 schedule=None):
+                 schedule=None, alpha=0.0):
         self._set(lr=lr, beta1=beta1, beta2=beta2, eps=eps, l2=l2, l1=l1,
-                  weight_decay=weight_decay, schedule=schedule)
+                  weight_decay=weight_decay, schedule=schedule, alpha=alpha)
         self._freeze()
 
     def _extra(self):
@@ -90,8 +101,8 @@ class AdamW(Adam):
     """Adam with decoupled weight decay (Loshchilov & Hutter), default weight_decay 0.01."""
 
     def __init__(self, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.01, l2=0.0, l1=0.0,
-                 schedule=None):
-        super().__init__(lr, beta1, beta2, eps, l2, l1, weight_decay, schedule)
+                 schedule=None, alpha=0.0):
+        super().__init__(lr, beta1, beta2, eps, l2, l1, weight_decay, schedule, alpha)
 
 
 class RMSprop(Optimizer):
@@ -99,13 +110,38 @@ class RMSprop(Optimizer):
 
     kind = "rmsprop"
 
-    def __init__(self, lr=1e-3, rho=0.9, eps=1e-8, l2=0.0, l1=0.0, weight_decay=0.0, schedule=None):
+    def __init__(self, lr=1e-3, rho=0.9, eps=1e-8, l2=0.0, l1=0.0, weight_decay=0.0, schedule=None,
+                 alpha=0.0):
         self._set(lr=lr, rho=rho, eps=eps, l2=l2, l1=l1, weight_decay=weight_decay,
-                  schedule=schedule)
+                  schedule=schedule, alpha=alpha)
         self._freeze()
 
     def _extra(self):
         return {"rho": self.rho, "eps": self.eps}
+
+
+class SklearnSGD(SGD):
+    """scikit-learn's SGDOptimizer: v = mu v - lr g; p += v (Nesterov: p += mu v - lr g; with
+    momentum 0 both are plain SGD). scikit-learn's defaults (momentum 0.9, Nesterov, alpha 1e-4)."""
+
+    form = "sklearn"
+
+    def __init__(self, lr=0.001, momentum=0.9, nesterov=True, l2=0.0, l1=0.0, weight_decay=0.0,
+                 schedule=None, alpha=0.0001):
+        self._set(lr=lr, momentum=momentum, nesterov=nesterov, l2=l2, l1=l1,
+                  weight_decay=weight_decay, schedule=schedule, alpha=alpha)
+        self._freeze()
+
+
+class SklearnAdam(Adam):
+    """scikit-learn's AdamOptimizer: lr_t = lr sqrt(1 - beta2^t) / (1 - beta1^t);
+    p -= lr_t m / (sqrt(v) + eps). scikit-learn's defaults (alpha 1e-4)."""
+
+    form = "sklearn"
+
+    def __init__(self, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-8, l2=0.0, l1=0.0, weight_decay=0.0,
+                 schedule=None, alpha=0.0001):
+        super().__init__(lr, beta1, beta2, eps, l2, l1, weight_decay, schedule, alpha)
 
 
 _OPTIMIZER_NAMES = {"sgd": SGD, "adam": Adam, "adamw": AdamW, "rmsprop": RMSprop}
