@@ -95,17 +95,29 @@ int fnn_max_threads(void) {
 #endif
 }
 
+/* The calling thread's own cap (0: none), below the process-wide count: an estimator's n_threads,
+ * or a worker's limit, without changing what other threads use. */
+#if defined(__STDC_VERSION__) && __STDC_VERSION__ >= 201112L && !defined(__STDC_NO_THREADS__)
+static _Thread_local int thread_limit = 0;
+#else
+static __thread int thread_limit = 0;
+#endif
+
 int fnn_get_num_threads(void) {
 #ifdef _OPENMP
     if (n_threads <= 0) {
         n_threads = omp_get_max_threads();
         if (n_threads > fnn_max_threads()) n_threads = fnn_max_threads();
     }
-    return n_threads;
+    return thread_limit > 0 && thread_limit < n_threads ? thread_limit : n_threads;
 #else
     return 1;
 #endif
 }
+
+int fnn_get_thread_limit(void) { return thread_limit; }
+
+void fnn_set_thread_limit(int n) { thread_limit = n > 0 ? n : 0; }
 
 void fnn_set_num_threads(int n) {
     const int most = fnn_max_threads();

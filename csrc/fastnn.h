@@ -180,9 +180,11 @@ int fnn_arch_available(const char *name);  /* 1 when that kernel can run on this
 int fnn_set_arch(const char *name);        /* FNN_OK or FNN_EUNSUPPORTED; not while GEMMs run */
 const char *fnn_arch_list(void);           /* space-separated kernels compiled in */
 int fnn_openmp_enabled(void);
-int fnn_get_num_threads(void);
+int fnn_get_num_threads(void);            /* threads the calling thread's next call uses */
 int fnn_max_threads(void);             /* fixed upper bound: omp_get_num_procs() */
-void fnn_set_num_threads(int n);
+void fnn_set_num_threads(int n);           /* process-wide count */
+int fnn_get_thread_limit(void);            /* the calling thread's own cap, 0: none */
+void fnn_set_thread_limit(int n);
 
 #define FNN_SELF "fastnn_api.h" /* its prototypes for float (_f32) and double (_f64) */
 #include "instantiate.h"

@@ -56,8 +56,16 @@ def set_num_threads(n):
 
 
 def get_num_threads():
+    """Threads the calling thread's next compiled call uses (the count, under any thread_limit)."""
     from . import _engine as _backend
     return _backend.current().get_num_threads()
+
+
+def thread_limit(n):
+    """Context manager: at most n threads for this thread's compiled calls inside the block
+    (fastnn.MLPClassifier(n_threads=...) uses it); other threads are unaffected."""
+    from . import _engine as _backend
+    return _backend.thread_limit(n)
 
 
 __all__ = ["Sequential", "Dense", "Activation", "Dropout", "BatchNorm", "BatchNormalization",
@@ -65,4 +73,4 @@ __all__ = ["Sequential", "Dense", "Activation", "Dropout", "BatchNorm", "BatchNo
            "ProgressBar", "EpochLogger", "SGD", "Adam", "AdamW", "RMSprop", "Constant",
            "StepDecay", "ExponentialDecay", "CosineDecay", "InvScaling", "Adaptive",
            "NonFiniteError", "ops", "set_backend", "get_backend", "available_backends",
-           "show_config", "set_num_threads", "get_num_threads"]  # + MLPClassifier, MLPRegressor (lazy: scikit-learn)
+           "show_config", "set_num_threads", "get_num_threads", "thread_limit"]  # + MLPClassifier, MLPRegressor (lazy: scikit-learn)

@@ -39,6 +39,7 @@ from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.multiclass import _check_partial_fit_first_call, type_of_target, unique_labels
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
+from ._engine import thread_limit
 from ._engine.errors import NonFiniteError
 from .nn import Activation, BatchNorm, Dense, Dropout, Sequential
 from .nn.callbacks import Callback
@@ -60,6 +61,7 @@ def _constraints(sk_constraints):
         "batch_norm": ["boolean"],
         "class_weight": [StrOptions({"balanced"}), dict, None],
         "dtype": [StrOptions({"float32", "float64"}), None],
+        "n_threads": [Interval(Integral, 1, None, closed="left"), None],
         "callbacks": [list, None],
     })
     return c
@@ -323,6 +325,10 @@ class _BaseMLP(BaseEstimator):
 
     # -- fit -----------------------------------------------------------------------------------
     def _fit(self, X, y, sample_weight=None, incremental=False):
+        with thread_limit(self.n_threads):
+            return self._fit_limited(X, y, sample_weight, incremental)
+
+    def _fit_limited(self, X, y, sample_weight, incremental):
         self._check_supported()
         hidden = self._hidden()
         acts = self._activations(len(hidden))
@@ -408,9 +414,8 @@ class _BaseMLP(BaseEstimator):
         if check_input:
             X = validate_data(self, X, dtype=(np.float64, np.float32), reset=False)
         model = self.model_
-        if is_classifier(self):
-            return model.predict_proba(X)
-        return model.predict(X)
+        with thread_limit(self.n_threads):
+            return model.predict_proba(X) if is_classifier(self) else model.predict(X)
 
 
 
@@ -431,6 +436,8 @@ _EXTRA_DOC = """
     class_weight : 'balanced', dict or None (classifier only) -- multiplies the sample weights.
     dtype : 'float32', 'float64' or None -- the model's dtype; None keeps float32 input in float32
         (the fast path) and trains anything else in float64, as scikit-learn does.
+    n_threads : int or None -- at most this many threads for this estimator's compiled calls
+        (fit, predict), whatever fastnn.set_num_threads says; None: fastnn's count.
     callbacks : list of fastnn callbacks, called after scikit-learn's bookkeeping each epoch.
     verbose also shows a live progress bar while each epoch runs, when the output is a terminal.
 
@@ -454,7 +461,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
                  warm_start=False, momentum=0.9, nesterovs_momentum=True, early_stopping=False,
                  validation_fraction=0.1, beta_1=0.9, beta_2=0.999, epsilon=1e-8,
                  n_iter_no_change=10, max_fun=15000, dropout=0.0, batch_norm=False,
-                 class_weight=None, dtype=None, callbacks=None):
+                 class_weight=None, dtype=None, n_threads=None, callbacks=None):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.solver = solver
@@ -482,6 +489,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         self.batch_norm = batch_norm
         self.class_weight = class_weight
         self.dtype = dtype
+        self.n_threads = n_threads
         self.callbacks = callbacks
 
     @_fit_context(prefer_skip_nested_validation=True)
@@ -601,7 +609,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
                  random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
                  nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
                  beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
-                 dropout=0.0, batch_norm=False, dtype=None, callbacks=None):
+                 dropout=0.0, batch_norm=False, dtype=None, n_threads=None, callbacks=None):
         self.loss = loss
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
@@ -629,6 +637,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         self.dropout = dropout
         self.batch_norm = batch_norm
         self.dtype = dtype
+        self.n_threads = n_threads
         self.callbacks = callbacks
 
     @_fit_context(prefer_skip_nested_validation=True)

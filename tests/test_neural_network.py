@@ -231,7 +231,7 @@ def test_float32_stays_float32():
 
 def test_params_clone_and_pickle_round_trip():
     est = MLPRegressor("poisson", (4,), "tanh", solver="sgd", max_iter=3, random_state=0)
-    extras = {"dropout": 0.0, "batch_norm": False, "dtype": None, "callbacks": None}
+    extras = {"dropout": 0.0, "batch_norm": False, "dtype": None, "n_threads": None, "callbacks": None}
     assert est.get_params() == {**skn.MLPRegressor().get_params(), **extras, "loss": "poisson",
                                 "hidden_layer_sizes": (4,), "activation": "tanh", "solver": "sgd",
                                 "max_iter": 3, "random_state": 0}

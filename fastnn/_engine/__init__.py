@@ -59,3 +59,25 @@ def get_backend():
 
 def available_backends():
     return sorted(_BACKENDS)
+
+
+class thread_limit:
+    """Within the block, the compiled calls made by the calling thread use at most `n` threads
+    (None: no cap); other threads and the process-wide count (set_num_threads) are unaffected.
+    Blocks nest; leaving one restores the cap it found."""
+
+    def __init__(self, n):
+        if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
+            raise ValueError(f"a thread limit must be a positive int or None, not {n!r}")
+        self.n = n
+
+    def __enter__(self):
+        self._saved = [(b, b.get_thread_limit()) for b in _BACKENDS.values()]
+        if self.n is not None:
+            for b, _ in self._saved:
+                b.set_thread_limit(self.n)
+        return self
+
+    def __exit__(self, *exc):
+        for b, n in self._saved:
+            b.set_thread_limit(n)

@@ -42,6 +42,12 @@ def get_num_threads():
 def set_num_threads(int n):
     fnn_set_num_threads(n)
 
+def get_thread_limit():
+    return fnn_get_thread_limit()
+
+def set_thread_limit(int n):
+    fnn_set_thread_limit(n)
+
 def constants():
     """{C name: value} of every csrc/fastnn.h enum member and constant the Python side uses
     (fastnn/_engine/codes.py holds the same values under Python names)."""

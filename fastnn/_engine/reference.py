@@ -48,6 +48,17 @@ def set_num_threads(n):
     pass
 
 
+_limit = __import__("threading").local()
+
+
+def get_thread_limit():
+    return getattr(_limit, "n", 0)
+
+
+def set_thread_limit(n):
+    _limit.n = max(int(n), 0)
+
+
 def constants():
     """{C name: value} of the codes this backend uses: fastnn/_engine/codes.py's (the compiled
     backend reads the same names from csrc/fastnn.h)."""
