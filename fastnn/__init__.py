@@ -11,7 +11,7 @@ from .nn import (SGD, Activation, Adam, AdamW, Adaptive, BatchNorm, BatchNormali
                  Constant, CosineDecay, Dense, Dropout, EarlyStopping, EpochLogger,
                  ExponentialDecay, History, InvScaling, ModelCheckpoint, ProgressBar,
                  ReduceLROnPlateau, RMSprop, Sequential, StepDecay, TerminateOnNaN)
-from .files import load
+from .files import load, to_onnx
 
 __version__ = "0.1.0"
 
@@ -66,4 +66,4 @@ __all__ = ["Sequential", "Dense", "Activation", "Dropout", "BatchNorm", "BatchNo
            "ProgressBar", "EpochLogger", "SGD", "Adam", "AdamW", "RMSprop", "Constant",
            "StepDecay", "ExponentialDecay", "CosineDecay", "InvScaling", "Adaptive",
            "NonFiniteError", "ops", "set_backend", "get_backend", "available_backends",
-           "show_config", "set_num_threads", "get_num_threads", "load"]  # + MLPClassifier, MLPRegressor (lazy: scikit-learn)
+           "show_config", "set_num_threads", "get_num_threads", "load", "to_onnx"]  # + MLPClassifier, MLPRegressor (lazy: scikit-learn)

@@ -460,7 +460,12 @@ def test_fastnn_saves_and_loads_without_the_optional_packages(tmp_path):
         m = fastnn.Sequential([fastnn.Dense(3)]).compile("sgd", "cross_entropy").build(4)
         m.save({str(tmp_path / "m.st")!r})
         print(type(fastnn.load({str(tmp_path / "m.st")!r})).__name__)
+        try:
+            fastnn.to_onnx(m)
+        except ImportError as exc:
+            print(exc)
     """)
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.splitlines() == ["Sequential"]
+    assert out.stdout.splitlines() == [
+        "Sequential", "fastnn.to_onnx needs the onnx package: pip install fastnn[onnx]"]
