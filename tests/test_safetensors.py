@@ -103,6 +103,8 @@ F32_2x2 = {"w": {"dtype": "F32", "shape": [2, 2], "data_offsets": [0, 16]}}
 HOSTILE = {
     "empty": (b"", "the file is empty"),
     "seven-bytes": (b"\x01" * 7, "7 bytes, too short"),
+    "garbage": (b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4, "above the limit"),
+    "small-garbage": (b"\x10\x00\x00\x00\x00\x00\x00\x00" + bytes(range(100, 164)), "not a JSON object"),
     "length-near-2**64": (struct.pack("<Q", 2 ** 64 - 1) + b"{}", "above the limit"),
     "length-above-cap": (struct.pack("<Q", sf.MAX_HEADER_BYTES + 1) + b"{}", "above the limit"),
     "length-past-end": (file_with(None, raw_header=b"{}", length=50), "truncated"),
@@ -136,6 +138,8 @@ HOSTILE = {
                          "outside"),
     "shape-mismatch": (file_with({"w": {"dtype": "F32", "shape": [3, 2], "data_offsets": [0, 16]}},
                                  bytes(16)), "needs 24 bytes"),
+    "shape-smaller-than-range": (file_with({"w": {"dtype": "F32", "shape": [2], "data_offsets": [0, 16]}},
+                                           bytes(16)), "needs 8 bytes"),
     "shape-too-large": (file_with({"w": {"dtype": "F32", "shape": [0, 2 ** 62], "data_offsets": [0, 0]}}),
                         "too large"),
     "overlap": (file_with({"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]},
