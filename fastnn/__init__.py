@@ -9,8 +9,9 @@ from ._engine import available_backends, get_backend, set_backend
 from ._engine.errors import NonFiniteError
 from .nn import (SGD, Activation, Adam, AdamW, Adaptive, BatchNorm, BatchNormalization, Callback,
                  Constant, CosineDecay, Dense, Dropout, EarlyStopping, EpochLogger,
-                 ExponentialDecay, History, InvScaling, ProgressBar, ReduceLROnPlateau, RMSprop,
-                 Sequential, StepDecay, TerminateOnNaN)
+                 ExponentialDecay, History, InvScaling, ModelCheckpoint, ProgressBar,
+                 ReduceLROnPlateau, RMSprop, Sequential, StepDecay, TerminateOnNaN)
+from .files import load, to_onnx
 
 __version__ = "0.1.0"
 
@@ -69,8 +70,9 @@ def thread_limit(n):
 
 
 __all__ = ["Sequential", "Dense", "Activation", "Dropout", "BatchNorm", "BatchNormalization",
-           "Callback", "History", "EarlyStopping", "ReduceLROnPlateau", "TerminateOnNaN",
+           "Callback", "History", "EarlyStopping", "ReduceLROnPlateau", "TerminateOnNaN", "ModelCheckpoint",
            "ProgressBar", "EpochLogger", "SGD", "Adam", "AdamW", "RMSprop", "Constant",
            "StepDecay", "ExponentialDecay", "CosineDecay", "InvScaling", "Adaptive",
            "NonFiniteError", "ops", "set_backend", "get_backend", "available_backends",
-           "show_config", "set_num_threads", "get_num_threads", "thread_limit"]  # + MLPClassifier, MLPRegressor (lazy: scikit-learn)
+           "show_config", "set_num_threads", "get_num_threads", "thread_limit", "load",
+           "to_onnx"]  # + MLPClassifier, MLPRegressor (lazy: scikit-learn)

@@ -14,6 +14,7 @@ declares a class-level `_parameter_constraints` table, in the order of its const
 {"class_name", "config"}) and `from_config(config)`, which only ever instantiates registered
 fastnn classes by name: rebuilding a config never runs code from the config.
 """
+import functools
 import inspect
 import math
 import numbers
@@ -139,8 +140,7 @@ class Configurable:
 
     @classmethod
     def _param_names(cls):
-        sig = inspect.signature(cls.__init__)
-        return [p for p in sig.parameters if p != "self"]
+        return list(_init_params(cls.__init__))
 
     def get_config(self):
         """Every constructor argument, by name (nested fastnn objects as {"class_name", "config"})."""
@@ -186,6 +186,12 @@ class Frozen:
             raise TypeError(f"cannot restore a {type(self).__name__} from {type(state).__name__}")
         params = {k: state[k] for k in type(self)._parameter_constraints if k in state}
         self.__dict__.update({**state, **checked(type(self), params)})
+
+
+@functools.lru_cache(maxsize=None)
+def _init_params(init):
+    """The constructor's argument names (inspect.signature is slow; configs ask often)."""
+    return tuple(p for p in inspect.signature(init).parameters if p != "self")
 
 
 def _same(a, b):

@@ -13,14 +13,17 @@ epoch), 'samples', 'batch_size' and 'verbose'. Setting `model.stop_training = Tr
 the current epoch. From a callback a model may be read, evaluated, predicted with and have its
 weights set; building, compiling or fitting it again raises (the running fit owns it).
 
-History (always added; fit returns it), EarlyStopping, ReduceLROnPlateau and TerminateOnNaN
-ship here; ProgressBar and EpochLogger (verbose=1 / 2) live in fastnn.nn.progress.
+History (always added; fit returns it), EarlyStopping, ReduceLROnPlateau, TerminateOnNaN and
+ModelCheckpoint ship here; ProgressBar and EpochLogger (verbose=1 / 2) live in fastnn.nn.progress.
 """
 import math
+import os
+import string
 import warnings
 
 
-from ._config import Boolean, Configurable, Integral, Interval, NoneOk, Options, Real, validate
+from ._config import (_INVALID, Boolean, Configurable, InstanceOf, Integral, Interval, NoneOk, Options,
+                      Real, checked, validate)
 
 
 class Callback(Configurable):
@@ -51,6 +54,16 @@ class Callback(Configurable):
 
     def on_epoch_progress(self, epoch, logs):
         pass
+
+    def get_state(self):
+        """What the callback has learnt while training (not its config), as plain numbers: a
+        model file stores it for the callback a model owns (the Adaptive schedule's)."""
+        return {}
+
+    def set_state(self, state):
+        """Restore get_state()'s values, checked as the constructor checks its arguments."""
+        if state != {}:
+            raise ValueError(f"{type(self).__name__} keeps no state, got {state!r}")
 
     def __getstate__(self):  # a callback travels without the model it was last attached to
         state = dict(self.__dict__)
@@ -191,6 +204,16 @@ class EarlyStopping(_Monitor):
                   + (f" (best epoch {self.best_epoch + 1})" if self.best_epoch is not None else ""))
 
 
+class _MinusInf:
+    """-inf, the best score before the first epoch."""
+
+    def convert(self, v):
+        return -math.inf if isinstance(v, float) and v == -math.inf else _INVALID
+
+    def __str__(self):
+        return "-inf"
+
+
 class ReduceLROnPlateau(_Monitor):
     """Multiply the learning rate by `factor` when `monitor` has failed to beat its best value so
     far by more than `min_delta` for `patience` consecutive epochs (then wait `cooldown` epochs
@@ -234,6 +257,21 @@ class ReduceLROnPlateau(_Monitor):
                 self.wait, self.cooldown_left = 0, self.cooldown
         self.best = max(self.best, score)
 
+    _state_constraints = {"best": [Interval(Real, None, None), _MinusInf()],
+                          "wait": [Interval(Integral, 0, None)],
+                          "cooldown_left": [Interval(Integral, 0, None)]}
+
+    def get_state(self):
+        return {"best": self.best, "wait": self.wait, "cooldown_left": self.cooldown_left}
+
+    def set_state(self, state):
+        if not isinstance(state, dict) or set(state) != set(self._state_constraints):
+            raise ValueError(f"ReduceLROnPlateau state needs exactly {sorted(self._state_constraints)}, "
+                             f"got {state!r}")
+        owner = type("ReduceLROnPlateau", (), {"_parameter_constraints": self._state_constraints})
+        for name, value in checked(owner, state).items():
+            setattr(self, name, value)
+
 
 class TerminateOnNaN(Callback):
     """When the loss becomes NaN or infinite, stop training and return normally instead of
@@ -244,3 +282,58 @@ class TerminateOnNaN(Callback):
 
     def __init__(self):
         pass
+
+
+def _path(v):
+    if isinstance(v, (str, os.PathLike)):
+        v = os.fspath(v)
+        if isinstance(v, str) and v:
+            return v
+    return _INVALID
+
+
+class ModelCheckpoint(_Monitor):
+    """Save the model (fastnn.files: weights, optimizer state, counters, configs, history) at the
+    end of every epoch, or with save_best_only only when `monitor` beats its best value so far
+    (larger is better for accuracies, smaller otherwise, unless `mode` says). Each save is atomic:
+    a save that fails leaves the previous file as it was. `filepath` may name the epoch (counted
+    from 1, as Keras does) and the epoch's logs: "ckpt-{epoch:03d}-{val_loss:.4f}.safetensors".
+    fastnn.load(filepath) gives back a model that trains on exactly as this one would have."""
+
+    _parameter_constraints = {
+        "filepath": [InstanceOf(str, convert=_path, name="a non-empty str or os.PathLike")],
+        "monitor": [Options(("loss", "accuracy", "val_loss", "val_accuracy"))],
+        "save_best_only": [Boolean()], "mode": [Options(("auto", "min", "max"))],
+        "verbose": [Interval(Integral, 0, 2)]}
+
+    def __init__(self, filepath, monitor="val_loss", save_best_only=False, mode="auto", verbose=0):
+        validate(self, dict(filepath=filepath, monitor=monitor, save_best_only=save_best_only,
+                            mode=mode, verbose=verbose))
+        try:
+            fields = [f for _, f, _, _ in string.Formatter().parse(self.filepath) if f is not None]
+        except ValueError as exc:
+            raise ValueError(f"ModelCheckpoint's filepath {self.filepath!r} is not a valid format "
+                             f"string ({exc}); write a literal brace as {{{{ or }}}}") from None
+        if any(f == "" or f.isdigit() for f in fields):
+            raise ValueError(f"ModelCheckpoint's filepath {self.filepath!r} may name fields "
+                             f"({{epoch}}, {{val_loss}}...), not number them")
+        self.best = -math.inf
+        self.last_saved = None  # the path of the last save
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = dict(logs or {})
+        if self.save_best_only:
+            v = self._value(logs)
+            if v is None or not _mode_sign(self.mode, self.monitor) * v > self.best:
+                return
+            self.best = _mode_sign(self.mode, self.monitor) * v
+        try:
+            path = self.filepath.format(epoch=epoch + 1, **logs)
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ValueError(f"ModelCheckpoint cannot fill in {self.filepath!r} from epoch and the "
+                             f"logs {sorted(logs)}: {exc!r}") from None
+        from ..files import model_file
+        model_file.save(self.model, path, pending_epoch=(epoch, logs))
+        self.last_saved = path
+        if self.verbose:
+            print(f"Epoch {epoch + 1}: ModelCheckpoint saved the model to {path}")

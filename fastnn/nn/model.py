@@ -375,9 +375,32 @@ class Sequential(Configurable):
         for ly in self._layers:
             ly._owner = weakref.ref(self)
         if built is not None:
-            plan = make_plan(self._layers, built["n_inputs"], self._loss, self._seed)
-            self._bind(_training.Built(plan, self._dtype, built["params"], built["slots"], built["state"],
-                                       built["counters"], self._optimizer.n_slots))
+            self._restore_buffers(**built)
+
+    def _restore_buffers(self, n_inputs, params, slots, state, counters):
+        """Bind saved buffers (a pickle's or a model file's) to this unbuilt, compiled model, after
+        checking them against the layout its layers give for n_inputs."""
+        if self._optimizer is None or self._loss is None:
+            raise ValueError("a model with trained buffers must have an optimizer and a loss")
+        n_inputs = check_positive_int(n_inputs, "n_inputs")
+        if not isinstance(params, np.ndarray) or n_inputs > params.size:  # a Dense layer reads them all
+            raise ValueError(f"{n_inputs} inputs cannot fit the model's parameter buffer")
+        if not isinstance(counters, np.ndarray) or counters.dtype != np.int64 or (counters < 0).any():
+            raise ValueError("the model's counters must be non-negative int64 values")
+        plan = make_plan(self._layers, n_inputs, self._loss, self._seed)
+        built = _training.Built(plan, self._dtype, params, slots, state, counters, self._optimizer.n_slots)
+        views = plan.views(built.params, built.state)
+        for ly, arrays in zip(self._layers, views):
+            ly.check_arrays(arrays)
+        self._bind(built)
+
+    # -- files (fastnn/files) -----------------------------------------------------------------------
+    def save(self, path):
+        """Write the model to a safetensors file at `path`, atomically: weights, optimizer state,
+        running statistics, counters, configs, learning-rate scale and history. fastnn.load(path)
+        gives back a model that predicts bit-identically and trains on as this one would."""
+        from ..files import model_file
+        model_file.save(self, path)
 
     # -- data ----------------------------------------------------------------------------------------
     def _check_xy(self, X, y, sample_weight, name="X", build=False):

@@ -1,0 +1,53 @@
+"""Atomic file replacement: write a temporary file in the target's directory, flush, fsync, then
+os.replace it over the target (and fsync the directory). A write that fails half-way (a full
+disk, a file-size limit, an exception, Ctrl-C) removes the temporary file and re-raises: the
+target is then byte for byte what it was before, or still absent."""
+import contextlib
+import os
+import tempfile
+
+
+def _umask():
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _umask()  # read once, at import: os.umask can only be read by setting it
+
+
+def atomic_write(path, write):
+    """Call write(f) on a fresh binary file, then make it `path` in one step."""
+    path = os.fspath(path)
+    directory, name = os.path.split(os.path.abspath(path))
+    try:  # a new file gets the permissions open() would give it; a replaced one keeps its own
+        mode = os.stat(path).st_mode & 0o7777
+    except FileNotFoundError:
+        mode = 0o666 & ~_UMASK
+    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+            os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    _fsync_directory(directory)
+
+
+def _fsync_directory(directory):
+    """Make the rename itself durable (POSIX); a no-op where directories cannot be opened."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
