@@ -13,17 +13,22 @@ rule, learning-rate policy, validation scores and messages. Every epoch is one S
 epoch, in the order scikit-learn's RandomState draws; `coefs_` and `intercepts_` are views of the
 model's weights, and predictions run on the engine.
 
+solver='lbfgs' is scikit-learn's _fit_lbfgs: scipy's L-BFGS-B over the model's flat parameter
+buffer, the whole-data loss and gradient from the engine (Sequential.whole_gradient,
+tests/test_sklearn_lbfgs.py). It refuses dropout, batch_norm and callbacks.
+
 Beyond scikit-learn (keyword parameters; their defaults are scikit-learn's behaviour): dropout,
 batch_norm, one activation per hidden layer and 'leaky_relu', the solvers 'adamw' and 'rmsprop',
 class_weight, dtype, callbacks, and a live progress bar on a terminal with verbose.
 
-Not yet supported: solver='lbfgs', sparse X. Needs scikit-learn (pip install fastnn[sklearn]).
+Not yet supported: sparse X. Needs scikit-learn (pip install fastnn[sklearn]).
 """
 import sys
 import warnings
 from numbers import Integral, Real
 
 import numpy as np
+import scipy.optimize
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, _fit_context, is_classifier
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import accuracy_score, r2_score
@@ -36,7 +41,9 @@ from sklearn.utils import shuffle as _sk_shuffle
 from sklearn.utils._available_if import available_if
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.class_weight import compute_class_weight
+from sklearn.utils.fixes import _get_additional_lbfgs_options_dict
 from sklearn.utils.multiclass import _check_partial_fit_first_call, type_of_target, unique_labels
+from sklearn.utils.optimize import _check_optimize_result
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
 from ._engine import thread_limit
@@ -314,8 +321,7 @@ class _BaseMLP(BaseEstimator):
 
     def _check_supported(self):
         if self.solver == "lbfgs":
-            raise NotImplementedError("fastnn's MLP estimators do not support solver='lbfgs' yet "
-                                      "(use 'sgd' or 'adam', or sklearn.neural_network)")
+            self._check_lbfgs()
 
     def _check_solver(self):
         if self.solver not in ("sgd", "adam", "adamw", "rmsprop"):
@@ -352,6 +358,8 @@ class _BaseMLP(BaseEstimator):
         if model.n_inputs != n_features or model.n_outputs != self.n_outputs_:
             raise ValueError(f"X has {n_features} features and y {self.n_outputs_} outputs, but this "
                              f"model was fitted with {model.n_inputs} and {model.n_outputs}")
+        if self.solver == "lbfgs":
+            return self._fit_lbfgs(X, y, sample_weight, first_pass)
         if self.early_stopping and incremental:
             raise ValueError("partial_fit does not support early_stopping=True")
         if not incremental or not getattr(self, "_optimizer_ready", False):
@@ -409,6 +417,73 @@ class _BaseMLP(BaseEstimator):
     def _weighted(self, Y, sample_weight, incremental):
         return sample_weight
 
+    # -- solver='lbfgs': scipy's L-BFGS-B over the model's flat parameter buffer ------------------
+    def _check_lbfgs(self):
+        """lbfgs minimises one deterministic objective over the whole data: refuse what would make
+        it random (dropout), dependent on the engine's chunks and blind to the running statistics
+        (batch_norm), or that needs epochs (callbacks)."""
+        rates = self._dropout_rates(len(self._hidden()))
+        if any(r > 0 for r in rates):
+            raise ValueError(f"solver='lbfgs' cannot train with dropout={self.dropout!r}: dropout makes "
+                             f"the objective random and L-BFGS needs a deterministic one; use dropout=0 "
+                             f"or a stochastic solver ('sgd', 'adam', 'adamw', 'rmsprop')")
+        if self.batch_norm:
+            raise ValueError("solver='lbfgs' cannot train with batch_norm=True: batch normalisation "
+                             "needs mini-batch statistics and running averages, and L-BFGS takes "
+                             "full-batch steps; use batch_norm=False or a stochastic solver")
+        if self.callbacks:
+            raise ValueError("solver='lbfgs' has no epochs to call callbacks at; use callbacks=None "
+                             "or a stochastic solver")
+
+    def _fit_lbfgs(self, X, y, sample_weight, first_pass):
+        """scikit-learn's _fit_lbfgs: scipy.optimize.minimize(L-BFGS-B, jac=True) of the loss over
+        all of X plus 0.5 alpha |W|^2 / S (S: the rows, or the sample-weight sum), gradient + alpha
+        W / S on the kernels, params[0:n_decay]. The loss and gradient come from the engine
+        (Sequential.whole_gradient); scipy's iterate is copied into the flat parameter buffer, the
+        only copy. The starting point is the buffer itself, so scipy evaluates the objective in the
+        model's dtype, as it does scikit-learn's in X's: a float32 model sees each iterate rounded
+        to float32 and the engine runs in float32, as scikit-learn's float32 fit does (its coefs_
+        come back float64 from scipy's iterate; the model keeps the float32 rounding of it).
+        Attributes as scikit-learn sets them for lbfgs: n_iter_, loss_ (no loss_curve_, best_loss_
+        or validation scores), its ConvergenceWarning and its (lack of) verbose output."""
+        model = self.model_
+        if first_pass:
+            for name in ("loss_curve_", "best_loss_", "validation_scores_", "best_validation_score_",
+                         "validation_loss_curve_", "_no_improvement_count", "history_"):
+                self.__dict__.pop(name, None)
+        if model.loss != self._loss_name():
+            model.compile(model.optimizer, loss=self._loss_name())
+        sample_weight = self._weighted(y, sample_weight, False)
+        T, labels = self._engine_targets(y, model.dtype)
+        sw = None if sample_weight is None else np.ascontiguousarray(sample_weight, dtype=model.dtype)
+        loss_and_gradient = model.whole_gradient(np.ascontiguousarray(X, dtype=model.dtype),
+                                                 labels if labels is not None else T, sw)
+        S = X.shape[0] if sample_weight is None else sample_weight.sum()
+        params, n_decay, alpha = model.params, model.n_decay, float(self.alpha)
+
+        def fun(x):
+            np.copyto(params, x, casting="unsafe")
+            grads = np.empty_like(params)
+            loss = loss_and_gradient(grads)
+            W = x[:n_decay]
+            loss += 0.5 * alpha * float(np.dot(W, W)) / S
+            grads = grads.astype(np.float64, copy=False)
+            grads[:n_decay] += (alpha / S) * W
+            return loss, grads
+
+        iprint = 1 if self.verbose is True or self.verbose >= 1 else -1
+        opt_res = scipy.optimize.minimize(
+            fun, params.copy(), method="L-BFGS-B", jac=True,
+            options={"maxfun": self.max_fun, "maxiter": self.max_iter, "gtol": self.tol,
+                     **_get_additional_lbfgs_options_dict("iprint", iprint)})
+        self.n_iter_ = _check_optimize_result("lbfgs", opt_res, self.max_iter)
+        self.loss_ = opt_res.fun
+        np.copyto(params, opt_res.x, casting="unsafe")
+        if not np.isfinite(params).all():
+            raise ValueError("Solver produced non-finite parameter weights. The input data may"
+                             " contain large values and need to be preprocessed.")
+        return self
+
     def _forward_pass_fast(self, X, check_input=True):
         """The output layer's activation (probabilities, means), as scikit-learn's."""
         if check_input:
@@ -440,6 +515,10 @@ _EXTRA_DOC = """
         (fit, predict), whatever fastnn.set_num_threads says; None: fastnn's count.
     callbacks : list of fastnn callbacks, called after scikit-learn's bookkeeping each epoch.
     verbose also shows a live progress bar while each epoch runs, when the output is a terminal.
+    solver='lbfgs' runs in the model's dtype as scikit-learn's runs in X's (float32 input: float32
+        evaluations, but coefs_ stay float32 where scikit-learn's come back float64); it refuses
+        dropout > 0, batch_norm=True (no mini-batch statistics or running averages in a full-batch
+        fit) and callbacks (no epochs), and ignores early_stopping, as scikit-learn does.
 
     Fitted beyond scikit-learn: model_ (the fastnn Sequential), history_ (its History),
     validation_loss_curve_ (with early_stopping: the objective on the validation set per epoch).
@@ -449,8 +528,7 @@ _EXTRA_DOC = """
 class MLPClassifier(ClassifierMixin, _BaseMLP):
     """scikit-learn's MLPClassifier (same parameters, same fit) trained by fastnn's engine.
 
-    See sklearn.neural_network.MLPClassifier; solver='lbfgs' is not supported yet
-    (NotImplementedError).
+    See sklearn.neural_network.MLPClassifier.
     """ + _EXTRA_DOC
 
     _parameter_constraints: dict = _constraints(_SkMLPClassifier._parameter_constraints)
@@ -596,8 +674,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
 class MLPRegressor(RegressorMixin, _BaseMLP):
     """scikit-learn's MLPRegressor (same parameters, same fit) trained by fastnn's engine.
 
-    See sklearn.neural_network.MLPRegressor; solver='lbfgs' is not supported yet
-    (NotImplementedError).
+    See sklearn.neural_network.MLPRegressor.
     """ + _EXTRA_DOC
 
     _parameter_constraints: dict = _constraints(_SkMLPRegressor._parameter_constraints)

@@ -270,8 +270,6 @@ def test_parameters_are_validated_and_the_unsupported_refused():
         MLPRegressor(learning_rate_init=0.0).fit(X, y)
     with pytest.raises(ValueError, match="loss"):
         MLPRegressor(loss="huber").fit(X, y)
-    with pytest.raises(NotImplementedError, match="lbfgs"):
-        MLPClassifier(solver="lbfgs").fit(X, y)
     with pytest.raises(ValueError, match="partial_fit does not support early_stopping"):
         MLPRegressor(early_stopping=True).partial_fit(X, y)
     with pytest.raises(ValueError, match="validation set is too small"):

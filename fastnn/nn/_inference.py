@@ -46,3 +46,42 @@ def gradient(built, X, T, labels, sw, step=None):
     with lock:
         loss = engine.gradient(grads, built.params, X, T, labels, sw, step)
     return loss, grads
+
+
+GRADIENT_CHUNK = 4096  # rows per engine call of a whole-data gradient: its workspace never grows past it
+
+
+def whole_gradient(built, grads, X, T, labels, sw, chunk=GRADIENT_CHUNK):
+    """The loss of all of X and its gradient (into `grads`), training mode, nothing updated.
+
+    The engine's gradient of chunks of at most `chunk` rows; each chunk's loss and gradient are
+    normalised by its own weight sum W_c (rows, or sample weights), so chunk c counts W_c / W of
+    the whole (W: the weight sum of all rows). The total equals the one-batch gradient of all rows
+    to rounding (a chunk whose weights sum to 0 counts nothing); one chunk when n <= chunk.
+    Non-finite: NaN, and grads all NaN."""
+    n = X.shape[0]
+    step = int(built.counters[CTR_STEP])
+    engine, lock = built.pool.get(min(chunk, n), "gradient")
+    with lock:
+        if n <= chunk:
+            loss = engine.gradient(grads, built.params, X, T, labels, sw, step)
+            if not np.isfinite(loss):
+                grads[...] = np.nan
+            return loss
+        total = float(n) if sw is None else float(np.sum(sw, dtype=np.float64))
+        part = np.empty_like(grads)
+        grads[...] = 0
+        loss = 0.0
+        for start in range(0, n, chunk):
+            rows = slice(start, min(start + chunk, n))
+            w = None if sw is None else sw[rows]
+            weight = rows.stop - rows.start if w is None else float(np.sum(w, dtype=np.float64))
+            share = weight / total if total != 0 else 0.0
+            value = engine.gradient(part, built.params, X[rows], None if T is None else T[rows],
+                                    None if labels is None else labels[rows], w, step)
+            if not np.isfinite(value):
+                grads[...] = np.nan
+                return float("nan")
+            loss += share * value
+            grads += grads.dtype.type(share) * part
+    return loss

@@ -497,3 +497,20 @@ class Sequential(Configurable):
         X, T, labels, sw = self._check_xy(X, y, sample_weight)
         step = None if step is None else checked(_Epochs, {"step": step})["step"]
         return _inference.gradient(b, X, T, labels, sw, step)
+
+    def whole_gradient(self, X, y, sample_weight=None):
+        """For full-batch optimizers (scipy's L-BFGS-B, which sets `params` between calls): a
+        function f(grads) -> loss that gives the loss of all of X, y at the current parameters
+        and writes its gradient (n_params, the model's dtype) into grads; no penalty, nothing
+        updated. The engine computes it in chunks (fastnn/nn/_inference.py: whole_gradient); the
+        inputs are checked once, here. The objective must be deterministic and a sum over rows,
+        so dropout and batch norm (chunk statistics, running statistics left alone) are refused."""
+        for i, ly in enumerate(self._layers):
+            if ly.kind == "batchnorm" or (ly.kind == "dropout" and ly.rate > 0):
+                raise ValueError(f"whole_gradient needs a deterministic objective that sums over rows; "
+                                 f"layer {i} ({ly!r}) makes it random or batch-dependent")
+        X, T, labels, sw = self._check_xy(X, y, sample_weight)
+
+        def loss_and_gradient(grads):
+            return _inference.whole_gradient(self._require_built(), grads, X, T, labels, sw)
+        return loss_and_gradient
