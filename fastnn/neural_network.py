@@ -484,6 +484,14 @@ class _BaseMLP(BaseEstimator):
                              " contain large values and need to be preprocessed.")
         return self
 
+    def save(self, path):
+        """Write the fitted estimator to a safetensors file at `path`, atomically (fastnn's model
+        file: fastnn/files/estimator_file.py): its parameters, fitted attributes and model, with
+        the optimizer state. fastnn.load(path) gives back an estimator that predicts
+        bit-identically and continues (warm_start, partial_fit) as this one would."""
+        from .files import model_file
+        model_file.save(self, path)
+
     def _forward_pass_fast(self, X, check_input=True):
         """The output layer's activation (probabilities, means), as scikit-learn's."""
         if check_input:
@@ -756,3 +764,8 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         if y_pred.shape[1] == 1:
             return y_pred.ravel()
         return y_pred
+
+
+from .files import estimator_file as _estimator_file  # noqa: E402  (save, load and to_onnx)
+
+_estimator_file.register()

@@ -18,7 +18,7 @@ OPSET = 17
 IR_VERSION = 8  # the IR of opset 17's onnx release: read by onnxruntime >= 1.12
 
 _OPS = {"relu": ("Relu", {}), "sigmoid": ("Sigmoid", {}), "tanh": ("Tanh", {}),
-        "softmax": ("Softmax", {"axis": -1})}
+        "softmax": ("Softmax", {"axis": -1}), "exp": ("Exp", {})}
 
 
 def _import_onnx():
@@ -101,8 +101,7 @@ def _sequential(model, onnx):
     if pending is not None:
         pending.emit(g)
     loss = plan.loss
-    if loss.is_classifier:
-        g.activation(loss.link, 0.0, "output")
+    g.activation(loss.link, 0.0, "output")  # probabilities; exp for poisson; identity: nothing
     out = "probabilities" if loss.is_classifier else "values"
     g.nodes.append(onnx.helper.make_node("Identity", [g.x], [out], name=out))
     elem = onnx.TensorProto.FLOAT if dtype == np.float32 else onnx.TensorProto.DOUBLE
