@@ -21,20 +21,29 @@ Beyond scikit-learn (keyword parameters; their defaults are scikit-learn's behav
 batch_norm, one activation per hidden layer and 'leaky_relu', the solvers 'adamw' and 'rmsprop',
 class_weight, dtype, callbacks, and a live progress bar on a terminal with verbose.
 
-Not yet supported: sparse X. Needs scikit-learn (pip install fastnn[sklearn]).
+Sparse X (scipy.sparse, as scikit-learn accepts it): fit densifies it once, in the model's dtype
+(n_samples x n_features memory); predictions densify it chunk by chunk (_SPARSE_CHUNK_BYTES).
+
+from_sklearn / to_sklearn convert fitted models both ways (see _BaseMLP.from_sklearn).
+
+Needs scikit-learn (pip install fastnn[sklearn]).
 """
+import copy
 import sys
 import warnings
 from numbers import Integral, Real
 
 import numpy as np
 import scipy.optimize
+import scipy.sparse as sp
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, _fit_context, is_classifier
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import accuracy_score, r2_score
 from sklearn.model_selection import train_test_split
 from sklearn.neural_network import MLPClassifier as _SkMLPClassifier
 from sklearn.neural_network import MLPRegressor as _SkMLPRegressor
+from sklearn.neural_network._stochastic_optimizers import AdamOptimizer as _SkAdam
+from sklearn.neural_network._stochastic_optimizers import SGDOptimizer as _SkSGD
 from sklearn.preprocessing import LabelBinarizer
 from sklearn.utils import check_random_state, column_or_1d
 from sklearn.utils import shuffle as _sk_shuffle
@@ -47,8 +56,10 @@ from sklearn.utils.optimize import _check_optimize_result
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
 from ._engine import thread_limit
+from ._engine.codes import CTR_STEP
 from ._engine.errors import NonFiniteError
 from .nn import Activation, BatchNorm, Dense, Dropout, Sequential
+from .nn._inference import PREDICT_CHUNK
 from .nn.callbacks import Callback
 from .nn.optimizers import AdamW, RMSprop, SklearnAdam, SklearnSGD
 from .nn.progress import ProgressBar
@@ -56,6 +67,10 @@ from .nn.progress import ProgressBar
 __all__ = ["MLPClassifier", "MLPRegressor"]
 
 _ACTIVATIONS = ("identity", "logistic", "tanh", "relu", "leaky_relu")
+_SK_ACTIVATIONS = ("identity", "logistic", "tanh", "relu")
+_SPARSE = ["csr", "csc"]  # scikit-learn's accept_sparse for its MLPs (other formats become csr)
+_SPARSE_CHUNK_BYTES = 1 << 24  # a sparse X is predicted in dense chunks of at most this size
+_MIN_CHUNK_ROWS = 16  # ... or of this many rows, for very wide X
 
 
 def _constraints(sk_constraints):
@@ -355,6 +370,7 @@ class _BaseMLP(BaseEstimator):
             dtype = self.dtype if self.dtype is not None else X.dtype
             self._initialize(units, acts, np.dtype(dtype), rs)
         model = self.model_
+        X = _dense(X, model.dtype)
         if model.n_inputs != n_features or model.n_outputs != self.n_outputs_:
             raise ValueError(f"X has {n_features} features and y {self.n_outputs_} outputs, but this "
                              f"model was fitted with {model.n_inputs} and {model.n_outputs}")
@@ -495,11 +511,242 @@ class _BaseMLP(BaseEstimator):
     def _forward_pass_fast(self, X, check_input=True):
         """The output layer's activation (probabilities, means), as scikit-learn's."""
         if check_input:
-            X = validate_data(self, X, dtype=(np.float64, np.float32), reset=False)
+            X = validate_data(self, X, accept_sparse=_SPARSE, dtype=(np.float64, np.float32), reset=False)
         model = self.model_
+        run = model.predict_proba if is_classifier(self) else model.predict
         with thread_limit(self.n_threads):
-            return model.predict_proba(X) if is_classifier(self) else model.predict(X)
+            return _chunked(run, X) if sp.issparse(X) else run(X)
 
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True
+        return tags
+
+    # -- scikit-learn interop: from_sklearn / to_sklearn ---------------------------------------
+    # The fitted attributes both estimators share, copied as they are (lists and arrays copied).
+    _SK_FITTED = ("n_iter_", "t_", "n_layers_", "n_outputs_", "out_activation_", "n_features_in_",
+                  "feature_names_in_", "loss_", "loss_curve_", "best_loss_", "validation_scores_",
+                  "best_validation_score_", "_no_improvement_count")
+
+    @classmethod
+    def from_sklearn(cls, estimator):
+        """A fastnn estimator with the parameters, weights and fitted attributes of a fitted
+        scikit-learn estimator of the same kind: it predicts the same (to rounding in the weights'
+        dtype), scores, and goes on training with warm_start or partial_fit.
+
+        scikit-learn keeps its optimizer (_optimizer: SGD's velocities and current rate, Adam's
+        moments and step count) in the fitted estimator, and pickles it, so that partial_fit goes
+        on where it stopped; that state is converted too, so partial_fit continues as scikit-learn's
+        own would. Without it (lbfgs, or an optimizer of another solver than `solver`) the first
+        partial_fit starts a fresh optimizer. Raises TypeError for another class, NotFittedError for
+        an unfitted estimator."""
+        sk_cls = cls._sklearn_class
+        if not isinstance(estimator, sk_cls):
+            raise TypeError(f"{cls.__name__}.from_sklearn takes a fitted sklearn.neural_network."
+                            f"{sk_cls.__name__}, got {type(estimator).__module__}.{type(estimator).__name__}")
+        check_is_fitted(estimator, "coefs_")
+        names = cls._get_param_names()
+        est = cls(**{k: copy.deepcopy(v) for k, v in estimator.get_params(deep=False).items() if k in names})
+        coefs, intercepts = list(estimator.coefs_), list(estimator.intercepts_)
+        units = _units_of(coefs, intercepts)
+        hidden = est._hidden()
+        if units[1:-1] != hidden:
+            raise ValueError(f"the estimator's weights have hidden layers {units[1:-1]}, but its "
+                             f"hidden_layer_sizes is {hidden}")
+        acts = est._activations(len(hidden))
+        for name in cls._SK_FITTED + cls._SK_FITTED_OWN:
+            if hasattr(estimator, name):
+                setattr(est, name, copy.deepcopy(getattr(estimator, name)))
+        if "_label_binarizer" in est.__dict__:  # classes_ is the binarizer's, as in scikit-learn
+            est.classes_ = est._label_binarizer.classes_
+        if est.out_activation_ != est._out_activation():
+            raise ValueError(f"the estimator's out_activation_ {est.out_activation_!r} does not "
+                             f"match its parameters ({est._out_activation()!r})")
+        dtype = np.float32 if all(np.asarray(a).dtype == np.float32 for a in coefs + intercepts) \
+            else np.float64
+        model = Sequential(est._layers(units, acts, [0.0] * len(hidden)), dtype=dtype, seed=0)
+        model.compile(est._optimizer(), loss=est._loss_name())
+        model.build(units[0])
+        model.set_weights([a for pair in zip(coefs, intercepts) for a in pair])
+        est.model_ = model
+        est._learning_rate, est._optimizer_ready = float(est.learning_rate_init), False
+        est._load_sklearn_optimizer(getattr(estimator, "_optimizer", None))
+        best = (getattr(estimator, "_best_coefs", None), getattr(estimator, "_best_intercepts", None))
+        if est.early_stopping and best[0] is not None and best[1] is not None:
+            est._best_weights = [np.array(a, dtype) for pair in zip(*best) for a in pair]  # copies
+        else:
+            est._best_weights = model.get_weights()
+        # scikit-learn's stochastic bookkeeping, where it kept none (lbfgs)
+        if not hasattr(est, "loss_curve_"):
+            est.loss_curve_, est._no_improvement_count = [], 0
+        if not hasattr(est, "best_loss_"):
+            est.best_loss_ = None if est.early_stopping else np.inf
+            est.validation_scores_ = [] if est.early_stopping else None
+            est.best_validation_score_ = -np.inf if est.early_stopping else None
+        # scikit-learn keeps no validation loss: NaN for each epoch it validated
+        est.validation_loss_curve_ = ([np.nan] * len(est.validation_scores_)
+                                      if est.validation_scores_ is not None else None)
+        return est
+
+    def _load_sklearn_optimizer(self, opt):
+        """scikit-learn's optimizer state into model_'s optimizer slots and step counter."""
+        model = self.model_
+        if self.solver == "sgd" and isinstance(opt, _SkSGD):
+            slots = [opt.velocities]
+        elif self.solver == "adam" and isinstance(opt, _SkAdam):
+            slots = [opt.ms, opt.vs]
+        else:
+            return
+        built, n_params = model._require_built(), model.n_params
+        dense = [i for i, ly in enumerate(model.layers) if "kernel" in ly.array_names()]
+        for k, arrays in enumerate(slots):
+            arrays = list(arrays)
+            views = built.plan.views(built.slots[k * n_params:(k + 1) * n_params], built.state)
+            targets = [views[i]["kernel"] for i in dense] + [views[i]["bias"] for i in dense]
+            if len(arrays) != len(targets) or any(np.shape(a) != t.shape for a, t in zip(arrays, targets)):
+                raise ValueError("the estimator's optimizer state does not match its weights")
+            for t, a in zip(targets, arrays):
+                t[...] = a
+        if self.solver == "adam":
+            built.counters[CTR_STEP] = int(opt.t)
+        else:
+            self._learning_rate = float(opt.learning_rate)
+        model.lr_scale = self._learning_rate / float(self.learning_rate_init)
+        self._optimizer_ready = True
+
+    def to_sklearn(self):
+        """The scikit-learn estimator of this fitted model: same parameters, weights, fitted
+        attributes and optimizer state (partial_fit goes on as here), same predictions to rounding.
+
+        Of fastnn's extras, those that leave inference as scikit-learn computes it convert, with a
+        UserWarning that scikit-learn will train without them: dropout (the identity at
+        inference), class_weight, and batch_norm, folded into the preceding Dense layer's weights
+        and bias from its running statistics (the optimizer state then starts fresh). Per-layer
+        activations, leaky_relu and the solvers adamw and rmsprop have no scikit-learn equivalent:
+        ValueError. dtype and callbacks are not scikit-learn parameters and are left out (the
+        weights keep the model's dtype)."""
+        check_is_fitted(self)
+        sk_cls = self._sklearn_class
+        acts = self.activation if isinstance(self.activation, (list, tuple)) else [self.activation]
+        refused = []
+        if len(set(acts)) > 1:
+            refused.append(f"one activation per hidden layer ({list(acts)})")
+        elif acts and acts[0] not in _SK_ACTIVATIONS:
+            refused.append(f"activation={acts[0]!r}")
+        if self.solver not in ("lbfgs", "sgd", "adam"):
+            refused.append(f"solver={self.solver!r}")
+        if refused:
+            raise ValueError(f"{type(self).__name__}.to_sklearn: scikit-learn's {sk_cls.__name__} cannot "
+                             f"express {' and '.join(refused)}")
+        dropped = [name for name, on in (("dropout", any(self._dropout_rates(len(self._hidden())))),
+                                         ("batch_norm", self.batch_norm),
+                                         ("class_weight", getattr(self, "class_weight", None) is not None))
+                   if on]
+        if dropped:
+            warnings.warn(f"{type(self).__name__}.to_sklearn: scikit-learn's {sk_cls.__name__} predicts "
+                          f"the same, but trains on without {', '.join(dropped)}"
+                          + (" (batch normalisation is folded into the Dense weights)" if self.batch_norm else ""),
+                          UserWarning)
+        names = sk_cls._get_param_names()
+        params = {k: copy.deepcopy(v) for k, v in self.get_params(deep=False).items() if k in names}
+        params["activation"] = acts[0] if acts else "relu"
+        sk = sk_cls(**params)
+        model = self.model_
+        sk.coefs_, sk.intercepts_ = _dense_arrays(model.layers, model.get_weights(), model.dtype)
+        for name in self._SK_FITTED + self._SK_FITTED_OWN:
+            if name in self.__dict__:
+                setattr(sk, name, copy.deepcopy(self.__dict__[name]))
+        if "_label_binarizer" in sk.__dict__:
+            sk.classes_ = sk._label_binarizer.classes_
+        if self.early_stopping and getattr(self, "_best_weights", None) is not None:
+            sk._best_coefs, sk._best_intercepts = _dense_arrays(model.layers, self._best_weights, model.dtype)
+        if self.solver in ("sgd", "adam") and getattr(self, "_optimizer_ready", False) and not self.batch_norm:
+            sk._optimizer = self._sklearn_optimizer(sk)
+        return sk
+
+    def _sklearn_optimizer(self, sk):
+        """scikit-learn's SGDOptimizer / AdamOptimizer holding model_'s optimizer state."""
+        model = self.model_
+        built, n_params = model._require_built(), model.n_params
+        params = sk.coefs_ + sk.intercepts_
+        dense = [i for i, ly in enumerate(model.layers) if "kernel" in ly.array_names()]
+
+        def slot(k):
+            views = built.plan.views(built.slots[k * n_params:(k + 1) * n_params], built.state)
+            return [views[i]["kernel"].copy() for i in dense] + [views[i]["bias"].copy() for i in dense]
+
+        if self.solver == "sgd":
+            opt = _SkSGD(params, self.learning_rate_init, self.learning_rate, self.momentum,
+                         self.nesterovs_momentum, self.power_t)
+            opt.velocities = slot(0)
+            opt.learning_rate = float(self._learning_rate)
+        else:
+            opt = _SkAdam(params, self.learning_rate_init, self.beta_1, self.beta_2, self.epsilon)
+            opt.ms, opt.vs = slot(0), slot(1)
+            opt.t = int(built.counters[CTR_STEP])
+        return opt
+
+
+def _units_of(coefs, intercepts):
+    """[n_in, hidden..., n_out] of scikit-learn's weight lists (their shapes checked)."""
+    if not coefs or len(coefs) != len(intercepts):
+        raise ValueError(f"the estimator has {len(coefs)} weight matrices and {len(intercepts)} bias "
+                         f"vectors; expected as many of each, at least one")
+    units = [np.shape(coefs[0])[0]] if np.ndim(coefs[0]) == 2 else []
+    for i, (W, b) in enumerate(zip(coefs, intercepts)):
+        if np.ndim(W) != 2 or np.shape(W)[0] != units[-1] or np.shape(b) != (np.shape(W)[1],):
+            raise ValueError(f"the estimator's coefs_[{i}] {np.shape(W)} and intercepts_[{i}] "
+                             f"{np.shape(b)} do not chain onto a layer of {units[-1] if units else '?'} units")
+        units.append(np.shape(W)[1])
+    return units
+
+
+def _dense_arrays(layers, weights, dtype):
+    """(coefs, intercepts) of the Dense layers from a get_weights() list, each BatchNorm folded into
+    the Dense layer before it: W s, (b - mean) s + beta with s = gamma / sqrt(var + eps)."""
+    it = iter(weights)
+    arrays = [(ly, {n: next(it) for n in ly.array_names()}) for ly in layers]
+    coefs, intercepts = [], []
+    for ly, a in arrays:
+        if "kernel" in a:
+            coefs.append(a["kernel"].astype(np.float64))
+            intercepts.append(a["bias"].astype(np.float64))
+        elif isinstance(ly, BatchNorm):
+            s = a["gamma"].astype(np.float64) / np.sqrt(a["running_var"].astype(np.float64) + ly.eps)
+            coefs[-1] = coefs[-1] * s
+            intercepts[-1] = (intercepts[-1] - a["running_mean"]) * s + a["beta"]
+    return [c.astype(dtype) for c in coefs], [b.astype(dtype) for b in intercepts]
+
+
+def _dense(X, dtype):
+    """X as a dense C-contiguous array; a sparse X is densified once, straight into `dtype`."""
+    if sp.issparse(X):
+        return X.astype(dtype).toarray(order="C")
+    return X
+
+
+def _chunked(run, X):
+    """run(X) for a sparse X, densified chunk by chunk, each at most _SPARSE_CHUNK_BYTES (or
+    _MIN_CHUNK_ROWS rows). Where that allows whole multiples of the engine's inference chunk
+    (PREDICT_CHUNK rows), every chunk runs as the dense input's would: bit-identical results.
+    Narrower chunks are near-equal in size, so none is a sliver of a few rows (the GEMM takes
+    another path for those): equal to the dense input's to rounding."""
+    X = X.tocsr()
+    n, d = X.shape
+    rows = max(_MIN_CHUNK_ROWS, _SPARSE_CHUNK_BYTES // max(1, d * X.dtype.itemsize))
+    if rows >= PREDICT_CHUNK:
+        rows -= rows % PREDICT_CHUNK
+        bounds = list(range(0, n, rows)) + [n]
+    else:
+        k = -(-n // rows)
+        bounds = [i * n // k for i in range(k + 1)]
+    out = None
+    for start, stop in zip(bounds[:-1], bounds[1:]):
+        part = run(X[start:stop].toarray())
+        if out is None:
+            out = np.empty((n,) + part.shape[1:], part.dtype)
+        out[start:stop] = part
+    return out if out is not None else run(X.toarray())
 
 
 def _is_terminal():
@@ -528,6 +775,9 @@ _EXTRA_DOC = """
         dropout > 0, batch_norm=True (no mini-batch statistics or running averages in a full-batch
         fit) and callbacks (no epochs), and ignores early_stopping, as scikit-learn does.
 
+    X may be sparse (scipy.sparse): fit densifies it once in the model's dtype, predictions chunk
+    by chunk. from_sklearn(fitted) and to_sklearn() convert fitted models both ways.
+
     Fitted beyond scikit-learn: model_ (the fastnn Sequential), history_ (its History),
     validation_loss_curve_ (with early_stopping: the objective on the validation set per epoch).
 """
@@ -540,6 +790,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     """ + _EXTRA_DOC
 
     _parameter_constraints: dict = _constraints(_SkMLPClassifier._parameter_constraints)
+    _sklearn_class = _SkMLPClassifier
+    _SK_FITTED_OWN = ("_label_binarizer",)
 
     def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam", alpha=0.0001,
                  batch_size="auto", learning_rate="constant", learning_rate_init=0.001, power_t=0.5,
@@ -596,7 +848,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         return self._fit(X, y, sample_weight, incremental=True)
 
     def _validate_input(self, X, y, incremental, reset):
-        X, y = validate_data(self, X, y, multi_output=True, dtype=(np.float64, np.float32), reset=reset)
+        X, y = validate_data(self, X, y, accept_sparse=_SPARSE, multi_output=True,
+                             dtype=(np.float64, np.float32), reset=reset)
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
         if not hasattr(self, "classes_") or (not self.warm_start and not incremental):
@@ -687,6 +940,8 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
 
     _parameter_constraints: dict = _constraints(_SkMLPRegressor._parameter_constraints)
     _parameter_constraints.pop("class_weight")
+    _sklearn_class = _SkMLPRegressor
+    _SK_FITTED_OWN = ()
 
     def __init__(self, loss="squared_error", hidden_layer_sizes=(100,), activation="relu", *,
                  solver="adam", alpha=0.0001, batch_size="auto", learning_rate="constant",
@@ -737,7 +992,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         return self._fit(X, y, sample_weight, incremental=True)
 
     def _validate_input(self, X, y, incremental, reset):
-        X, y = validate_data(self, X, y, multi_output=True, y_numeric=True,
+        X, y = validate_data(self, X, y, accept_sparse=_SPARSE, multi_output=True, y_numeric=True,
                              dtype=(np.float64, np.float32), reset=reset)
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
