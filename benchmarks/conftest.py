@@ -37,7 +37,8 @@ def epoch_rounds():
 
 @pytest.fixture(scope="session")
 def mnist():
-    """MNIST as shipped with fastnn: X (60000, 784) float32 in [0, 1], y int64; Xt, yt the test set."""
+    """MNIST, by fastnn.datasets.load_mnist (the repository's data/mnist when run from the clone):
+    X (60000, 784) float32 in [0, 1], y int64; Xt, yt the test set."""
     from fastnn.datasets import load_mnist
     X, y = load_mnist("train")
     Xt, yt = load_mnist("test")

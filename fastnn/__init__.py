@@ -7,6 +7,7 @@ NumPy implementation of the same maths as oracle and fallback backend.
 from . import ops
 from ._engine import available_backends, get_backend, set_backend
 from ._engine.errors import NonFiniteError
+from .plots import plot_history
 from .nn import (SGD, Activation, Adam, AdamW, Adaptive, BatchNorm, BatchNormalization, Callback,
                  Constant, CosineDecay, Dense, Dropout, EarlyStopping, EpochLogger,
                  ExponentialDecay, History, InvScaling, ModelCheckpoint, ProgressBar,
@@ -75,4 +76,4 @@ __all__ = ["Sequential", "Dense", "Activation", "Dropout", "BatchNorm", "BatchNo
            "StepDecay", "ExponentialDecay", "CosineDecay", "InvScaling", "Adaptive",
            "NonFiniteError", "ops", "set_backend", "get_backend", "available_backends",
            "show_config", "set_num_threads", "get_num_threads", "thread_limit", "load",
-           "to_onnx"]  # + MLPClassifier, MLPRegressor (lazy: scikit-learn)
+           "to_onnx", "plot_history"]  # + MLPClassifier, MLPRegressor (lazy: scikit-learn)

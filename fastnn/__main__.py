@@ -1,4 +1,4 @@
-"""fastnn (or python -m fastnn): train an MLP on MNIST from the copy that ships with fastnn.
+"""fastnn (or python -m fastnn): train an MLP on MNIST (fastnn.datasets.load_mnist finds or downloads it).
 
     fastnn                      # 784-256-128-10, relu, Adam 1e-3, batch 128, 3 epochs
     fastnn --teaching           # the classic intro: 784-30-10 sigmoid, MSE, plain SGD

@@ -1,9 +1,18 @@
 """Shared fixtures. Keep this file small and generic; fixtures of the kernel tests are prefixed
 `kernel_`."""
+import os
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 import fastnn
+
+# The tests read the repository's MNIST (data/mnist) wherever they run from (cibuildwheel runs
+# them from elsewhere), never a download; a FASTNN_DATA of the caller's own wins.
+_REPO_DATA = Path(__file__).resolve().parents[1] / "data"
+if (_REPO_DATA / "mnist").is_dir():
+    os.environ.setdefault("FASTNN_DATA", str(_REPO_DATA))
 
 try:
     from fastnn._engine import _ext

@@ -103,7 +103,7 @@ class History(Callback):
     """What fit recorded: `history` maps 'loss', 'accuracy', 'val_loss', 'val_accuracy', 'lr',
     'time' to one value per epoch; `epoch` lists the epoch numbers. `stopped_early` is True when a
     callback stopped training, `interrupted` when Ctrl-C did, `terminated_on_nan` when
-    TerminateOnNaN did."""
+    TerminateOnNaN did. plot() draws the curves (fastnn.plot_history)."""
 
     def __init__(self):
         self.history = {}
@@ -119,6 +119,12 @@ class History(Callback):
 
     def __getitem__(self, key):
         return self.history[key]
+
+    def plot(self, path=None, ax=None, **kwargs):
+        """Loss and accuracy curves per epoch, training and validation; returns the matplotlib
+        Figure. Needs matplotlib (pip install fastnn[plot]); see fastnn.plot_history."""
+        from ..plots import plot_history
+        return plot_history(self, path=path, ax=ax, **kwargs)
 
     def __repr__(self):
         last = {k: round(v[-1], 5) for k, v in self.history.items()} if self.epoch else {}

@@ -1,0 +1,129 @@
+"""Training curves: plot_history(history) draws loss and (for classification) accuracy per epoch,
+training and validation, with matplotlib.
+
+matplotlib is an optional extra (pip install fastnn[plot]) imported only when a plot is drawn, so
+fastnn imports without it. Writing a file with no `ax` given builds a bare Figure on an Agg
+canvas: pyplot is not imported, the user's backend is not changed and no window opens. Without
+`path` or `ax` the figure comes from pyplot, for plt.show() or a notebook to display.
+"""
+import math
+from collections.abc import Mapping
+
+_HINT = "plotting needs matplotlib, which is not installed: pip install fastnn[plot]"
+_PANELS = (("loss", "-"), ("accuracy", "--"))         # metric, line style
+_KINDS = (("", "training", "C0"), ("val_", "validation", "C1"))  # key prefix, label, colour
+
+
+def _require_matplotlib():
+    try:
+        import matplotlib  # noqa: F401
+        from matplotlib.axes import Axes  # noqa: F401
+    except ImportError:
+        raise ImportError(_HINT) from None
+
+
+def _curves(history):
+    """({key: [float, ...]}, [epoch, ...]) from a History, anything with a fitted `history_` or
+    `history` (estimators, Sequential) or a mapping of per-epoch lists. Epochs count from 1 (a
+    History's own numbers + 1, so a second fit continues where the first stopped)."""
+    from .nn.callbacks import History
+
+    source = history
+    if not isinstance(source, (History, Mapping)):
+        source = getattr(history, "history_", None) or getattr(history, "history", None)
+    if isinstance(source, History):
+        logs, epochs = source.history, [int(e) + 1 for e in source.epoch]
+    elif isinstance(source, Mapping):
+        logs, epochs = source, None
+    else:
+        raise TypeError("plot_history needs a fastnn History (what fit returns), a fitted model or "
+                        f"estimator, or a dict of per-epoch lists; got {type(history).__name__}")
+    wanted = [p + m for m, _ in _PANELS for p, _, _ in _KINDS]
+    curves = {k: [math.nan if v is None else float(v) for v in logs[k]] for k in wanted if k in logs}
+    n = max((len(v) for v in curves.values()), default=0)
+    if n == 0:
+        raise ValueError("the history holds no epochs of loss or accuracy to plot")
+    if epochs is None or len(epochs) != n:
+        epochs = list(range(1, n + 1))
+    for k, v in curves.items():
+        if len(v) != n:
+            raise ValueError(f"history['{k}'] has {len(v)} values for {n} epochs")
+    return curves, epochs
+
+
+def plot_history(history, path=None, ax=None, *, title=None, figsize=None, dpi=100):
+    """Plot a training history and return the matplotlib Figure.
+
+    One panel per metric: 'loss' and, when the history has it (classification), 'accuracy'. In
+    each, the training curve (blue) and, when fit had validation data, the validation curve
+    (orange), against the epoch, 1 to n; every line is labelled '<training|validation> <metric>'.
+    history: a History (what fit returns), a fitted model or estimator (its history / history_),
+        or a dict {'loss': [...], 'val_loss': [...], 'accuracy': [...], ...}.
+    path: also write the figure there (PNG, SVG, PDF... by the extension).
+    ax: draw into this Axes (accuracy, dashed, then goes on a twin axis on the right) or into
+        these Axes (one per panel); by default a new figure is made.
+    """
+    _require_matplotlib()
+    curves, epochs = _curves(history)
+    panels = [(m, style) for m, style in _PANELS if m in curves or "val_" + m in curves]
+    twin = ax is not None and _is_axes(ax) and len(panels) > 1
+    fig, axes = _axes_for(ax, len(panels), path, figsize or (5.0 * len(panels), 3.8))
+    from matplotlib.ticker import MaxNLocator
+
+    for a, (metric, style) in zip(axes, panels):
+        for prefix, kind, color in _KINDS:
+            if prefix + metric in curves:
+                line, = a.plot(epochs, curves[prefix + metric], style, color=color, label=f"{kind} {metric}",
+                               marker="o" if len(epochs) <= 30 else None, markersize=3)
+                line.set_gid(prefix + metric)
+        a.set_ylabel(metric)
+        a.set_xlabel("epoch")
+        a.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axes[0].grid(True, alpha=0.3)
+    if twin:  # one legend for the two axes
+        lines = [line for a in axes for line in a.get_lines()]
+        axes[0].legend(lines, [line.get_label() for line in lines], fontsize="small")
+    else:
+        for a in axes:
+            a.grid(True, alpha=0.3)
+            a.legend(fontsize="small")
+    if title:
+        fig.suptitle(title)
+    if ax is None:
+        fig.tight_layout()
+    if path is not None:
+        fig.savefig(path, dpi=dpi)
+    return fig
+
+
+def _is_axes(ax):
+    from matplotlib.axes import Axes
+    return isinstance(ax, Axes)
+
+
+def _axes_for(ax, n, path, figsize):
+    """(root Figure, n Axes): the caller's, or a new figure's: pyplot's when nothing is written,
+    else a bare Figure on an Agg canvas (no pyplot, no change of backend)."""
+    if ax is None:
+        if path is None:
+            import matplotlib.pyplot as plt
+            fig, grid = plt.subplots(1, n, figsize=figsize, squeeze=False)
+        else:
+            from matplotlib.backends.backend_agg import FigureCanvasAgg
+            from matplotlib.figure import Figure
+            fig = Figure(figsize=figsize)
+            FigureCanvasAgg(fig)
+            grid = fig.subplots(1, n, squeeze=False)
+        return fig, list(grid.flat)
+    if _is_axes(ax):
+        axes = [ax] + ([ax.twinx()] if n > 1 else [])
+    else:
+        try:
+            axes = list(getattr(ax, "flat", ax))
+        except TypeError:
+            axes = []
+        if len(axes) < n or not all(_is_axes(a) for a in axes[:n]):
+            raise ValueError(f"ax must be a matplotlib Axes or a sequence of {n} Axes (one per "
+                             f"panel: loss{', accuracy' if n > 1 else ''}); got {type(ax).__name__}")
+    fig = axes[0].get_figure()
+    return getattr(fig, "figure", None) or fig, axes[:n]  # a SubFigure's .figure is the root Figure
