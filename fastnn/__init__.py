@@ -63,6 +63,18 @@ def get_num_threads():
     return _backend.current().get_num_threads()
 
 
+def register_skl2onnx():
+    """Register fastnn's MLPClassifier and MLPRegressor with skl2onnx, so that
+    skl2onnx.convert_sklearn converts them, and pipelines holding them (needs skl2onnx; done
+    automatically when skl2onnx is imported before fastnn's estimators)."""
+    try:
+        import skl2onnx  # noqa: F401
+    except ImportError:
+        raise ImportError("fastnn.register_skl2onnx needs skl2onnx: pip install skl2onnx") from None
+    from .files import onnx_sklearn
+    onnx_sklearn.register()
+
+
 def thread_limit(n):
     """Context manager: at most n threads for this thread's compiled calls inside the block
     (fastnn.MLPClassifier(n_threads=...) uses it); other threads are unaffected."""
@@ -76,4 +88,4 @@ __all__ = ["Sequential", "Dense", "Activation", "Dropout", "BatchNorm", "BatchNo
            "StepDecay", "ExponentialDecay", "CosineDecay", "InvScaling", "Adaptive",
            "NonFiniteError", "ops", "set_backend", "get_backend", "available_backends",
            "show_config", "set_num_threads", "get_num_threads", "thread_limit", "load",
-           "to_onnx", "plot_history"]  # + MLPClassifier, MLPRegressor (lazy: scikit-learn)
+           "to_onnx", "plot_history", "register_skl2onnx"]  # + MLPClassifier, MLPRegressor (lazy: scikit-learn)

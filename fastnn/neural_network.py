@@ -1024,3 +1024,6 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
 from .files import estimator_file as _estimator_file  # noqa: E402  (save, load and to_onnx)
 
 _estimator_file.register()
+if "skl2onnx" in sys.modules:  # already imported: skl2onnx.convert_sklearn converts ours too
+    from .files import onnx_sklearn as _onnx_sklearn
+    _onnx_sklearn.register()
