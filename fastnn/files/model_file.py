@@ -78,11 +78,17 @@ def _version():
 
 
 # -- save and load ---------------------------------------------------------------------------------
-def save(obj, path, **options):
+def save(obj, path, extra=None, **options):
     """Write `obj` (a Sequential, or any registered kind) to `path` atomically. `options` go to
-    the kind's encode (Sequential: pending_epoch, see encode_sequential)."""
+    the kind's encode (Sequential: pending_epoch, see encode_sequential). `extra` {key: JSON-able
+    value} adds documents of the caller's own beside the kind's (the command line stores what it
+    knows of the data there); loading ignores them, load(path, with_metadata=True) returns them."""
     kind = _kind_of(obj)
     tensors, documents = kind.encode(obj, **options)
+    for key in extra or {}:
+        if key in documents:
+            raise ValueError(f"metadata key {key!r} is used by the {kind.name} itself")
+    documents = {**documents, **(extra or {})}
     metadata = {"format": FORMAT, "format_version": str(FORMAT_VERSION),
                 "fastnn_version": _version(), "kind": kind.name}
     for key, doc in documents.items():
@@ -92,9 +98,11 @@ def save(obj, path, **options):
     safetensors.save_file(tensors, path, metadata)
 
 
-def load(path):
+def load(path, with_metadata=False):
     """The object saved at `path`: a Sequential (or another registered kind), ready to predict
-    and to train on from where it stopped."""
+    and to train on from where it stopped. with_metadata=True returns (object, metadata):
+    format_version (int), fastnn_version, kind, and every JSON document of the file, parsed
+    (the kind's and any `extra` ones save wrote)."""
     where = os.fspath(path)
     tensors, metadata = safetensors.read_file(path)
 
@@ -124,9 +132,13 @@ def load(path):
             except ValueError as exc:
                 raise bad(str(exc)) from None
     try:
-        return KINDS[name].decode(tensors, documents)
+        obj = KINDS[name].decode(tensors, documents)
     except (ValueError, TypeError, KeyError, IndexError, AttributeError, OverflowError) as exc:
         raise bad(f"cannot rebuild the {name}: {exc}") from None
+    if not with_metadata:
+        return obj
+    return obj, {"format_version": int(version), "fastnn_version": metadata.get("fastnn_version"),
+                 "kind": name, **documents}
 
 
 # -- Sequential --------------------------------------------------------------------------------------

@@ -1,0 +1,84 @@
+"""fastnn predict: a saved model's predictions for each row of a data file, as CSV."""
+import csv
+import io
+import sys
+
+import numpy as np
+
+from . import _common as c
+
+NAME = "predict"
+HELP = "predict each row of a CSV / .npz file with a saved model (CSV out, original labels)"
+DESCRIPTION = """\
+Predict every row of DATA (a CSV file with a header row, or a .npz archive with an array X) and
+write CSV: a header, then one line per row with the predicted label, in the labels the model was
+trained on (or the predicted value, for a regression). A CSV's feature columns are picked by the
+names the model was trained on; its target column, when present, is ignored. --proba adds one
+column of probability per class."""
+EPILOG = """\
+examples:
+  fastnn predict iris.safetensors new_flowers.csv
+  fastnn predict iris.safetensors new_flowers.csv --proba -o predictions.csv
+  fastnn predict model.safetensors digits.npz | head"""
+
+
+def add_arguments(p):
+    p.add_argument("model", metavar="MODEL", help="a model file written by fastnn train (or model.save)")
+    p.add_argument("data", metavar="DATA", help="CSV (header row) or .npz (array X)")
+    p.add_argument("--proba", action="store_true", help="also write each class's probability (classifiers)")
+    p.add_argument("-o", "--output", metavar="OUT.csv", help="write there (atomically) instead of to standard output")
+    p.add_argument("--limit", metavar="N", type=c.int_at_least(1), help="predict only the first N rows")
+    c.add_common(p)
+
+
+def _fmt(x):
+    return format(float(x), ".9g")
+
+
+def table(model, X, proba):
+    """The header and the rows, as lists of strings."""
+    out = model.indices(X)
+    name = model.target or "prediction"
+    if model.task == "classification":
+        labels = [c.format_label(x) for x in model.classes]
+        header = [name]
+        rows = [[labels[i]] for i in out.tolist()]
+        if proba:
+            P = model.proba(X)
+            header += labels
+            rows = [r + [_fmt(p) for p in ps] for r, ps in zip(rows, P.tolist())]
+        return header, rows
+    out = np.asarray(out).reshape(len(X), -1)
+    if model.task == "multilabel":
+        header = [f"output_{j}" for j in range(out.shape[1])]
+        rows = [[str(int(v)) for v in r] for r in out.tolist()]
+        if proba:
+            header += [f"proba_{j}" for j in range(out.shape[1])]
+            rows = [r + [_fmt(p) for p in ps] for r, ps in zip(rows, model.proba(X).tolist())]
+        return header, rows
+    header = [name] if out.shape[1] == 1 else [f"{name}_{j}" for j in range(out.shape[1])]
+    return header, [[_fmt(v) for v in r] for r in out.tolist()]
+
+
+def run(args):
+    c.select_backend(args)
+    model = c.open_model(args.model)
+    if args.proba and (model.task == "regression" or model.one_hot):
+        model.proba(None)  # raises the UsageError that says why, before reading any data
+    data = model.read(args.data, need_target=False)
+    X = data.X[:args.limit] if args.limit else data.X
+    header, rows = table(model, X, args.proba)
+    text = io.StringIO()
+    w = csv.writer(text, lineterminator="\n")
+    w.writerow(header)
+    w.writerows(rows)
+    if args.output:
+        from ..files.atomic import atomic_write
+        try:
+            atomic_write(args.output, lambda f: f.write(text.getvalue().encode()))
+        except OSError as exc:
+            raise c.DataError(f"cannot write {args.output}: {exc}") from None
+        print(f"{len(rows)} predictions written to {args.output}")
+    else:
+        sys.stdout.write(text.getvalue())
+    return 0
