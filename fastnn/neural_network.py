@@ -17,6 +17,11 @@ solver='lbfgs' is scikit-learn's _fit_lbfgs: scipy's L-BFGS-B over the model's f
 buffer, the whole-data loss and gradient from the engine (Sequential.whole_gradient,
 tests/test_sklearn_lbfgs.py). It refuses dropout, batch_norm and callbacks.
 
+A fit reads its parameters once, as it starts (set_params from a callback applies to the next
+fit); an estimator runs one fit or partial_fit at a time (another, from its callbacks or another
+thread, raises RuntimeError); warm_start and partial_fit refuse parameters that describe another
+network than the fitted one.
+
 Beyond scikit-learn (keyword parameters; their defaults are scikit-learn's behaviour): dropout,
 batch_norm, one activation per hidden layer and 'leaky_relu', the solvers 'adamw' and 'rmsprop',
 class_weight, dtype, callbacks, and a live progress bar on a terminal with verbose.
@@ -29,9 +34,12 @@ from_sklearn / to_sklearn convert fitted models both ways (see _BaseMLP.from_skl
 Needs scikit-learn (pip install fastnn[sklearn]).
 """
 import copy
+import functools
 import sys
+import threading
 import warnings
 from numbers import Integral, Real
+from types import SimpleNamespace
 
 import numpy as np
 import scipy.optimize
@@ -89,6 +97,28 @@ def _constraints(sk_constraints):
     return c
 
 
+_FITTING, _FITTING_LOCK = set(), threading.Lock()
+
+
+def _one_fit_at_a_time(fit):
+    """An estimator runs one fit or partial_fit at a time: another one, from its callbacks or from
+    another thread, would swap model_ and interleave the per-epoch books of both."""
+
+    @functools.wraps(fit)
+    def guarded(est, *args, **kwargs):
+        with _FITTING_LOCK:
+            if id(est) in _FITTING:
+                raise RuntimeError(f"cannot fit this {type(est).__name__}: its fit is already running "
+                                   f"(called from one of its callbacks, or from another thread)")
+            _FITTING.add(id(est))
+        try:
+            return fit(est, *args, **kwargs)
+        finally:
+            with _FITTING_LOCK:
+                _FITTING.discard(id(est))
+    return guarded
+
+
 class _Order:
     """scikit-learn's epoch order: each epoch re-shuffles the previous epoch's order with the
     fit's RandomState (sklearn.utils.shuffle), as _fit_stochastic does."""
@@ -125,49 +155,51 @@ class _SklearnEpochs(Callback):
     def __init__(self, est, n, incremental, val):
         self.est, self.n, self.incremental, self.val = est, n, incremental, val
         self.stopped = False
+        # the parameters as the fit started: set_params from a callback applies to the next fit
+        self.p = SimpleNamespace(**est.get_params(deep=False))
 
     def on_epoch_end(self, epoch, logs=None):
-        est, model = self.est, self.model
+        est, model, p = self.est, self.model, self.p
         est.n_iter_ += 1
         est.loss_ = float(logs["loss"])
         est.t_ += self.n
         est.loss_curve_.append(est.loss_)
-        if est.verbose:
+        if p.verbose:
             print("Iteration %d, loss = %.8f" % (est.n_iter_, est.loss_))
         if self.val is not None:
             self._validation()
         else:
-            if est.loss_curve_[-1] > est.best_loss_ - est.tol:
+            if est.loss_curve_[-1] > est.best_loss_ - p.tol:
                 est._no_improvement_count += 1
             else:
                 est._no_improvement_count = 0
             if est.loss_curve_[-1] < est.best_loss_:
                 est.best_loss_ = est.loss_curve_[-1]
-        sgd = est.solver == "sgd"
-        if sgd and est.learning_rate == "invscaling":  # SGDOptimizer.iteration_ends
-            est._learning_rate = float(est.learning_rate_init) / (est.t_ + 1) ** est.power_t
-        if est._no_improvement_count > est.n_iter_no_change:
+        sgd = p.solver == "sgd"
+        if sgd and p.learning_rate == "invscaling":  # SGDOptimizer.iteration_ends
+            est._learning_rate = float(p.learning_rate_init) / (est.t_ + 1) ** p.power_t
+        if est._no_improvement_count > p.n_iter_no_change:
             what = "Validation score" if self.val is not None else "Training loss"
             msg = ("%s did not improve more than tol=%f for %d consecutive epochs."
-                   % (what, est.tol, est.n_iter_no_change))
-            if sgd and est.learning_rate == "adaptive":  # SGDOptimizer.trigger_stopping
+                   % (what, p.tol, p.n_iter_no_change))
+            if sgd and p.learning_rate == "adaptive":  # SGDOptimizer.trigger_stopping
                 if est._learning_rate <= 1e-6:
-                    if est.verbose:
+                    if p.verbose:
                         print(msg + " Learning rate too small. Stopping.")
                     self.stop()
                 else:
                     est._learning_rate /= 5.0
-                    if est.verbose:
+                    if p.verbose:
                         print(msg + " Setting learning rate to %f" % est._learning_rate)
                     est._no_improvement_count = 0
             else:
-                if est.verbose:
+                if p.verbose:
                     print(msg + " Stopping.")
                 self.stop()
-        model.lr_scale = est._learning_rate / float(est.learning_rate_init)
-        if not self.stopped and not self.incremental and est.n_iter_ == est.max_iter:
+        model.lr_scale = est._learning_rate / float(p.learning_rate_init)
+        if not self.stopped and not self.incremental and est.n_iter_ == p.max_iter:
             warnings.warn("Stochastic Optimizer: Maximum iterations (%d) reached and the "
-                          "optimization hasn't converged yet." % est.max_iter, ConvergenceWarning)
+                          "optimization hasn't converged yet." % p.max_iter, ConvergenceWarning)
 
     def stop(self):
         self.stopped = self.model.stop_training = True
@@ -180,10 +212,10 @@ class _SklearnEpochs(Callback):
         else:
             score = est._score_function(y_val, y_pred, sample_weight=sw_val)
         est.validation_scores_.append(score)
-        est.validation_loss_curve_.append(est._objective(X_val, targets_val, sw_val))
-        if est.verbose:
+        est.validation_loss_curve_.append(est._objective(X_val, targets_val, sw_val, self.p.alpha))
+        if self.p.verbose:
             print("Validation score: %f" % est.validation_scores_[-1])
-        if score < est.best_validation_score_ + est.tol:
+        if score < est.best_validation_score_ + self.p.tol:
             est._no_improvement_count += 1
         else:
             est._no_improvement_count = 0
@@ -206,6 +238,9 @@ class _BaseMLP(BaseEstimator):
     """Shared fit: scikit-learn's _fit / _fit_stochastic, each epoch run by a fastnn Sequential."""
 
     # -- fitted weights: views of the model's buffer ------------------------------------------
+    def __sklearn_is_fitted__(self):
+        return "model_" in self.__dict__
+
     def _fitted_model(self):
         try:
             return self.__dict__["model_"]
@@ -265,6 +300,13 @@ class _BaseMLP(BaseEstimator):
                 raise ValueError(f"The 'dropout' parameter of {type(self).__name__} must be a rate in "
                                  f"[0, 1) or a list of them, one per hidden layer. Got {r!r} instead.")
         return rates
+
+    def _callbacks(self):
+        callbacks = list(self.callbacks or [])
+        for cb in callbacks:
+            if not isinstance(cb, Callback):
+                raise TypeError(f"callbacks must be fastnn Callback instances, not {cb!r}")
+        return callbacks
 
     def _layers(self, units, acts, rates):
         layers = []
@@ -326,13 +368,31 @@ class _BaseMLP(BaseEstimator):
             self.best_loss_, self.validation_scores_, self.best_validation_score_ = np.inf, None, None
             self.validation_loss_curve_ = None
 
-    def _objective(self, X, targets, sw):
+    def _objective(self, X, targets, sw, alpha):
         """scikit-learn's objective on (X, targets): the loss plus 0.5 alpha |W|^2 / sum(sw)."""
         model = self.model_
         T, labels = targets
         loss = model.evaluate(X, labels if labels is not None else T, sw)["loss"]
         s = X.shape[0] if sw is None else float(np.sum(sw))
-        return float(loss + 0.5 * self.alpha * sum(float(np.dot(W.ravel(), W.ravel())) for W in model.coefs_) / s)
+        return float(loss + 0.5 * alpha * sum(float(np.dot(W.ravel(), W.ravel())) for W in model.coefs_) / s)
+
+    def _check_network(self, units, acts, rates):
+        """warm_start and partial_fit continue training the fitted network: the data and the
+        parameters must still describe it."""
+        model = self.model_
+        if model.n_inputs != units[0] or model.n_outputs != units[-1]:
+            raise ValueError(f"X has {units[0]} features and y {units[-1]} outputs, but this "
+                             f"model was fitted with {model.n_inputs} and {model.n_outputs}")
+        wanted = [(type(ly).__name__, ly.get_config()) for ly in self._layers(units, acts, rates)]
+        fitted = [(type(ly).__name__, ly.get_config()) for ly in model.layers]
+        if wanted != fitted or (self.dtype is not None and np.dtype(self.dtype) != model.dtype):
+            raise ValueError(f"this {type(self).__name__}'s hidden_layer_sizes, activation, dropout, "
+                             f"batch_norm or dtype changed since its network was built; warm_start and "
+                             f"partial_fit continue training that network: fit with warm_start=False "
+                             f"to build a new one")
+
+    def _check_class_weight(self, incremental):
+        pass
 
     def _check_supported(self):
         if self.solver == "lbfgs":
@@ -345,6 +405,7 @@ class _BaseMLP(BaseEstimator):
         return True
 
     # -- fit -----------------------------------------------------------------------------------
+    @_one_fit_at_a_time
     def _fit(self, X, y, sample_weight=None, incremental=False):
         with thread_limit(self.n_threads):
             return self._fit_limited(X, y, sample_weight, incremental)
@@ -353,17 +414,21 @@ class _BaseMLP(BaseEstimator):
         self._check_supported()
         hidden = self._hidden()
         acts = self._activations(len(hidden))
-        self._dropout_rates(len(hidden))
+        rates = self._dropout_rates(len(hidden))
+        callbacks = self._callbacks()
         first_pass = "model_" not in self.__dict__ or (not self.warm_start and not incremental)
 
         X, y = self._validate_input(X, y, incremental, reset=first_pass)
+        self._check_class_weight(incremental)
         n, n_features = X.shape
         if sample_weight is not None:
             sample_weight = _check_sample_weight(sample_weight, X)
         if y.ndim == 1:
             y = y.reshape((-1, 1))
+        units = [n_features] + hidden + [y.shape[1]]
+        if not first_pass:
+            self._check_network(units, acts, rates)
         self.n_outputs_ = y.shape[1]
-        units = [n_features] + hidden + [self.n_outputs_]
         rs = check_random_state(self.random_state)
 
         if first_pass:
@@ -371,9 +436,6 @@ class _BaseMLP(BaseEstimator):
             self._initialize(units, acts, np.dtype(dtype), rs)
         model = self.model_
         X = _dense(X, model.dtype)
-        if model.n_inputs != n_features or model.n_outputs != self.n_outputs_:
-            raise ValueError(f"X has {n_features} features and y {self.n_outputs_} outputs, but this "
-                             f"model was fitted with {model.n_inputs} and {model.n_outputs}")
         if self.solver == "lbfgs":
             return self._fit_lbfgs(X, y, sample_weight, first_pass)
         if self.early_stopping and incremental:
@@ -419,7 +481,7 @@ class _BaseMLP(BaseEstimator):
         try:
             model.fit(X, labels if labels is not None else T, epochs=1 if incremental else self.max_iter,
                       batch_size=batch, shuffle=_Order(n, rs) if self.shuffle else False, verbose=0,
-                      sample_weight=sample_weight, callbacks=live + [rule] + list(self.callbacks or []))
+                      sample_weight=sample_weight, callbacks=live + [rule] + callbacks)
         except NonFiniteError:
             raise ValueError("Solver produced non-finite parameter weights. The input data may"
                              " contain large values and need to be preprocessed.") from None
@@ -879,15 +941,25 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             return None, np.ascontiguousarray(np.argmax(Y, axis=1), dtype=np.int64)
         return np.ascontiguousarray(Y, dtype=dtype), None
 
-    def _weighted(self, Y, sample_weight, incremental):
-        """sample_weight times class_weight (of each row's class)."""
+    def _check_class_weight(self, incremental):
+        """Refuse what class_weight cannot do before anything is built."""
         if self.class_weight is None:
-            return sample_weight
+            return
         if self._label_binarizer.y_type_.startswith("multilabel"):
             raise ValueError("class_weight is not supported for multi-label y")
         if incremental and self.class_weight == "balanced":
             raise ValueError("class_weight 'balanced' is not supported for partial_fit: its weights "
                              "depend on the whole data; pass a dict of class weights instead")
+        if isinstance(self.class_weight, dict):
+            cw = compute_class_weight(self.class_weight, classes=self.classes_, y=self.classes_)
+            if not (np.isfinite(cw) & (cw >= 0)).all():
+                raise ValueError(f"class_weight must give each class a finite weight >= 0, got "
+                                 f"{self.class_weight!r}")
+
+    def _weighted(self, Y, sample_weight, incremental):
+        """sample_weight times class_weight (of each row's class)."""
+        if self.class_weight is None:
+            return sample_weight
         idx = np.argmax(Y, axis=1) if Y.shape[1] > 1 else Y[:, 0].astype(np.int64)
         present = np.unique(idx)
         cw = np.ones(len(self.classes_))
