@@ -1,0 +1,132 @@
+"""Every command the README shows runs: its Python blocks in order, in one namespace (MNIST cut
+to a few thousand rows so the suite stays fast), and every `fastnn ...` line of its shell blocks,
+on small example files written here under the names the README uses. Shell lines that install
+or run the test suite are CI's own (.ci/run runs the Quick start exactly); the others are listed
+in EXEMPT with the test that covers them instead."""
+import os
+import re
+import shlex
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+README = os.path.join(ROOT, "README.md")
+MNIST_ROWS = 3000
+
+# shell lines that are not `fastnn ...` commands, and where they are exercised
+EXEMPT = {
+    "python3 -m venv": ".ci/run (the Quick start, exactly as written)",
+    ".venv/bin/pip install": ".ci/run, or an optional install",
+    ".venv/bin/pytest": ".ci/run (tests) and the benchmarks' own run",
+    "pytest benchmarks": "the benchmarks' own run",
+    "python benchmarks/report.py": "benchmarks/report.py on a benchmark run",
+    "bash tools/build_wheels.sh": "the release script (tools/)",
+    "dask ": "a real cluster (tests/test_dask.py runs a LocalCluster)",
+    "FASTNN_": "build switches: tests/test_packaging.py and the release script",
+    "pip install": "an install line",
+}
+
+
+def blocks(kind):
+    """(line number, text) of each ```kind block of the README."""
+    out, current, start = [], None, 0
+    with open(README, encoding="utf-8") as f:
+        for i, line in enumerate(f, 1):
+            if current is None and line.rstrip() == "```" + kind:
+                current, start = [], i
+            elif current is not None and line.rstrip() == "```":
+                out.append((start, "".join(current)))
+                current = None
+            elif current is not None:
+                current.append(line)
+    return out
+
+
+def _shell_commands():
+    cmds = []
+    for start, text in blocks("sh"):
+        for j, line in enumerate(text.splitlines()):
+            line = re.sub(r"\s+#.*$", "", line).strip()
+            if line:
+                cmds.append((start + 1 + j, line))
+    return cmds
+
+
+def test_the_readme_has_blocks_to_check():
+    assert len(blocks("python")) >= 4 and any(c.startswith("fastnn ") for _, c in _shell_commands())
+
+
+def test_every_shell_line_is_a_fastnn_command_or_accounted_for():
+    for line_no, cmd in _shell_commands():
+        if not cmd.startswith("fastnn "):
+            assert any(cmd.startswith(p) for p in EXEMPT), f"README line {line_no}: {cmd!r} is not tested"
+
+
+@pytest.fixture
+def example_files(tmp_path):
+    """The files the README's command-line examples name."""
+    rng = np.random.default_rng(0)
+
+    def iris(n):
+        species = rng.integers(0, 3, n)
+        X = rng.normal(size=(n, 4)) + species[:, None] * 1.5
+        names = np.array(["setosa", "versicolor", "virginica"])[species]
+        return X, names
+
+    header = "sepal_length,sepal_width,petal_length,petal_width"
+    for name, n in (("iris.csv", 150), ("iris_test.csv", 60)):
+        X, s = iris(n)
+        rows = [header + ",species"] + [",".join(f"{v:.3f}" for v in x) + f",{c}" for x, c in zip(X, s)]
+        (tmp_path / name).write_text("\n".join(rows) + "\n")
+    X, _ = iris(10)
+    (tmp_path / "new.csv").write_text("\n".join([header] + [",".join(f"{v:.3f}" for v in x) for x in X]) + "\n")
+    X = rng.normal(size=(300, 8))
+    np.savez(tmp_path / "houses.npz", X=X, y=X @ rng.normal(size=8) + 0.1 * rng.normal(size=300))
+    return tmp_path
+
+
+def test_every_fastnn_command_of_the_readme_runs(example_files):
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    ran = 0
+    for line_no, cmd in _shell_commands():
+        if not cmd.startswith("fastnn "):
+            continue
+        args = shlex.split(cmd)[1:]
+        out = subprocess.run([sys.executable, "-m", "fastnn"] + args, cwd=example_files, env=env,
+                             capture_output=True, text=True, timeout=600)
+        assert out.returncode == 0, f"README line {line_no}: {cmd}\n{out.stderr[-3000:]}"
+        ran += 1
+    assert ran >= 5
+
+
+def test_the_python_blocks_run_in_order(tmp_path, monkeypatch):
+    import fastnn.datasets
+    full = fastnn.datasets.load_mnist
+
+    def small(split="train", *args, **kwargs):
+        kwargs.setdefault("limit", MNIST_ROWS)
+        return full(split, *args, **kwargs)
+
+    monkeypatch.setattr(fastnn.datasets, "load_mnist", small)
+    monkeypatch.chdir(tmp_path)
+    namespace = {"__name__": "readme"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for start, text in blocks("python"):
+            needs = re.findall(r"^\s*(?:import|from)\s+([A-Za-z_]\w*)", text, flags=re.M)
+            missing = [m for m in needs if m != "fastnn" and not _importable(m)]
+            if missing:  # e.g. torch: covered by tests/test_torch_interop.py where installed
+                continue
+            try:
+                exec(compile(text, f"README.md:{start}", "exec"), namespace)
+            except Exception as exc:
+                raise AssertionError(f"the README's Python block at line {start} failed: {exc!r}") from exc
+
+
+def _importable(name):
+    import importlib.util
+    return importlib.util.find_spec(name) is not None
