@@ -5,10 +5,15 @@ Before cythonize, every template fastnn/_engine/X.tp is expanded with Cython's T
 (git-ignored, rewritten only when its text changes); today that is _fastnn.pxd, the float and
 double declarations of csrc/fastnn.h.
 
+The extension is optional, as in PyYAML or MarkupSafe: when it does not compile (no C compiler,
+a broken one), the build prints one warning and installs the pure-Python package, which runs on
+the NumPy backend; FASTNN_REQUIRE_EXT=1 makes that a failure (release builds and CI set it).
+
 Environment switches:
   FASTNN_NO_OPENMP=1     build without OpenMP even when the compiler has it
   FASTNN_CYTHON_DEBUG=1  turn Cython's boundscheck / wraparound / initializedcheck back on
   FASTNN_NO_EXT=1        skip the extension (pure-Python install; fastnn falls back to NumPy)
+  FASTNN_REQUIRE_EXT=1   fail the build when the extension does not compile, instead of falling back
 """
 import glob
 import os
@@ -17,6 +22,13 @@ import sys
 import tempfile
 
 from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
+from setuptools.errors import CCompilerError, ExecError, PlatformError
+
+REQUIRE_EXT = os.environ.get("FASTNN_REQUIRE_EXT") == "1"
+NO_EXT = os.environ.get("FASTNN_NO_EXT") == "1"
+if REQUIRE_EXT and NO_EXT:
+    sys.exit("FASTNN_NO_EXT=1 and FASTNN_REQUIRE_EXT=1 contradict each other: unset one")
 
 
 def openmp_flags():
@@ -64,7 +76,7 @@ def generate_from_templates():
 
 
 def extensions():
-    if os.environ.get("FASTNN_NO_EXT") == "1":
+    if NO_EXT:
         return []
     from Cython.Build import cythonize
 
@@ -92,4 +104,39 @@ def extensions():
     return cythonize([ext], compiler_directives=directives)
 
 
-setup(ext_modules=extensions())
+class optional_build_ext(build_ext):
+    """build_ext that, when the extension does not compile, warns once and leaves it out (the
+    package then runs on its NumPy backend), unless FASTNN_REQUIRE_EXT=1."""
+
+    failed = ()
+
+    def run(self):
+        try:
+            super().run()
+        except PlatformError as exc:  # no compiler at all (MSVC missing, say)
+            self._fall_back(self.extensions, exc)
+
+    def build_extension(self, ext):
+        try:
+            super().build_extension(ext)
+        except (CCompilerError, ExecError, PlatformError, OSError) as exc:
+            self._fall_back([ext], exc)
+
+    def copy_extensions_to_source(self):  # --inplace: nothing to copy for what did not build
+        self.extensions = [e for e in self.extensions if e.name not in self.failed]
+        super().copy_extensions_to_source()
+
+    def _fall_back(self, exts, exc):
+        names = ", ".join(e.name for e in exts)
+        if REQUIRE_EXT:
+            sys.stderr.write(f"\nERROR: {names} did not compile ({exc}), and FASTNN_REQUIRE_EXT=1 "
+                             "forbids installing fastnn without it.\n\n")
+            raise exc
+        self.failed = tuple(self.failed) + tuple(e.name for e in exts)
+        sys.stderr.write(
+            f"\nWARNING: {names} did not compile ({exc}). Installing the pure-Python fastnn, which "
+            "runs on its NumPy backend (correct, much slower). Install a C compiler and reinstall for "
+            "the compiled backend; FASTNN_REQUIRE_EXT=1 makes this an error.\n\n")
+
+
+setup(ext_modules=extensions(), cmdclass={"build_ext": optional_build_ext})

@@ -1,5 +1,7 @@
 /* dispatch.c — pick the GEMM kernel table entry once, newest ISA first.
- * FASTNN_ARCH=ref|avx2|avx512 overrides the choice (an entry the CPU cannot run is ignored).
+ * FASTNN_ARCH=ref|avx2|avx512 overrides the choice. A name that is no kernel (names are exact:
+ * "AVX2" is none) or a kernel the CPU cannot run is ignored, and fnn_arch_request() says which,
+ * so that the Python layer can warn (C never prints).
  * The choice is made when the extension is imported (fnn_arch_name is called then), before any
  * thread can race on it; fnn_set_arch switches it for tests and must not run beside a GEMM.
  * Threads: fnn_set_num_threads sets the count every fastnn parallel region uses, whatever Python
@@ -22,6 +24,7 @@ const fnn_arch *const fnn_all_archs[] = {
 };
 
 static const fnn_arch *active = NULL;
+static int request = FNN_OK; /* what became of FASTNN_ARCH: see fnn_arch_request */
 static int n_threads = 0; /* 0: not set yet */
 
 static int runnable(const fnn_arch *a) { return a->available == NULL || a->available(); }
@@ -38,7 +41,8 @@ const fnn_arch *fnn_active_arch(void) {
     const fnn_arch *pick = NULL;
     if (env && *env) {
         pick = find(env);
-        if (pick && !runnable(pick)) pick = NULL;
+        request = !pick ? FNN_EINVAL : runnable(pick) ? FNN_OK : FNN_EUNSUPPORTED;
+        if (request != FNN_OK) pick = NULL;
     }
     if (!pick)
         for (const fnn_arch *const *a = fnn_all_archs; *a && !pick; a++)
@@ -48,6 +52,11 @@ const fnn_arch *fnn_active_arch(void) {
 }
 
 const char *fnn_arch_name(void) { return fnn_active_arch()->name; }
+
+int fnn_arch_request(void) {
+    fnn_active_arch();
+    return request;
+}
 
 int fnn_arch_available(const char *name) {
     const fnn_arch *a = find(name);

@@ -179,6 +179,8 @@ const char *fnn_arch_name(void);           /* kernel in use: "avx512", "avx2", "
 int fnn_arch_available(const char *name);  /* 1 when that kernel can run on this CPU */
 int fnn_set_arch(const char *name);        /* FNN_OK or FNN_EUNSUPPORTED; not while GEMMs run */
 const char *fnn_arch_list(void);           /* space-separated kernels compiled in */
+int fnn_arch_request(void); /* FASTNN_ARCH: FNN_OK (unset, or used), FNN_EINVAL (names no kernel),
+                               FNN_EUNSUPPORTED (a kernel this CPU cannot run); ignored unless FNN_OK */
 int fnn_openmp_enabled(void);
 int fnn_get_num_threads(void);            /* threads the calling thread's next call uses */
 int fnn_max_threads(void);             /* fixed upper bound: omp_get_num_procs() */

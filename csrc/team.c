@@ -101,6 +101,8 @@ void fnn_team_run(fnn_team *t, int64_t n_tasks, fnn_task_fn fn, void *ctx) {
         cpu_relax();
 #ifdef _OPENMP
         if (spins > 4096) sched_yield();
+#else
+        (void)spins; /* no workers without OpenMP: the loop ends at once */
 #endif
     }
 }

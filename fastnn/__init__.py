@@ -13,8 +13,7 @@ from .nn import (SGD, Activation, Adam, AdamW, Adaptive, BatchNorm, BatchNormali
                  ExponentialDecay, History, InvScaling, ModelCheckpoint, ProgressBar,
                  ReduceLROnPlateau, RMSprop, Sequential, StepDecay, TerminateOnNaN)
 from .files import load, to_onnx
-
-__version__ = "0.1.0"
+from ._version import __version__
 
 
 _SKLEARN_ESTIMATORS = ("MLPClassifier", "MLPRegressor")
@@ -39,6 +38,8 @@ def show_config(print_fn=print):
     info = {
         "fastnn": __version__,
         "backend": be.BACKEND,
+        "compiled extension": "loaded" if _backend._ext is not None else
+                              f"not available ({_backend._EXT_ERROR}); the NumPy backend is in use",
         "backends available": ", ".join(available_backends()),
         "gemm kernel": be.arch_name(),
         "kernels compiled": ", ".join(be.arch_list()),
@@ -46,6 +47,8 @@ def show_config(print_fn=print):
         "openmp": "on" if be.openmp_enabled() else "off",
         "threads": be.get_num_threads(),
     }
+    if _backend.ARCH_REQUEST:
+        info["FASTNN_ARCH"] = _backend.ARCH_PROBLEM or f"{_backend.ARCH_REQUEST!r} (used)"
     if print_fn:
         print_fn("\n".join(f"{k:>18}: {v}" for k, v in info.items()))
     return info

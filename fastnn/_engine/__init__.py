@@ -3,11 +3,17 @@ fastnn._reference). Both expose the same functions; everything above this module
 `current()` and never knows which one runs.
 
 Chosen by fastnn.set_backend(), else the FASTNN_BACKEND environment variable, else "c" when the
-extension imports, with one warning and the Python backend when it does not."""
+extension imports, with one warning and the Python backend when it does not.
+
+FASTNN_ARCH picks the compiled GEMM kernel when the extension loads; csrc/dispatch.c ignores a
+value it cannot use, and this module then warns once, saying why (ARCH_PROBLEM keeps the sentence
+for show_config)."""
+import importlib.util
 import os
 import warnings
 
 from . import reference as _reference
+from .codes import STATUSES
 
 try:
     from . import _ext
@@ -15,10 +21,36 @@ try:
 except ImportError as exc:  # not built (pure-Python install) or broken build
     _ext = None
     _EXT_ERROR = exc
+    if importlib.util.find_spec(__name__ + "._ext") is None:
+        _EXT_ERROR = ImportError("it was not built: no working C compiler at install time, FASTNN_NO_EXT=1, "
+                                 "or a source tree without `python setup.py build_ext --inplace`")
 
 _BACKENDS = {"python": _reference}
 if _ext is not None:
     _BACKENDS["c"] = _ext
+
+
+def _arch_request_problem(want):
+    """Why the compiled backend ignored FASTNN_ARCH=want (a sentence), or None when unset or used."""
+    if _ext is None or not want:
+        return None
+    status, used, kernels = _ext.arch_request(), _ext.arch_name(), _ext.arch_list()
+    if status == STATUSES["einval"]:
+        near = want.strip().lower()
+        hint = f" Did you mean {near!r}?" if near in kernels else ""
+        return (f"FASTNN_ARCH={want!r} names no GEMM kernel and is ignored: the {used} kernel is used. "
+                f"Kernels (names are lower case): {', '.join(kernels)}.{hint}")
+    if status == STATUSES["eunsupported"]:
+        runnable = [a for a in kernels if _ext.arch_available(a)]
+        return (f"FASTNN_ARCH={want!r} is ignored: this CPU cannot run the {want} kernel "
+                f"(it runs {', '.join(runnable)}); the {used} kernel is used.")
+    return None
+
+
+ARCH_REQUEST = os.environ.get("FASTNN_ARCH", "")  # read now, as csrc/dispatch.c did when _ext loaded
+ARCH_PROBLEM = _arch_request_problem(ARCH_REQUEST)
+if ARCH_PROBLEM:
+    warnings.warn(ARCH_PROBLEM, RuntimeWarning)
 
 _current = None
 

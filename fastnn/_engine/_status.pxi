@@ -28,6 +28,11 @@ def arch_list():
 def arch_available(str name):
     return bool(fnn_arch_available(name.encode()))
 
+def arch_request():
+    """What became of FASTNN_ARCH when the kernel was chosen: a status code (codes.STATUSES), "ok"
+    when unset or used, "einval" when it names no kernel, "eunsupported" when the CPU cannot run it."""
+    return fnn_arch_request()
+
 def set_arch(str name):
     if fnn_set_arch(name.encode()) != FNN_OK:
         raise ValueError(f"kernel {name!r} is not available here (available: "
