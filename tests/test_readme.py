@@ -24,7 +24,7 @@ EXEMPT = {
     ".venv/bin/pytest": ".ci/run (tests) and the benchmarks' own run",
     "pytest benchmarks": "the benchmarks' own run",
     "python benchmarks/report.py": "benchmarks/report.py on a benchmark run",
-    "bash tools/build_wheels.sh": "the release script (tools/)",
+    "python tools/build_wheels.py": "the release script itself (its --dry-run: tests/test_release.py)",
     "dask ": "a real cluster (tests/test_dask.py runs a LocalCluster)",
     "FASTNN_": "build switches: tests/test_packaging.py and the release script",
     "pip install": "an install line",
