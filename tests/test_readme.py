@@ -117,14 +117,30 @@ def test_the_python_blocks_run_in_order(tmp_path, monkeypatch):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for start, text in blocks("python"):
-            needs = re.findall(r"^\s*(?:import|from)\s+([A-Za-z_]\w*)", text, flags=re.M)
-            missing = [m for m in needs if m != "fastnn" and not _importable(m)]
+            missing = [m for m in _imports(text) if m != "fastnn" and not _importable(m)]
             if missing:  # e.g. torch: covered by tests/test_torch_interop.py where installed
                 continue
             try:
                 exec(compile(text, f"README.md:{start}", "exec"), namespace)
             except Exception as exc:
                 raise AssertionError(f"the README's Python block at line {start} failed: {exc!r}") from exc
+
+
+def _imports(text):
+    """The top-level modules a block imports (import a, b.c / from d import e)."""
+    import ast
+    names = []
+    for node in ast.walk(ast.parse(text)):
+        if isinstance(node, ast.Import):
+            names += [a.name.split(".")[0] for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.append(node.module.split(".")[0])
+    return names
+
+
+def test_a_block_importing_a_missing_library_is_recognised():
+    assert _imports("import json, math, torch\nfrom safetensors.torch import load_file") == [
+        "json", "math", "torch", "safetensors"]
 
 
 def _importable(name):
