@@ -52,6 +52,35 @@ def numpy_forward(W, b, X):
     return X
 
 
+def numpy_proba(W, b, X):
+    """Class probabilities of the ReLU MLP: the softmax of numpy_forward's logits."""
+    z = numpy_forward(W, b, X)
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def onnx_mlp(onnx, weights, softmax=True):
+    """The ReLU MLP with these weights as a serialized ONNX model (opset 17) built with
+    onnx.helper: Gemm + Relu per layer, then Softmax over the classes; input "x" (rows, n_in)."""
+    from onnx import TensorProto, helper, numpy_helper
+    W, b = weights
+    nodes, inits, cur = [], [], "x"
+    for i, (w, c) in enumerate(zip(W, b)):
+        inits += [numpy_helper.from_array(np.ascontiguousarray(w), f"W{i}"), numpy_helper.from_array(c, f"B{i}")]
+        nodes.append(helper.make_node("Gemm", [cur, f"W{i}", f"B{i}"], [f"h{i}"]))
+        cur = f"h{i}"
+        if i < len(W) - 1:
+            nodes.append(helper.make_node("Relu", [cur], [f"r{i}"]))
+            cur = f"r{i}"
+    if softmax:
+        nodes.append(helper.make_node("Softmax", [cur], ["y"], axis=1))
+        cur = "y"
+    graph = helper.make_graph(
+        nodes, "mlp", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, W[0].shape[0]])],
+        [helper.make_tensor_value_info(cur, TensorProto.FLOAT, [None, W[-1].shape[1]])], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
+
+
 class NumpyMLP:
     """A plain vectorised NumPy trainer: one mini-batch at a time, matrix products through
     NumPy's BLAS, Adam with in-place moment updates. What a careful NumPy user writes."""

@@ -166,6 +166,54 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
             tr.write_line("  " + "  ".join(cells) + "  " + r[6])
 
 
+PEERS = ("numpy", "torch", "onnxruntime", "onnx", "jax", "jaxlib", "scikit-learn", "threadpoolctl")
+
+
+def cpu_model():
+    """The CPU's model name (and family/model numbers) from /proc/cpuinfo, or the platform's word."""
+    import platform
+    try:
+        with open("/proc/cpuinfo") as f:
+            fields = dict(line.split(":", 1) for line in f.read().split("\n\n")[0].splitlines() if ":" in line)
+        fields = {k.strip(): v.strip() for k, v in fields.items()}
+        return (f"{fields.get('model name', '?')} (family {fields.get('cpu family', '?')}, model "
+                f"{fields.get('model', '?')}), {os.cpu_count()} CPUs")
+    except OSError:
+        return f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs"
+
+
+def library_versions():
+    """{distribution: version} of the peers that are installed (read from their metadata: nothing
+    is imported)."""
+    from importlib import metadata
+    out = {}
+    for name in PEERS:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def pytest_benchmark_update_machine_info(config, machine_info):
+    """What benchmarks/report.py prints above its table, stored in the JSON's machine_info (written
+    when the run ends, so the load average is the end's: a busy machine explains a lot)."""
+    import datetime
+    info = {"cpu_model": cpu_model(), "libraries": library_versions(),
+            "date": datetime.datetime.now().isoformat(timespec="seconds"),
+            "load_average_end": list(os.getloadavg()) if hasattr(os, "getloadavg") else None}
+    try:
+        import fastnn
+        from _baselines import blas_info, describe_blas
+        info["fastnn_config"] = fastnn.show_config(print_fn=None)
+        info["numpy_blas"] = describe_blas(blas_info())
+    except Exception as exc:  # the run must not fail for a missing description
+        info["fastnn_config"] = {"error": str(exc)}
+    info["env"] = {k: os.environ[k] for k in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "FASTNN_ARCH",
+                                              "FASTNN_BACKEND", "MKL_NUM_THREADS") if k in os.environ}
+    machine_info["fastnn"] = info
+
+
 def pytest_report_header(config):
     try:
         import fastnn

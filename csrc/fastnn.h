@@ -169,7 +169,8 @@ typedef struct fnn_train_result {
  * loss_sum and weight_sum: loss_sum / weight_sum is scikit-learn's loss_ (accumulated_loss / n),
  * sample weights acting inside each batch only. */
 
-/* Check callback, called between batches: return nonzero to stop with FNN_EINTR. */
+/* Check callback, called between batches (training) or chunks (inference): return nonzero to
+ * stop with FNN_EINTR. */
 typedef int (*fnn_check_fn)(void *ctx);
 
 double fnn_lr_at(const fnn_optim *opt, int64_t epoch, int64_t step, int64_t samples_seen);

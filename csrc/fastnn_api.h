@@ -147,6 +147,10 @@ int FN(fnn_gradient)(double *loss, real *grads, const real *params, FN(fnn_works
                      const fnn_net *net, const real *X, const real *T, const int64_t *labels,
                      const real *sw, int64_t n, int64_t step);
 /* Inference on any n, in chunks of the workspace's batch. link: apply softmax / sigmoid of the
- * loss to the outputs (probabilities) instead of returning raw outputs. */
+ * loss to the outputs (probabilities) instead of returning raw outputs. check_x: FNN_ENONFINITE
+ * when X holds a NaN or an infinity (each chunk is checked before its forward; the chunks before it
+ * are already in out). check (may be NULL) is called between two chunks, as fnn_train_epoch calls
+ * it between batches: nonzero stops with FNN_EINTR. */
 int FN(fnn_predict)(real *out, const real *params, const real *state, FN(fnn_workspace) *ws,
-                    const fnn_net *net, const real *X, int64_t n, int link);
+                    const fnn_net *net, const real *X, int64_t n, int link, int check_x,
+                    fnn_check_fn check, void *ctx);

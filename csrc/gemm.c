@@ -250,10 +250,19 @@ static void FN(gemm_block)(real *C, const real *A, const real *B, int64_t i0, in
 
 /* A few rows of C (single-sample inference, tiny batches): packing B would cost more than the
  * product, so stream B once per row instead. Row i of C is sum_p op(A)[i,p] * op(B)[p,:]
- * (axpy over B's rows) or, with trans_b, dot products with B's rows. */
+ * (axpy over B's rows) or, with trans_b, dot products with B's rows.
+ * skip_zero (no trans_b, beta == 0 only), for inputs with many zeros (MNIST rows are 80% zeros):
+ * a row of B that meets only zero values of A (in every row of C) is not read. Its products are
+ * +-0 whatever finite row they multiply, so the chunk's sum is evaluated as before, in the same
+ * order, with a row that is read anyway in its place; a half chunk (4 rows) with nothing to read
+ * is left out of the sum, a whole chunk skipped. The results are the same bits: in a sum,
+ * x + (+-0) is x for x != 0 and +-0 for x = +-0, and adding +-0 leaves an element of C as it was
+ * (C starts at +0, and a sum is -0 only when both terms are). That holds when the rows not read
+ * are finite: an inf or NaN there is not propagated (0 * inf would give NaN), as in the reference
+ * BLAS's GEMV, which skips a zero x(j) the same way. */
 FNN_CLONES static void FN(gemm_skinny)(real *C, const real *A, const real *B, int64_t m, int64_t n,
                                        int64_t k, int64_t ldc, int64_t lda, int64_t ldb, int trans_a,
-                                       int trans_b, real alpha, real beta) {
+                                       int trans_b, real alpha, real beta, int skip_zero) {
 #define SKINNY_A(i, q) (alpha * (trans_a ? A[(q) * lda + (i)] : A[(i) * lda + (q)]))
     if (!trans_b) {
         for (int64_t i = 0; i < m; i++) {
@@ -263,21 +272,51 @@ FNN_CLONES static void FN(gemm_skinny)(real *C, const real *A, const real *B, in
             else
                 for (int64_t j = 0; j < n; j++) c[j] *= beta;
         }
+        skip_zero = skip_zero && beta == 0;
         int64_t p = 0;
         for (; p + 8 <= k; p += 8) { /* eight rows of B, read once, applied to every row of C */
+            int lo = 1, hi = 1; /* the chunk's halves that are read: rows p..p+3, p+4..p+7 */
             const real *restrict b0 = B + p * ldb, *restrict b1 = b0 + ldb;
             const real *restrict b2 = b1 + ldb, *restrict b3 = b2 + ldb;
             const real *restrict b4 = b3 + ldb, *restrict b5 = b4 + ldb;
             const real *restrict b6 = b5 + ldb, *restrict b7 = b6 + ldb;
+            if (skip_zero) {
+                int used = 0; /* bit q: some row of A has a nonzero value at p + q */
+                for (int64_t i = 0; i < m; i++)
+                    for (int q = 0; q < 8; q++) used |= (SKINNY_A(i, p + q) != 0) << q;
+                if (!used) continue;
+                lo = (used & 0x0F) != 0;
+                hi = (used & 0xF0) != 0;
+                if (used != 0xFF) { /* a row met only by zeros: read a used row in its place */
+                    int first = 0;
+                    while (!(used >> first & 1)) first++;
+                    const real *any = B + (p + first) * ldb;
+                    if (!(used & 0x01)) b0 = any;
+                    if (!(used & 0x02)) b1 = any;
+                    if (!(used & 0x04)) b2 = any;
+                    if (!(used & 0x08)) b3 = any;
+                    if (!(used & 0x10)) b4 = any;
+                    if (!(used & 0x20)) b5 = any;
+                    if (!(used & 0x40)) b6 = any;
+                    if (!(used & 0x80)) b7 = any;
+                }
+            }
             for (int64_t i = 0; i < m; i++) {
                 const real a0 = SKINNY_A(i, p), a1 = SKINNY_A(i, p + 1), a2 = SKINNY_A(i, p + 2);
                 const real a3 = SKINNY_A(i, p + 3), a4 = SKINNY_A(i, p + 4);
                 const real a5 = SKINNY_A(i, p + 5), a6 = SKINNY_A(i, p + 6);
                 const real a7 = SKINNY_A(i, p + 7);
                 real *restrict c = C + i * ldc;
-                for (int64_t j = 0; j < n; j++)
-                    c[j] += ((a0 * b0[j] + a1 * b1[j]) + (a2 * b2[j] + a3 * b3[j])) +
-                            ((a4 * b4[j] + a5 * b5[j]) + (a6 * b6[j] + a7 * b7[j]));
+                if (lo & hi)
+                    for (int64_t j = 0; j < n; j++)
+                        c[j] += ((a0 * b0[j] + a1 * b1[j]) + (a2 * b2[j] + a3 * b3[j])) +
+                                ((a4 * b4[j] + a5 * b5[j]) + (a6 * b6[j] + a7 * b7[j]));
+                else if (lo) /* the other half sums to +-0: h + (+-0) is h, or +-0 when h is */
+                    for (int64_t j = 0; j < n; j++)
+                        c[j] += (a0 * b0[j] + a1 * b1[j]) + (a2 * b2[j] + a3 * b3[j]);
+                else
+                    for (int64_t j = 0; j < n; j++)
+                        c[j] += (a4 * b4[j] + a5 * b5[j]) + (a6 * b6[j] + a7 * b7[j]);
             }
         }
         for (; p < k; p++) {
@@ -355,9 +394,9 @@ static void FN(gemm_slab)(void *ctx, int64_t s, int worker) {
 /* Threads take slabs of C, each packing into its own part of `work`: no barrier inside a call.
  * A few slabs per thread, handed out as threads come free, so a thread that the OS
  * descheduled (a busy, shared machine) costs one slab's delay, not half of the work. */
-int FN(fnn_gemm_team)(fnn_team *team, real *C, const real *A, const real *B, int64_t m, int64_t n,
-                      int64_t k, int64_t ldc, int64_t lda, int64_t ldb, int trans_a, int trans_b,
-                      double alpha_d, double beta_d, real *work) {
+static int FN(gemm_team)(fnn_team *team, real *C, const real *A, const real *B, int64_t m, int64_t n,
+                         int64_t k, int64_t ldc, int64_t lda, int64_t ldb, int trans_a, int trans_b,
+                         double alpha_d, double beta_d, real *work, int skip_zero) {
     int st = FN(check_args)(m, n, k, ldc, lda, ldb, trans_a, trans_b);
     if (st != FNN_OK) return st;
     const real alpha = (real)alpha_d, beta = (real)beta_d;
@@ -367,7 +406,7 @@ int FN(fnn_gemm_team)(fnn_team *team, real *C, const real *A, const real *B, int
         return FNN_OK;
     }
     if (m <= SKINNY_M) {
-        FN(gemm_skinny)(C, A, B, m, n, k, ldc, lda, ldb, trans_a, trans_b, alpha, beta);
+        FN(gemm_skinny)(C, A, B, m, n, k, ldc, lda, ldb, trans_a, trans_b, alpha, beta, skip_zero);
         return FNN_OK;
     }
     FN(gemm_job) j;
@@ -422,6 +461,18 @@ int FN(fnn_gemm_team)(fnn_team *team, real *C, const real *A, const real *B, int
     fnn_team_run(tm, slabs, FN(gemm_slab), &j);
     free(owned);
     return FNN_OK;
+}
+
+int FN(fnn_gemm_team)(fnn_team *team, real *C, const real *A, const real *B, int64_t m, int64_t n,
+                      int64_t k, int64_t ldc, int64_t lda, int64_t ldb, int trans_a, int trans_b,
+                      double alpha, double beta, real *work) {
+    return FN(gemm_team)(team, C, A, B, m, n, k, ldc, lda, ldb, trans_a, trans_b, alpha, beta, work, 0);
+}
+
+int FN(fnn_gemm_skip_team)(fnn_team *team, real *C, const real *A, const real *B, int64_t m,
+                           int64_t n, int64_t k, int64_t ldc, int64_t lda, int64_t ldb, int trans_a,
+                           int trans_b, double alpha, double beta, real *work) {
+    return FN(gemm_team)(team, C, A, B, m, n, k, ldc, lda, ldb, trans_a, trans_b, alpha, beta, work, 1);
 }
 
 typedef struct FN(gemm_call) {

@@ -3,6 +3,12 @@
 int FN(fnn_gemm_team)(fnn_team *team, real *C, const real *A, const real *B, int64_t m, int64_t n,
                       int64_t k, int64_t ldc, int64_t lda, int64_t ldb, int trans_a, int trans_b,
                       double alpha, double beta, real *work);
+/* fnn_gemm_team, except that for a few rows of C (m <= 4, no trans_b, beta == 0) the rows of B
+ * that meet only zero values of A are not read: the same bits when B is finite (gemm.c,
+ * gemm_skinny). The network's inference forward calls it; the public fnn_gemm never skips. */
+int FN(fnn_gemm_skip_team)(fnn_team *team, real *C, const real *A, const real *B, int64_t m,
+                           int64_t n, int64_t k, int64_t ldc, int64_t lda, int64_t ldb, int trans_a,
+                           int trans_b, double alpha, double beta, real *work);
 void FN(fnn_sgd_update_team)(fnn_team *team, real *p, real *vel, const real *g, int64_t n,
                              int64_t n_decay, double lr, double momentum, int nesterov, double l2,
                              double l1, double weight_decay, int form);

@@ -158,6 +158,39 @@ void FN(fnn_workspace_free)(FN(fnn_workspace) *ws) {
 
 int64_t FN(fnn_workspace_batch)(const FN(fnn_workspace) *ws) { return ws->batch; }
 
+/* A dense layer's bias and activation, row by row: at inference shared by the team in slices of
+ * about EPILOGUE_VALUES values when the layer's output is large (a 10,000-row prediction measured
+ * about 2% faster), else on the calling thread. */
+#define EPILOGUE_VALUES 16384
+typedef struct FN(epilogue_job) {
+    const fnn_layer *ly;
+    real *y;
+    const real *b;
+    int64_t nb, rows; /* rows per task */
+} FN(epilogue_job);
+
+static void FN(epilogue_task)(void *ctx, int64_t t, int worker) {
+    const FN(epilogue_job) *e = (const FN(epilogue_job) *)ctx;
+    const int64_t n = e->ly->n_out, r0 = t * e->rows;
+    const int64_t rows = r0 + e->rows < e->nb ? e->rows : e->nb - r0;
+    real *y = e->y + r0 * n;
+    (void)worker;
+    FN(fnn_bias_forward)(y, e->b, rows, n, n);
+    FN(fnn_activation_forward)(e->ly->activation, y, y, rows, n, e->ly->alpha); /* code checked by valid_net */
+}
+
+static int FN(bias_activation)(fnn_team *team, const fnn_layer *ly, real *y, const real *b, int64_t nb,
+                               int training) {
+    const int64_t n = ly->n_out;
+    if (training || fnn_team_size(team) == 1 || nb * n < 2 * EPILOGUE_VALUES) {
+        FN(fnn_bias_forward)(y, b, nb, n, n);
+        return FN(fnn_activation_forward)(ly->activation, y, y, nb, n, ly->alpha);
+    }
+    FN(epilogue_job) e = {ly, y, b, nb, (EPILOGUE_VALUES + n - 1) / n};
+    fnn_team_run(team, (nb + e.rows - 1) / e.rows, FN(epilogue_task), &e);
+    return FNN_OK;
+}
+
 /* Forward pass of nb rows of x. training: dropout draws for optimizer step `step`, batch-norm
  * batch statistics; else dropout is the identity and batch norm uses the running statistics. */
 static int FN(forward)(fnn_team *team, FN(fnn_workspace) *ws, const fnn_net *net, const real *params,
@@ -169,12 +202,12 @@ static int FN(forward)(fnn_team *team, FN(fnn_workspace) *ws, const fnn_net *net
         const int64_t n = ly->n_out;
         int st = FNN_OK;
         switch (ly->kind) {
-        case FNN_LAYER_DENSE:
-            st = FN(fnn_gemm_team)(team, y, in, params + ly->w_off, nb, n, ly->n_in, n, ly->n_in, n, 0, 0, 1.0,
-                              0.0, ws->gemm_work);
+        case FNN_LAYER_DENSE: /* inference skips weight rows that meet only zero inputs */
+            st = (training ? FN(fnn_gemm_team) : FN(fnn_gemm_skip_team))(
+                team, y, in, params + ly->w_off, nb, n, ly->n_in, n, ly->n_in, n, 0, 0, 1.0, 0.0,
+                ws->gemm_work);
             if (st != FNN_OK) return st;
-            FN(fnn_bias_forward)(y, params + ly->b_off, nb, n, n);
-            st = FN(fnn_activation_forward)(ly->activation, y, y, nb, n, ly->alpha);
+            st = FN(bias_activation)(team, ly, y, params + ly->b_off, nb, training);
             break;
         case FNN_LAYER_ACTIVATION:
             st = FN(fnn_activation_forward)(ly->activation, y, in, nb, n, ly->alpha);
@@ -446,7 +479,7 @@ typedef struct FN(call) {
     const real *X, *T, *sw;
     const int64_t *labels;
     int64_t n, batch, epoch, step;
-    int shuffle, link;
+    int shuffle, link, check_x;
     fnn_check_fn check;
     void *check_ctx;
     double *loss;
@@ -576,6 +609,69 @@ int FN(fnn_gradient)(double *loss, real *grads, const real *params, FN(fnn_works
     return fnn_with_team(FN(threads_for)(net, n), FN(gradient_body), &c);
 }
 
+/* 1 when the rows of a chunk are finite; shared by the team in slices of FINITE_SLICE values. */
+#define FINITE_SLICE 16384
+#define FINITE_TASKS 64
+typedef struct FN(finite_job) {
+    const real *x;
+    int64_t size, slice;
+    int ok[FINITE_TASKS]; /* one flag per task: no two tasks write the same word */
+} FN(finite_job);
+
+static void FN(finite_task)(void *ctx, int64_t t, int worker) {
+    FN(finite_job) *f = (FN(finite_job) *)ctx;
+    const int64_t lo = t * f->slice, hi = lo + f->slice < f->size ? lo + f->slice : f->size;
+    (void)worker;
+    f->ok[t] = FN(all_finite)(f->x + lo, hi - lo);
+}
+
+static int FN(finite_rows)(fnn_team *team, const real *x, int64_t size) {
+    if (size <= FINITE_SLICE || fnn_team_size(team) == 1) return FN(all_finite)(x, size);
+    FN(finite_job) f;
+    f.x = x;
+    f.size = size;
+    int64_t tasks = (size + FINITE_SLICE - 1) / FINITE_SLICE;
+    if (tasks > FINITE_TASKS) tasks = FINITE_TASKS;
+    f.slice = (size + tasks - 1) / tasks;
+    tasks = (size + f.slice - 1) / f.slice;
+    fnn_team_run(team, tasks, FN(finite_task), &f);
+    for (int64_t t = 0; t < tasks; t++)
+        if (!f.ok[t]) return 0;
+    return 1;
+}
+
+/* The loss's link (or a copy) of a chunk's outputs, rows [r0, r1). */
+static void FN(link_rows)(const FN(call) *c, real *o, const real *z, int64_t r0, int64_t r1) {
+    const int64_t dout = c->net->n_outputs, nb = r1 - r0;
+    const int loss = c->net->loss;
+    o += r0 * dout;
+    z += r0 * dout;
+    if (c->link && (loss == FNN_LOSS_SOFTMAX_XENT || loss == FNN_LOSS_SK_LOG_LOSS))
+        FN(fnn_softmax_forward)(o, z, nb, dout);
+    else if (c->link && (loss == FNN_LOSS_SIGMOID_BCE || loss == FNN_LOSS_SK_BINARY_LOG_LOSS))
+        FN(fnn_sigmoid_forward)(o, z, nb * dout);
+    else if (c->link && loss == FNN_LOSS_SK_POISSON)
+        for (int64_t i = 0; i < nb * dout; i++) o[i] = (real)exp((double)z[i]);
+    else
+        memcpy(o, z, (size_t)(nb * dout) * sizeof(real));
+}
+
+/* The link of a chunk is row by row: shared by the team in slices of LINK_ROWS rows. */
+#define LINK_ROWS 128
+typedef struct FN(link_job) {
+    const FN(call) *c;
+    real *o;
+    const real *z;
+    int64_t nb;
+} FN(link_job);
+
+static void FN(link_task)(void *ctx, int64_t t, int worker) {
+    const FN(link_job) *j = (const FN(link_job) *)ctx;
+    const int64_t r0 = t * LINK_ROWS, r1 = r0 + LINK_ROWS < j->nb ? r0 + LINK_ROWS : j->nb;
+    (void)worker;
+    FN(link_rows)(j->c, j->o, j->z, r0, r1);
+}
+
 static int FN(predict_body)(fnn_team *team, void *ctx) {
     const FN(call) *c = (const FN(call) *)ctx;
     const fnn_net *net = c->net;
@@ -583,31 +679,27 @@ static int FN(predict_body)(fnn_team *team, void *ctx) {
     const int64_t din = net->n_inputs, dout = net->n_outputs;
     for (int64_t start = 0; start < c->n; start += ws->batch) {
         const int64_t nb = start + ws->batch <= c->n ? ws->batch : c->n - start;
-        int st = FN(forward)(team, ws, net, c->params, c->state, c->X + start * din, nb, 0, 0);
+        const real *x = c->X + start * din;
+        if (c->check_x && !FN(finite_rows)(team, x, nb * din)) return FNN_ENONFINITE;
+        int st = FN(forward)(team, ws, net, c->params, c->state, x, nb, 0, 0);
         if (st != FNN_OK) return st;
-        const real *z = ws->acts[net->n_layers - 1];
-        real *o = c->out + start * dout;
-        const int loss = net->loss;
-        if (c->link && (loss == FNN_LOSS_SOFTMAX_XENT || loss == FNN_LOSS_SK_LOG_LOSS))
-            FN(fnn_softmax_forward)(o, z, nb, dout);
-        else if (c->link && (loss == FNN_LOSS_SIGMOID_BCE || loss == FNN_LOSS_SK_BINARY_LOG_LOSS))
-            FN(fnn_sigmoid_forward)(o, z, nb * dout);
-        else if (c->link && loss == FNN_LOSS_SK_POISSON)
-            for (int64_t i = 0; i < nb * dout; i++) o[i] = (real)exp((double)z[i]);
-        else
-            memcpy(o, z, (size_t)(nb * dout) * sizeof(real));
+        FN(link_job) j = {c, c->out + start * dout, ws->acts[net->n_layers - 1], nb};
+        fnn_team_run(team, (nb + LINK_ROWS - 1) / LINK_ROWS, FN(link_task), &j);
+        if (start + nb < c->n && c->check && c->check(c->check_ctx)) return FNN_EINTR;
     }
     return FNN_OK;
 }
 
 int FN(fnn_predict)(real *out, const real *params, const real *state, FN(fnn_workspace) *ws,
-                    const fnn_net *net, const real *X, int64_t n, int link) {
+                    const fnn_net *net, const real *X, int64_t n, int link, int check_x,
+                    fnn_check_fn check, void *ctx) {
     int st = FN(check_net)(net, NULL, ws);
     if (st != FNN_OK) return st;
+    if (n < 0) return FNN_EINVAL;
     FN(call) c;
     memset(&c, 0, sizeof c);
     c.out = out; c.params = (real *)params; c.state = (real *)state; c.ws = ws; c.net = net;
-    c.X = X; c.n = n; c.link = link;
+    c.X = X; c.n = n; c.link = link; c.check_x = check_x; c.check = check; c.check_ctx = ctx;
     return fnn_with_team(FN(threads_for)(net, n), FN(predict_body), &c);
 }
 

@@ -175,3 +175,212 @@ def test_batchnorm_uses_running_statistics_at_inference(backend, dtype):
     atol = 1e-4 if dtype == "float32" else 1e-12  # inputs of ~50: absolute rounding of ~50 eps
     np.testing.assert_allclose(model.forward(shifted), z, rtol=TOL[dtype]["rtol"], atol=atol)
     assert np.abs(model.forward(shifted) - whole).max() > 1e-2
+
+
+# -- the lean path: a C-contiguous array of the model's dtype and width goes to the engine as it is ----
+def lean_model(dtype, n_in=23, widths=(16, 12), loss="cross_entropy", seed=3):
+    """A built model with random (not trained) weights: dense relu layers, then N_OUT outputs."""
+    layers = [fastnn.Dense(w, activation="relu") for w in widths] + [fastnn.Dense(N_OUT)]
+    model = fastnn.Sequential(layers, dtype=dtype, seed=seed).compile("sgd", loss).build(n_in)
+    rng = np.random.default_rng(seed)
+    model.set_weights([rng.standard_normal(np.shape(w)) * 0.5 for w in model.get_weights()])
+    return model
+
+
+def as_given(X, kind):
+    """X (float64, C order) in the layout `kind`, same values."""
+    if kind == "fortran":
+        return np.asfortranarray(X.astype(np.float32))
+    if kind == "strided":  # every other column of a wider array
+        wide = np.zeros((X.shape[0], 2 * X.shape[1]), np.float32)
+        wide[:, ::2] = X
+        return wide[:, ::2]
+    if kind == "offset-view":  # a C-contiguous view that starts inside its buffer
+        buf = np.zeros((X.shape[0] + 3, X.shape[1]), np.float32)
+        buf[3:] = X
+        return buf[3:]
+    if kind == "float64":
+        return X
+    if kind == "int-list":
+        return np.rint(X).astype(int).tolist()
+    raise AssertionError(kind)
+
+
+@pytest.mark.parametrize("kind", ["fortran", "strided", "offset-view", "float64", "int-list"])
+@pytest.mark.parametrize("rows", [1, 3, 1030])
+def test_every_layout_gives_the_bits_of_the_lean_path(backend, kind, rows):
+    """Any array-like is converted (check_matrix) and then predicted exactly as its C-contiguous
+    float32 copy is on the lean path: the same bits, whatever the layout."""
+    model = lean_model("float32")
+    X = np.random.default_rng(rows).standard_normal((rows, 23)) * 3
+    given = as_given(X, kind)
+    lean = np.ascontiguousarray(given, np.float32)
+    assert lean.flags.c_contiguous and lean.dtype == np.float32
+    for method in ("forward", "predict_proba", "predict"):
+        got, want = getattr(model, method)(given), getattr(model, method)(lean)
+        assert got.dtype == want.dtype and got.shape == want.shape
+        np.testing.assert_array_equal(got, want, err_msg=f"{method} of a {kind} X")
+
+
+def _nonfinite_message(model, X):
+    with pytest.raises(ValueError) as info:
+        model.predict_proba(X)
+    return str(info.value)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("where", ["first", "last", "middle", "second-chunk-last", "three"])
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_nonfinite_x_is_refused_with_its_count_on_both_paths(backend, dtype, where, bad):
+    """A NaN or infinity anywhere in X (the very last value included, and in a later chunk) is
+    refused with check_matrix's message naming how many there are, on the lean path (the engine
+    checks) as on the converting path (check_matrix checks)."""
+    model = lean_model(dtype)
+    rows = 1030 if where.startswith("second") else 5
+    X = np.random.default_rng(0).standard_normal((rows, 23)).astype(dtype)
+    cells = {"first": [(0, 0)], "last": [(rows - 1, 22)], "middle": [(2, 11)],
+             "second-chunk-last": [(rows - 1, 22)], "three": [(0, 0), (1, 5), (rows - 1, 22)]}[where]
+    for r, c in cells:
+        X[r, c] = bad
+    want = f"X contains {len(cells)} NaN or infinite value(s)"
+    assert _nonfinite_message(model, X) == want  # lean
+    assert _nonfinite_message(model, np.asfortranarray(X)) == want  # converted
+    if where in ("last", "three"):  # the last value of a single row
+        assert _nonfinite_message(model, X[-1:]) == "X contains 1 NaN or infinite value(s)"
+    ok = X.copy()
+    ok[~np.isfinite(ok)] = 0
+    assert np.isfinite(model.predict_proba(ok)).all()  # and the model still predicts
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_nonfinite_x_is_found_in_every_slice_of_a_threaded_check(dtype):
+    """Chunks of many values are checked by the team in slices (csrc/network.c finite_rows): a
+    single NaN or infinity at any slice's first or last value, or a chunk's, is found."""
+    if not HAVE_C:
+        pytest.skip("compiled extension not built")
+    fastnn.set_backend("c")
+    model = lean_model(dtype, n_in=64, widths=(256, 128))
+    X = np.random.default_rng(0).standard_normal((2100, 64)).astype(dtype)
+    chunk = 1024 * 64
+    edges = sorted({0, 1, 16383, 16384, 16385, 32767, 32768, chunk - 1, chunk, chunk + 16384,
+                    2 * chunk - 1, 2 * chunk, X.size - 1})
+    for flat in edges:
+        bad = X.copy()
+        bad.flat[flat] = np.inf if flat % 2 else np.nan
+        assert _nonfinite_message(model, bad) == "X contains 1 NaN or infinite value(s)", flat
+
+
+@pytest.mark.parametrize("X, message", [
+    (np.zeros((0, 23), np.float32), "X is empty: 0 samples"),
+    (np.zeros((2, 22), np.float32), "X has 22 features, but the model expects 23"),
+    (np.zeros((2, 24), np.float32), "X has 24 features, but the model expects 23"),
+    (np.zeros(23, np.float32), "X must be 2-D"),
+    (np.zeros((1, 1, 23), np.float32), "X must be 2-D"),
+])
+def test_lean_path_refuses_what_check_matrix_refuses(backend, X, message):
+    model = lean_model("float32")
+    with pytest.raises(ValueError, match=message.replace("(", r"\(")):
+        model.predict_proba(X)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_engine_check_x_reports_nonfinite_without_raising(backend, dtype):
+    """Engine.predict(..., check_x=True) answers 'nonfinite' for a NaN in X and 'ok' otherwise, the
+    same on both backends; without check_x the NaN passes through to the outputs it reaches."""
+    model = lean_model(dtype)
+    b = model._built
+    engine, _ = b.pool.get(4, "infer")
+    X = np.ones((4, 23), dtype)
+    out = np.empty((4, N_OUT), dtype)
+    assert engine.predict(out, b.params, b.state, X, False, True) == "ok"
+    X[3, 22] = np.nan
+    assert engine.predict(out, b.params, b.state, X, False, True) == "nonfinite"
+    assert engine.predict(out, b.params, b.state, X, False, False) == "ok"
+    assert np.isnan(out[3]).all() and np.isfinite(out[:3]).all()
+
+
+def skinny_forward(model, X):
+    """The compiled engine's forward for 1 to 4 rows, written in NumPy in the model's dtype with the
+    exact order of operations of csrc/gemm.c's gemm_skinny (eight rows of W at a time, summed as a
+    balanced tree, then added to the row; the k % 8 remaining rows one by one), never skipping
+    anything: the compiled result must match it bit for bit."""
+    dt = np.dtype(model.dtype)
+    weights = iter(model.get_weights())
+    x = np.asarray(X, dt)
+    for ly in model.layers:
+        W, b = next(weights).astype(dt), next(weights).astype(dt)
+        c = np.zeros((x.shape[0], W.shape[1]), dt)
+        k = W.shape[0]
+        p = 0
+        while p + 8 <= k:
+            t = [x[:, p + q, None] * W[p + q] for q in range(8)]
+            c = c + (((t[0] + t[1]) + (t[2] + t[3])) + ((t[4] + t[5]) + (t[6] + t[7])))
+            p += 8
+        for q in range(p, k):
+            c = c + x[:, q, None] * W[q]
+        c = c + b
+        x = np.maximum(c, 0) if ly.activation == "relu" else c
+    return x
+
+
+def sparse_rows(rng, rows, k, dtype):
+    """Rows like MNIST's: runs of zeros that cover whole chunks of 8 inputs, chunks holding one
+    value at their first or their last position, zeros across a chunk edge, and a tail."""
+    X = rng.random((rows, k)).astype(dtype) + dtype(0.5)
+    X[rng.random((rows, k)) < 0.3] = 0
+    X[:, [31, 32, 43, 52]] = 1       # the values the chunks below keep
+    X[:, 0:8] = 0                    # the first chunk
+    X[:, 16:24] = 0                  # a middle chunk ...
+    X[:, 24:31] = 0                  # ... and the next one but its last value
+    X[:, 33:41] = 0                  # a chunk with only its first value (and the next chunk's
+                                     # first value zero)
+    X[:, 44:52] = 0                  # zeros across a chunk edge (no chunk all zero)
+    last = k // 8 * 8
+    X[:, last - 8:last] = 0          # the last whole chunk
+    if rows > 1:
+        X[1:, 56:64] = rng.random((rows - 1, 8)).astype(dtype)  # zero in row 0 only: not skipped
+        X[0, 56:64] = 0
+    return X
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("rows", [1, 2, 4])
+@pytest.mark.parametrize("k", [75, 80, 784])
+def test_skipping_zero_inputs_keeps_every_bit(dtype, rows, k):
+    """Inference on 1-4 rows skips each chunk of 8 weight rows whose inputs are all zero (in every
+    row): the outputs are the bits of the product that reads every weight (skinny_forward)."""
+    if not HAVE_C:
+        pytest.skip("compiled extension not built")
+    fastnn.set_backend("c")
+    model = lean_model(dtype, n_in=k, widths=(40, 24), seed=k)
+    rng = np.random.default_rng(k + rows)
+    for X in (sparse_rows(rng, rows, k, np.dtype(dtype).type), np.zeros((rows, k), dtype),
+              rng.standard_normal((rows, k)).astype(dtype)):
+        want = skinny_forward(model, X)
+        got = model.forward(X)
+        np.testing.assert_array_equal(got.view(f"u{got.itemsize}"), want.view(f"u{want.itemsize}"))
+
+
+def test_ctrl_c_stops_inference_between_chunks(backend):
+    """SIGINT during a long predict raises KeyboardInterrupt at the next chunk boundary, and the
+    model (its inference engine included) predicts normally afterwards."""
+    import os
+    import signal
+    import threading
+    import time
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("signals need the main thread")
+    model = fastnn.Sequential([fastnn.Dense(1024, activation="relu"), fastnn.Dense(1024, activation="relu"),
+                               fastnn.Dense(10)], seed=0).compile("sgd", "cross_entropy").build(8)
+    X = np.random.default_rng(0).random((2_000_000, 8), dtype=np.float32)  # 4.2 TFLOP: a minute or more
+    timer = threading.Timer(0.5, lambda: os.kill(os.getpid(), signal.SIGINT))
+    t0 = time.perf_counter()
+    timer.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            model.predict_proba(X)
+    finally:
+        timer.cancel()
+    assert time.perf_counter() - t0 < 15, "predict did not stop on SIGINT"
+    small = X[:2000]
+    np.testing.assert_array_equal(model.predict_proba(small), model.predict_proba(small.copy()))

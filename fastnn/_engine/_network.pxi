@@ -226,19 +226,83 @@ cdef class Engine:
         check_status(st)
         return loss
 
-    def predict(self, floating[:, ::1] out not None,                                     # OUT n x n_outputs
-                const floating[::1] params not None, const floating[::1] state not None,
-                const floating[:, ::1] X not None,
-                bint link=False):
-        self._dtype_check(floating is double)
+    def predict(self, out, params, state, X, bint link=False, bint check_x=False):
+        "predict(out, params, state, X, link=False, check_x=False)\n--\n\n" \
+        "out (n x n_outputs, written) := the network's outputs for X (n x n_inputs), inference mode; " \
+        "link: the loss's link applied. All C-contiguous arrays of the engine's dtype. check_x: a NaN " \
+        "or infinity in X gives 'nonfinite' (out partly written) instead of 'ok'. Ctrl-C is honoured " \
+        "between two chunks of `batch` rows."
+        # One call for every row count, so no fused-type dispatch: the buffers are taken directly and
+        # the sizes compared inline (the message comes from _check_sizes only when they disagree).
+        cdef Py_buffer bo, bp, bs, bx
+        cdef list raised = []
         cdef int st
-        self._check_sizes(params.shape[0], -1, 0, state.shape[0], -1, X.shape[0], X.shape[1],
-                          (out.shape[0], out.shape[1]), -2, -2, "out")
-        self._enter()
+        cdef Py_ssize_t n
+        _get_array(&bo, out, "out", 2, True, self.is_f64)
         try:
-            with nogil:
-                st = fnn_predict(&out[0, 0], &params[0], &state[0], self.ws, &self.net, &X[0, 0],
-                                 X.shape[0], link)
+            _get_array(&bp, params, "params", 1, False, self.is_f64)
+            try:
+                _get_array(&bs, state, "state", 1, False, self.is_f64)
+                try:
+                    _get_array(&bx, X, "X", 2, False, self.is_f64)
+                    try:
+                        n = bx.shape[0]
+                        if not (bp.shape[0] >= self.net.n_params and bs.shape[0] >= max(self.net.n_state, 1)
+                                and bx.shape[1] == self.net.n_inputs and bo.shape[0] == n
+                                and bo.shape[1] == self.net.n_outputs):
+                            self._check_sizes(bp.shape[0], -1, 0, bs.shape[0], -1, n, bx.shape[1],
+                                              (bo.shape[0], bo.shape[1]), -2, -2, "out")
+                        self._enter()
+                        try:
+                            with nogil:
+                                if self.is_f64:
+                                    st = _predict(<double *>bo.buf, &bp, &bs, &bx, self.ws, &self.net, link,
+                                                  check_x, <void *>raised)
+                                else:
+                                    st = _predict(<float *>bo.buf, &bp, &bs, &bx, self.ws, &self.net, link,
+                                                  check_x, <void *>raised)
+                        finally:
+                            self.busy = False
+                    finally:
+                        PyBuffer_Release(&bx)
+                finally:
+                    PyBuffer_Release(&bs)
+            finally:
+                PyBuffer_Release(&bp)
         finally:
-            self.busy = False
+            PyBuffer_Release(&bo)
+        if st == FNN_EINTR and raised:
+            raise raised[0]
+        if st == FNN_ENONFINITE and check_x:
+            return "nonfinite"
         check_status(st)
+        return "ok"
+
+
+cdef int _predict(floating *out, const Py_buffer *params, const Py_buffer *state, const Py_buffer *X, void *ws,
+                  const fnn_net *net, int link, int check_x, void *raised) noexcept nogil:
+    # Engine.predict's call, typed by `out` (the buffers' formats were checked against it)
+    return fnn_predict(out, <const floating *>params.buf, <const floating *>state.buf, ws, net,
+                       <const floating *>X.buf, X.shape[0], link, check_x, _check_signals, raised)
+
+
+cdef int _get_array(Py_buffer *view, object arr, str name, int ndim, bint writable, bint f64) except -1:
+    # view: arr's memory, a C-contiguous ndim-D array of float64 (f64) or float32, held until
+    # PyBuffer_Release; anything else raises TypeError or ValueError and holds nothing
+    cdef int flags = PyBUF_C_CONTIGUOUS | PyBUF_FORMAT
+    if writable:
+        flags |= PyBUF_WRITABLE
+    if arr is None:
+        raise TypeError(f"fastnn engine: {name} is None, not an array")
+    try:
+        PyObject_GetBuffer(arr, view, flags)
+    except (BufferError, ValueError, TypeError) as exc:
+        raise ValueError(f"fastnn engine: {name} must be a {'writable ' if writable else ''}C-contiguous "
+                         f"{'float64' if f64 else 'float32'} array ({exc})") from None
+    cdef bytes fmt = view.format if view.format != NULL else b"B"
+    cdef int got = view.ndim
+    if got != ndim or fmt != (b"d" if f64 else b"f"):
+        PyBuffer_Release(view)
+        raise TypeError(f"fastnn engine: {name} must be a {ndim}-D {'float64' if f64 else 'float32'} "
+                        f"array, not {got}-D of format {fmt.decode(errors='replace')!r}")
+    return 0

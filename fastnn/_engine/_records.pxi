@@ -1,7 +1,8 @@
 # Records (fastnn/_engine/records.py): NumPy structured arrays laid out like the C structs. The
 # C side reads and writes them through their buffer, after a check that the dtype is exactly the
 # record's and that the buffer holds whole structs of this build's size.
-from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE, PyBUF_WRITABLE
+from cpython.buffer cimport (PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE, PyBUF_WRITABLE,
+                             PyBUF_C_CONTIGUOUS, PyBUF_FORMAT)
 from libc.stdint cimport uintptr_t
 from libc.string cimport memcpy
 from numpy import dtype as _np_dtype, ndarray as _ndarray

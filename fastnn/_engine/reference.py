@@ -670,11 +670,13 @@ class Engine:
         grads[...] = self._grads
         return float("nan") if status != "ok" else loss
 
-    def predict(self, out, params, state, X, link=False):
+    def predict(self, out, params, state, X, link=False, check_x=False):
         self._check(params)
         link_name = self._loss().link if link else None
         link_code = None if link_name in (None, "exp") else _activations.get(link_name).code
         for start in range(0, X.shape[0], self.batch):
+            if check_x and not np.isfinite(X[start:start + self.batch]).all():
+                return "nonfinite"
             acts, _ = self._forward(params, state, X[start:start + self.batch], False, 0)
             z = acts[-1]
             o = out[start:start + self.batch]
@@ -684,3 +686,4 @@ class Engine:
                 o[...] = np.exp(z)
             else:
                 o[...] = z
+        return "ok"

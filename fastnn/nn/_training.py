@@ -33,18 +33,28 @@ class EnginePool:
         self.plan, self.dtype = plan, dtype
         self._lock = threading.Lock()
         self._pools = {}
+        self._answers = {}  # (rows, purpose, backend) -> the pair get() gave: a repeated call's answer
 
     def get(self, rows, purpose="train"):
         module = _backend.current()
+        key = (rows, purpose, module.BACKEND)
+        pair = self._answers.get(key)  # one dict lookup (atomic under the GIL) for a repeated call
+        if pair is not None:
+            return pair
         with self._lock:
             pool = self._pools.setdefault((purpose, module.BACKEND), [])
             fits = [(e, lk) for e, lk in pool if e.batch >= rows]
             if fits:
-                return min(fits, key=lambda pair: pair[0].batch)
-            pair = (self.plan.engine(module, self.dtype, rows), threading.Lock())
-            if len(pool) >= 3:
-                pool.pop(0)
-            pool.append(pair)
+                pair = min(fits, key=lambda pair: pair[0].batch)
+            else:
+                pair = (self.plan.engine(module, self.dtype, rows), threading.Lock())
+                if len(pool) >= 3:
+                    pool.pop(0)
+                pool.append(pair)
+                self._answers.clear()  # a new engine may fit rows better; an old one may be gone
+            if len(self._answers) >= 256:  # row counts of many sizes: start again
+                self._answers.clear()
+            self._answers[key] = pair
             return pair
 
     def batches(self, purpose):
