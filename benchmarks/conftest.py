@@ -123,7 +123,9 @@ def ratio_rows(benchmarks):
     table = {}
     for group, benches in sorted(groups.items(), key=lambda kv: rank[kv[0]]):
         benches.sort(key=lambda b: b.stats.min)
-        ref = next((b for b in benches if b.extra_info.get("impl") == "fastnn"), None)
+        # the reference: the entry marked so (a group of fastnn runs only), else fastnn's
+        ref = next((b for b in benches if b.extra_info.get("reference")), None) or \
+            next((b for b in benches if b.extra_info.get("impl") == "fastnn"), None)
         rows = []
         for b in benches:
             if ref is None:
@@ -158,8 +160,10 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     for group, rows in table.items():
         widths = [max(len(r[i]) for r in rows + [head]) for i in range(6)]
         tr.write_line("")
-        has_ref = any(r[4] == "(reference)" for r in rows)
-        tr.write_line(group + ("" if has_ref else "  (no fastnn entry in this group: no ratios)"), bold=True)
+        ref = next((r[0] for r in rows if r[4] == "(reference)"), None)
+        note = "  (no fastnn entry in this group: no ratios)" if ref is None else \
+            "" if ref == "fastnn" else f"  (reference: {ref}; 'fastnn' in the columns means it)"
+        tr.write_line(group + note, bold=True)
         tr.write_line("  " + "  ".join(h.rjust(w) if i else h.ljust(w) for i, (h, w) in enumerate(zip(head, widths))))
         for r in rows:
             cells = [r[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(r[1:6], widths[1:])]

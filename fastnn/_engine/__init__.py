@@ -113,3 +113,8 @@ class thread_limit:
     def __exit__(self, *exc):
         for b, n in self._saved:
             b.set_thread_limit(n)
+
+
+from . import threadpool as _threadpool  # noqa: E402 (needs _BACKENDS)
+
+_threadpool.register()  # threadpoolctl's limits reach fastnn's threads (see threadpool.py)

@@ -342,6 +342,19 @@ class Sequential(Configurable):
         """A model's copy is always a full copy (a layer belongs to one model)."""
         return copy.deepcopy(self)
 
+    def __deepcopy__(self, memo):
+        """The pickle path, minus one copy: __getstate__ already copies the buffers, so only the
+        rest of the state (layers, optimizer, history) is deep-copied. dask-ml's incremental
+        searches deep-copy the model before every partial_fit."""
+        new = type(self).__new__(type(self))
+        memo[id(self)] = new  # before the layers, which look their owner up in memo
+        state = self.__getstate__()
+        built = state.pop("_built")
+        state = copy.deepcopy(state, memo)
+        state["_built"] = built
+        new.__setstate__(state)
+        return new
+
     def __getstate__(self):
         with self._exclusive("copy the model", from_callback_ok=True):
             b = self._built
