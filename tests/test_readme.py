@@ -114,16 +114,55 @@ def test_the_python_blocks_run_in_order(tmp_path, monkeypatch):
     monkeypatch.setattr(fastnn.datasets, "load_mnist", small)
     monkeypatch.chdir(tmp_path)
     namespace = {"__name__": "readme"}
-    with warnings.catch_warnings():
+    ran = 0
+    with warnings.catch_warnings(), _LocalClusters() as clusters:
         warnings.simplefilter("ignore")
         for start, text in blocks("python"):
             missing = [m for m in _imports(text) if m != "fastnn" and not _importable(m)]
             if missing:  # e.g. torch: covered by tests/test_torch_interop.py where installed
                 continue
+            if CLUSTER_ADDRESS in text:  # Scaling out: the same code on a local cluster
+                namespace["_readme_cluster"] = clusters.get()
+                text = text.replace(f'Client("{CLUSTER_ADDRESS}")', "Client(_readme_cluster)")
+                assert CLUSTER_ADDRESS not in text, "a cluster address the test cannot replace"
             try:
                 exec(compile(text, f"README.md:{start}", "exec"), namespace)
             except Exception as exc:
                 raise AssertionError(f"the README's Python block at line {start} failed: {exc!r}") from exc
+            ran += 1
+    assert ran >= 4
+    if clusters.started:  # the scaling-out blocks did what they say
+        assert namespace["search"].best_score_ > 0.5
+        assert namespace["inc"].estimator_.n_iter_ > 0 and namespace["X"].numblocks[0] == 10
+
+
+CLUSTER_ADDRESS = "tcp://A:8786"
+
+
+class _LocalClusters:
+    """A LocalCluster of 2 single-threaded worker processes on 127.0.0.1, started when a block
+    first needs one, closed at the end; the process's environment is put back (starting a
+    LocalCluster sets OMP_NUM_THREADS=1 in it for the workers to inherit)."""
+
+    def __enter__(self):
+        self.started, self._cluster, self._env = False, None, dict(os.environ)
+        return self
+
+    def get(self):
+        if self._cluster is None:
+            import distributed
+            self._cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                                     host="127.0.0.1", dashboard_address=None)
+            self.started = True
+        return self._cluster
+
+    def __exit__(self, *exc):
+        try:
+            if self._cluster is not None:
+                self._cluster.close()
+        finally:
+            os.environ.clear()
+            os.environ.update(self._env)
 
 
 def _imports(text):
