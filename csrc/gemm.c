@@ -58,6 +58,73 @@ __attribute__((target("avx"))) static void pack_a8_f32_avx(float *restrict dst,
     for (; p < kc; p++)
         for (int i = 0; i < 8; i++) dst[p * 8 + i] = rows[i][p];
 }
+/* Six full rows of a row-major float A into a 6-row panel (the AVX2 kernel's MR), dst[p*6 + i]
+ * = rows[i][p]: the 8 x 8 transpose above with two zero rows; column p is stored 8 wide at
+ * dst + 6p, its two extra lanes overwritten by column p + 1's store, so the last column of the
+ * panel is stored 6 wide (the panel's end is not written past). */
+__attribute__((target("avx"))) static void pack_a6_f32_avx(float *restrict dst,
+                                                           const float *const rows[6],
+                                                           int64_t kc) {
+    const __m256i six = _mm256_setr_epi32(-1, -1, -1, -1, -1, -1, 0, 0);
+    const __m256 r6 = _mm256_setzero_ps(), r7 = _mm256_setzero_ps();
+    int64_t p = 0;
+    for (; p + 8 <= kc; p += 8) {
+        __m256 r0 = _mm256_loadu_ps(rows[0] + p), r1 = _mm256_loadu_ps(rows[1] + p);
+        __m256 r2 = _mm256_loadu_ps(rows[2] + p), r3 = _mm256_loadu_ps(rows[3] + p);
+        __m256 r4 = _mm256_loadu_ps(rows[4] + p), r5 = _mm256_loadu_ps(rows[5] + p);
+        __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1);
+        __m256 t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
+        __m256 t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5);
+        __m256 t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
+        __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+        __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+        __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+        __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+        float *d = dst + p * 6;
+        _mm256_storeu_ps(d + 0, _mm256_permute2f128_ps(u0, u4, 0x20));
+        _mm256_storeu_ps(d + 6, _mm256_permute2f128_ps(u1, u5, 0x20));
+        _mm256_storeu_ps(d + 12, _mm256_permute2f128_ps(u2, u6, 0x20));
+        _mm256_storeu_ps(d + 18, _mm256_permute2f128_ps(u3, u7, 0x20));
+        _mm256_storeu_ps(d + 24, _mm256_permute2f128_ps(u0, u4, 0x31));
+        _mm256_storeu_ps(d + 30, _mm256_permute2f128_ps(u1, u5, 0x31));
+        _mm256_storeu_ps(d + 36, _mm256_permute2f128_ps(u2, u6, 0x31));
+        const __m256 last = _mm256_permute2f128_ps(u3, u7, 0x31);
+        if (p + 8 < kc)
+            _mm256_storeu_ps(d + 42, last);
+        else
+            _mm256_maskstore_ps(d + 42, six, last);
+    }
+    for (; p < kc; p++)
+        for (int i = 0; i < 6; i++) dst[p * 6 + i] = rows[i][p];
+}
+
+/* The same for double: rows 0-3 by 4 x 4 transposes, rows 4-5 by 2 x 2 ones. */
+__attribute__((target("avx"))) static void pack_a6_f64_avx(double *restrict dst,
+                                                            const double *const rows[6],
+                                                            int64_t kc) {
+    int64_t p = 0;
+    for (; p + 4 <= kc; p += 4) {
+        __m256d r0 = _mm256_loadu_pd(rows[0] + p), r1 = _mm256_loadu_pd(rows[1] + p);
+        __m256d r2 = _mm256_loadu_pd(rows[2] + p), r3 = _mm256_loadu_pd(rows[3] + p);
+        __m256d t0 = _mm256_unpacklo_pd(r0, r1), t1 = _mm256_unpackhi_pd(r0, r1);
+        __m256d t2 = _mm256_unpacklo_pd(r2, r3), t3 = _mm256_unpackhi_pd(r2, r3);
+        __m256d c0 = _mm256_permute2f128_pd(t0, t2, 0x20), c1 = _mm256_permute2f128_pd(t1, t3, 0x20);
+        __m256d c2 = _mm256_permute2f128_pd(t0, t2, 0x31), c3 = _mm256_permute2f128_pd(t1, t3, 0x31);
+        __m128d a0 = _mm_loadu_pd(rows[4] + p), a1 = _mm_loadu_pd(rows[4] + p + 2);
+        __m128d b0 = _mm_loadu_pd(rows[5] + p), b1 = _mm_loadu_pd(rows[5] + p + 2);
+        double *d = dst + p * 6;
+        _mm256_storeu_pd(d + 0, c0);
+        _mm_storeu_pd(d + 4, _mm_unpacklo_pd(a0, b0));
+        _mm256_storeu_pd(d + 6, c1);
+        _mm_storeu_pd(d + 10, _mm_unpackhi_pd(a0, b0));
+        _mm256_storeu_pd(d + 12, c2);
+        _mm_storeu_pd(d + 16, _mm_unpacklo_pd(a1, b1));
+        _mm256_storeu_pd(d + 18, c3);
+        _mm_storeu_pd(d + 22, _mm_unpackhi_pd(a1, b1));
+    }
+    for (; p < kc; p++)
+        for (int i = 0; i < 6; i++) dst[p * 6 + i] = rows[i][p];
+}
 static int have_avx(void) {
     static int known = -1;
     if (known < 0) {
@@ -148,6 +215,15 @@ static void FN(pack_a)(real *restrict dst, const real *restrict A, int64_t lda, 
             pack_a8_f32_avx(dst, (const float *const *)rows, kc);
             return;
         }
+        if (MR == 6 && mr == 6 && have_avx()) {
+            pack_a6_f32_avx(dst, (const float *const *)rows, kc);
+            return;
+        }
+#elif defined(FNN_HAVE_PACK8_AVX)
+        if (MR == 6 && mr == 6 && have_avx()) {
+            pack_a6_f64_avx(dst, (const double *const *)rows, kc);
+            return;
+        }
 #endif
         if (MR <= 32) {
             for (int64_t p = 0; p < kc; p++) {
@@ -218,10 +294,12 @@ static void FN(gemm_block)(real *C, const real *A, const real *B, int64_t i0, in
     /* pa_ready / pb_ready: op(A) / op(B) already packed whole (one block: i1 - i0 <= MC,
      * j1 - j0 <= NC, k <= KC) */
     const int64_t MR = K->mr, NR = K->nr;
+    /* k in blocks of equal depth (at most KC): no thin last block whose C traffic outweighs it */
+    const int64_t kblocks = (k + K->kc - 1) / K->kc, KCB = (k + kblocks - 1) / kblocks;
     for (int64_t jc = j0; jc < j1; jc += K->nc) {
         const int64_t nc = min64(K->nc, j1 - jc), nb = (nc + NR - 1) / NR;
-        for (int64_t pc = 0; pc < k; pc += K->kc) {
-            const int64_t kc = min64(K->kc, k - pc);
+        for (int64_t pc = 0; pc < k; pc += KCB) {
+            const int64_t kc = min64(KCB, k - pc);
             const real beta_pc = pc == 0 ? beta : (real)1;
             if (pb_ready)
                 pb = (real *)pb_ready;
