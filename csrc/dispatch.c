@@ -112,11 +112,34 @@ static _Thread_local int thread_limit = 0;
 static __thread int thread_limit = 0;
 #endif
 
+/* The CPUs this process may use (fastnn/_engine/cpus.py reads the affinity mask and the cgroup
+ * quota and sets it when the engine loads; 0 until then: omp_get_num_procs(), which is the
+ * affinity mask's count in libgomp). The default count never exceeds it, so OMP_NUM_THREADS=64 in
+ * a 2-CPU container runs 2 threads; an explicit fnn_set_num_threads(n) is honoured up to
+ * fnn_max_threads(). */
+static int cpu_cap = 0;
+static int explicit_count = 0; /* fnn_set_num_threads(n > 0) was called */
+
+int fnn_get_cpu_cap(void) {
+    int u = 1;
+#ifdef _OPENMP
+    u = cpu_cap > 0 ? cpu_cap : omp_get_num_procs();
+    if (u > fnn_max_threads()) u = fnn_max_threads();
+#endif
+    return u < 1 ? 1 : u;
+}
+
+void fnn_set_cpu_cap(int n) {
+    cpu_cap = n > 0 ? n : 0;
+    if (!explicit_count) n_threads = 0; /* the default is worked out again on next use */
+}
+
 int fnn_get_num_threads(void) {
 #ifdef _OPENMP
     if (n_threads <= 0) {
-        n_threads = omp_get_max_threads();
-        if (n_threads > fnn_max_threads()) n_threads = fnn_max_threads();
+        int n = omp_get_max_threads();
+        if (n > fnn_get_cpu_cap()) n = fnn_get_cpu_cap();
+        n_threads = n < 1 ? 1 : n;
     }
     return thread_limit > 0 && thread_limit < n_threads ? thread_limit : n_threads;
 #else
@@ -130,5 +153,6 @@ void fnn_set_thread_limit(int n) { thread_limit = n > 0 ? n : 0; }
 
 void fnn_set_num_threads(int n) {
     const int most = fnn_max_threads();
-    n_threads = n > 0 && n < most ? n : most;
+    explicit_count = n > 0;
+    n_threads = n > 0 ? (n < most ? n : most) : fnn_get_cpu_cap();
 }

@@ -185,7 +185,10 @@ int fnn_arch_request(void); /* FASTNN_ARCH: FNN_OK (unset, or used), FNN_EINVAL 
 int fnn_openmp_enabled(void);
 int fnn_get_num_threads(void);            /* threads the calling thread's next call uses */
 int fnn_max_threads(void);             /* fixed upper bound: omp_get_num_procs() */
-void fnn_set_num_threads(int n);           /* process-wide count */
+void fnn_set_num_threads(int n);           /* process-wide count; n <= 0: the usable CPUs */
+void fnn_set_cpu_cap(int n);               /* CPUs this process may use (affinity, cgroup quota):
+                                              caps the default count; 0: omp_get_num_procs() */
+int fnn_get_cpu_cap(void);                 /* the usable CPUs the default count is capped at */
 int fnn_get_thread_limit(void);            /* the calling thread's own cap, 0: none */
 void fnn_set_thread_limit(int n);
 

@@ -46,6 +46,7 @@ def show_config(print_fn=print):
         "kernels runnable": ", ".join(a for a in be.arch_list() if be.arch_available(a)),
         "openmp": "on" if be.openmp_enabled() else "off",
         "threads": be.get_num_threads(),
+        "usable CPUs": be.get_cpu_cap(),
     }
     if _backend.ARCH_REQUEST:
         info["FASTNN_ARCH"] = _backend.ARCH_PROBLEM or f"{_backend.ARCH_REQUEST!r} (used)"
@@ -55,7 +56,9 @@ def show_config(print_fn=print):
 
 
 def set_num_threads(n):
-    """Threads used by the compiled kernels (OpenMP); n <= 0 means all cores."""
+    """Threads used by the compiled kernels (OpenMP), process-wide. n <= 0: the default, all the
+    CPUs this process may use (affinity mask and cgroup quota). An explicit n is honoured, also
+    above that (oversubscribing is then the caller's choice)."""
     from . import _engine as _backend
     _backend.current().set_num_threads(int(n))
 

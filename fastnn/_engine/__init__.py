@@ -28,6 +28,8 @@ except ImportError as exc:  # not built (pure-Python install) or broken build
 _BACKENDS = {"python": _reference}
 if _ext is not None:
     _BACKENDS["c"] = _ext
+    from .cpus import usable_cpus
+    _ext.set_cpu_cap(usable_cpus())  # the default thread count: no more than the CPUs we may use
 
 
 def _arch_request_problem(want):

@@ -53,6 +53,12 @@ def get_thread_limit():
 def set_thread_limit(int n):
     fnn_set_thread_limit(n)
 
+def set_cpu_cap(int n):
+    fnn_set_cpu_cap(n)
+
+def get_cpu_cap():
+    return fnn_get_cpu_cap()
+
 def constants():
     """{C name: value} of every csrc/fastnn.h enum member and constant the Python side uses
     (fastnn/_engine/codes.py holds the same values under Python names)."""

@@ -53,6 +53,14 @@ def set_num_threads(n):
     pass
 
 
+def get_cpu_cap():
+    return 1
+
+
+def set_cpu_cap(n):
+    pass
+
+
 _limit = __import__("threading").local()
 
 
