@@ -108,6 +108,9 @@ def _notes(bench):
     if "target_speedup" in info:  # a goal, reported and never asserted (test_bench_sklearn.py)
         out.append(f"target: >= {info['target_speedup']:g}x faster than {info['target_peer']}, "
                    f"{'met' if info['target_met'] else 'MISSED'} ({info['speedup']:.2f}x on min)")
+    for t in info.get("targets", ()):  # several peers' goals (test_bench_online.py)
+        out.append(f"target: >= {t['target']:g}x faster than {t['peer']}, "
+                   f"{'met' if t['met'] else 'MISSED'} ({t['speedup']:.2f}x on min)")
     return "; ".join(out)
 
 
@@ -117,7 +120,7 @@ def ratio_rows(benchmarks):
     groups = {}
     for b in benchmarks:
         groups.setdefault(b.group or "(no group)", []).append(b)
-    order = ("mnist", "sklearn", "gemm", "inference")  # training first, then the kernels, then inference
+    order = ("mnist", "online", "sklearn", "gemm", "inference")  # training first, then the kernels, then inference
     rank = {g: (next((i for i, p in enumerate(order) if g.startswith(p)), len(order)), n)
             for n, g in enumerate(groups)}
     table = {}

@@ -18,6 +18,8 @@
 #define PAR_MIN_FLOPS (64 * 64 * 64) /* below this m*n*k, one thread */
 #define SLABS_PER_THREAD 4           /* slabs of C handed out per thread and call */
 #define SKINNY_M 4                   /* up to this many rows of C: no packing (a GEMV-like loop) */
+#define SKINNY_LANES 16              /* partial sums of a skinny dot product (two AVX2 vectors) */
+#define SKINNY_DOT_K 512             /* op(A)'s row, copied in pieces this long */
 #define FNN_MAX_THREADS_CAP 256      /* fnn_max_threads() never exceeds this (dispatch.c) */
 
 static inline void *align64(void *p) { return (void *)(((uintptr_t)p + 63) & ~(uintptr_t)63); }
@@ -405,17 +407,29 @@ FNN_CLONES static void FN(gemm_skinny)(real *C, const real *A, const real *B, in
                 for (int64_t j = 0; j < n; j++) c[j] += a * b[j];
             }
         }
-    } else {
+    } else { /* dot products with B's rows: SKINNY_LANES partial sums that vectorise, then added up */
+        real arow[SKINNY_M][SKINNY_DOT_K]; /* a row of op(A) contiguous, SKINNY_DOT_K at a time */
         for (int64_t i = 0; i < m; i++) {
             real *restrict c = C + i * ldc;
+            for (int64_t j = 0; j < n; j++) c[j] = beta == 0 ? (real)0 : beta * c[j];
+        }
+        for (int64_t p0 = 0; p0 < k; p0 += SKINNY_DOT_K) {
+            const int64_t kk = k - p0 < SKINNY_DOT_K ? k - p0 : SKINNY_DOT_K;
+            for (int64_t i = 0; i < m; i++)
+                for (int64_t p = 0; p < kk; p++) arow[i][p] = SKINNY_A(i, p0 + p);
             for (int64_t j = 0; j < n; j++) {
-                const real *restrict b = B + j * ldb;
-                real s = 0;
-                if (trans_a)
-                    for (int64_t p = 0; p < k; p++) s += A[p * lda + i] * b[p];
-                else
-                    for (int64_t p = 0; p < k; p++) s += A[i * lda + p] * b[p];
-                c[j] = beta == 0 ? alpha * s : alpha * s + beta * c[j];
+                const real *restrict b = B + j * ldb + p0;
+                for (int64_t i = 0; i < m; i++) {
+                    const real *restrict a = arow[i];
+                    real lane[SKINNY_LANES] = {0};
+                    int64_t p = 0;
+                    for (; p + SKINNY_LANES <= kk; p += SKINNY_LANES)
+                        for (int q = 0; q < SKINNY_LANES; q++) lane[q] += a[p + q] * b[p + q];
+                    real s = 0;
+                    for (; p < kk; p++) s += a[p] * b[p];
+                    for (int q = 0; q < SKINNY_LANES; q++) s += lane[q];
+                    C[i * ldc + j] += s;
+                }
             }
         }
     }

@@ -5,7 +5,8 @@ int FN(fnn_gemm_team)(fnn_team *team, real *C, const real *A, const real *B, int
                       double alpha, double beta, real *work);
 /* fnn_gemm_team, except that for a few rows of C (m <= 4, no trans_b, beta == 0) the rows of B
  * that meet only zero values of A are not read: the same bits when B is finite (gemm.c,
- * gemm_skinny). The network's inference forward calls it; the public fnn_gemm never skips. */
+ * gemm_skinny). The network's forward calls it (an inf or NaN weight met only by zero inputs is
+ * then not propagated, as in a reference BLAS GEMV); the public fnn_gemm never skips. */
 int FN(fnn_gemm_skip_team)(fnn_team *team, real *C, const real *A, const real *B, int64_t m,
                            int64_t n, int64_t k, int64_t ldc, int64_t lda, int64_t ldb, int trans_a,
                            int trans_b, double alpha, double beta, real *work);
@@ -18,3 +19,17 @@ void FN(fnn_adam_update_team)(fnn_team *team, real *p, real *m, real *v, const r
 void FN(fnn_rmsprop_update_team)(fnn_team *team, real *p, real *s, const real *g, int64_t n,
                                  int64_t n_decay, double lr, double rho, double eps, double l2,
                                  double l1, double weight_decay);
+/* An optimizer's update for one step, prepared once (rates, penalties, Adam's corrections at
+ * step t) and then applied to ranges of the flat buffer [lo, hi) whose gradient is g[0:hi-lo]:
+ * the online step (network.c) computes a weight row's gradient into a small buffer and updates
+ * that row at once, so the whole gradient is never written. Penalties below n_decay, as in the
+ * whole-buffer updates. */
+typedef struct FN(fnn_opt_plan) {
+    int kind, form, nesterov;
+    real lr, mu, b1, b2, rho, eps, l2, l1, shrink, c1, c2;
+} FN(fnn_opt_plan);
+void FN(fnn_opt_plan_init)(FN(fnn_opt_plan) *plan, const fnn_optim *opt, double lr, int64_t t);
+void FN(fnn_opt_plan_apply)(const FN(fnn_opt_plan) *plan, real *params, real *slots, int64_t n_params,
+                            int64_t n_decay, const real *g, int64_t lo, int64_t hi);
+/* 1 when a zero gradient leaves a parameter as it is (plain SGD, no penalty, no decay) */
+int FN(fnn_opt_plan_is_identity_at_zero)(const FN(fnn_opt_plan) *plan);

@@ -8,6 +8,7 @@
  * ping-pong across dense layers (dX = dZ @ W^T), and stops at the lowest layer with parameters.
  * Nothing here allocates after fnn_workspace_new, holds global state, or touches Python. */
 #ifndef real
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,8 +32,14 @@ struct FN(fnn_workspace) {
     real *g0, *g1;                  /* gradient ping-pong, batch x width */
     real *grads;                    /* flat gradient, n_params */
     real *gemm_work;                /* GEMM packing buffers */
+    real **delta;                   /* online step: per dense layer dZ, online_rows x n_out */
+    real *rows;                     /* online step: a gradient row per thread, width each */
+    int64_t online_rows;            /* min(batch, ONLINE_MAX_ROWS) */
     void *block;
 };
+
+/* The online step (batches of at most this many rows): see online_step. */
+#define ONLINE_MAX_ROWS 8
 
 static size_t FN(round64)(size_t bytes) { return (bytes + 63) & ~(size_t)63; }
 
@@ -95,7 +102,7 @@ int FN(fnn_workspace_new)(FN(fnn_workspace) **out, const fnn_net *net, int64_t b
         return FNN_ENOMEM;
     /* size table: one block carved into named buffers */
     size_t sz = FN(round64)(sizeof(FN(fnn_workspace)));
-    sz += FN(round64)((size_t)L * (sizeof(real *) * 3 + sizeof(const real *)));
+    sz += FN(round64)((size_t)L * (sizeof(real *) * 4 + sizeof(const real *)));
     sz += FN(round64)((size_t)(B * net->n_inputs) * sizeof(real));
     sz += FN(round64)((size_t)(B * net->n_outputs) * sizeof(real));
     sz += FN(round64)((size_t)B * sizeof(real)) + FN(round64)((size_t)B * sizeof(int64_t));
@@ -108,6 +115,11 @@ int FN(fnn_workspace_new)(FN(fnn_workspace) **out, const fnn_net *net, int64_t b
     }
     sz += 2 * FN(round64)((size_t)(B * width) * sizeof(real));
     sz += FN(round64)((size_t)(net->n_params > 0 ? net->n_params : 1) * sizeof(real));
+    const int64_t OB = B < ONLINE_MAX_ROWS ? B : ONLINE_MAX_ROWS;
+    for (int64_t l = 0; l < L; l++)
+        if (net->layers[l].kind == FNN_LAYER_DENSE)
+            sz += FN(round64)((size_t)(OB * net->layers[l].n_out) * sizeof(real));
+    sz += FN(round64)((size_t)width * (size_t)fnn_max_threads() * sizeof(real));
     /* GEMM shapes of a step: forward B x n_out x n_in, dW n_in x n_out x B, dX B x n_in x n_out */
     const int64_t big = B > width ? B : width;
     const size_t gemm_work = FN(fnn_gemm_work_size_for)(big, width, big);
@@ -119,11 +131,12 @@ int FN(fnn_workspace_new)(FN(fnn_workspace) **out, const fnn_net *net, int64_t b
     FN(fnn_workspace) *ws = (FN(fnn_workspace) *)(void *)cur;
     cur += FN(round64)(sizeof(FN(fnn_workspace)));
     char *ptrs = cur;
-    cur += FN(round64)((size_t)L * (sizeof(real *) * 3 + sizeof(const real *)));
+    cur += FN(round64)((size_t)L * (sizeof(real *) * 4 + sizeof(const real *)));
     ws->out = (real **)(void *)ptrs;
     ws->aux = ws->out + L;
     ws->stats = ws->aux + L;
-    ws->acts = (const real **)(void *)(ws->stats + L);
+    ws->delta = ws->stats + L;
+    ws->acts = (const real **)(void *)(ws->delta + L);
 #define TAKE(ptr, T_, count) \
     do { ptr = (T_ *)(void *)cur; cur += FN(round64)((size_t)(count) * sizeof(T_)); } while (0)
     TAKE(ws->x, real, B * net->n_inputs);
@@ -142,6 +155,12 @@ int FN(fnn_workspace_new)(FN(fnn_workspace) **out, const fnn_net *net, int64_t b
     TAKE(ws->g0, real, B * width);
     TAKE(ws->g1, real, B * width);
     TAKE(ws->grads, real, net->n_params > 0 ? net->n_params : 1);
+    for (int64_t l = 0; l < L; l++) {
+        ws->delta[l] = NULL;
+        if (net->layers[l].kind == FNN_LAYER_DENSE) TAKE(ws->delta[l], real, OB * net->layers[l].n_out);
+    }
+    TAKE(ws->rows, real, width * (int64_t)fnn_max_threads());
+    ws->online_rows = OB;
     TAKE(ws->gemm_work, real, gemm_work);
 #undef TAKE
     ws->batch = B;
@@ -202,10 +221,9 @@ static int FN(forward)(fnn_team *team, FN(fnn_workspace) *ws, const fnn_net *net
         const int64_t n = ly->n_out;
         int st = FNN_OK;
         switch (ly->kind) {
-        case FNN_LAYER_DENSE: /* inference skips weight rows that meet only zero inputs */
-            st = (training ? FN(fnn_gemm_team) : FN(fnn_gemm_skip_team))(
-                team, y, in, params + ly->w_off, nb, n, ly->n_in, n, ly->n_in, n, 0, 0, 1.0, 0.0,
-                ws->gemm_work);
+        case FNN_LAYER_DENSE: /* a few rows: weight rows met only by zero inputs are not read */
+            st = FN(fnn_gemm_skip_team)(team, y, in, params + ly->w_off, nb, n, ly->n_in, n, ly->n_in, n,
+                                        0, 0, 1.0, 0.0, ws->gemm_work);
             if (st != FNN_OK) return st;
             st = FN(bias_activation)(team, ly, y, params + ly->b_off, nb, training);
             break;
@@ -298,11 +316,47 @@ static void FN(l2_loss_term)(double *loss, real *restrict grads, const real *res
     *loss += 0.5 * l2 * sq / S;
 }
 
-/* Loss, and the flat gradient into ws->grads, of nb rows (training mode), with the l2_loss term. */
+#if REAL_IS_FLOAT
+#define REAL_MAX FLT_MAX
+#else
+#define REAL_MAX DBL_MAX
+#endif
+
+/* max |x| of n finite values */
+FNN_CLONES static double FN(max_abs)(const real *x, int64_t n) {
+    real most = 0;
+    for (int64_t i = 0; i < n; i++) {
+        const real a = x[i] < 0 ? -x[i] : x[i];
+        most = a > most ? a : most;
+    }
+    return (double)most;
+}
+
+/* The online step's check, before anything changes: every dZ and every dense layer's input is
+ * finite, and nb max|a| max|dZ| and nb max|dZ| stay far below the largest value, so that each
+ * element of each weight and bias gradient (a sum of nb products) is finite, as the general
+ * step's check of the whole gradient makes sure. */
+static int FN(online_check)(const FN(fnn_workspace) *ws, const fnn_net *net, const real *x, int64_t nb,
+                            int64_t lowest) {
+    for (int64_t l = lowest; l < net->n_layers; l++) {
+        const fnn_layer *ly = &net->layers[l];
+        if (ly->kind != FNN_LAYER_DENSE) continue;
+        const real *in = l > 0 ? ws->acts[l - 1] : x;
+        if (!FN(all_finite)(ws->delta[l], nb * ly->n_out) || !FN(all_finite)(in, nb * ly->n_in))
+            return FNN_ENONFINITE;
+        const double md = FN(max_abs)(ws->delta[l], nb * ly->n_out), ma = FN(max_abs)(in, nb * ly->n_in);
+        if ((double)nb * md > REAL_MAX / 4 || (double)nb * ma * md > REAL_MAX / 4) return FNN_ENONFINITE;
+    }
+    return FNN_OK;
+}
+
+/* Loss, and the flat gradient into ws->grads, of nb rows (training mode), with the l2_loss term.
+ * online (see online_update): each dense layer's dZ is kept in ws->delta instead, and no weight
+ * or bias gradient is formed. */
 static int FN(forward_backward)(fnn_team *team, double *loss, int64_t *correct, FN(fnn_workspace) *ws,
                                 const fnn_net *net, const real *params, const real *x,
                                 const real *t, const int64_t *labels, const real *sw, int64_t nb,
-                                int64_t step, double l2_loss) {
+                                int64_t step, double l2_loss, int online) {
     int st = FN(forward)(team, ws, net, params, NULL, x, nb, 1, step);
     if (st != FNN_OK) return st;
     const int64_t L = net->n_layers;
@@ -321,7 +375,7 @@ static int FN(forward_backward)(fnn_team *team, double *loss, int64_t *correct, 
         }
     /* Dense weight gradients are written once (beta = 0 below); the rest accumulate from zero. */
     real *grads = ws->grads;
-    for (int64_t l = lowest; l < L; l++) {
+    for (int64_t l = lowest; l < L && !online; l++) {
         const fnn_layer *ly = &net->layers[l];
         if (ly->kind == FNN_LAYER_DENSE)
             memset(grads + ly->b_off, 0, (size_t)ly->n_out * sizeof(real));
@@ -339,10 +393,14 @@ static int FN(forward_backward)(fnn_team *team, double *loss, int64_t *correct, 
             st = FN(fnn_activation_backward)(ly->activation, g, g, ws->acts[l], nb, n, ly->alpha);
             if (st != FNN_OK) return st;
             /* dW = in^T g ; db += colsum g ; dX = g W^T */
-            st = FN(fnn_gemm_team)(team, grads + ly->w_off, in, g, ly->n_in, n, nb, n, ly->n_in, n, 1, 0, 1.0,
-                              0.0, ws->gemm_work);
-            if (st != FNN_OK) return st;
-            FN(fnn_bias_backward)(grads + ly->b_off, g, nb, n, n);
+            if (online) {
+                memcpy(ws->delta[l], g, (size_t)(nb * n) * sizeof(real));
+            } else {
+                st = FN(fnn_gemm_team)(team, grads + ly->w_off, in, g, ly->n_in, n, nb, n, ly->n_in, n,
+                                       1, 0, 1.0, 0.0, ws->gemm_work);
+                if (st != FNN_OK) return st;
+                FN(fnn_bias_backward)(grads + ly->b_off, g, nb, n, n);
+            }
             if (l > lowest) {
                 st = FN(fnn_gemm_team)(team, spare, g, params + ly->w_off, nb, ly->n_in, n, ly->n_in, n, n, 0,
                                   1, 1.0, 0.0, ws->gemm_work);
@@ -366,6 +424,7 @@ static int FN(forward_backward)(fnn_team *team, double *loss, int64_t *correct, 
         default: return FNN_EINVAL;
         }
     }
+    if (online) return FN(online_check)(ws, net, x, nb, lowest);
     if (l2_loss != 0) {
         FN(l2_loss_term)(loss, grads, params, net, l2_loss, sw, nb);
         if (!isfinite(*loss)) return FNN_ENONFINITE;
@@ -378,6 +437,95 @@ static int FN(forward_backward)(fnn_team *team, double *loss, int64_t *correct, 
             !FN(all_finite)(ws->stats[l], 2 * net->layers[l].n_out))
             return FNN_ENONFINITE;
     return FNN_OK;
+}
+
+/* ---- The online step -----------------------------------------------------------------------
+ * A batch of at most ONLINE_MAX_ROWS rows through Dense, Activation and Dropout layers (no batch
+ * norm, no scikit-learn l2 loss term), with any optimizer: a dense layer's weight gradient is
+ * in^T dZ, a sum of nb outer products, so each row of W gets its gradient row computed into a
+ * per-thread buffer of n_out values (it stays in L1) and is updated at once: the flat gradient
+ * is never written nor read back, and the optimizer streams each parameter and its slots once.
+ * With plain SGD and no penalty, a row whose inputs are all zero (most of an MNIST image) would
+ * not change and is not touched. forward_backward(online) checked everything first (online_check),
+ * so the updates cannot fail half way. */
+static int FN(online_fits)(const fnn_net *net, const fnn_optim *opt, const FN(fnn_workspace) *ws,
+                           int64_t nb) {
+    if (nb > ws->online_rows || opt->l2_loss != 0) return 0;
+    for (int64_t l = 0; l < net->n_layers; l++)
+        if (net->layers[l].kind == FNN_LAYER_BATCHNORM) return 0;
+    return 1;
+}
+
+typedef struct FN(online_job) {
+    const FN(fnn_opt_plan) *plan;
+    const fnn_net *net;
+    const fnn_layer *ly;
+    FN(fnn_workspace) *ws;
+    real *params, *slots;
+    const real *in, *delta;
+    int64_t nb, rows_per_task, row_tasks;
+    int skip_zero;
+} FN(online_job);
+
+#define ONLINE_CHUNK 16384 /* parameters per task */
+
+/* row[0:n] = sum over r < nb of in[r * n_in] * d[r * n : r * n + n] (in: column i of the input) */
+FNN_CLONES static void FN(outer_row)(real *restrict row, const real *restrict in, int64_t n_in,
+                                     const real *restrict d, int64_t n, int64_t nb) {
+    const real a0 = in[0];
+    for (int64_t c = 0; c < n; c++) row[c] = a0 * d[c];
+    for (int64_t r = 1; r < nb; r++) {
+        const real a = in[r * n_in];
+        const real *restrict dr = d + r * n;
+        for (int64_t c = 0; c < n; c++) row[c] += a * dr[c];
+    }
+}
+
+static void FN(online_task)(void *ctx, int64_t task, int worker) {
+    const FN(online_job) *j = (const FN(online_job) *)ctx;
+    const fnn_layer *ly = j->ly;
+    const int64_t n = ly->n_out, n_in = ly->n_in, nb = j->nb, P = j->net->n_params;
+    real *restrict row = j->ws->rows + (int64_t)worker * j->ws->width;
+    const real *restrict d = j->delta;
+    if (task == j->row_tasks) { /* the bias: colsum dZ */
+        memcpy(row, d, (size_t)n * sizeof(real));
+        for (int64_t r = 1; r < nb; r++)
+            for (int64_t c = 0; c < n; c++) row[c] += d[r * n + c];
+        FN(fnn_opt_plan_apply)(j->plan, j->params, j->slots, P, j->net->n_decay, row, ly->b_off, ly->b_off + n);
+        return;
+    }
+    const int64_t i0 = task * j->rows_per_task;
+    const int64_t i1 = i0 + j->rows_per_task < n_in ? i0 + j->rows_per_task : n_in;
+    for (int64_t i = i0; i < i1; i++) {
+        if (j->skip_zero) {
+            int any = 0;
+            for (int64_t r = 0; r < nb; r++) any |= j->in[r * n_in + i] != 0;
+            if (!any) continue;
+        }
+        FN(outer_row)(row, j->in + i, n_in, d, n, nb);
+        FN(fnn_opt_plan_apply)(j->plan, j->params, j->slots, P, j->net->n_decay, row,
+                               ly->w_off + i * n, ly->w_off + (i + 1) * n);
+    }
+}
+
+static void FN(online_update)(fnn_team *team, FN(fnn_workspace) *ws, const fnn_net *net,
+                              const fnn_optim *opt, real *params, real *slots, const real *x,
+                              int64_t nb, double lr, int64_t t) {
+    FN(fnn_opt_plan) plan;
+    FN(fnn_opt_plan_init)(&plan, opt, lr, t);
+    for (int64_t l = 0; l < net->n_layers; l++) {
+        const fnn_layer *ly = &net->layers[l];
+        if (ly->kind != FNN_LAYER_DENSE) continue;
+        FN(online_job) j;
+        j.plan = &plan; j.net = net; j.ly = ly; j.ws = ws; j.params = params; j.slots = slots;
+        j.in = l > 0 ? ws->acts[l - 1] : x;
+        j.delta = ws->delta[l];
+        j.nb = nb;
+        j.rows_per_task = ONLINE_CHUNK / ly->n_out > 0 ? ONLINE_CHUNK / ly->n_out : 1;
+        j.row_tasks = (ly->n_in + j.rows_per_task - 1) / j.rows_per_task;
+        j.skip_zero = FN(fnn_opt_plan_is_identity_at_zero)(&plan);
+        fnn_team_run(fnn_team_size(team) > 1 ? team : NULL, j.row_tasks + 1, FN(online_task), &j);
+    }
 }
 
 static int FN(apply_update)(fnn_team *team, real *params, real *slots, const fnn_net *net, const fnn_optim *opt,
@@ -408,8 +556,9 @@ static int FN(step)(fnn_team *team, fnn_train_result *res, real *params, real *s
     double loss = 0;
     int64_t correct = 0;
     const int64_t step = counters[FNN_CTR_STEP];
+    const int online = FN(online_fits)(net, opt, ws, nb);
     int st = FN(forward_backward)(team, &loss, &correct, ws, net, params, x, t, labels, sw, nb, step,
-                                  opt->l2_loss);
+                                  opt->l2_loss, online);
     if (st != FNN_OK) return st;
     const double lr = fnn_lr_at(opt, epoch, step, samples0);
     if (!isfinite((real)lr)) return FNN_ENONFINITE; /* a rate the dtype cannot hold: no step */
@@ -421,7 +570,10 @@ static int FN(step)(fnn_team *team, fnn_train_result *res, real *params, real *s
                                       s + ly->n_out, nb, ly->n_out, ly->momentum);
         }
     }
-    st = FN(apply_update)(team, params, slots, net, opt, ws->grads, lr, step + 1);
+    if (online)
+        FN(online_update)(team, ws, net, opt, params, slots, x, nb, lr, step + 1);
+    else
+        st = FN(apply_update)(team, params, slots, net, opt, ws->grads, lr, step + 1);
     if (st != FNN_OK) return st;
     counters[FNN_CTR_STEP] = step + 1;
     counters[FNN_CTR_SAMPLES] += nb;
@@ -590,7 +742,7 @@ int FN(fnn_train_step)(fnn_train_result *res, real *params, real *slots, real *s
 static int FN(gradient_body)(fnn_team *team, void *ctx) {
     const FN(call) *c = (const FN(call) *)ctx;
     int st = FN(forward_backward)(team, c->loss, NULL, c->ws, c->net, c->params, c->X, c->T,
-                                  c->labels, c->sw, c->n, c->step, 0.0);
+                                  c->labels, c->sw, c->n, c->step, 0.0, 0);
     if (st == FNN_OK || st == FNN_ENONFINITE)
         memcpy(c->grads, c->ws->grads, (size_t)c->net->n_params * sizeof(real));
     return st;
@@ -703,4 +855,5 @@ int FN(fnn_predict)(real *out, const real *params, const real *state, FN(fnn_wor
     return fnn_with_team(FN(threads_for)(net, n), FN(predict_body), &c);
 }
 
+#undef REAL_MAX
 #endif

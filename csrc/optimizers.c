@@ -133,14 +133,51 @@ FNN_CLONES static void FN(rmsprop_range)(real *restrict p, real *restrict s, con
     }
 }
 
+/* One optimizer update over [lo, hi) of p and its slots, gradient g (same indexing), penalised
+ * (l2, l1, decoupled decay) or not. */
+static void FN(plan_range)(const FN(fnn_opt_plan) *q, real *p, real *s1, real *s2, const real *g,
+                           int64_t lo, int64_t hi, int decay) {
+    const real l2 = decay ? q->l2 : 0, l1 = decay ? q->l1 : 0, shrink = decay ? q->shrink : 1;
+    switch (q->kind) {
+    case FNN_OPT_SGD:
+        if (q->form == FNN_FORM_SKLEARN)
+            FN(sgd_sk_range)(p, s1, g, lo, hi, q->lr, q->mu, q->nesterov, l2, l1, shrink);
+        else
+            FN(sgd_range)(p, s1, g, lo, hi, q->lr, q->mu, q->nesterov, l2, l1, shrink);
+        break;
+    case FNN_OPT_ADAM:
+        if (q->form == FNN_FORM_SKLEARN)
+            FN(adam_sk_range)(p, s1, s2, g, lo, hi, q->c1, q->b1, q->b2, q->eps, l2, l1, shrink);
+        else
+            FN(adam_range)(p, s1, s2, g, lo, hi, q->lr, q->b1, q->b2, q->eps, l2, l1, shrink, q->c1, q->c2);
+        break;
+    default: FN(rmsprop_range)(p, s1, g, lo, hi, q->lr, q->rho, q->eps, l2, l1, shrink);
+    }
+}
+
+void FN(fnn_opt_plan_apply)(const FN(fnn_opt_plan) *q, real *params, real *slots, int64_t n_params,
+                            int64_t n_decay, const real *g, int64_t lo, int64_t hi) {
+    real *s1 = q->kind == FNN_OPT_SGD && q->mu == 0 ? NULL : slots;
+    real *s2 = q->kind == FNN_OPT_ADAM ? slots + n_params : NULL;
+    const int64_t mid = n_decay < lo ? lo : (n_decay > hi ? hi : n_decay);
+    /* the range functions index p, slots and g alike: shift them so that g starts at lo */
+    if (mid > lo)
+        FN(plan_range)(q, params + lo, s1 ? s1 + lo : NULL, s2 ? s2 + lo : NULL, g, 0, mid - lo, 1);
+    if (hi > mid)
+        FN(plan_range)(q, params + mid, s1 ? s1 + mid : NULL, s2 ? s2 + mid : NULL, g + (mid - lo), 0,
+                       hi - mid, 0);
+}
+
+int FN(fnn_opt_plan_is_identity_at_zero)(const FN(fnn_opt_plan) *q) {
+    return q->kind == FNN_OPT_SGD && q->mu == 0 && q->l2 == 0 && q->l1 == 0 && q->shrink == 1;
+}
+
 /* An update as tasks: chunk t covers [t * OPT_CHUNK, ...), penalised below n_decay. */
 typedef struct FN(opt_job) {
-    int kind, form;
+    FN(fnn_opt_plan) q;
     real *p, *s1, *s2;
     const real *g;
     int64_t n, n_decay;
-    int nesterov;
-    real lr, mu, b1, b2, rho, eps, l2, l1, shrink, c1, c2;
 } FN(opt_job);
 
 static void FN(opt_chunk)(void *ctx, int64_t task, int worker) {
@@ -148,32 +185,8 @@ static void FN(opt_chunk)(void *ctx, int64_t task, int worker) {
     (void)worker;
     const int64_t lo = task * OPT_CHUNK, hi = lo + OPT_CHUNK < j->n ? lo + OPT_CHUNK : j->n;
     const int64_t mid = j->n_decay < lo ? lo : (j->n_decay > hi ? hi : j->n_decay);
-    switch (j->kind) {
-    case FNN_OPT_SGD:
-        if (j->form == FNN_FORM_SKLEARN) {
-            FN(sgd_sk_range)(j->p, j->s1, j->g, lo, mid, j->lr, j->mu, j->nesterov, j->l2, j->l1, j->shrink);
-            FN(sgd_sk_range)(j->p, j->s1, j->g, mid, hi, j->lr, j->mu, j->nesterov, 0, 0, 1);
-            break;
-        }
-        FN(sgd_range)(j->p, j->s1, j->g, lo, mid, j->lr, j->mu, j->nesterov, j->l2, j->l1, j->shrink);
-        FN(sgd_range)(j->p, j->s1, j->g, mid, hi, j->lr, j->mu, j->nesterov, 0, 0, 1);
-        break;
-    case FNN_OPT_ADAM:
-        if (j->form == FNN_FORM_SKLEARN) {
-            FN(adam_sk_range)(j->p, j->s1, j->s2, j->g, lo, mid, j->c1, j->b1, j->b2, j->eps, j->l2,
-                              j->l1, j->shrink);
-            FN(adam_sk_range)(j->p, j->s1, j->s2, j->g, mid, hi, j->c1, j->b1, j->b2, j->eps, 0, 0, 1);
-            break;
-        }
-        FN(adam_range)(j->p, j->s1, j->s2, j->g, lo, mid, j->lr, j->b1, j->b2, j->eps, j->l2, j->l1,
-                       j->shrink, j->c1, j->c2);
-        FN(adam_range)(j->p, j->s1, j->s2, j->g, mid, hi, j->lr, j->b1, j->b2, j->eps, 0, 0, 1,
-                       j->c1, j->c2);
-        break;
-    default:
-        FN(rmsprop_range)(j->p, j->s1, j->g, lo, mid, j->lr, j->rho, j->eps, j->l2, j->l1, j->shrink);
-        FN(rmsprop_range)(j->p, j->s1, j->g, mid, hi, j->lr, j->rho, j->eps, 0, 0, 1);
-    }
+    FN(plan_range)(&j->q, j->p, j->s1, j->s2, j->g, lo, mid, 1);
+    FN(plan_range)(&j->q, j->p, j->s1, j->s2, j->g, mid, hi, 0);
 }
 
 static int FN(opt_body)(fnn_team *team, void *ctx) {
@@ -186,10 +199,41 @@ static FN(opt_job) FN(opt_common)(int kind, real *p, real *s1, real *s2, const r
                                   int64_t n_decay, double lr, double l2, double l1, double wd) {
     FN(opt_job) j;
     memset(&j, 0, sizeof j);
-    j.kind = kind; j.p = p; j.s1 = s1; j.s2 = s2; j.g = g; j.n = n;
+    j.q.kind = kind; j.p = p; j.s1 = s1; j.s2 = s2; j.g = g; j.n = n;
     j.n_decay = n_decay < 0 ? 0 : n_decay;
-    j.lr = (real)lr; j.l2 = (real)l2; j.l1 = (real)l1; j.shrink = (real)(1 - lr * wd);
+    j.q.lr = (real)lr; j.q.l2 = (real)l2; j.q.l1 = (real)l1; j.q.shrink = (real)(1 - lr * wd);
     return j;
+}
+
+/* Adam's per-step constants: scikit-learn's rate lr_t (computed as it does, in double) in c1, or
+ * PyTorch's bias corrections 1 / (1 - b^t) in c1 and c2. */
+static void FN(adam_constants)(FN(fnn_opt_plan) *q, int form, int64_t t, double lr, double beta1,
+                               double beta2) {
+    if (form == FNN_FORM_SKLEARN) {
+        q->c1 = (real)(lr * sqrt(1 - pow(beta2, (double)t)) / (1 - pow(beta1, (double)t)));
+    } else {
+        q->c1 = (real)(1 / (1 - pow(beta1, (double)t)));
+        q->c2 = (real)(1 / (1 - pow(beta2, (double)t)));
+    }
+}
+
+void FN(fnn_opt_plan_init)(FN(fnn_opt_plan) *q, const fnn_optim *opt, double lr, int64_t t) {
+    FN(opt_job) j = FN(opt_common)(opt->kind, NULL, NULL, NULL, NULL, 0, 0, lr, opt->l2, opt->l1,
+                                   opt->weight_decay);
+    *q = j.q;
+    q->form = opt->form;
+    switch (opt->kind) {
+    case FNN_OPT_SGD:
+        q->mu = (real)opt->momentum;
+        q->nesterov = opt->nesterov;
+        break;
+    case FNN_OPT_ADAM:
+        q->b1 = (real)opt->beta1; q->b2 = (real)opt->beta2; q->eps = (real)opt->eps;
+        FN(adam_constants)(q, opt->form, t, lr, opt->beta1, opt->beta2);
+        break;
+    default:
+        q->rho = (real)opt->rho; q->eps = (real)opt->eps;
+    }
 }
 
 /* Inside a team (the engine) the update is a job of that team; a standalone call (team NULL)
@@ -205,9 +249,9 @@ void FN(fnn_sgd_update_team)(fnn_team *team, real *p, real *vel, const real *g, 
                              int64_t n_decay, double lr, double momentum, int nesterov, double l2,
                              double l1, double weight_decay, int form) {
     FN(opt_job) j = FN(opt_common)(FNN_OPT_SGD, p, vel, NULL, g, n, n_decay, lr, l2, l1, weight_decay);
-    j.form = form;
-    j.mu = (real)momentum;
-    j.nesterov = nesterov;
+    j.q.form = form;
+    j.q.mu = (real)momentum;
+    j.q.nesterov = nesterov;
     FN(opt_run)(team, &j);
 }
 
@@ -215,14 +259,9 @@ void FN(fnn_adam_update_team)(fnn_team *team, real *p, real *m, real *v, const r
                               int64_t n_decay, int64_t t, double lr, double beta1, double beta2,
                               double eps, double l2, double l1, double weight_decay, int form) {
     FN(opt_job) j = FN(opt_common)(FNN_OPT_ADAM, p, m, v, g, n, n_decay, lr, l2, l1, weight_decay);
-    j.form = form;
-    j.b1 = (real)beta1; j.b2 = (real)beta2; j.eps = (real)eps;
-    if (form == FNN_FORM_SKLEARN) { /* c1 is the rate lr_t (as scikit-learn computes it, in double) */
-        j.c1 = (real)(lr * sqrt(1 - pow(beta2, (double)t)) / (1 - pow(beta1, (double)t)));
-    } else {
-        j.c1 = (real)(1 / (1 - pow(beta1, (double)t)));
-        j.c2 = (real)(1 / (1 - pow(beta2, (double)t)));
-    }
+    j.q.form = form;
+    j.q.b1 = (real)beta1; j.q.b2 = (real)beta2; j.q.eps = (real)eps;
+    FN(adam_constants)(&j.q, form, t, lr, beta1, beta2);
     FN(opt_run)(team, &j);
 }
 
@@ -230,7 +269,7 @@ void FN(fnn_rmsprop_update_team)(fnn_team *team, real *p, real *s, const real *g
                                  int64_t n_decay, double lr, double rho, double eps, double l2,
                                  double l1, double weight_decay) {
     FN(opt_job) j = FN(opt_common)(FNN_OPT_RMSPROP, p, s, NULL, g, n, n_decay, lr, l2, l1, weight_decay);
-    j.rho = (real)rho; j.eps = (real)eps;
+    j.q.rho = (real)rho; j.q.eps = (real)eps;
     FN(opt_run)(team, &j);
 }
 

@@ -1,0 +1,154 @@
+"""The online step (csrc/network.c, online_update): batches of at most 8 rows through Dense,
+Activation and Dropout layers update each weight row from a gradient row computed just before,
+without forming the flat gradient; plain SGD without penalties leaves rows whose inputs are all
+zero untouched. Checked against the NumPy oracle (which forms the whole gradient, then updates)
+for every optimizer, batch sizes on both sides of the limit, zero-heavy inputs, sample weights;
+and the guarantee that a failed step changes nothing."""
+import numpy as np
+import pytest
+
+import fastnn
+from fastnn import _engine
+from fastnn._engine.codes import CTR_STEP
+
+from test_engine import OPTIMIZERS, assert_same_training
+
+needs_c = pytest.mark.skipif("c" not in _engine.available_backends(), reason="compiled extension not built")
+
+
+@pytest.fixture(autouse=True)
+def restore_backend():
+    before = _engine.get_backend()
+    yield
+    fastnn.set_backend(before)
+
+
+def sparse_data(n=61, d=13, k=4, seed=0):
+    """Inputs with many exact zeros (whole columns in some rows, like MNIST's border pixels)."""
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, d))
+    X[rng.random((n, d)) < 0.6] = 0.0
+    X[:, :3] = 0.0  # three features never seen
+    return X, rng.integers(0, k, n)
+
+
+ARCHS = {
+    "relu": lambda k: [fastnn.Dense(17, activation="relu"), fastnn.Dense(k)],
+    "dropout-tanh": lambda k: [fastnn.Dense(19, activation="leaky_relu", alpha=0.1), fastnn.Dropout(0.3),
+                               fastnn.Dense(11, activation="tanh"), fastnn.Activation("sigmoid"), fastnn.Dense(k)],
+}
+
+
+def train(backend, arch, opt, dtype, batch, epochs=2, sample_weight=False, shuffle=True):
+    fastnn.set_backend(backend)
+    X, y = sparse_data()
+    model = fastnn.Sequential(ARCHS[arch](4), dtype=dtype, seed=4)
+    model.compile(OPTIMIZERS[opt](), loss="cross_entropy")
+    sw = np.random.default_rng(1).uniform(0.2, 2.0, len(X)) if sample_weight else None
+    hist = model.fit(X, y, epochs=epochs, batch_size=batch, shuffle=shuffle, sample_weight=sw)
+    return model, hist
+
+
+@needs_c
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("batch", [1, 3, 8, 9])  # 9: the general step, just past the online limit
+@pytest.mark.parametrize("opt", sorted(OPTIMIZERS))
+def test_small_batches_match_the_oracle_for_every_optimizer(opt, batch, dtype):
+    a = train("c", "relu", opt, dtype, batch)
+    b = train("python", "relu", opt, dtype, batch)
+    assert_same_training(a, b, dtype)
+
+
+@needs_c
+@pytest.mark.parametrize("batch", [1, 2, 7])
+@pytest.mark.parametrize("opt", ["sgd", "adam", "rmsprop", "sgd-nesterov"])
+def test_dropout_activations_and_sample_weights(opt, batch):
+    a = train("c", "dropout-tanh", opt, "float64", batch, sample_weight=True)
+    b = train("python", "dropout-tanh", opt, "float64", batch, sample_weight=True)
+    assert_same_training(a, b, "float64")
+
+
+@needs_c
+@pytest.mark.parametrize("backend", ["c", "python"])
+def test_plain_sgd_leaves_the_weights_of_never_seen_inputs_exactly_as_they_were(backend):
+    """Independent of the oracle: with plain SGD the gradient of a weight whose input is always
+    zero is exactly zero, so its value is the initial one, bit for bit; the others moved."""
+    fastnn.set_backend(backend)
+    X, y = sparse_data()
+    model = fastnn.Sequential(ARCHS["relu"](4), seed=4, dtype="float32")
+    model.compile(fastnn.SGD(lr=0.1), loss="cross_entropy").build(X.shape[1])
+    W0 = model.layers[0].kernel.copy()
+    model.fit(X, y, epochs=2, batch_size=1)
+    W = model.layers[0].kernel
+    np.testing.assert_array_equal(W[:3], W0[:3])
+    assert (W[3:] != W0[3:]).mean() > 0.9
+    # with a penalty a zero gradient still shrinks the weight: every row moves
+    model = fastnn.Sequential(ARCHS["relu"](4), seed=4, dtype="float32")
+    model.compile(fastnn.SGD(lr=0.1, l2=1e-2), loss="cross_entropy").build(X.shape[1])
+    W0 = model.layers[0].kernel.copy()
+    model.fit(X, y, epochs=1, batch_size=1)
+    np.testing.assert_allclose(model.layers[0].kernel[:3], W0[:3] * (1 - 0.1 * 1e-2) ** len(X), rtol=1e-5)
+
+
+@needs_c
+def test_online_training_does_not_depend_on_the_thread_count():
+    fastnn.set_backend("c")
+    from fastnn.datasets import load_mnist
+    X, y = load_mnist("train", limit=600)
+    before = fastnn.get_num_threads()
+    params = []
+    try:
+        for threads in (1, 2, 3):
+            fastnn.set_num_threads(threads)
+            m = fastnn.Sequential([fastnn.Dense(256, activation="relu"), fastnn.Dense(128, activation="relu"),
+                                   fastnn.Dense(10)], seed=3)
+            for opt in (fastnn.SGD(lr=0.01), fastnn.Adam(1e-3)):
+                m.compile(opt, "cross_entropy").fit(X, y, epochs=1, batch_size=1)
+                m.fit(X, y, epochs=1, batch_size=5)
+            params.append(m.params.copy())
+    finally:
+        fastnn.set_num_threads(before)
+    for p in params[1:]:
+        np.testing.assert_array_equal(p, params[0])
+
+
+def _one_layer(dtype="float32"):
+    m = fastnn.Sequential([fastnn.Dense(3)], seed=0, dtype=dtype).compile(fastnn.SGD(lr=0.1), "cross_entropy")
+    return m.build(4)
+
+
+@needs_c
+@pytest.mark.parametrize("backend", ["c", "python"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_a_step_that_goes_non_finite_raises_and_changes_nothing(backend, dtype):
+    fastnn.set_backend(backend)
+    m = _one_layer(dtype)
+    X = np.ones((1, 4), dtype)
+    m.fit(X, np.array([1]), epochs=1, batch_size=1)
+    m.layers[0].kernel[2] = np.finfo(dtype).max / 2  # finite weights, logits that overflow
+    before, slots, steps = m.params.copy(), m.slots.copy(), int(m.counters[CTR_STEP])
+    X[0, 2] = 10.0
+    with pytest.raises(fastnn.NonFiniteError):
+        m.fit(X, np.array([1]), epochs=1, batch_size=1)
+    np.testing.assert_array_equal(m.params, before)
+    np.testing.assert_array_equal(m.slots, slots)
+    assert int(m.counters[CTR_STEP]) == steps
+
+
+@needs_c
+def test_a_step_whose_gradient_could_overflow_is_refused_whole():
+    """Finite inputs, loss and dZ, but |x| |dZ| near the float32 limit: the online step cannot
+    check the gradient it never forms, so it bounds it first and refuses the step, unchanged."""
+    fastnn.set_backend("c")
+    m = _one_layer()
+    m.layers[0].kernel[:] = 0.0  # logits 0: finite loss and dZ = softmax - onehot, |dZ| < 1
+    before = m.params.copy()
+    X = np.zeros((1, 4), np.float32)
+    X[0, 1] = 3e38  # |x| |dZ| = 2e38: finite, but past a quarter of the largest float32
+    with pytest.raises(fastnn.NonFiniteError):
+        m.fit(X, np.array([2]), epochs=1, batch_size=1)
+    np.testing.assert_array_equal(m.params, before)
+    X[0, 1] = 1e30  # far from the limit: the step runs, and moves the weights of that input only
+    m.fit(X, np.array([2]), epochs=1, batch_size=1)
+    moved = m.layers[0].kernel != before[:12].reshape(4, 3)
+    assert moved[1].all() and not moved[[0, 2, 3]].any()
