@@ -55,7 +55,9 @@ static inline real FN(penalised)(real g, real p, real l2, real l1) {
  * branch-free loops that vectorise, instead of a test per element. */
 FNN_CLONES static void FN(sgd_range)(real *restrict p, real *restrict vel, const real *restrict g, int64_t i0,
                           int64_t i1, real lr, real mu, int nesterov, real l2, real l1, real shrink) {
-    if (mu == 0) {
+    if (mu == 0 && l2 == 0 && l1 == 0 && shrink == 1) { /* the same values, without the penalty's work */
+        for (int64_t i = i0; i < i1; i++) p[i] = p[i] - lr * g[i];
+    } else if (mu == 0) {
         for (int64_t i = i0; i < i1; i++) p[i] = p[i] * shrink - lr * FN(penalised)(g[i], p[i], l2, l1);
     } else if (nesterov) {
         for (int64_t i = i0; i < i1; i++) {
