@@ -28,6 +28,27 @@ static inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
 #define FNN_HAVE_PACK8_AVX 1
+/* The 8 x 8 transpose of r[0..7] (rows) into c[0..7] (columns) in AVX registers. */
+__attribute__((target("avx"), always_inline)) static inline void transpose8_f32(const __m256 r[8],
+                                                                               __m256 c[8]) {
+    __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+    __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+    __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
+    __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+    __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+    __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+    __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+    __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+    c[0] = _mm256_permute2f128_ps(u0, u4, 0x20);
+    c[1] = _mm256_permute2f128_ps(u1, u5, 0x20);
+    c[2] = _mm256_permute2f128_ps(u2, u6, 0x20);
+    c[3] = _mm256_permute2f128_ps(u3, u7, 0x20);
+    c[4] = _mm256_permute2f128_ps(u0, u4, 0x31);
+    c[5] = _mm256_permute2f128_ps(u1, u5, 0x31);
+    c[6] = _mm256_permute2f128_ps(u2, u6, 0x31);
+    c[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
+}
+
 /* Eight full rows of a row-major float A into an 8-row panel, dst[p*8 + i] = rows[i][p]: 8 x 8
  * transposes in AVX registers instead of 64 scalar moves. Same values, only faster. */
 __attribute__((target("avx"))) static void pack_a8_f32_avx(float *restrict dst,
@@ -35,66 +56,34 @@ __attribute__((target("avx"))) static void pack_a8_f32_avx(float *restrict dst,
                                                            int64_t kc) {
     int64_t p = 0;
     for (; p + 8 <= kc; p += 8) {
-        __m256 r0 = _mm256_loadu_ps(rows[0] + p), r1 = _mm256_loadu_ps(rows[1] + p);
-        __m256 r2 = _mm256_loadu_ps(rows[2] + p), r3 = _mm256_loadu_ps(rows[3] + p);
-        __m256 r4 = _mm256_loadu_ps(rows[4] + p), r5 = _mm256_loadu_ps(rows[5] + p);
-        __m256 r6 = _mm256_loadu_ps(rows[6] + p), r7 = _mm256_loadu_ps(rows[7] + p);
-        __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1);
-        __m256 t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
-        __m256 t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5);
-        __m256 t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
-        __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
-        __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
-        __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
-        __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
-        float *d = dst + p * 8;
-        _mm256_storeu_ps(d + 0, _mm256_permute2f128_ps(u0, u4, 0x20));
-        _mm256_storeu_ps(d + 8, _mm256_permute2f128_ps(u1, u5, 0x20));
-        _mm256_storeu_ps(d + 16, _mm256_permute2f128_ps(u2, u6, 0x20));
-        _mm256_storeu_ps(d + 24, _mm256_permute2f128_ps(u3, u7, 0x20));
-        _mm256_storeu_ps(d + 32, _mm256_permute2f128_ps(u0, u4, 0x31));
-        _mm256_storeu_ps(d + 40, _mm256_permute2f128_ps(u1, u5, 0x31));
-        _mm256_storeu_ps(d + 48, _mm256_permute2f128_ps(u2, u6, 0x31));
-        _mm256_storeu_ps(d + 56, _mm256_permute2f128_ps(u3, u7, 0x31));
+        __m256 r[8], c[8];
+        for (int i = 0; i < 8; i++) r[i] = _mm256_loadu_ps(rows[i] + p);
+        transpose8_f32(r, c);
+        for (int j = 0; j < 8; j++) _mm256_storeu_ps(dst + (p + j) * 8, c[j]);
     }
     for (; p < kc; p++)
         for (int i = 0; i < 8; i++) dst[p * 8 + i] = rows[i][p];
 }
+
 /* Six full rows of a row-major float A into a 6-row panel (the AVX2 kernel's MR), dst[p*6 + i]
- * = rows[i][p]: the 8 x 8 transpose above with two zero rows; column p is stored 8 wide at
- * dst + 6p, its two extra lanes overwritten by column p + 1's store, so the last column of the
- * panel is stored 6 wide (the panel's end is not written past). */
+ * = rows[i][p]: the 8 x 8 transpose with two zero rows; column p is stored 8 wide at dst + 6p,
+ * its two extra lanes overwritten by column p + 1's store, so the last column of the panel is
+ * stored 6 wide (the panel's end is not written past). */
 __attribute__((target("avx"))) static void pack_a6_f32_avx(float *restrict dst,
                                                            const float *const rows[6],
                                                            int64_t kc) {
     const __m256i six = _mm256_setr_epi32(-1, -1, -1, -1, -1, -1, 0, 0);
-    const __m256 r6 = _mm256_setzero_ps(), r7 = _mm256_setzero_ps();
     int64_t p = 0;
     for (; p + 8 <= kc; p += 8) {
-        __m256 r0 = _mm256_loadu_ps(rows[0] + p), r1 = _mm256_loadu_ps(rows[1] + p);
-        __m256 r2 = _mm256_loadu_ps(rows[2] + p), r3 = _mm256_loadu_ps(rows[3] + p);
-        __m256 r4 = _mm256_loadu_ps(rows[4] + p), r5 = _mm256_loadu_ps(rows[5] + p);
-        __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1);
-        __m256 t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
-        __m256 t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5);
-        __m256 t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
-        __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
-        __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
-        __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
-        __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
-        float *d = dst + p * 6;
-        _mm256_storeu_ps(d + 0, _mm256_permute2f128_ps(u0, u4, 0x20));
-        _mm256_storeu_ps(d + 6, _mm256_permute2f128_ps(u1, u5, 0x20));
-        _mm256_storeu_ps(d + 12, _mm256_permute2f128_ps(u2, u6, 0x20));
-        _mm256_storeu_ps(d + 18, _mm256_permute2f128_ps(u3, u7, 0x20));
-        _mm256_storeu_ps(d + 24, _mm256_permute2f128_ps(u0, u4, 0x31));
-        _mm256_storeu_ps(d + 30, _mm256_permute2f128_ps(u1, u5, 0x31));
-        _mm256_storeu_ps(d + 36, _mm256_permute2f128_ps(u2, u6, 0x31));
-        const __m256 last = _mm256_permute2f128_ps(u3, u7, 0x31);
+        __m256 r[8], c[8];
+        for (int i = 0; i < 6; i++) r[i] = _mm256_loadu_ps(rows[i] + p);
+        r[6] = r[7] = _mm256_setzero_ps();
+        transpose8_f32(r, c);
+        for (int j = 0; j < 7; j++) _mm256_storeu_ps(dst + (p + j) * 6, c[j]);
         if (p + 8 < kc)
-            _mm256_storeu_ps(d + 42, last);
+            _mm256_storeu_ps(dst + (p + 7) * 6, c[7]);
         else
-            _mm256_maskstore_ps(d + 42, six, last);
+            _mm256_maskstore_ps(dst + (p + 7) * 6, six, c[7]);
     }
     for (; p < kc; p++)
         for (int i = 0; i < 6; i++) dst[p * 6 + i] = rows[i][p];
