@@ -95,6 +95,13 @@ SHAPES = {  # name: (m, n, k)
     "nc+1": (5, 4097, 9),
     "threads-by-rows": (1001, 19, 37),   # >= 64^3 flops, narrow C: threads split the rows
     "threads-by-cols": (23, 1001, 37),   # threads split the columns
+    # packing fills its buffer to the last element: a block of A exactly MC x KC (AVX2 float:
+    # 144 x 256), whole 6-row panels at depths that are multiples of 8, and the per-thread copy of
+    # a shared A (m <= MC, k <= KC): a store past a panel's end would reach packed B
+    "a-block-full": (144, 40, 256),
+    "a-panels-k8": (12, 16, 8),
+    "a-shared-k64": (12, 1001, 64),
+    "a-two-blocks": (288, 17, 512),
     **{"rand%d" % i: tuple(int(s) for s in _shape_rng.integers(1, 300, 3)) for i in range(3)},
 }
 
