@@ -333,9 +333,11 @@ FNN_CLONES static double FN(max_abs)(const real *x, int64_t n) {
 }
 
 /* The online step's check, before anything changes: every dZ and every dense layer's input is
- * finite, and nb max|a| max|dZ| and nb max|dZ| stay far below the largest value, so that each
- * element of each weight and bias gradient (a sum of nb products) is finite, as the general
- * step's check of the whole gradient makes sure. */
+ * finite, and each element of each weight and bias gradient will be finite, as the general step's
+ * check of the whole gradient makes sure. One row: the largest gradient element is
+ * max|a| max|dZ| itself (rounded like the product the update forms), so the test is exact and
+ * refuses what the general step refuses. nb rows: a sum of nb products, bounded by
+ * nb max|a| max|dZ| (and the bias by nb max|dZ|), with room for the sum's rounding. */
 static int FN(online_check)(const FN(fnn_workspace) *ws, const fnn_net *net, const real *x, int64_t nb,
                             int64_t lowest) {
     for (int64_t l = lowest; l < net->n_layers; l++) {
@@ -345,7 +347,11 @@ static int FN(online_check)(const FN(fnn_workspace) *ws, const fnn_net *net, con
         if (!FN(all_finite)(ws->delta[l], nb * ly->n_out) || !FN(all_finite)(in, nb * ly->n_in))
             return FNN_ENONFINITE;
         const double md = FN(max_abs)(ws->delta[l], nb * ly->n_out), ma = FN(max_abs)(in, nb * ly->n_in);
-        if ((double)nb * md > REAL_MAX / 4 || (double)nb * ma * md > REAL_MAX / 4) return FNN_ENONFINITE;
+        if (nb == 1) {
+            if (!((real)ma * (real)md <= REAL_MAX)) return FNN_ENONFINITE; /* inf: the same product overflows */
+        } else if ((double)nb * md > REAL_MAX * 0.999 || ma * md * (double)nb > REAL_MAX * 0.999) {
+            return FNN_ENONFINITE;
+        }
     }
     return FNN_OK;
 }

@@ -57,10 +57,17 @@ def show_config(print_fn=print):
 
 def set_num_threads(n):
     """Threads used by the compiled kernels (OpenMP), process-wide. n <= 0: the default, all the
-    CPUs this process may use (affinity mask and cgroup quota). An explicit n is honoured, also
-    above that (oversubscribing is then the caller's choice)."""
+    CPUs this process may use (affinity mask and cgroup quota). An explicit n (an integer) is
+    honoured up to the larger of the CPU count and OMP_NUM_THREADS at start-up (what the engine's
+    workspaces are sized for, at most 256), also above the usable CPUs: oversubscribing is then
+    the caller's choice."""
+    import operator
     from . import _engine as _backend
-    _backend.current().set_num_threads(int(n))
+    try:
+        n = operator.index(n)
+    except TypeError:
+        raise TypeError(f"set_num_threads takes an integer, got {n!r}") from None
+    _backend.current().set_num_threads(max(-1, min(n, 1 << 20)))
 
 
 def get_num_threads():

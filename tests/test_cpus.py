@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 import fastnn
@@ -128,3 +129,23 @@ def test_the_python_backend_has_the_same_calls():
     if "c" in _engine._BACKENDS:
         assert _engine._BACKENDS["c"].get_cpu_cap() >= 1
     assert fastnn.show_config(print_fn=None)["usable CPUs"] >= 1
+
+
+@pytest.mark.parametrize("bad", [2.7, "3", None])
+def test_set_num_threads_takes_an_integer(bad):
+    before = fastnn.get_num_threads()
+    with pytest.raises(TypeError, match="integer"):
+        fastnn.set_num_threads(bad)
+    assert fastnn.get_num_threads() == before
+
+
+@needs_ext
+def test_a_huge_count_is_held_to_the_workspace_bound():
+    before = fastnn.get_num_threads()
+    try:
+        fastnn.set_num_threads(2**40)
+        assert 1 <= fastnn.get_num_threads() <= 256  # fnn_max_threads(): CPUs or OMP_NUM_THREADS, <= 256
+        fastnn.set_num_threads(np.int64(1))
+        assert fastnn.get_num_threads() == 1
+    finally:
+        fastnn.set_num_threads(before)

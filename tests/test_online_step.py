@@ -135,20 +135,41 @@ def test_a_step_that_goes_non_finite_raises_and_changes_nothing(backend, dtype):
     assert int(m.counters[CTR_STEP]) == steps
 
 
-@needs_c
-def test_a_step_whose_gradient_could_overflow_is_refused_whole():
-    """Finite inputs, loss and dZ, but |x| |dZ| near the float32 limit: the online step cannot
-    check the gradient it never forms, so it bounds it first and refuses the step, unchanged."""
-    fastnn.set_backend("c")
-    m = _one_layer()
-    m.layers[0].kernel[:] = 0.0  # logits 0: finite loss and dZ = softmax - onehot, |dZ| < 1
+def _near_overflow(backend, nb, target):
+    """One linear layer, MSE, float64, an input of 1e308: the weight gradient of that input is
+    about 1e308 * (0 - target), finite or not depending on target."""
+    fastnn.set_backend(backend)
+    m = fastnn.Sequential([fastnn.Dense(2)], seed=0, dtype="float64").compile(fastnn.SGD(lr=1e-3), "mse")
+    m.build(2)
+    m.layers[0].kernel[0, :] = 0.0
     before = m.params.copy()
-    X = np.zeros((1, 4), np.float32)
-    X[0, 1] = 3e38  # |x| |dZ| = 2e38: finite, but past a quarter of the largest float32
-    with pytest.raises(fastnn.NonFiniteError):
-        m.fit(X, np.array([2]), epochs=1, batch_size=1)
-    np.testing.assert_array_equal(m.params, before)
-    X[0, 1] = 1e30  # far from the limit: the step runs, and moves the weights of that input only
-    m.fit(X, np.array([2]), epochs=1, batch_size=1)
-    moved = m.layers[0].kernel != before[:12].reshape(4, 3)
-    assert moved[1].all() and not moved[[0, 2, 3]].any()
+    X = np.tile([[1e308, 0.5]], (nb, 1))
+    y = np.tile([[target, -0.7]], (nb, 1))
+    try:
+        m.fit(X, y, epochs=1, batch_size=nb)
+        refused = False
+    except fastnn.NonFiniteError:
+        refused = True
+        np.testing.assert_array_equal(m.params, before)
+    return refused, m.params.copy()
+
+
+@needs_c
+@pytest.mark.parametrize("target, refused", [(0.6, False), (-1.5, False), (2.5, True), (-2.5, True)])
+def test_one_row_near_overflow_is_refused_exactly_when_the_oracle_refuses(target, refused):
+    """The online step never forms the gradient, so it checks max|a| max|dZ| first: for one row
+    that is the largest gradient element itself, so it refuses what the general step refuses."""
+    got, want = _near_overflow("c", 1, target), _near_overflow("python", 1, target)
+    assert got[0] == want[0] == refused
+    np.testing.assert_allclose(got[1], want[1], rtol=1e-12)
+    assert np.isfinite(got[1]).all()
+
+
+@needs_c
+def test_a_few_rows_near_overflow_are_refused_whole():
+    """Several rows: the gradient is a sum of products, bounded before the update; a step whose
+    bound passes the largest value is refused, unchanged (the general step forms the sum)."""
+    refused, _ = _near_overflow("c", 3, 2.5)
+    assert refused
+    ok, params = _near_overflow("c", 3, 1e-3)
+    assert not ok and np.isfinite(params).all()
