@@ -15,7 +15,8 @@ import fastnn
 from fastnn import _engine
 from fastnn._engine.cpus import cgroup_cpu_quota, usable_cpus
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# the fastnn this process imported (the installed one in CI, with its compiled extension)
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(fastnn.__file__)))
 needs_ext = pytest.mark.skipif(_engine._ext is None or not _engine._ext.openmp_enabled(),
                                reason="needs the compiled extension with OpenMP")
 needs_affinity = pytest.mark.skipif(not hasattr(os, "sched_getaffinity"), reason="no affinity masks here")
@@ -70,7 +71,7 @@ def test_usable_cpus_is_the_affinity_mask_under_the_quota_rounded_up(tmp_path, q
 
 
 def _child(code, env=None, affinity=None):
-    """Run `code` in a fresh interpreter (fastnn from this tree); its last stdout line as JSON."""
+    """Run `code` in a fresh interpreter (the fastnn this process uses); its last stdout line as JSON."""
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""), **(env or {}))
     pre = None
     if affinity is not None:

@@ -8,7 +8,10 @@ import sys
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+import fastnn
+
+# the fastnn this process imported (the installed one in CI, with its compiled extension)
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(fastnn.__file__)))
 LIMIT_MIB = 50
 
 CODE = r"""
