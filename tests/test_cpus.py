@@ -7,6 +7,7 @@ import math
 import os
 import subprocess
 import sys
+import tempfile
 
 import numpy as np
 import pytest
@@ -76,8 +77,10 @@ def _child(code, env=None, affinity=None):
     pre = None
     if affinity is not None:
         pre = lambda: os.sched_setaffinity(0, affinity)  # noqa: E731 (runs in the child, before exec)
+    # run from elsewhere: `python -c` puts the working directory first on sys.path, and a source
+    # tree there (without its compiled extension) would shadow the installed package
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                         timeout=120, preexec_fn=pre)
+                         timeout=120, preexec_fn=pre, cwd=tempfile.gettempdir())
     assert out.returncode == 0, out.stderr[-2000:]
     return json.loads(out.stdout.strip().splitlines()[-1])
 
