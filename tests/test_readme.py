@@ -90,7 +90,9 @@ def example_files(tmp_path):
 
 
 def test_every_fastnn_command_of_the_readme_runs(example_files):
-    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    import fastnn  # the commands run the fastnn these tests import (the installed one in CI)
+    package_root = os.path.dirname(os.path.dirname(os.path.abspath(fastnn.__file__)))
+    env = dict(os.environ, PYTHONPATH=package_root + os.pathsep + os.environ.get("PYTHONPATH", ""))
     ran = 0
     for line_no, cmd in _shell_commands():
         if not cmd.startswith("fastnn "):
