@@ -38,7 +38,7 @@ struct FN(fnn_workspace) {
     void *block;
 };
 
-/* The online step (batches of at most this many rows): see online_step. */
+/* The online step (batches of at most this many rows): see online_update. */
 #define ONLINE_MAX_ROWS 8
 
 static size_t FN(round64)(size_t bytes) { return (bytes + 63) & ~(size_t)63; }
@@ -494,9 +494,8 @@ static void FN(online_task)(void *ctx, int64_t task, int worker) {
     real *restrict row = j->ws->rows + (int64_t)worker * j->ws->width;
     const real *restrict d = j->delta;
     if (task == j->row_tasks) { /* the bias: colsum dZ */
-        memcpy(row, d, (size_t)n * sizeof(real));
-        for (int64_t r = 1; r < nb; r++)
-            for (int64_t c = 0; c < n; c++) row[c] += d[r * n + c];
+        memset(row, 0, (size_t)n * sizeof(real));
+        FN(fnn_bias_backward)(row, d, nb, n, n);
         FN(fnn_opt_plan_apply)(j->plan, j->params, j->slots, P, j->net->n_decay, row, ly->b_off, ly->b_off + n);
         return;
     }

@@ -157,17 +157,20 @@ static void FN(plan_range)(const FN(fnn_opt_plan) *q, real *p, real *s1, real *s
     }
 }
 
+/* The update over [lo, hi): penalised below n_decay, plain from there on. */
+static void FN(plan_split)(const FN(fnn_opt_plan) *q, real *p, real *s1, real *s2, const real *g,
+                           int64_t lo, int64_t hi, int64_t n_decay) {
+    const int64_t mid = n_decay < lo ? lo : (n_decay > hi ? hi : n_decay);
+    FN(plan_range)(q, p, s1, s2, g, lo, mid, 1);
+    FN(plan_range)(q, p, s1, s2, g, mid, hi, 0);
+}
+
 void FN(fnn_opt_plan_apply)(const FN(fnn_opt_plan) *q, real *params, real *slots, int64_t n_params,
                             int64_t n_decay, const real *g, int64_t lo, int64_t hi) {
     real *s1 = q->kind == FNN_OPT_SGD && q->mu == 0 ? NULL : slots;
     real *s2 = q->kind == FNN_OPT_ADAM ? slots + n_params : NULL;
-    const int64_t mid = n_decay < lo ? lo : (n_decay > hi ? hi : n_decay);
     /* the range functions index p, slots and g alike: shift them so that g starts at lo */
-    if (mid > lo)
-        FN(plan_range)(q, params + lo, s1 ? s1 + lo : NULL, s2 ? s2 + lo : NULL, g, 0, mid - lo, 1);
-    if (hi > mid)
-        FN(plan_range)(q, params + mid, s1 ? s1 + mid : NULL, s2 ? s2 + mid : NULL, g + (mid - lo), 0,
-                       hi - mid, 0);
+    FN(plan_split)(q, params + lo, s1 ? s1 + lo : NULL, s2 ? s2 + lo : NULL, g, 0, hi - lo, n_decay - lo);
 }
 
 int FN(fnn_opt_plan_is_identity_at_zero)(const FN(fnn_opt_plan) *q) {
@@ -186,9 +189,7 @@ static void FN(opt_chunk)(void *ctx, int64_t task, int worker) {
     const FN(opt_job) *j = (const FN(opt_job) *)ctx;
     (void)worker;
     const int64_t lo = task * OPT_CHUNK, hi = lo + OPT_CHUNK < j->n ? lo + OPT_CHUNK : j->n;
-    const int64_t mid = j->n_decay < lo ? lo : (j->n_decay > hi ? hi : j->n_decay);
-    FN(plan_range)(&j->q, j->p, j->s1, j->s2, j->g, lo, mid, 1);
-    FN(plan_range)(&j->q, j->p, j->s1, j->s2, j->g, mid, hi, 0);
+    FN(plan_split)(&j->q, j->p, j->s1, j->s2, j->g, lo, hi, j->n_decay);
 }
 
 static int FN(opt_body)(fnn_team *team, void *ctx) {
@@ -197,13 +198,22 @@ static int FN(opt_body)(fnn_team *team, void *ctx) {
     return FNN_OK;
 }
 
+/* What every update's plan holds: the kind, the rate and the penalties. */
+static FN(fnn_opt_plan) FN(plan_common)(int kind, double lr, double l2, double l1, double wd) {
+    FN(fnn_opt_plan) q;
+    memset(&q, 0, sizeof q);
+    q.kind = kind;
+    q.lr = (real)lr; q.l2 = (real)l2; q.l1 = (real)l1; q.shrink = (real)(1 - lr * wd);
+    return q;
+}
+
 static FN(opt_job) FN(opt_common)(int kind, real *p, real *s1, real *s2, const real *g, int64_t n,
                                   int64_t n_decay, double lr, double l2, double l1, double wd) {
     FN(opt_job) j;
     memset(&j, 0, sizeof j);
-    j.q.kind = kind; j.p = p; j.s1 = s1; j.s2 = s2; j.g = g; j.n = n;
+    j.q = FN(plan_common)(kind, lr, l2, l1, wd);
+    j.p = p; j.s1 = s1; j.s2 = s2; j.g = g; j.n = n;
     j.n_decay = n_decay < 0 ? 0 : n_decay;
-    j.q.lr = (real)lr; j.q.l2 = (real)l2; j.q.l1 = (real)l1; j.q.shrink = (real)(1 - lr * wd);
     return j;
 }
 
@@ -220,9 +230,7 @@ static void FN(adam_constants)(FN(fnn_opt_plan) *q, int form, int64_t t, double 
 }
 
 void FN(fnn_opt_plan_init)(FN(fnn_opt_plan) *q, const fnn_optim *opt, double lr, int64_t t) {
-    FN(opt_job) j = FN(opt_common)(opt->kind, NULL, NULL, NULL, NULL, 0, 0, lr, opt->l2, opt->l1,
-                                   opt->weight_decay);
-    *q = j.q;
+    *q = FN(plan_common)(opt->kind, lr, opt->l2, opt->l1, opt->weight_decay);
     q->form = opt->form;
     switch (opt->kind) {
     case FNN_OPT_SGD:
