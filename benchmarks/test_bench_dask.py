@@ -61,7 +61,6 @@ def _search(n_threads, n_jobs):
 
 @pytest.fixture(scope="module")
 def cluster():
-    pytest.importorskip("dask_ml")  # not needed here, but the same extra: fastnn[dask]
     distributed = pytest.importorskip("distributed")
     pytest.importorskip("joblib")
     saved = dict(os.environ)  # starting the cluster sets OMP_NUM_THREADS=1 here too, for its workers
