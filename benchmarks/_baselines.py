@@ -78,7 +78,9 @@ def onnx_mlp(onnx, weights, softmax=True):
     graph = helper.make_graph(
         nodes, "mlp", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, W[0].shape[0]])],
         [helper.make_tensor_value_info(cur, TensorProto.FLOAT, [None, W[-1].shape[1]])], inits)
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8  # opset 17's IR, as fastnn's exporter writes: older onnxruntime rejects newer IRs
+    return model.SerializeToString()
 
 
 class NumpyMLP:

@@ -18,6 +18,7 @@
 #define PAR_MIN_FLOPS (64 * 64 * 64) /* below this m*n*k, one thread */
 #define SLABS_PER_THREAD 4           /* slabs of C handed out per thread and call */
 #define SKINNY_M 4                   /* up to this many rows of C: no packing (a GEMV-like loop) */
+#define SKINNY_SEG 1024              /* rows of B listed at a time by skinny_row */
 #define SKINNY_LANES 16              /* partial sums of a skinny dot product (two AVX2 vectors) */
 #define SKINNY_DOT_K 512             /* op(A)'s row, copied in pieces this long */
 #define FNN_MAX_THREADS_CAP 256      /* fnn_max_threads() never exceeds this (dispatch.c) */
@@ -131,8 +132,8 @@ static int have_avx(void) {
 
 const fnn_arch fnn_arch_ref = {
     "ref", NULL,
-    {REF_MR, REF_NR, 128, 256, 4096, fnn_gemm_ukr_ref_4x8_f32},
-    {REF_MR, REF_NR, 64, 256, 2048, fnn_gemm_ukr_ref_4x8_f64},
+    {REF_MR, REF_NR, 128, 256, 4096, fnn_gemm_ukr_ref_4x8_f32, fnn_gemm_rows_ref_f32},
+    {REF_MR, REF_NR, 64, 256, 2048, fnn_gemm_ukr_ref_4x8_f64, fnn_gemm_rows_ref_f64},
 };
 
 #else /* template part: real, FN */
@@ -152,6 +153,17 @@ void FN(fnn_gemm_ukr_ref_4x8)(int64_t k, const real *restrict a, const real *res
             for (int64_t j = 0; j < nr; j++) ci[j] = alpha * acc[i][j];
         else
             for (int64_t j = 0; j < nr; j++) ci[j] = alpha * acc[i][j] + beta * ci[j];
+    }
+}
+
+/* The portable row kernel (gemm_kernels.h): c += a[t] * b's row idx[t], one row after the other,
+ * a product then a sum (no FMA); the compiler vectorises the column loop. */
+void FN(fnn_gemm_rows_ref)(int64_t n, int64_t cnt, const int32_t *restrict idx,
+                           const real *restrict a, const real *restrict b, int64_t ldb,
+                           real *restrict c) {
+    for (int64_t t = 0; t < cnt; t++) {
+        const real at = a[t], *restrict bt = b + idx[t] * ldb;
+        for (int64_t j = 0; j < n; j++) c[j] += at * bt[j];
     }
 }
 
@@ -317,85 +329,73 @@ static void FN(gemm_block)(real *C, const real *A, const real *B, int64_t i0, in
     }
 }
 
+/* The axpy form (no trans_b) for row i of C: its used rows of B (those whose input is nonzero,
+ * or all of them), listed SKINNY_SEG at a time, go to the kernel's row kernel (gemm_kernels.h),
+ * which keeps blocks of C's row in registers across the whole list. */
+#if REAL_IS_FLOAT
+static void FN(skinny_row)(fnn_rows_f32 rows, real *restrict c, const real *A, const real *B,
+#else
+static void FN(skinny_row)(fnn_rows_f64 rows, real *restrict c, const real *A, const real *B,
+#endif
+                           int64_t i, int64_t n, int64_t k, int64_t lda, int64_t ldb, int trans_a,
+                           real alpha, real beta, int skip_zero) {
+    real a[SKINNY_SEG];     /* alpha * op(A)[i, p] of the listed rows p */
+    int32_t idx[SKINNY_SEG]; /* p - p0 */
+    if (beta == 0)
+        for (int64_t j = 0; j < n; j++) c[j] = 0;
+    else if (beta != 1)
+        for (int64_t j = 0; j < n; j++) c[j] *= beta;
+    for (int64_t p0 = 0; p0 < k; p0 += SKINNY_SEG) {
+        const int64_t kk = k - p0 < SKINNY_SEG ? k - p0 : SKINNY_SEG;
+        int64_t cnt = 0, p = 0;
+        if (!trans_a && skip_zero) { /* 8 inputs at a time: a chunk of zeros costs one test */
+            const real *restrict ai = A + i * lda + p0;
+            for (; p + 8 <= kk; p += 8) {
+                uint64_t w[sizeof(real)], any = 0; /* the 8 values' bits, ORed; the signs dropped */
+                memcpy(w, ai + p, sizeof w);
+                for (size_t q = 0; q < sizeof(real); q++) any |= w[q];
+                if (!(any & (sizeof(real) == 4 ? 0x7FFFFFFF7FFFFFFFull : 0x7FFFFFFFFFFFFFFFull)))
+                    continue;
+                for (int q = 0; q < 8; q++) { /* branch-free: written always, kept when used */
+                    const real v = alpha * ai[p + q];
+                    a[cnt] = v;
+                    idx[cnt] = (int32_t)(p + q);
+                    cnt += v != 0;
+                }
+            }
+        }
+        for (; p < kk; p++) {
+            a[cnt] = alpha * (trans_a ? A[(p0 + p) * lda + i] : A[i * lda + p0 + p]);
+            idx[cnt] = (int32_t)p;
+            cnt += !skip_zero || a[cnt] != 0;
+        }
+        if (cnt) rows(n, cnt, idx, a, B + p0 * ldb, ldb, c);
+    }
+}
+
 /* A few rows of C (single-sample inference, tiny batches): packing B would cost more than the
  * product, so stream B once per row instead. Row i of C is sum_p op(A)[i,p] * op(B)[p,:]
- * (axpy over B's rows) or, with trans_b, dot products with B's rows.
+ * (axpy over B's rows, skinny_row) or, with trans_b, dot products with B's rows.
  * skip_zero (no trans_b, beta == 0 only), for inputs with many zeros (MNIST rows are 80% zeros):
- * a row of B that meets only zero values of A (in every row of C) is not read. Its products are
- * +-0 whatever finite row they multiply, so the chunk's sum is evaluated as before, in the same
- * order, with a row that is read anyway in its place; a half chunk (4 rows) with nothing to read
- * is left out of the sum, a whole chunk skipped. The results are the same bits: in a sum,
- * x + (+-0) is x for x != 0 and +-0 for x = +-0, and adding +-0 leaves an element of C as it was
- * (C starts at +0, and a sum is -0 only when both terms are). That holds when the rows not read
- * are finite: an inf or NaN there is not propagated (0 * inf would give NaN), as in the reference
- * BLAS's GEMV, which skips a zero x(j) the same way. */
+ * a row of B whose input in row i of A is zero is not read for row i. Its term is a[p] * b = +-0
+ * for a finite b, and adding +-0 to a partial sum s gives s back when s != 0, and a zero when
+ * s is: skipping changes at most the sign of a zero element of C, never a value (checked by
+ * tests/test_inference.py against the product that reads every row). An inf or NaN in a row not
+ * read is not propagated (0 * inf would give NaN), as in the reference BLAS's GEMV, which skips a
+ * zero x(j) the same way. */
 FNN_CLONES static void FN(gemm_skinny)(real *C, const real *A, const real *B, int64_t m, int64_t n,
                                        int64_t k, int64_t ldc, int64_t lda, int64_t ldb, int trans_a,
                                        int trans_b, real alpha, real beta, int skip_zero) {
 #define SKINNY_A(i, q) (alpha * (trans_a ? A[(q) * lda + (i)] : A[(i) * lda + (q)]))
     if (!trans_b) {
-        for (int64_t i = 0; i < m; i++) {
-            real *restrict c = C + i * ldc;
-            if (beta == 0)
-                for (int64_t j = 0; j < n; j++) c[j] = 0;
-            else
-                for (int64_t j = 0; j < n; j++) c[j] *= beta;
-        }
         skip_zero = skip_zero && beta == 0;
-        int64_t p = 0;
-        for (; p + 8 <= k; p += 8) { /* eight rows of B, read once, applied to every row of C */
-            int lo = 1, hi = 1; /* the chunk's halves that are read: rows p..p+3, p+4..p+7 */
-            const real *restrict b0 = B + p * ldb, *restrict b1 = b0 + ldb;
-            const real *restrict b2 = b1 + ldb, *restrict b3 = b2 + ldb;
-            const real *restrict b4 = b3 + ldb, *restrict b5 = b4 + ldb;
-            const real *restrict b6 = b5 + ldb, *restrict b7 = b6 + ldb;
-            if (skip_zero) {
-                int used = 0; /* bit q: some row of A has a nonzero value at p + q */
-                for (int64_t i = 0; i < m; i++)
-                    for (int q = 0; q < 8; q++) used |= (SKINNY_A(i, p + q) != 0) << q;
-                if (!used) continue;
-                lo = (used & 0x0F) != 0;
-                hi = (used & 0xF0) != 0;
-                if (used != 0xFF) { /* a row met only by zeros: read a used row in its place */
-                    int first = 0;
-                    while (!(used >> first & 1)) first++;
-                    const real *any = B + (p + first) * ldb;
-                    if (!(used & 0x01)) b0 = any;
-                    if (!(used & 0x02)) b1 = any;
-                    if (!(used & 0x04)) b2 = any;
-                    if (!(used & 0x08)) b3 = any;
-                    if (!(used & 0x10)) b4 = any;
-                    if (!(used & 0x20)) b5 = any;
-                    if (!(used & 0x40)) b6 = any;
-                    if (!(used & 0x80)) b7 = any;
-                }
-            }
-            for (int64_t i = 0; i < m; i++) {
-                const real a0 = SKINNY_A(i, p), a1 = SKINNY_A(i, p + 1), a2 = SKINNY_A(i, p + 2);
-                const real a3 = SKINNY_A(i, p + 3), a4 = SKINNY_A(i, p + 4);
-                const real a5 = SKINNY_A(i, p + 5), a6 = SKINNY_A(i, p + 6);
-                const real a7 = SKINNY_A(i, p + 7);
-                real *restrict c = C + i * ldc;
-                if (lo & hi)
-                    for (int64_t j = 0; j < n; j++)
-                        c[j] += ((a0 * b0[j] + a1 * b1[j]) + (a2 * b2[j] + a3 * b3[j])) +
-                                ((a4 * b4[j] + a5 * b5[j]) + (a6 * b6[j] + a7 * b7[j]));
-                else if (lo) /* the other half sums to +-0: h + (+-0) is h, or +-0 when h is */
-                    for (int64_t j = 0; j < n; j++)
-                        c[j] += (a0 * b0[j] + a1 * b1[j]) + (a2 * b2[j] + a3 * b3[j]);
-                else
-                    for (int64_t j = 0; j < n; j++)
-                        c[j] += (a4 * b4[j] + a5 * b5[j]) + (a6 * b6[j] + a7 * b7[j]);
-            }
-        }
-        for (; p < k; p++) {
-            const real *restrict b = B + p * ldb;
-            for (int64_t i = 0; i < m; i++) {
-                const real a = SKINNY_A(i, p);
-                real *restrict c = C + i * ldc;
-                for (int64_t j = 0; j < n; j++) c[j] += a * b[j];
-            }
-        }
+#if REAL_IS_FLOAT
+        const fnn_rows_f32 rows = fnn_active_arch()->f32.rows;
+#else
+        const fnn_rows_f64 rows = fnn_active_arch()->f64.rows;
+#endif
+        for (int64_t i = 0; i < m; i++)
+            FN(skinny_row)(rows, C + i * ldc, A, B, i, n, k, lda, ldb, trans_a, alpha, beta, skip_zero);
     } else { /* dot products with B's rows: SKINNY_LANES partial sums that vectorise, then added up */
         real arow[SKINNY_M][SKINNY_DOT_K]; /* a row of op(A) contiguous, SKINNY_DOT_K at a time */
         for (int64_t i = 0; i < m; i++) {

@@ -121,6 +121,51 @@ FNN_AVX2 void fnn_dgemm_ukr_avx2_6x8(int64_t k, const double *restrict a,
 #undef KLOOP
 #undef UKR_BODY
 
+/* Row kernels (gemm_kernels.h): blocks of 8 vectors of c in registers over every listed row of
+ * b, then of 4, then one vector at a time, the last one masked. */
+#define ROWS_BLOCK(T, W, S, BC, NB)                                                               \
+    for (; j + (NB) * W <= n; j += (NB) * W) {                                                    \
+        T acc[NB];                                                                                \
+        _Pragma("GCC unroll 8") for (int v = 0; v < (NB); v++) acc[v] = _mm256_loadu_##S(c + j + W * v); \
+        for (int64_t t = 0; t < cnt; t++) {                                                       \
+            const T at = _mm256_broadcast_##BC(a + t);                                            \
+            const R *bt = b + idx[t] * ldb + j;                                                   \
+            _Pragma("GCC unroll 8") for (int v = 0; v < (NB); v++)                                \
+                acc[v] = _mm256_fmadd_##S(at, _mm256_loadu_##S(bt + W * v), acc[v]);              \
+        }                                                                                         \
+        _Pragma("GCC unroll 8") for (int v = 0; v < (NB); v++) _mm256_storeu_##S(c + j + W * v, acc[v]); \
+    }
+
+#define ROWS_BODY(T, W, S, BC, MASK_FN)                                                           \
+    int64_t j = 0;                                                                                \
+    ROWS_BLOCK(T, W, S, BC, 8)                                                                    \
+    ROWS_BLOCK(T, W, S, BC, 4)                                                                    \
+    for (; j < n; j += W) {                                                                       \
+        const __m256i mk = MASK_FN(n - j, 0);                                                     \
+        T acc = _mm256_maskload_##S(c + j, mk);                                                   \
+        for (int64_t t = 0; t < cnt; t++)                                                         \
+            acc = _mm256_fmadd_##S(_mm256_broadcast_##BC(a + t),                                  \
+                                   _mm256_maskload_##S(b + idx[t] * ldb + j, mk), acc);           \
+        _mm256_maskstore_##S(c + j, mk, acc);                                                     \
+    }
+
+FNN_AVX2 void fnn_srows_avx2(int64_t n, int64_t cnt, const int32_t *restrict idx,
+                             const float *restrict a, const float *restrict b, int64_t ldb,
+                             float *restrict c) {
+    typedef float R;
+    ROWS_BODY(__m256, 8, ps, ss, s256_mask)
+}
+
+FNN_AVX2 void fnn_drows_avx2(int64_t n, int64_t cnt, const int32_t *restrict idx,
+                             const double *restrict a, const double *restrict b, int64_t ldb,
+                             double *restrict c) {
+    typedef double R;
+    ROWS_BODY(__m256d, 4, pd, sd, d256_mask)
+}
+
+#undef ROWS_BLOCK
+#undef ROWS_BODY
+
 #if defined(_MSC_VER) && !defined(__clang__)
 static int avx2_available(void) { /* CPUID.1.ECX FMA + OSXSAVE + AVX, CPUID.7.EBX AVX2, XCR0 ymm */
     int r[4];
@@ -142,8 +187,8 @@ static int avx2_available(void) {
 const fnn_arch fnn_arch_avx2 = {
     "avx2",
     avx2_available,
-    {S256_MR, S256_NR, S256_MC, S256_KC, S256_NC, fnn_sgemm_ukr_avx2_6x16},
-    {D256_MR, D256_NR, D256_MC, D256_KC, D256_NC, fnn_dgemm_ukr_avx2_6x8},
+    {S256_MR, S256_NR, S256_MC, S256_KC, S256_NC, fnn_sgemm_ukr_avx2_6x16, fnn_srows_avx2},
+    {D256_MR, D256_NR, D256_MC, D256_KC, D256_NC, fnn_dgemm_ukr_avx2_6x8, fnn_drows_avx2},
 };
 
 #endif

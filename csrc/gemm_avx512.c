@@ -125,6 +125,51 @@ FNN_AVX512 void fnn_dgemm_ukr_avx512_8x16(int64_t k, const double *restrict a,
 #undef KLOOP
 #undef UKR_BODY
 
+/* Row kernels (gemm_kernels.h): blocks of 8 vectors of c in registers over every listed row of
+ * b, then of 4, then one vector at a time, the last one masked. */
+#define ROWS_BLOCK(T, W, S, NB)                                                                   \
+    for (; j + (NB) * W <= n; j += (NB) * W) {                                                    \
+        T acc[NB];                                                                                \
+        _Pragma("GCC unroll 8") for (int v = 0; v < (NB); v++) acc[v] = _mm512_loadu_##S(c + j + W * v); \
+        for (int64_t t = 0; t < cnt; t++) {                                                       \
+            const T at = _mm512_set1_##S(a[t]);                                                   \
+            const R *bt = b + idx[t] * ldb + j;                                                   \
+            _Pragma("GCC unroll 8") for (int v = 0; v < (NB); v++)                                \
+                acc[v] = _mm512_fmadd_##S(at, _mm512_loadu_##S(bt + W * v), acc[v]);              \
+        }                                                                                         \
+        _Pragma("GCC unroll 8") for (int v = 0; v < (NB); v++) _mm512_storeu_##S(c + j + W * v, acc[v]); \
+    }
+
+#define ROWS_BODY(T, W, S, MT, MASK_FN)                                                           \
+    int64_t j = 0;                                                                                \
+    ROWS_BLOCK(T, W, S, 8)                                                                        \
+    ROWS_BLOCK(T, W, S, 4)                                                                        \
+    for (; j < n; j += W) {                                                                       \
+        const MT mk = MASK_FN(n - j, 0);                                                          \
+        T acc = _mm512_maskz_loadu_##S(mk, c + j);                                                \
+        for (int64_t t = 0; t < cnt; t++)                                                         \
+            acc = _mm512_fmadd_##S(_mm512_set1_##S(a[t]),                                        \
+                                   _mm512_maskz_loadu_##S(mk, b + idx[t] * ldb + j), acc);        \
+        _mm512_mask_storeu_##S(c + j, mk, acc);                                                   \
+    }
+
+FNN_AVX512 void fnn_srows_avx512(int64_t n, int64_t cnt, const int32_t *restrict idx,
+                                 const float *restrict a, const float *restrict b, int64_t ldb,
+                                 float *restrict c) {
+    typedef float R;
+    ROWS_BODY(__m512, 16, ps, __mmask16, s512_mask)
+}
+
+FNN_AVX512 void fnn_drows_avx512(int64_t n, int64_t cnt, const int32_t *restrict idx,
+                                 const double *restrict a, const double *restrict b, int64_t ldb,
+                                 double *restrict c) {
+    typedef double R;
+    ROWS_BODY(__m512d, 8, pd, __mmask8, d512_mask)
+}
+
+#undef ROWS_BLOCK
+#undef ROWS_BODY
+
 #if defined(_MSC_VER) && !defined(__clang__)
 static int avx512_available(void) { /* CPUID.7.EBX[16] and XCR0 saving opmask / zmm state */
     int r[4];
@@ -146,8 +191,8 @@ static int avx512_available(void) {
 const fnn_arch fnn_arch_avx512 = {
     "avx512",
     avx512_available,
-    {S512_MR, S512_NR, S512_MC, S512_KC, S512_NC, fnn_sgemm_ukr_avx512_8x32},
-    {D512_MR, D512_NR, D512_MC, D512_KC, D512_NC, fnn_dgemm_ukr_avx512_8x16},
+    {S512_MR, S512_NR, S512_MC, S512_KC, S512_NC, fnn_sgemm_ukr_avx512_8x32, fnn_srows_avx512},
+    {D512_MR, D512_NR, D512_MC, D512_KC, D512_NC, fnn_dgemm_ukr_avx512_8x16, fnn_drows_avx512},
 };
 
 #endif

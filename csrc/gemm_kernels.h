@@ -8,7 +8,12 @@
  *   1 <= mr <= MR, 1 <= nr <= NR, k >= 1.
  *   Only the mr x nr corner of c is touched; beta == 0 never reads c. No loops over m or n.
  * A kernel table entry gives the tile (MR, NR), the cache blocks (MC, KC, NC; MC % MR == 0,
- * NC % NR == 0) and the kernel. The portable "ref" entry is always there. */
+ * NC % NR == 0) and the kernel. The portable "ref" entry is always there.
+ *
+ * Contract of a row kernel fnn_<s|d>rows_<isa> (C's rows when C has at most 4, gemm.c):
+ *   c[0:n] += sum over t < cnt of a[t] * b[idx[t] * ldb + 0:n], the terms added one at a time
+ *   in the order t = 0, 1, ..., each as one fused multiply-add where the ISA has one (ref: a
+ *   product, then a sum). n >= 1, cnt >= 0; c is read and written once per column. */
 #ifndef FASTNN_GEMM_KERNELS_H
 #define FASTNN_GEMM_KERNELS_H
 #include <stdint.h>
@@ -20,8 +25,23 @@ typedef void (*fnn_ukr_f64)(int64_t k, const double *restrict a, const double *r
                             double *restrict c, int64_t ldc, int64_t mr, int64_t nr, double alpha,
                             double beta);
 
-typedef struct fnn_kernel_f32 { int64_t mr, nr, mc, kc, nc; fnn_ukr_f32 ukr; } fnn_kernel_f32;
-typedef struct fnn_kernel_f64 { int64_t mr, nr, mc, kc, nc; fnn_ukr_f64 ukr; } fnn_kernel_f64;
+typedef void (*fnn_rows_f32)(int64_t n, int64_t cnt, const int32_t *restrict idx,
+                             const float *restrict a, const float *restrict b, int64_t ldb,
+                             float *restrict c);
+typedef void (*fnn_rows_f64)(int64_t n, int64_t cnt, const int32_t *restrict idx,
+                             const double *restrict a, const double *restrict b, int64_t ldb,
+                             double *restrict c);
+
+typedef struct fnn_kernel_f32 {
+    int64_t mr, nr, mc, kc, nc;
+    fnn_ukr_f32 ukr;
+    fnn_rows_f32 rows;
+} fnn_kernel_f32;
+typedef struct fnn_kernel_f64 {
+    int64_t mr, nr, mc, kc, nc;
+    fnn_ukr_f64 ukr;
+    fnn_rows_f64 rows;
+} fnn_kernel_f64;
 
 typedef struct fnn_arch {
     const char *name;

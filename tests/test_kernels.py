@@ -102,6 +102,9 @@ SHAPES = {  # name: (m, n, k)
     "a-panels-k8": (12, 16, 8),
     "a-shared-k64": (12, 1001, 64),
     "a-two-blocks": (288, 17, 512),
+    # up to 4 rows of C go through the row kernels, SKINNY_SEG = 1024 rows of B listed at a time:
+    # k crossing two segment edges, n crossing the 8- and 4-vector blocks and a masked tail
+    "rows-two-segments": (3, 203, 2100),
     **{"rand%d" % i: tuple(int(s) for s in _shape_rng.integers(1, 300, 3)) for i in range(3)},
 }
 
@@ -204,6 +207,42 @@ def test_gemm_matches_oracle_around_tile_edges(kernel_arch, dtype, trans, tile, 
             for k in (1, 3, 17):
                 check_gemm_against_oracle(kernel_rng, dtype, m, n, k, *trans, alpha=0.7,
                                           beta=-1.3)
+
+
+# Up to 4 rows of C go through the row kernels (gemm_kernels.h): blocks of 8, then 4 vectors of W
+# lanes (W = 4, 8, 16: double AVX2, float AVX2 / double AVX-512, float AVX-512), then single
+# vectors, the last masked. These n land on each side of every such edge.
+ROW_KERNEL_N = sorted({n for w in (4, 8, 16) for n in (w - 1, 4 * w - 1, 4 * w, 4 * w + 1, 8 * w - 1, 8 * w,
+                                                        8 * w + 1, 8 * w + 4 * w + w + 3)})
+
+
+@needs_ext
+@pytest.mark.parametrize("trans", TRANS)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_gemm_few_rows_on_every_block_edge(kernel_arch, dtype, trans, kernel_rng):
+    for m in (1, 4):
+        for n in ROW_KERNEL_N:
+            check_gemm_against_oracle(kernel_rng, dtype, m, n, 9, *trans, alpha=0.7, beta=-1.3)
+            check_gemm_against_oracle(kernel_rng, dtype, m, n, 33, *trans, alpha=1.0, beta=0.0)
+
+
+@needs_ext
+@pytest.mark.parametrize("m", [1, 3, 40])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_gemm_zero_times_inf_is_nan(kernel_arch, dtype, m):
+    """ops.gemm reads every row of B, as NumPy does: a zero in A meeting an infinity in B gives NaN
+    (only inference, on its own inputs, leaves out the rows that meet zeros: test_inference.py)."""
+    rng = np.random.default_rng(m)
+    A = rng.standard_normal((m, 37)).astype(dtype)
+    B = rng.standard_normal((37, 21)).astype(dtype)
+    A[:, 5] = 0
+    B[5, 3] = np.inf
+    got = ops.gemm(A, B)
+    with np.errstate(invalid="ignore"):
+        want = A.astype(np.float64) @ B.astype(np.float64)
+    assert np.isnan(got[:, 3]).all() and np.isnan(want[:, 3]).all()
+    rest = np.delete(want, 3, axis=1)
+    np.testing.assert_allclose(np.delete(got, 3, axis=1), rest, rtol=1e-4, atol=1e-5 * np.abs(rest).max())
 
 
 @needs_ext
