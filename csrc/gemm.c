@@ -438,6 +438,11 @@ typedef struct FN(gemm_job) {
     int keep_a, keep_b;
     unsigned char packed[FNN_MAX_THREADS_CAP];
     size_t per_thread, pa_size; /* a thread's packing area: pa_size elements of A, then B's */
+    /* shared_b (gemm_team): all of op(B) packed once by the team into sb, k in kblocks blocks of
+     * KCB, each block n_pad = nb * NR wide; then slabs of rows, each packing only its A rows */
+    real *sb;
+    int64_t kblocks, KCB, nb;
+    size_t pa_stride; /* shared_b: a thread's area for its rows of op(A) */
 #if REAL_IS_FLOAT
     fnn_kernel_f32 K;
 #else
@@ -470,6 +475,40 @@ static void FN(gemm_slab)(void *ctx, int64_t s, int worker) {
     else
         FN(gemm_block)(j->C, j->A, j->B, lo, hi, 0, j->n, j->k, j->ldc, j->lda, j->ldb, j->trans_a,
                        j->trans_b, j->alpha, j->beta, pa, pb, NULL, j->keep_b ? pb : NULL, &j->K);
+}
+
+/* Shared op(B) (see gemm_team): task t packs panel t % nb of k block t / nb. */
+static void FN(gemm_pack_b_task)(void *ctx, int64_t t, int worker) {
+    const FN(gemm_job) *j = (const FN(gemm_job) *)ctx;
+    const int64_t q = t / j->nb, jp = t % j->nb, NR = j->K.nr;
+    const int64_t pc = q * j->KCB, kc = min64(j->KCB, j->k - pc);
+    (void)worker;
+    FN(pack_b)(j->sb + q * j->KCB * j->nb * NR + jp * NR * kc, j->B, j->ldb, j->trans_b, pc, jp * NR,
+               min64(NR, j->n - jp * NR), kc, NR);
+}
+
+/* Shared op(B): slab s of rows, k block after k block, packing its own rows of op(A). */
+static void FN(gemm_rows_task)(void *ctx, int64_t s, int worker) {
+    const FN(gemm_job) *j = (const FN(gemm_job) *)ctx;
+    real *pa = (real *)align64(j->work + j->pa_stride * (size_t)worker);
+    const int64_t MR = j->K.mr, NR = j->K.nr;
+    const int64_t i0 = s * j->per_slab * MR, i1 = min64((s + 1) * j->per_slab * MR, j->m);
+    for (int64_t q = 0; q < j->kblocks; q++) {
+        const int64_t pc = q * j->KCB, kc = min64(j->KCB, j->k - pc);
+        const real beta_pc = q == 0 ? j->beta : (real)1;
+        const real *pb = j->sb + q * j->KCB * j->nb * NR;
+        for (int64_t ic = i0; ic < i1; ic += j->K.mc) {
+            const int64_t mc = min64(j->K.mc, i1 - ic), na = (mc + MR - 1) / MR;
+            for (int64_t ip = 0; ip < na; ip++)
+                FN(pack_a)(pa + ip * MR * kc, j->A, j->lda, j->trans_a, ic + ip * MR, pc,
+                           min64(MR, mc - ip * MR), kc, MR);
+            for (int64_t jp = 0; jp < j->nb; jp++)
+                for (int64_t ip = 0; ip < na; ip++)
+                    j->K.ukr(kc, pa + ip * MR * kc, pb + jp * NR * kc,
+                             j->C + (ic + ip * MR) * j->ldc + jp * NR, j->ldc, min64(MR, mc - ip * MR),
+                             min64(NR, j->n - jp * NR), j->alpha, beta_pc);
+        }
+    }
 }
 
 /* Threads take slabs of C, each packing into its own part of `work`: no barrier inside a call.
@@ -512,6 +551,31 @@ static int FN(gemm_team)(fnn_team *team, real *C, const real *A, const real *B, 
      * shared by every slab. */
     const int64_t col_panels = (n + j.K.nr - 1) / j.K.nr, row_panels = (m + j.K.mr - 1) / j.K.mr;
     const int share_a = m <= j.K.mc && k <= j.K.kc, share_b = n <= j.K.nc && k <= j.K.kc;
+    /* Neither operand fits one block (k > KC: the first layer's 128 x 784 x 256), so every slab
+     * would repack a whole operand, and on many threads there are too few slabs of one kind to
+     * go round. With 3 threads or more, when op(B) is at most NC wide and the workspace holds it
+     * whole: the team packs op(B) once (one job), then slabs of rows share it, each packing its
+     * own rows of op(A) (a second job). */
+    j.kblocks = (k + j.K.kc - 1) / j.K.kc;
+    j.KCB = (k + j.kblocks - 1) / j.kblocks;
+    j.nb = col_panels;
+    if (nt >= 3 && !share_a && !share_b && n <= j.K.nc) {
+        const size_t pa_need = (size_t)(min64(j.K.mc, row_panels * j.K.mr) * j.KCB) + 64 / sizeof(real);
+        const size_t sb_need = (size_t)(j.kblocks * j.KCB * col_panels * j.K.nr) + 64 / sizeof(real);
+        if ((size_t)nt * pa_need + sb_need <= j.per_thread * (size_t)nt) {
+            j.C = C; j.A = A; j.B = B;
+            j.m = m; j.n = n; j.k = k; j.ldc = ldc; j.lda = lda; j.ldb = ldb;
+            j.trans_a = trans_a; j.trans_b = trans_b; j.alpha = alpha; j.beta = beta;
+            j.work = work;
+            j.pa_stride = pa_need; /* nt areas for rows of op(A), then op(B) */
+            j.sb = (real *)align64(work + pa_need * (size_t)nt);
+            j.per_slab = (row_panels + 2 * nt - 1) / (2 * nt);
+            fnn_team_run(team, j.kblocks * col_panels, FN(gemm_pack_b_task), &j);
+            fnn_team_run(team, (row_panels + j.per_slab - 1) / j.per_slab, FN(gemm_rows_task), &j);
+            free(owned);
+            return FNN_OK;
+        }
+    }
     if (nt == 1)
         j.by_cols = 1;
     else if (share_a && col_panels >= 2 * nt)

@@ -313,6 +313,49 @@ def test_gemm_result_does_not_depend_on_the_thread_count(kernel_arch, kernel_thr
         np.testing.assert_array_equal(other, results[0])
 
 
+SHARED_B_CHILD = """
+import json, numpy as np, fastnn
+from fastnn._engine import _ext
+rng = np.random.default_rng(0)
+checked = 0
+# k > KC on every kernel and n <= NC: on 3 threads or more the team packs op(B) once and slabs of
+# rows share it (gemm.c, gemm_team); m = 1000 on 3 threads gives slabs taller than MC
+for arch in [a for a in _ext.arch_list() if _ext.arch_available(a)]:
+    _ext.set_arch(arch)
+    for dtype in (np.float32, np.float64):
+        for m, n, k in ((128, 256, 784), (37, 100, 801), (1000, 40, 300), (200, 1000, 513)):
+            for ta in (False, True):
+                for tb in (False, True):
+                    A = rng.standard_normal((k, m) if ta else (m, k)).astype(dtype)
+                    B = rng.standard_normal((n, k) if tb else (k, n)).astype(dtype)
+                    C0 = rng.standard_normal((m, n)).astype(dtype)
+                    a, b = (A.T if ta else A).astype(np.float64), (B.T if tb else B).astype(np.float64)
+                    exact = 0.7 * (a @ b) - 1.3 * C0
+                    bound = 4 * (np.sqrt(k) + 1) * np.finfo(dtype).eps * (0.7 * (abs(a) @ abs(b)) + 1.3 * abs(C0))
+                    runs = []
+                    for threads in (1, 3, 4, 8):
+                        fastnn.set_num_threads(threads)
+                        assert fastnn.get_num_threads() == threads
+                        C = C0.copy()
+                        _ext.gemm(C, A, B, ta, tb, 0.7, -1.3)
+                        assert (abs(C - exact) <= bound).all(), (arch, dtype, m, n, k, ta, tb, threads)
+                        runs.append(C)
+                    for C in runs[1:]:
+                        assert (C == runs[0]).all(), (arch, dtype, m, n, k, ta, tb, "bits")
+                    checked += 1
+print(json.dumps(checked))
+"""
+
+
+@needs_ext
+def test_gemm_shared_b_on_many_threads():
+    """Products with k > KC on 3, 4 and 8 threads (a child allowed 8 by OMP_NUM_THREADS, whatever
+    the CPUs), every kernel, dtype and transposition: within the error bound of the float64
+    product, and the same bits as on 1 thread (the shared op(B) keeps each element's k blocks)."""
+    from test_cpus import _child
+    assert _child(SHARED_B_CHILD, env={"OMP_NUM_THREADS": "8"}) >= 32
+
+
 @needs_ext
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_gemm_k0_scales_c_by_beta_in_the_compiled_backend(dtype):
