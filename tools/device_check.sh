@@ -42,9 +42,10 @@ step scaling-avx2 30 env FASTNN_ARCH=avx2 $PY benchmarks/scaling.py --rounds 3 -
 
 B="-p no:cacheprovider --benchmark-only -q"
 export FASTNN_BENCH_ROUNDS=3
-step bench-train 150 $PY -m pytest $B benchmarks/test_bench_train.py --benchmark-json="$OUT/train.json"
-step bench-infer-gemm-online 90 $PY -m pytest $B benchmarks/test_bench_inference.py benchmarks/test_bench_gemm.py \
-    benchmarks/test_bench_online.py --benchmark-json="$OUT/infer.json"
+step bench-gemm-infer 60 $PY -m pytest $B benchmarks/test_bench_gemm.py benchmarks/test_bench_inference.py \
+    --benchmark-json="$OUT/infer.json"
+step bench-train 110 $PY -m pytest $B benchmarks/test_bench_train.py --benchmark-json="$OUT/train.json"
+step bench-online 60 $PY -m pytest $B benchmarks/test_bench_online.py --benchmark-json="$OUT/online.json"
 step bench-sklearn 60 $PY -m pytest $B benchmarks/test_bench_sklearn.py --benchmark-json="$OUT/sklearn.json"
 export FASTNN_BENCH_SEARCH_ROUNDS=2
 step bench-dask 60 $PY -m pytest $B benchmarks/test_bench_dask.py --benchmark-json="$OUT/dask.json"
