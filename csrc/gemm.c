@@ -19,6 +19,8 @@
 #define SLABS_PER_THREAD 4           /* slabs of C handed out per thread and call */
 #define SKINNY_M 4                   /* up to this many rows of C: no packing (a GEMV-like loop) */
 #define SKINNY_SEG 1024              /* rows of B listed at a time by skinny_row */
+#define UNPACKED_B_M 32              /* up to this many rows of C, op(B) is not packed (no trans_b):
+                                        1.2-1.6x on 16 and 32 x 784 x 256, slower from 64 rows */
 #define SKINNY_LANES 16              /* partial sums of a skinny dot product (two AVX2 vectors) */
 #define SKINNY_DOT_K 512             /* op(A)'s row, copied in pieces this long */
 #define FNN_MAX_THREADS_CAP 256      /* fnn_max_threads() never exceeds this (dispatch.c) */
@@ -132,8 +134,8 @@ static int have_avx(void) {
 
 const fnn_arch fnn_arch_ref = {
     "ref", NULL,
-    {REF_MR, REF_NR, 128, 256, 4096, fnn_gemm_ukr_ref_4x8_f32, fnn_gemm_rows_ref_f32},
-    {REF_MR, REF_NR, 64, 256, 2048, fnn_gemm_ukr_ref_4x8_f64, fnn_gemm_rows_ref_f64},
+    {REF_MR, REF_NR, 128, 256, 4096, fnn_gemm_ukr_ref_4x8_f32, fnn_gemm_rows_ref_f32, fnn_gemm_ukrb_ref_4x8_f32},
+    {REF_MR, REF_NR, 64, 256, 2048, fnn_gemm_ukr_ref_4x8_f64, fnn_gemm_rows_ref_f64, fnn_gemm_ukrb_ref_4x8_f64},
 };
 
 #else /* template part: real, FN */
@@ -147,6 +149,24 @@ void FN(fnn_gemm_ukr_ref_4x8)(int64_t k, const real *restrict a, const real *res
     for (int64_t p = 0; p < k; p++)
         for (int i = 0; i < REF_MR; i++)
             for (int j = 0; j < REF_NR; j++) acc[i][j] += a[p * REF_MR + i] * b[p * REF_NR + j];
+    for (int64_t i = 0; i < mr; i++) {
+        real *ci = c + i * ldc;
+        if (beta == 0)
+            for (int64_t j = 0; j < nr; j++) ci[j] = alpha * acc[i][j];
+        else
+            for (int64_t j = 0; j < nr; j++) ci[j] = alpha * acc[i][j] + beta * ci[j];
+    }
+}
+
+/* The portable microkernel reading b unpacked (gemm_kernels.h: fnn_ukrb): b[p * ldb + j]. */
+void FN(fnn_gemm_ukrb_ref_4x8)(int64_t k, const real *restrict a, const real *restrict b,
+                               int64_t ldb, real *restrict c, int64_t ldc, int64_t mr, int64_t nr,
+                               real alpha, real beta) {
+    real acc[REF_MR][REF_NR];
+    memset(acc, 0, sizeof acc);
+    for (int64_t p = 0; p < k; p++)
+        for (int i = 0; i < REF_MR; i++)
+            for (int j = 0; j < REF_NR; j++) acc[i][j] += a[p * REF_MR + i] * b[p * ldb + j];
     for (int64_t i = 0; i < mr; i++) {
         real *ci = c + i * ldc;
         if (beta == 0)
@@ -287,7 +307,7 @@ static void FN(scale_c)(real *C, int64_t m, int64_t n, int64_t ldc, real beta) {
 static void FN(gemm_block)(real *C, const real *A, const real *B, int64_t i0, int64_t i1, int64_t j0,
                            int64_t j1, int64_t k, int64_t ldc, int64_t lda, int64_t ldb, int trans_a,
                            int trans_b, real alpha, real beta, real *pa, real *pb,
-                           const real *pa_ready, const real *pb_ready,
+                           const real *pa_ready, const real *pb_ready, int unpacked_b,
 #if REAL_IS_FLOAT
                            const fnn_kernel_f32 *K
 #else
@@ -295,7 +315,8 @@ static void FN(gemm_block)(real *C, const real *A, const real *B, int64_t i0, in
 #endif
 ) {
     /* pa_ready / pb_ready: op(A) / op(B) already packed whole (one block: i1 - i0 <= MC,
-     * j1 - j0 <= NC, k <= KC) */
+     * j1 - j0 <= NC, k <= KC). unpacked_b (no trans_b): the kernel reads B's whole NR-column
+     * panels where they are stored (ukr_b); only a last, narrower panel is packed. */
     const int64_t MR = K->mr, NR = K->nr;
     /* k in blocks of equal depth (at most KC): no thin last block whose C traffic outweighs it */
     const int64_t kblocks = (k + K->kc - 1) / K->kc, KCB = (k + kblocks - 1) / kblocks;
@@ -307,7 +328,7 @@ static void FN(gemm_block)(real *C, const real *A, const real *B, int64_t i0, in
             if (pb_ready)
                 pb = (real *)pb_ready;
             else
-                for (int64_t jp = 0; jp < nb; jp++)
+                for (int64_t jp = unpacked_b ? nc / NR : 0; jp < nb; jp++)
                     FN(pack_b)(pb + jp * NR * kc, B, ldb, trans_b, pc, jc + jp * NR,
                                min64(NR, nc - jp * NR), kc, NR);
             for (int64_t ic = i0; ic < i1; ic += K->mc) {
@@ -321,8 +342,12 @@ static void FN(gemm_block)(real *C, const real *A, const real *B, int64_t i0, in
                 for (int64_t jp = 0; jp < nb; jp++)
                     for (int64_t ip = 0; ip < na; ip++) {
                         real *c = C + (ic + ip * MR) * ldc + jc + jp * NR;
-                        K->ukr(kc, pa + ip * MR * kc, pb + jp * NR * kc, c, ldc,
-                               min64(MR, mc - ip * MR), min64(NR, nc - jp * NR), alpha, beta_pc);
+                        if (unpacked_b && (jp + 1) * NR <= nc)
+                            K->ukr_b(kc, pa + ip * MR * kc, B + pc * ldb + jc + jp * NR, ldb, c, ldc,
+                                     min64(MR, mc - ip * MR), NR, alpha, beta_pc);
+                        else
+                            K->ukr(kc, pa + ip * MR * kc, pb + jp * NR * kc, c, ldc,
+                                   min64(MR, mc - ip * MR), min64(NR, nc - jp * NR), alpha, beta_pc);
                     }
             }
         }
@@ -442,6 +467,7 @@ typedef struct FN(gemm_job) {
      * KCB, each block n_pad = nb * NR wide; then slabs of rows, each packing only its A rows */
     real *sb;
     int64_t kblocks, KCB, nb;
+    int unpacked_b; /* gemm_block's: a few rows of op(A) meet op(B) where it is stored */
     size_t pa_stride; /* shared_b: a thread's area for its rows of op(A) */
 #if REAL_IS_FLOAT
     fnn_kernel_f32 K;
@@ -471,10 +497,12 @@ static void FN(gemm_slab)(void *ctx, int64_t s, int worker) {
     }
     if (j->by_cols)
         FN(gemm_block)(j->C, j->A, j->B, 0, j->m, lo, hi, j->k, j->ldc, j->lda, j->ldb, j->trans_a,
-                       j->trans_b, j->alpha, j->beta, pa, pb, j->keep_a ? pa : NULL, NULL, &j->K);
+                       j->trans_b, j->alpha, j->beta, pa, pb, j->keep_a ? pa : NULL, NULL, j->unpacked_b,
+                       &j->K);
     else
         FN(gemm_block)(j->C, j->A, j->B, lo, hi, 0, j->n, j->k, j->ldc, j->lda, j->ldb, j->trans_a,
-                       j->trans_b, j->alpha, j->beta, pa, pb, NULL, j->keep_b ? pb : NULL, &j->K);
+                       j->trans_b, j->alpha, j->beta, pa, pb, NULL, j->keep_b ? pb : NULL, j->unpacked_b,
+                       &j->K);
 }
 
 /* Shared op(B) (see gemm_team): task t packs panel t % nb of k block t / nb. */
@@ -559,7 +587,8 @@ static int FN(gemm_team)(fnn_team *team, real *C, const real *A, const real *B, 
     j.kblocks = (k + j.K.kc - 1) / j.K.kc;
     j.KCB = (k + j.kblocks - 1) / j.kblocks;
     j.nb = col_panels;
-    if (nt >= 3 && !share_a && !share_b && n <= j.K.nc) {
+    j.unpacked_b = !trans_b && m <= UNPACKED_B_M;
+    if (nt >= 3 && !share_a && !share_b && n <= j.K.nc && !j.unpacked_b) {
         const size_t pa_need = (size_t)(min64(j.K.mc, row_panels * j.K.mr) * j.KCB) + 64 / sizeof(real);
         const size_t sb_need = (size_t)(j.kblocks * j.KCB * col_panels * j.K.nr) + 64 / sizeof(real);
         if ((size_t)nt * pa_need + sb_need <= j.per_thread * (size_t)nt) {
@@ -600,7 +629,7 @@ static int FN(gemm_team)(fnn_team *team, real *C, const real *A, const real *B, 
     j.trans_a = trans_a; j.trans_b = trans_b; j.alpha = alpha; j.beta = beta;
     j.work = work;
     j.keep_a = slabs > 1 && j.by_cols && share_a;
-    j.keep_b = slabs > 1 && !j.by_cols && share_b;
+    j.keep_b = slabs > 1 && !j.by_cols && share_b && !j.unpacked_b;
     memset(j.packed, 0, sizeof j.packed);
     fnn_team *tm = nt > 1 ? team : NULL;
     fnn_team_run(tm, slabs, FN(gemm_slab), &j);

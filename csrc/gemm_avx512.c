@@ -57,7 +57,7 @@ FNN_AVX512_INLINE __mmask8 d512_mask(int64_t nr, int v) {
     for (int64_t p = 0; p < k; p++) {                                                             \
         T bv[NV];                                                                                 \
         _Pragma("GCC unroll 4") for (int v = 0; v < (NVA); v++)                                   \
-            bv[v] = _mm512_loadu_##S(b + p * NR + W * v);                                         \
+            bv[v] = _mm512_loadu_##S(b + p * BS + W * v);                                         \
         _Pragma("GCC unroll 16") for (int i = 0; i < MR; i++) {                                   \
             const T ai = _mm512_set1_##S(a[p * MR + i]);                                          \
             _Pragma("GCC unroll 4") for (int v = 0; v < (NVA); v++)                               \
@@ -110,7 +110,16 @@ FNN_AVX512_INLINE __mmask8 d512_mask(int64_t nr, int v) {
 FNN_AVX512 void fnn_sgemm_ukr_avx512_8x32(int64_t k, const float *restrict a,
                                           const float *restrict b, float *restrict c, int64_t ldc,
                                           int64_t mr, int64_t nr, float alpha, float beta) {
+    enum { MR = S512_MR, NR = S512_NR, NV = S512_NR / 16, BS = NR };
+    UKR_BODY(__m512, float, 16, ps, __mmask16, s512_mask)
+}
+
+FNN_AVX512 void fnn_sgemm_ukrb_avx512_8x32(int64_t k, const float *restrict a,
+                                           const float *restrict b, int64_t ldb, float *restrict c,
+                                           int64_t ldc, int64_t mr, int64_t nr, float alpha,
+                                           float beta) {
     enum { MR = S512_MR, NR = S512_NR, NV = S512_NR / 16 };
+    const int64_t BS = ldb;
     UKR_BODY(__m512, float, 16, ps, __mmask16, s512_mask)
 }
 
@@ -118,7 +127,16 @@ FNN_AVX512 void fnn_dgemm_ukr_avx512_8x16(int64_t k, const double *restrict a,
                                           const double *restrict b, double *restrict c,
                                           int64_t ldc, int64_t mr, int64_t nr, double alpha,
                                           double beta) {
+    enum { MR = D512_MR, NR = D512_NR, NV = D512_NR / 8, BS = NR };
+    UKR_BODY(__m512d, double, 8, pd, __mmask8, d512_mask)
+}
+
+FNN_AVX512 void fnn_dgemm_ukrb_avx512_8x16(int64_t k, const double *restrict a,
+                                           const double *restrict b, int64_t ldb, double *restrict c,
+                                           int64_t ldc, int64_t mr, int64_t nr, double alpha,
+                                           double beta) {
     enum { MR = D512_MR, NR = D512_NR, NV = D512_NR / 8 };
+    const int64_t BS = ldb;
     UKR_BODY(__m512d, double, 8, pd, __mmask8, d512_mask)
 }
 
@@ -191,8 +209,8 @@ static int avx512_available(void) {
 const fnn_arch fnn_arch_avx512 = {
     "avx512",
     avx512_available,
-    {S512_MR, S512_NR, S512_MC, S512_KC, S512_NC, fnn_sgemm_ukr_avx512_8x32, fnn_srows_avx512},
-    {D512_MR, D512_NR, D512_MC, D512_KC, D512_NC, fnn_dgemm_ukr_avx512_8x16, fnn_drows_avx512},
+    {S512_MR, S512_NR, S512_MC, S512_KC, S512_NC, fnn_sgemm_ukr_avx512_8x32, fnn_srows_avx512, fnn_sgemm_ukrb_avx512_8x32},
+    {D512_MR, D512_NR, D512_MC, D512_KC, D512_NC, fnn_dgemm_ukr_avx512_8x16, fnn_drows_avx512, fnn_dgemm_ukrb_avx512_8x16},
 };
 
 #endif

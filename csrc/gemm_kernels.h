@@ -25,6 +25,14 @@ typedef void (*fnn_ukr_f64)(int64_t k, const double *restrict a, const double *r
                             double *restrict c, int64_t ldc, int64_t mr, int64_t nr, double alpha,
                             double beta);
 
+/* The same microkernel reading b unpacked: row p of the k x NR panel at b + p * ldb (a block of
+ * op(B) as stored, no trans_b), every one of its NR columns inside B: nr == NR always. */
+typedef void (*fnn_ukrb_f32)(int64_t k, const float *restrict a, const float *restrict b, int64_t ldb,
+                             float *restrict c, int64_t ldc, int64_t mr, int64_t nr, float alpha,
+                             float beta);
+typedef void (*fnn_ukrb_f64)(int64_t k, const double *restrict a, const double *restrict b,
+                             int64_t ldb, double *restrict c, int64_t ldc, int64_t mr, int64_t nr,
+                             double alpha, double beta);
 typedef void (*fnn_rows_f32)(int64_t n, int64_t cnt, const int32_t *restrict idx,
                              const float *restrict a, const float *restrict b, int64_t ldb,
                              float *restrict c);
@@ -36,11 +44,13 @@ typedef struct fnn_kernel_f32 {
     int64_t mr, nr, mc, kc, nc;
     fnn_ukr_f32 ukr;
     fnn_rows_f32 rows;
+    fnn_ukrb_f32 ukr_b;
 } fnn_kernel_f32;
 typedef struct fnn_kernel_f64 {
     int64_t mr, nr, mc, kc, nc;
     fnn_ukr_f64 ukr;
     fnn_rows_f64 rows;
+    fnn_ukrb_f64 ukr_b;
 } fnn_kernel_f64;
 
 typedef struct fnn_arch {
