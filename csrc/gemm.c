@@ -581,14 +581,15 @@ static int FN(gemm_team)(fnn_team *team, real *C, const real *A, const real *B, 
     const int share_a = m <= j.K.mc && k <= j.K.kc, share_b = n <= j.K.nc && k <= j.K.kc;
     /* Neither operand fits one block (k > KC: the first layer's 128 x 784 x 256), so every slab
      * would repack a whole operand, and on many threads there are too few slabs of one kind to
-     * go round. With 3 threads or more, when op(B) is at most NC wide and the workspace holds it
-     * whole: the team packs op(B) once (one job), then slabs of rows share it, each packing its
-     * own rows of op(A) (a second job). */
+     * go round. With 3 threads or more, when op(B) is at most NC wide, the workspace holds it
+     * whole and C has a row panel per thread at least: the team packs op(B) once (one job), then
+     * slabs of rows share it, each packing its own rows of op(A) (a second job). With fewer row
+     * panels than threads, the rows alone would leave threads idle: the column split below. */
     j.kblocks = (k + j.K.kc - 1) / j.K.kc;
     j.KCB = (k + j.kblocks - 1) / j.kblocks;
     j.nb = col_panels;
     j.unpacked_b = !trans_b && m <= UNPACKED_B_M;
-    if (nt >= 3 && !share_a && !share_b && n <= j.K.nc && !j.unpacked_b) {
+    if (nt >= 3 && !share_a && !share_b && n <= j.K.nc && !j.unpacked_b && row_panels >= nt) {
         const size_t pa_need = (size_t)(min64(j.K.mc, row_panels * j.K.mr) * j.KCB) + 64 / sizeof(real);
         const size_t sb_need = (size_t)(j.kblocks * j.KCB * col_panels * j.K.nr) + 64 / sizeof(real);
         if ((size_t)nt * pa_need + sb_need <= j.per_thread * (size_t)nt) {
