@@ -140,28 +140,11 @@ const fnn_arch fnn_arch_ref = {
 
 #else /* template part: real, FN */
 
-/* The portable microkernel: the compiler vectorises the 4 x 8 accumulator with baseline flags. */
-void FN(fnn_gemm_ukr_ref_4x8)(int64_t k, const real *restrict a, const real *restrict b,
-                              real *restrict c, int64_t ldc, int64_t mr, int64_t nr, real alpha,
-                              real beta) {
-    real acc[REF_MR][REF_NR];
-    memset(acc, 0, sizeof acc);
-    for (int64_t p = 0; p < k; p++)
-        for (int i = 0; i < REF_MR; i++)
-            for (int j = 0; j < REF_NR; j++) acc[i][j] += a[p * REF_MR + i] * b[p * REF_NR + j];
-    for (int64_t i = 0; i < mr; i++) {
-        real *ci = c + i * ldc;
-        if (beta == 0)
-            for (int64_t j = 0; j < nr; j++) ci[j] = alpha * acc[i][j];
-        else
-            for (int64_t j = 0; j < nr; j++) ci[j] = alpha * acc[i][j] + beta * ci[j];
-    }
-}
-
-/* The portable microkernel reading b unpacked (gemm_kernels.h: fnn_ukrb): b[p * ldb + j]. */
-void FN(fnn_gemm_ukrb_ref_4x8)(int64_t k, const real *restrict a, const real *restrict b,
-                               int64_t ldb, real *restrict c, int64_t ldc, int64_t mr, int64_t nr,
-                               real alpha, real beta) {
+/* The portable microkernels, packed b (b[p * REF_NR + j]) and unpacked (fnn_ukrb: b[p * ldb + j]):
+ * one body, the compiler vectorises the 4 x 8 accumulator with baseline flags. */
+static inline void FN(ukr_ref_body)(int64_t k, const real *restrict a, const real *restrict b,
+                                    int64_t ldb, real *restrict c, int64_t ldc, int64_t mr,
+                                    int64_t nr, real alpha, real beta) {
     real acc[REF_MR][REF_NR];
     memset(acc, 0, sizeof acc);
     for (int64_t p = 0; p < k; p++)
@@ -174,6 +157,18 @@ void FN(fnn_gemm_ukrb_ref_4x8)(int64_t k, const real *restrict a, const real *re
         else
             for (int64_t j = 0; j < nr; j++) ci[j] = alpha * acc[i][j] + beta * ci[j];
     }
+}
+
+void FN(fnn_gemm_ukr_ref_4x8)(int64_t k, const real *restrict a, const real *restrict b,
+                              real *restrict c, int64_t ldc, int64_t mr, int64_t nr, real alpha,
+                              real beta) {
+    FN(ukr_ref_body)(k, a, b, REF_NR, c, ldc, mr, nr, alpha, beta);
+}
+
+void FN(fnn_gemm_ukrb_ref_4x8)(int64_t k, const real *restrict a, const real *restrict b,
+                               int64_t ldb, real *restrict c, int64_t ldc, int64_t mr, int64_t nr,
+                               real alpha, real beta) {
+    FN(ukr_ref_body)(k, a, b, ldb, c, ldc, mr, nr, alpha, beta);
 }
 
 /* The portable row kernel (gemm_kernels.h): c += a[t] * b's row idx[t], one row after the other,
@@ -304,6 +299,13 @@ static void FN(scale_c)(real *C, int64_t m, int64_t n, int64_t ldc, real beta) {
 }
 
 /* The five loops over one block of C: rows [i0, i1), columns [j0, j1), packing into pa / pb. */
+/* The depth of gemm's k blocks: k in blocks of equal depth (at most kc), no thin last block whose
+ * C traffic outweighs it. Every path sums each element over the same blocks, in the same order. */
+static inline int64_t FN(k_depth)(int64_t k, int64_t kc) {
+    const int64_t blocks = (k + kc - 1) / kc;
+    return (k + blocks - 1) / blocks;
+}
+
 static void FN(gemm_block)(real *C, const real *A, const real *B, int64_t i0, int64_t i1, int64_t j0,
                            int64_t j1, int64_t k, int64_t ldc, int64_t lda, int64_t ldb, int trans_a,
                            int trans_b, real alpha, real beta, real *pa, real *pb,
@@ -317,9 +319,7 @@ static void FN(gemm_block)(real *C, const real *A, const real *B, int64_t i0, in
     /* pa_ready / pb_ready: op(A) / op(B) already packed whole (one block: i1 - i0 <= MC,
      * j1 - j0 <= NC, k <= KC). unpacked_b (no trans_b): the kernel reads B's whole NR-column
      * panels where they are stored (ukr_b); only a last, narrower panel is packed. */
-    const int64_t MR = K->mr, NR = K->nr;
-    /* k in blocks of equal depth (at most KC): no thin last block whose C traffic outweighs it */
-    const int64_t kblocks = (k + K->kc - 1) / K->kc, KCB = (k + kblocks - 1) / kblocks;
+    const int64_t MR = K->mr, NR = K->nr, KCB = FN(k_depth)(k, K->kc);
     for (int64_t jc = j0; jc < j1; jc += K->nc) {
         const int64_t nc = min64(K->nc, j1 - jc), nb = (nc + NR - 1) / NR;
         for (int64_t pc = 0; pc < k; pc += KCB) {
@@ -585,18 +585,18 @@ static int FN(gemm_team)(fnn_team *team, real *C, const real *A, const real *B, 
      * whole and C has a row panel per thread at least: the team packs op(B) once (one job), then
      * slabs of rows share it, each packing its own rows of op(A) (a second job). With fewer row
      * panels than threads, the rows alone would leave threads idle: the column split below. */
-    j.kblocks = (k + j.K.kc - 1) / j.K.kc;
-    j.KCB = (k + j.kblocks - 1) / j.kblocks;
+    j.KCB = FN(k_depth)(k, j.K.kc);
+    j.kblocks = (k + j.KCB - 1) / j.KCB;
     j.nb = col_panels;
+    j.C = C; j.A = A; j.B = B;
+    j.m = m; j.n = n; j.k = k; j.ldc = ldc; j.lda = lda; j.ldb = ldb;
+    j.trans_a = trans_a; j.trans_b = trans_b; j.alpha = alpha; j.beta = beta;
+    j.work = work;
     j.unpacked_b = !trans_b && m <= UNPACKED_B_M;
     if (nt >= 3 && !share_a && !share_b && n <= j.K.nc && !j.unpacked_b && row_panels >= nt) {
         const size_t pa_need = (size_t)(min64(j.K.mc, row_panels * j.K.mr) * j.KCB) + 64 / sizeof(real);
         const size_t sb_need = (size_t)(j.kblocks * j.KCB * col_panels * j.K.nr) + 64 / sizeof(real);
         if ((size_t)nt * pa_need + sb_need <= j.per_thread * (size_t)nt) {
-            j.C = C; j.A = A; j.B = B;
-            j.m = m; j.n = n; j.k = k; j.ldc = ldc; j.lda = lda; j.ldb = ldb;
-            j.trans_a = trans_a; j.trans_b = trans_b; j.alpha = alpha; j.beta = beta;
-            j.work = work;
             j.pa_stride = pa_need; /* nt areas for rows of op(A), then op(B) */
             j.sb = (real *)align64(work + pa_need * (size_t)nt);
             j.per_slab = (row_panels + 2 * nt - 1) / (2 * nt);
@@ -625,10 +625,6 @@ static int FN(gemm_team)(fnn_team *team, real *C, const real *A, const real *B, 
         if (j.per_slab < 2) j.per_slab = 2;
     }
     const int64_t slabs = (panels + j.per_slab - 1) / j.per_slab;
-    j.C = C; j.A = A; j.B = B;
-    j.m = m; j.n = n; j.k = k; j.ldc = ldc; j.lda = lda; j.ldb = ldb;
-    j.trans_a = trans_a; j.trans_b = trans_b; j.alpha = alpha; j.beta = beta;
-    j.work = work;
     j.keep_a = slabs > 1 && j.by_cols && share_a;
     j.keep_b = slabs > 1 && !j.by_cols && share_b && !j.unpacked_b;
     memset(j.packed, 0, sizeof j.packed);
