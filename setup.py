@@ -14,6 +14,8 @@ Environment switches:
   FASTNN_CYTHON_DEBUG=1  turn Cython's boundscheck / wraparound / initializedcheck back on
   FASTNN_NO_EXT=1        skip the extension (pure-Python install; fastnn falls back to NumPy)
   FASTNN_REQUIRE_EXT=1   fail the build when the extension does not compile, instead of falling back
+  FASTNN_PROFILE=1       clock the training step's phases (csrc/profile.h, benchmarks/phases.py);
+                         never in a build that ships
 """
 import glob
 import os
@@ -84,6 +86,8 @@ def extensions():
 
     omp = openmp_flags()
     cflags = ["-O3", "-std=c11", "-fno-math-errno", "-fno-trapping-math"] if sys.platform != "win32" else ["/O2"]
+    if os.environ.get("FASTNN_PROFILE") == "1":
+        cflags.append("-DFNN_PROFILE")
     ext = Extension(
         "fastnn._engine._ext",
         sources=["fastnn/_engine/_ext.pyx"] + sorted(glob.glob("csrc/*.c")),

@@ -189,6 +189,7 @@ void fnn_set_num_threads(int n);           /* process-wide count; n <= 0: the us
 void fnn_set_cpu_cap(int n);               /* CPUs this process may use (affinity, cgroup quota):
                                               caps the default count; 0: omp_get_num_procs() */
 int fnn_get_cpu_cap(void);                 /* the usable CPUs the default count is capped at */
+int fnn_profile_read(double *out, int size, int reset); /* profile.h: phases, or 0 unless built to profile */
 int fnn_get_thread_limit(void);            /* the calling thread's own cap, 0: none */
 void fnn_set_thread_limit(int n);
 

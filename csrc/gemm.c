@@ -3,8 +3,9 @@
  * the active kernel table entry (dispatch.c). The five loops live here once for every ISA; an ISA
  * only brings a microkernel and its block sizes (gemm_kernels.h).
  *
- * Threads (OpenMP, when built with it): one parallel region per call; packing and the tile loop
- * are shared out with `omp for`, the packed panels are shared. Small products run serially. */
+ * Threads (team.h): a call's product is split into tasks that own disjoint blocks of C (slabs of
+ * rows or columns, a grid of blocks, or row slabs sharing one packed op(B): gemm_team chooses).
+ * Small products run serially. */
 #ifndef real
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +17,11 @@
 #define REF_MR 4
 #define REF_NR 8
 #define PAR_MIN_FLOPS (64 * 64 * 64) /* below this m*n*k, one thread */
+#define PAR_MIN_FLOPS_MANY (32 * 32 * 32) /* the same from GRID_MIN_THREADS threads: there the operands
+                                             of a step's small products lie in other cores' caches,
+                                             and reading them from several cores pays (the MNIST
+                                             output layer's three products, 128 x 10 x 128: 21 to
+                                             15 ms an epoch on 16 threads) */
 #define SLABS_PER_THREAD 4           /* slabs of C handed out per thread and call */
 #define SKINNY_M 4                   /* up to this many rows of C: no packing (a GEMV-like loop) */
 #define SKINNY_SEG 1024              /* rows of B listed at a time by skinny_row */
@@ -24,6 +30,8 @@
 #define SKINNY_LANES 16              /* partial sums of a skinny dot product (two AVX2 vectors) */
 #define SKINNY_DOT_K 512             /* op(A)'s row, copied in pieces this long */
 #define FNN_MAX_THREADS_CAP 256      /* fnn_max_threads() never exceeds this (dispatch.c) */
+#define GRID_MIN_THREADS 4           /* from this many threads, C may be split into a grid of blocks */
+#define GRID_TRAFFIC 14              /* see grid_shape */
 
 static inline void *align64(void *p) { return (void *)(((uintptr_t)p + 63) & ~(uintptr_t)63); }
 static inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
@@ -298,7 +306,23 @@ static void FN(scale_c)(real *C, int64_t m, int64_t n, int64_t ldc, real beta) {
     }
 }
 
-/* The five loops over one block of C: rows [i0, i1), columns [j0, j1), packing into pa / pb. */
+/* The epilogue (internal_api.h) on rows [i0, i1), columns [j0, j1) of C, row by row. */
+static void FN(epi_apply)(const FN(fnn_gemm_epi) *e, real *C, int64_t ldc, int64_t i0, int64_t i1,
+                          int64_t j0, int64_t j1) {
+    const int64_t w = j1 - j0;
+    for (int64_t i = i0; i < i1; i++) {
+        real *c = C + i * ldc + j0;
+        if (e->y) {
+            FN(fnn_activation_backward)(e->act, c, c, e->y + i * e->ldy + j0, 1, w, e->alpha);
+        } else {
+            if (e->bias) FN(fnn_bias_forward)(c, e->bias + j0, 1, w, w);
+            FN(fnn_activation_forward)(e->act, c, c, 1, w, e->alpha);
+        }
+    }
+}
+
+/* The five loops over one block of C: rows [i0, i1), columns [j0, j1), packing into pa / pb;
+ * the epilogue (or NULL) on each MC x NC block of C after its last k block. */
 /* The depth of gemm's k blocks: k in blocks of equal depth (at most kc), no thin last block whose
  * C traffic outweighs it. Every path sums each element over the same blocks, in the same order. */
 static inline int64_t FN(k_depth)(int64_t k, int64_t kc) {
@@ -310,6 +334,7 @@ static void FN(gemm_block)(real *C, const real *A, const real *B, int64_t i0, in
                            int64_t j1, int64_t k, int64_t ldc, int64_t lda, int64_t ldb, int trans_a,
                            int trans_b, real alpha, real beta, real *pa, real *pb,
                            const real *pa_ready, const real *pb_ready, int unpacked_b,
+                           const FN(fnn_gemm_epi) *epi,
 #if REAL_IS_FLOAT
                            const fnn_kernel_f32 *K
 #else
@@ -349,6 +374,7 @@ static void FN(gemm_block)(real *C, const real *A, const real *B, int64_t i0, in
                             K->ukr(kc, pa + ip * MR * kc, pb + jp * NR * kc, c, ldc,
                                    min64(MR, mc - ip * MR), min64(NR, nc - jp * NR), alpha, beta_pc);
                     }
+                if (epi && pc + kc >= k) FN(epi_apply)(epi, C, ldc, ic, ic + mc, jc, jc + nc);
             }
         }
     }
@@ -468,6 +494,8 @@ typedef struct FN(gemm_job) {
     real *sb;
     int64_t kblocks, KCB, nb;
     int unpacked_b; /* gemm_block's: a few rows of op(A) meet op(B) where it is stored */
+    int64_t grid_tn, grid_r, grid_c; /* grid: tasks in a row of the grid, rows and columns a task owns */
+    const FN(fnn_gemm_epi) *epi;
     size_t pa_stride; /* shared_b: a thread's area for its rows of op(A) */
 #if REAL_IS_FLOAT
     fnn_kernel_f32 K;
@@ -498,11 +526,66 @@ static void FN(gemm_slab)(void *ctx, int64_t s, int worker) {
     if (j->by_cols)
         FN(gemm_block)(j->C, j->A, j->B, 0, j->m, lo, hi, j->k, j->ldc, j->lda, j->ldb, j->trans_a,
                        j->trans_b, j->alpha, j->beta, pa, pb, j->keep_a ? pa : NULL, NULL, j->unpacked_b,
-                       &j->K);
+                       j->epi, &j->K);
     else
         FN(gemm_block)(j->C, j->A, j->B, lo, hi, 0, j->n, j->k, j->ldc, j->lda, j->ldb, j->trans_a,
                        j->trans_b, j->alpha, j->beta, pa, pb, NULL, j->keep_b ? pb : NULL, j->unpacked_b,
-                       &j->K);
+                       j->epi, &j->K);
+}
+
+/* Grid (see gemm_team): task t owns a grid_r x grid_c block of C, packing its own rows of op(A)
+ * and columns of op(B). */
+static void FN(gemm_grid_task)(void *ctx, int64_t t, int worker) {
+    const FN(gemm_job) *j = (const FN(gemm_job) *)ctx;
+    real *pa = (real *)align64(j->work + j->per_thread * (size_t)worker);
+    real *pb = (real *)align64(pa + j->pa_size);
+    const int64_t i0 = t / j->grid_tn * j->grid_r, j0 = t % j->grid_tn * j->grid_c;
+    FN(gemm_block)(j->C, j->A, j->B, i0, min64(i0 + j->grid_r, j->m), j0, min64(j0 + j->grid_c, j->n), j->k,
+                   j->ldc, j->lda, j->ldb, j->trans_a, j->trans_b, j->alpha, j->beta, pa, pb, NULL, NULL,
+                   j->unpacked_b, j->epi, &j->K);
+}
+
+/* The grid of at most nt blocks of C whose block costs least, as tm rows by tn columns of blocks,
+ * from rp row panels (of MR rows) and cp column panels (of NR columns). A block of r x c
+ * elements of C, k deep, costs about 2 r c k / F to compute and 4 (r + c) k / W to read its
+ * operands (float; F a core's FLOP/s, W the bytes per second it draws from other cores' caches,
+ * where a step's operands were last written): in units of 2 k / F, r c + GRID_TRAFFIC (r + c),
+ * with GRID_TRAFFIC = 2 F / W, about 14 on the 16-core AVX-512 Xeon measured (F / W ~ 7 FLOP per
+ * byte). Returns 1 when the best grid has more than one block in each direction; a single row or
+ * column of blocks is left to the slab splits, which share a whole packed operand. */
+static int FN(grid_shape)(int64_t rp, int64_t cp, int64_t MR, int64_t NR, int nt, int64_t *tm, int64_t *tn) {
+    double best = -1;
+    for (int64_t a = 1; a <= nt && a <= rp; a++) {
+        const int64_t b = min64(nt / a, cp);
+        const double r = (double)((rp + a - 1) / a * MR), c = (double)((cp + b - 1) / b * NR);
+        const double cost = r * c + GRID_TRAFFIC * (r + c);
+        if (best < 0 || cost < best) {
+            best = cost;
+            *tm = a;
+            *tn = b;
+        }
+    }
+    return *tm > 1 && *tn > 1;
+}
+
+/* Profiling builds only (profile.h), to compare the team's splits on one machine:
+ * FNN_GEMM_GRID=0 no grid, 1 the shared op(B) path first where both apply, 3 the grid wherever
+ * grid_shape picks one (2, the default: see gemm_team); FNN_PAR_MIN: the m*n*k below which a
+ * product runs on one thread. */
+static int FN(grid_mode)(void) {
+#ifdef FNN_PROFILE
+    const char *e = getenv("FNN_GEMM_GRID");
+    if (e) return atoi(e);
+#endif
+    return 2;
+}
+
+static double FN(par_min)(int nt) {
+#ifdef FNN_PROFILE
+    const char *e = getenv("FNN_PAR_MIN");
+    if (e) return atof(e);
+#endif
+    return nt >= GRID_MIN_THREADS ? PAR_MIN_FLOPS_MANY : PAR_MIN_FLOPS;
 }
 
 /* Shared op(B) (see gemm_team): task t packs panel t % nb of k block t / nb. */
@@ -535,6 +618,7 @@ static void FN(gemm_rows_task)(void *ctx, int64_t s, int worker) {
                     j->K.ukr(kc, pa + ip * MR * kc, pb + jp * NR * kc,
                              j->C + (ic + ip * MR) * j->ldc + jp * NR, j->ldc, min64(MR, mc - ip * MR),
                              min64(NR, j->n - jp * NR), j->alpha, beta_pc);
+            if (j->epi && q == j->kblocks - 1) FN(epi_apply)(j->epi, j->C, j->ldc, ic, ic + mc, 0, j->n);
         }
     }
 }
@@ -544,17 +628,18 @@ static void FN(gemm_rows_task)(void *ctx, int64_t s, int worker) {
  * descheduled (a busy, shared machine) costs one slab's delay, not half of the work. */
 static int FN(gemm_team)(fnn_team *team, real *C, const real *A, const real *B, int64_t m, int64_t n,
                          int64_t k, int64_t ldc, int64_t lda, int64_t ldb, int trans_a, int trans_b,
-                         double alpha_d, double beta_d, real *work, int skip_zero) {
+                         double alpha_d, double beta_d, real *work, int skip_zero,
+                         const FN(fnn_gemm_epi) *epi) {
     int st = FN(check_args)(m, n, k, ldc, lda, ldb, trans_a, trans_b);
     if (st != FNN_OK) return st;
     const real alpha = (real)alpha_d, beta = (real)beta_d;
     if (m == 0 || n == 0) return FNN_OK;
-    if (k == 0 || alpha == 0) {
-        FN(scale_c)(C, m, n, ldc, beta);
-        return FNN_OK;
-    }
-    if (m <= SKINNY_M) {
-        FN(gemm_skinny)(C, A, B, m, n, k, ldc, lda, ldb, trans_a, trans_b, alpha, beta, skip_zero);
+    if (k == 0 || alpha == 0 || m <= SKINNY_M) {
+        if (k == 0 || alpha == 0)
+            FN(scale_c)(C, m, n, ldc, beta);
+        else
+            FN(gemm_skinny)(C, A, B, m, n, k, ldc, lda, ldb, trans_a, trans_b, alpha, beta, skip_zero);
+        if (epi) FN(epi_apply)(epi, C, ldc, 0, m, 0, n);
         return FNN_OK;
     }
     FN(gemm_job) j;
@@ -564,7 +649,7 @@ static int FN(gemm_team)(fnn_team *team, real *C, const real *A, const real *B, 
     j.K = fnn_active_arch()->f64;
 #endif
     int nt = fnn_team_size(team);
-    if ((double)m * (double)n * (double)k < PAR_MIN_FLOPS) nt = 1;
+    if ((double)m * (double)n * (double)k < FN(par_min)(nt)) nt = 1;
     /* packing space this call needs per thread: within what fnn_gemm_work_size_for(m, n, k) gave */
     j.pa_size = (size_t)(min64(j.K.mc, (m + j.K.mr - 1) / j.K.mr * j.K.mr) * min64(j.K.kc, k));
     j.per_thread = FN(per_thread_for)(&j.K, m, n, k);
@@ -592,8 +677,30 @@ static int FN(gemm_team)(fnn_team *team, real *C, const real *A, const real *B, 
     j.m = m; j.n = n; j.k = k; j.ldc = ldc; j.lda = lda; j.ldb = ldb;
     j.trans_a = trans_a; j.trans_b = trans_b; j.alpha = alpha; j.beta = beta;
     j.work = work;
+    j.epi = epi;
     j.unpacked_b = !trans_b && m <= UNPACKED_B_M;
-    if (nt >= 3 && !share_a && !share_b && n <= j.K.nc && !j.unpacked_b && row_panels >= nt) {
+    /* Many threads: a grid of blocks of C, when it beats one row or column of them (grid_shape)
+     * and no operand fits one block that the slabs below would pack once per thread and share
+     * across two slabs per thread or more. On the 16-core Xeon, split into rows of 8, the step's
+     * products read all of op(B) per 8 rows of C, bound by the cores' reach into each other's
+     * caches; the grid ran them 1.3-1.9x faster inside the epoch. Where a slab split shares an
+     * operand (the first layer's weight gradient, 784 x 256 x 128: op(B) packed once per
+     * thread, 49 slabs), that split stayed faster (35 against 52 ms an epoch). */
+    const int grid_mode = FN(grid_mode)();
+    int64_t gtm = 1, gtn = 1;
+    const int slabs_share = (share_a && col_panels >= 2 * nt) || (share_b && row_panels >= 2 * nt);
+    const int grid = nt >= GRID_MIN_THREADS && grid_mode > 0 && (grid_mode != 2 || !slabs_share) &&
+                     FN(grid_shape)(row_panels, col_panels, j.K.mr, j.K.nr, nt, &gtm, &gtn);
+    const int shared = nt >= 3 && !share_a && !share_b && n <= j.K.nc && !j.unpacked_b && row_panels >= nt;
+    if (grid && (grid_mode != 1 || !shared)) {
+        j.grid_r = (row_panels + gtm - 1) / gtm * j.K.mr;
+        j.grid_c = (col_panels + gtn - 1) / gtn * j.K.nr;
+        j.grid_tn = (n + j.grid_c - 1) / j.grid_c; /* rounding may leave fewer blocks than tm x tn */
+        fnn_team_run(team, (m + j.grid_r - 1) / j.grid_r * j.grid_tn, FN(gemm_grid_task), &j);
+        free(owned);
+        return FNN_OK;
+    }
+    if (shared) {
         const size_t pa_need = (size_t)(min64(j.K.mc, row_panels * j.K.mr) * j.KCB) + 64 / sizeof(real);
         const size_t sb_need = (size_t)(j.kblocks * j.KCB * col_panels * j.K.nr) + 64 / sizeof(real);
         if ((size_t)nt * pa_need + sb_need <= j.per_thread * (size_t)nt) {
@@ -637,13 +744,16 @@ static int FN(gemm_team)(fnn_team *team, real *C, const real *A, const real *B, 
 int FN(fnn_gemm_team)(fnn_team *team, real *C, const real *A, const real *B, int64_t m, int64_t n,
                       int64_t k, int64_t ldc, int64_t lda, int64_t ldb, int trans_a, int trans_b,
                       double alpha, double beta, real *work) {
-    return FN(gemm_team)(team, C, A, B, m, n, k, ldc, lda, ldb, trans_a, trans_b, alpha, beta, work, 0);
+    return FN(gemm_team)(team, C, A, B, m, n, k, ldc, lda, ldb, trans_a, trans_b, alpha, beta, work, 0,
+                         NULL);
 }
 
-int FN(fnn_gemm_skip_team)(fnn_team *team, real *C, const real *A, const real *B, int64_t m,
-                           int64_t n, int64_t k, int64_t ldc, int64_t lda, int64_t ldb, int trans_a,
-                           int trans_b, double alpha, double beta, real *work) {
-    return FN(gemm_team)(team, C, A, B, m, n, k, ldc, lda, ldb, trans_a, trans_b, alpha, beta, work, 1);
+int FN(fnn_gemm_fused_team)(fnn_team *team, real *C, const real *A, const real *B, int64_t m,
+                            int64_t n, int64_t k, int64_t ldc, int64_t lda, int64_t ldb, int trans_a,
+                            int trans_b, double alpha, double beta, real *work, int skip_zero,
+                            const FN(fnn_gemm_epi) *epi) {
+    return FN(gemm_team)(team, C, A, B, m, n, k, ldc, lda, ldb, trans_a, trans_b, alpha, beta, work,
+                         skip_zero, epi);
 }
 
 typedef struct FN(gemm_call) {

@@ -3,13 +3,28 @@
 int FN(fnn_gemm_team)(fnn_team *team, real *C, const real *A, const real *B, int64_t m, int64_t n,
                       int64_t k, int64_t ldc, int64_t lda, int64_t ldb, int trans_a, int trans_b,
                       double alpha, double beta, real *work);
-/* fnn_gemm_team, except that for a few rows of C (m <= 4, no trans_b, beta == 0) the rows of B
- * that meet only zero values of A are not read: the same bits when B is finite (gemm.c,
- * gemm_skinny). The network's forward calls it (an inf or NaN weight met only by zero inputs is
- * then not propagated, as in a reference BLAS GEMV); the public fnn_gemm never skips. */
-int FN(fnn_gemm_skip_team)(fnn_team *team, real *C, const real *A, const real *B, int64_t m,
-                           int64_t n, int64_t k, int64_t ldc, int64_t lda, int64_t ldb, int trans_a,
-                           int trans_b, double alpha, double beta, real *work);
+/* A dense layer's elementwise work done by gemm_team on each block of C as soon as its sum is
+ * complete, by the thread that computed it, while the block is in that core's cache (on many
+ * cores, a separate pass on one thread would draw every block back from the others):
+ * forward (y == NULL): C += bias on every row (bias may be NULL), then C = f(C);
+ * backward (y != NULL): C *= f'(Y), Y the activation's output (m x n, row stride ldy).
+ * f is act (FNN_ACT_*, elementwise: never softmax). Each element gets the same operations, in
+ * the same order, as from fnn_bias_forward and fnn_activation_forward / _backward after the
+ * product: the same bits. */
+typedef struct FN(fnn_gemm_epi) {
+    const real *bias, *y;
+    int64_t ldy;
+    int act;
+    double alpha;
+} FN(fnn_gemm_epi);
+/* fnn_gemm_team with an epilogue (NULL: none), and skip_zero: for a few rows of C (m <= 4, no
+ * trans_b, beta == 0) the rows of B that meet only zero values of A are not read: the same bits
+ * when B is finite (gemm.c, gemm_skinny). The network's forward skips (an inf or NaN weight met
+ * only by zero inputs is then not propagated, as in a reference BLAS GEMV); fnn_gemm never does. */
+int FN(fnn_gemm_fused_team)(fnn_team *team, real *C, const real *A, const real *B, int64_t m,
+                            int64_t n, int64_t k, int64_t ldc, int64_t lda, int64_t ldb, int trans_a,
+                            int trans_b, double alpha, double beta, real *work, int skip_zero,
+                            const FN(fnn_gemm_epi) *epi);
 void FN(fnn_sgd_update_team)(fnn_team *team, real *p, real *vel, const real *g, int64_t n,
                              int64_t n_decay, double lr, double momentum, int nesterov, double l2,
                              double l1, double weight_decay, int form);

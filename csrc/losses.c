@@ -58,14 +58,16 @@ static int FN(xent)(double *loss, real *dZ, const real *Z, const int64_t *labels
         real mx = z[0];
         for (int64_t j = 1; j < n; j++) mx = z[j] > mx ? z[j] : mx;
         real s = 0;
-        for (int64_t j = 0; j < n; j++) s += EXP(z[j] - mx);
-        if (loss) total += w * ((double)mx + log((double)s) - (double)z[labels[i]]);
-        if (dZ) {
+        if (dZ) { /* each exponential once: kept in d, then scaled */
             real *d = dZ + i * n;
+            for (int64_t j = 0; j < n; j++) s += (d[j] = EXP(z[j] - mx));
             const real scale = (real)w / s;
-            for (int64_t j = 0; j < n; j++) d[j] = EXP(z[j] - mx) * scale;
+            for (int64_t j = 0; j < n; j++) d[j] *= scale;
             d[labels[i]] -= (real)w;
+        } else {
+            for (int64_t j = 0; j < n; j++) s += EXP(z[j] - mx);
         }
+        if (loss) total += w * ((double)mx + log((double)s) - (double)z[labels[i]]);
     }
     if (loss) *loss = total;
     return FNN_OK;
@@ -139,12 +141,16 @@ static int FN(sk_xent)(double *loss, real *dZ, const real *Z, const int64_t *lab
         real mx = z[0];
         for (int64_t j = 1; j < n; j++) mx = z[j] > mx ? z[j] : mx;
         real s = 0;
-        for (int64_t j = 0; j < n; j++) s += EXP(z[j] - mx);
-        if (loss) total += w * -(double)LOG(FN(clip_prob)(EXP(z[labels[i]] - mx) / s));
-        if (dZ) {
-            real *d = dZ + i * n;
-            for (int64_t j = 0; j < n; j++) d[j] = (EXP(z[j] - mx) / s) * (real)w;
-            d[labels[i]] = (EXP(z[labels[i]] - mx) / s - 1) * (real)w;
+        real *d = dZ ? dZ + i * n : NULL;
+        if (d) /* each exponential once: kept in d */
+            for (int64_t j = 0; j < n; j++) s += (d[j] = EXP(z[j] - mx));
+        else
+            for (int64_t j = 0; j < n; j++) s += EXP(z[j] - mx);
+        const real el = d ? d[labels[i]] : EXP(z[labels[i]] - mx);
+        if (loss) total += w * -(double)LOG(FN(clip_prob)(el / s));
+        if (d) {
+            for (int64_t j = 0; j < n; j++) d[j] = (d[j] / s) * (real)w;
+            d[labels[i]] = (el / s - 1) * (real)w;
         }
     }
     if (loss) *loss = total;

@@ -14,6 +14,7 @@
 #include <string.h>
 #include "fastnn.h"
 #include "internal.h"
+#include "profile.h"
 #include "simd.h"
 
 #define FNN_SELF "network.c"
@@ -177,9 +178,9 @@ void FN(fnn_workspace_free)(FN(fnn_workspace) *ws) {
 
 int64_t FN(fnn_workspace_batch)(const FN(fnn_workspace) *ws) { return ws->batch; }
 
-/* A dense layer's bias and activation, row by row: at inference shared by the team in slices of
- * about EPILOGUE_VALUES values when the layer's output is large (a 10,000-row prediction measured
- * about 2% faster), else on the calling thread. */
+/* A dense layer's bias and softmax (the one activation not done in the GEMM's epilogue, being
+ * row-wise), row by row: at inference shared by the team in slices of about EPILOGUE_VALUES
+ * values when the layer's output is large, else on the calling thread. */
 #define EPILOGUE_VALUES 16384
 typedef struct FN(epilogue_job) {
     const fnn_layer *ly;
@@ -221,12 +222,18 @@ static int FN(forward)(fnn_team *team, FN(fnn_workspace) *ws, const fnn_net *net
         const int64_t n = ly->n_out;
         int st = FNN_OK;
         switch (ly->kind) {
-        case FNN_LAYER_DENSE: /* a few rows: weight rows met only by zero inputs are not read */
-            st = FN(fnn_gemm_skip_team)(team, y, in, params + ly->w_off, nb, n, ly->n_in, n, ly->n_in, n,
-                                        0, 0, 1.0, 0.0, ws->gemm_work);
+        case FNN_LAYER_DENSE: { /* a few rows: weight rows met only by zero inputs are not read */
+            /* bias and an elementwise activation in the GEMM's epilogue */
+            const int fused = ly->activation != FNN_ACT_SOFTMAX;
+            const FN(fnn_gemm_epi) epi = {params + ly->b_off, NULL, 0, ly->activation, ly->alpha};
+            st = FN(fnn_gemm_fused_team)(team, y, in, params + ly->w_off, nb, n, ly->n_in, n, ly->n_in, n,
+                                         0, 0, 1.0, 0.0, ws->gemm_work, 1, fused ? &epi : NULL);
             if (st != FNN_OK) return st;
-            st = FN(bias_activation)(team, ly, y, params + ly->b_off, nb, training);
+            FNN_MARK(FNN_PH_FWD_GEMM, l);
+            if (!fused) st = FN(bias_activation)(team, ly, y, params + ly->b_off, nb, training);
+            FNN_MARK(FNN_PH_FWD_EPI, l);
             break;
+        }
         case FNN_LAYER_ACTIVATION:
             st = FN(fnn_activation_forward)(ly->activation, y, in, nb, n, ly->alpha);
             break;
@@ -253,6 +260,7 @@ static int FN(forward)(fnn_team *team, FN(fnn_workspace) *ws, const fnn_net *net
         default: return FNN_EINVAL;
         }
         if (st != FNN_OK) return st;
+        if (ly->kind != FNN_LAYER_DENSE) FNN_MARK(FNN_PH_OTHER_FWD, l);
         ws->acts[l] = y;
         in = y;
     }
@@ -277,6 +285,38 @@ FNN_CLONES static int FN(all_finite)(const real *x, int64_t n) {
         most = b > most ? b : most;
     }
     return most != expo;
+}
+
+/* 1 when x[0:size] is finite (a chunk's rows at inference, a step's gradient); shared by the team
+ * in slices of FINITE_SLICE values. */
+#define FINITE_SLICE 16384
+#define FINITE_TASKS 64
+typedef struct FN(finite_job) {
+    const real *x;
+    int64_t size, slice;
+    int ok[FINITE_TASKS]; /* one flag per task: no two tasks write the same word */
+} FN(finite_job);
+
+static void FN(finite_task)(void *ctx, int64_t t, int worker) {
+    FN(finite_job) *f = (FN(finite_job) *)ctx;
+    const int64_t lo = t * f->slice, hi = lo + f->slice < f->size ? lo + f->slice : f->size;
+    (void)worker;
+    f->ok[t] = FN(all_finite)(f->x + lo, hi - lo);
+}
+
+static int FN(finite_rows)(fnn_team *team, const real *x, int64_t size) {
+    if (size <= FINITE_SLICE || fnn_team_size(team) == 1) return FN(all_finite)(x, size);
+    FN(finite_job) f;
+    f.x = x;
+    f.size = size;
+    int64_t tasks = (size + FINITE_SLICE - 1) / FINITE_SLICE;
+    if (tasks > FINITE_TASKS) tasks = FINITE_TASKS;
+    f.slice = (size + tasks - 1) / tasks;
+    tasks = (size + f.slice - 1) / f.slice;
+    fnn_team_run(team, tasks, FN(finite_task), &f);
+    for (int64_t t = 0; t < tasks; t++)
+        if (!f.ok[t]) return 0;
+    return 1;
 }
 
 static int64_t FN(count_correct)(const fnn_net *net, const real *Z, const real *T,
@@ -372,6 +412,7 @@ static int FN(forward_backward)(fnn_team *team, double *loss, int64_t *correct, 
     if (st != FNN_OK) return st;
     if (correct) *correct = FN(count_correct)(net, z, t, labels, nb);
     if (!isfinite(*loss)) return FNN_ENONFINITE;
+    FNN_MARK(FNN_PH_LOSS, L - 1);
 
     int64_t lowest = L; /* lowest layer with parameters: no input gradient needed below it */
     for (int64_t l = 0; l < L; l++)
@@ -390,14 +431,19 @@ static int FN(forward_backward)(fnn_team *team, double *loss, int64_t *correct, 
             memset(grads + ly->b_off, 0, (size_t)ly->n_out * sizeof(real));
         }
     }
+    int g_ready = 0; /* g already holds dZ: the layer above applied this layer's derivative */
     for (int64_t l = L - 1; l >= lowest; l--) {
         const fnn_layer *ly = &net->layers[l];
         const int64_t n = ly->n_out;
         const real *in = l > 0 ? ws->acts[l - 1] : x;
         switch (ly->kind) {
         case FNN_LAYER_DENSE:
-            st = FN(fnn_activation_backward)(ly->activation, g, g, ws->acts[l], nb, n, ly->alpha);
-            if (st != FNN_OK) return st;
+            if (!g_ready) {
+                st = FN(fnn_activation_backward)(ly->activation, g, g, ws->acts[l], nb, n, ly->alpha);
+                if (st != FNN_OK) return st;
+            }
+            g_ready = 0;
+            FNN_MARK(FNN_PH_ACT_BWD, l);
             /* dW = in^T g ; db += colsum g ; dX = g W^T */
             if (online) {
                 memcpy(ws->delta[l], g, (size_t)(nb * n) * sizeof(real));
@@ -405,12 +451,19 @@ static int FN(forward_backward)(fnn_team *team, double *loss, int64_t *correct, 
                 st = FN(fnn_gemm_team)(team, grads + ly->w_off, in, g, ly->n_in, n, nb, n, ly->n_in, n,
                                        1, 0, 1.0, 0.0, ws->gemm_work);
                 if (st != FNN_OK) return st;
+                FNN_MARK(FNN_PH_DW_GEMM, l);
                 FN(fnn_bias_backward)(grads + ly->b_off, g, nb, n, n);
+                FNN_MARK(FNN_PH_BIAS_BWD, l);
             }
-            if (l > lowest) {
-                st = FN(fnn_gemm_team)(team, spare, g, params + ly->w_off, nb, ly->n_in, n, ly->n_in, n, n, 0,
-                                  1, 1.0, 0.0, ws->gemm_work);
+            if (l > lowest) { /* below a dense layer, its derivative in this GEMM's epilogue */
+                const fnn_layer *lb = &net->layers[l - 1];
+                const int fused = lb->kind == FNN_LAYER_DENSE && lb->activation != FNN_ACT_SOFTMAX;
+                const FN(fnn_gemm_epi) epi = {NULL, ws->acts[l - 1], ly->n_in, lb->activation, lb->alpha};
+                st = FN(fnn_gemm_fused_team)(team, spare, g, params + ly->w_off, nb, ly->n_in, n, ly->n_in,
+                                             n, n, 0, 1, 1.0, 0.0, ws->gemm_work, 0, fused ? &epi : NULL);
                 if (st != FNN_OK) return st;
+                g_ready = fused;
+                FNN_MARK(FNN_PH_DX_GEMM, l);
                 real *tmp = g;
                 g = spare;
                 spare = tmp;
@@ -419,13 +472,16 @@ static int FN(forward_backward)(fnn_team *team, double *loss, int64_t *correct, 
         case FNN_LAYER_ACTIVATION:
             st = FN(fnn_activation_backward)(ly->activation, g, g, ws->acts[l], nb, n, ly->alpha);
             if (st != FNN_OK) return st;
+            FNN_MARK(FNN_PH_ACT_BWD, l);
             break;
         case FNN_LAYER_DROPOUT:
             if (ly->rate > 0) FN(fnn_dropout_backward)(g, g, ws->aux[l], nb * n);
+            FNN_MARK(FNN_PH_ACT_BWD, l);
             break;
         case FNN_LAYER_BATCHNORM:
             FN(fnn_batchnorm_backward)(g, grads + ly->w_off, grads + ly->b_off, g, ws->aux[l],
                                        ws->stats[l] + 2 * n, params + ly->w_off, nb, n);
+            FNN_MARK(FNN_PH_ACT_BWD, l);
             break;
         default: return FNN_EINVAL;
         }
@@ -435,13 +491,15 @@ static int FN(forward_backward)(fnn_team *team, double *loss, int64_t *correct, 
         FN(l2_loss_term)(loss, grads, params, net, l2_loss, sw, nb);
         if (!isfinite(*loss)) return FNN_ENONFINITE;
     }
-    if (!FN(all_finite)(grads, net->n_params)) return FNN_ENONFINITE;
+    /* teamed: on many cores the gradient lies in the caches of the threads that wrote it */
+    if (!FN(finite_rows)(team, grads, net->n_params)) return FNN_ENONFINITE;
     /* batch statistics are committed to the running ones after this: they must be finite too
      * (a float variance can overflow while the normalised values stay finite) */
     for (int64_t l = 0; l < L; l++)
         if (net->layers[l].kind == FNN_LAYER_BATCHNORM &&
             !FN(all_finite)(ws->stats[l], 2 * net->layers[l].n_out))
             return FNN_ENONFINITE;
+    FNN_MARK(FNN_PH_CHECK, 0);
     return FNN_OK;
 }
 
@@ -575,11 +633,13 @@ static int FN(step)(fnn_team *team, fnn_train_result *res, real *params, real *s
                                       s + ly->n_out, nb, ly->n_out, ly->momentum);
         }
     }
+    FNN_MARK(FNN_PH_REST, 0);
     if (online)
         FN(online_update)(team, ws, net, opt, params, slots, x, nb, lr, step + 1);
     else
         st = FN(apply_update)(team, params, slots, net, opt, ws->grads, lr, step + 1);
     if (st != FNN_OK) return st;
+    FNN_MARK(FNN_PH_UPDATE, 0);
     counters[FNN_CTR_STEP] = step + 1;
     counters[FNN_CTR_SAMPLES] += nb;
     double wsum = (double)nb;
@@ -642,14 +702,17 @@ typedef struct FN(call) {
     double *loss;
 } FN(call);
 
-/* Gathering a batch's rows (scattered over X) is memory-bound: shared by the team, 32 rows a task. */
+/* Gathering a batch's rows (scattered over X) is memory-bound: shared by the team, at most 32
+ * rows a task, and two tasks a thread at least (rows from memory wait on its latency: the more
+ * cores ask at once, the sooner a batch is in). */
 typedef struct FN(gather_job) {
     const FN(call) *c;
     const int64_t *rows;
-    int64_t nb;
+    int64_t nb, per_task;
 } FN(gather_job);
 
 #define GATHER_ROWS 32
+#define GATHER_MIN_ROWS 4
 
 static void FN(gather_task)(void *ctx, int64_t t, int worker) {
     const FN(gather_job) *g = (const FN(gather_job) *)ctx;
@@ -657,7 +720,7 @@ static void FN(gather_task)(void *ctx, int64_t t, int worker) {
     FN(fnn_workspace) *ws = c->ws;
     const int64_t din = c->net->n_inputs, dout = c->net->n_outputs;
     (void)worker;
-    for (int64_t i = t * GATHER_ROWS; i < g->nb && i < (t + 1) * GATHER_ROWS; i++) {
+    for (int64_t i = t * g->per_task; i < g->nb && i < (t + 1) * g->per_task; i++) {
         const int64_t r = g->rows[i];
         memcpy(ws->x + i * din, c->X + r * din, (size_t)din * sizeof(real));
         if (c->T) memcpy(ws->t + i * dout, c->T + r * dout, (size_t)dout * sizeof(real));
@@ -672,16 +735,22 @@ static int FN(epoch_body)(fnn_team *team, void *ctx) {
     FN(fnn_workspace) *ws = c->ws;
     const int64_t n = c->n, batch = c->batch;
     int64_t *perm = c->perm;
+    FNN_MARK_BEGIN();
     if (c->shuffle == FNN_ORDER_SHUFFLE)
         fnn_shuffle(perm, fnn_rng_key(net->seed, FNN_RNG_SHUFFLE, (uint64_t)c->epoch), n);
     else if (c->shuffle == FNN_ORDER_IDENTITY)
         for (int64_t i = 0; i < n; i++) perm[i] = i;
     /* FNN_ORDER_GIVEN: the caller's order, checked by fnn_train_epoch */
     const int64_t samples0 = c->counters[FNN_CTR_SAMPLES];
+    const int64_t nt = fnn_team_size(team);
     for (int64_t b = 0, start = 0; start < n; b++, start += batch) {
         const int64_t nb = start + batch <= n ? batch : n - start;
-        FN(gather_job) g = {c, perm + start, nb};
-        fnn_team_run(team, (nb + GATHER_ROWS - 1) / GATHER_ROWS, FN(gather_task), &g);
+        const int64_t share = (nb + 2 * nt - 1) / (2 * nt);
+        FN(gather_job) g = {c, perm + start, nb,
+                            share > GATHER_ROWS ? GATHER_ROWS : share < GATHER_MIN_ROWS ? GATHER_MIN_ROWS : share};
+        FNN_MARK(FNN_PH_REST, 0);
+        fnn_team_run(team, (nb + g.per_task - 1) / g.per_task, FN(gather_task), &g);
+        FNN_MARK(FNN_PH_GATHER, 0);
         int st = FN(step)(team, c->res, c->params, c->slots, c->state, c->counters, ws, net, c->opt,
                           ws->x, c->T ? ws->t : NULL, c->labels ? ws->labels : NULL,
                           c->sw ? ws->sw : NULL, nb, c->epoch, samples0);
@@ -720,6 +789,7 @@ int FN(fnn_train_epoch)(fnn_train_result *res, real *params, real *slots, real *
 
 static int FN(step_body)(fnn_team *team, void *ctx) {
     const FN(call) *c = (const FN(call) *)ctx;
+    FNN_MARK_BEGIN();
     int st = FN(step)(team, c->res, c->params, c->slots, c->state, c->counters, c->ws, c->net,
                       c->opt, c->X, c->T, c->labels, c->sw, c->n, c->epoch,
                       c->counters[FNN_CTR_SAMPLES]);
@@ -766,37 +836,6 @@ int FN(fnn_gradient)(double *loss, real *grads, const real *params, FN(fnn_works
     return fnn_with_team(FN(threads_for)(net, n), FN(gradient_body), &c);
 }
 
-/* 1 when the rows of a chunk are finite; shared by the team in slices of FINITE_SLICE values. */
-#define FINITE_SLICE 16384
-#define FINITE_TASKS 64
-typedef struct FN(finite_job) {
-    const real *x;
-    int64_t size, slice;
-    int ok[FINITE_TASKS]; /* one flag per task: no two tasks write the same word */
-} FN(finite_job);
-
-static void FN(finite_task)(void *ctx, int64_t t, int worker) {
-    FN(finite_job) *f = (FN(finite_job) *)ctx;
-    const int64_t lo = t * f->slice, hi = lo + f->slice < f->size ? lo + f->slice : f->size;
-    (void)worker;
-    f->ok[t] = FN(all_finite)(f->x + lo, hi - lo);
-}
-
-static int FN(finite_rows)(fnn_team *team, const real *x, int64_t size) {
-    if (size <= FINITE_SLICE || fnn_team_size(team) == 1) return FN(all_finite)(x, size);
-    FN(finite_job) f;
-    f.x = x;
-    f.size = size;
-    int64_t tasks = (size + FINITE_SLICE - 1) / FINITE_SLICE;
-    if (tasks > FINITE_TASKS) tasks = FINITE_TASKS;
-    f.slice = (size + tasks - 1) / tasks;
-    tasks = (size + f.slice - 1) / f.slice;
-    fnn_team_run(team, tasks, FN(finite_task), &f);
-    for (int64_t t = 0; t < tasks; t++)
-        if (!f.ok[t]) return 0;
-    return 1;
-}
-
 /* The loss's link (or a copy) of a chunk's outputs, rows [r0, r1). */
 static void FN(link_rows)(const FN(call) *c, real *o, const real *z, int64_t r0, int64_t r1) {
     const int64_t dout = c->net->n_outputs, nb = r1 - r0;
@@ -834,6 +873,7 @@ static int FN(predict_body)(fnn_team *team, void *ctx) {
     const fnn_net *net = c->net;
     FN(fnn_workspace) *ws = c->ws;
     const int64_t din = net->n_inputs, dout = net->n_outputs;
+    FNN_MARK_BEGIN();
     for (int64_t start = 0; start < c->n; start += ws->batch) {
         const int64_t nb = start + ws->batch <= c->n ? ws->batch : c->n - start;
         const real *x = c->X + start * din;

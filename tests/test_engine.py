@@ -450,3 +450,44 @@ def test_training_result_does_not_depend_on_the_thread_count():
         return m
 
     assert_same_on_1_2_3_threads(train)
+
+
+MANY_THREADS_CHILD = """
+import json, numpy as np, fastnn
+rng = np.random.default_rng(0)
+X = rng.standard_normal((1027, 400))  # 8 batches of 128, then 3 rows (the few-row product); k > KC
+y = rng.integers(0, 10, len(X))
+layers = lambda: [fastnn.Dense(96, activation="relu"), fastnn.Dense(80, activation="tanh"),
+                  fastnn.Dense(64, activation="sigmoid"), fastnn.Dropout(0.1),
+                  fastnn.Dense(48, activation="leaky_relu", alpha=0.1), fastnn.Dense(40, activation="relu"),
+                  fastnn.BatchNorm(), fastnn.Dense(40, activation="softmax"), fastnn.Dense(10)]
+worst = {}
+for dtype in ("float32", "float64"):
+    runs = []
+    for backend, threads in (("python", 1), ("c", 1), ("c", 3), ("c", 4), ("c", 5), ("c", 8)):
+        fastnn.set_backend(backend)
+        fastnn.set_num_threads(threads)
+        assert fastnn.get_num_threads() == threads
+        m = fastnn.Sequential(layers(), seed=2, dtype=dtype)
+        m.compile(fastnn.Adam(1e-3), "cross_entropy").fit(X.astype(dtype), y, epochs=2, batch_size=128)
+        runs.append((m.params.copy(), m.predict_proba(X[:700].astype(dtype)), m.predict_proba(X[:1].astype(dtype))))
+    for params, out, one in runs[2:]:
+        assert (params == runs[1][0]).all() and (out == runs[1][1]).all() and (one == runs[1][2]).all(), dtype
+    worst[dtype] = [float(np.abs(runs[1][i] - runs[0][i]).max() / max(1.0, np.abs(runs[0][i]).max()))
+                    for i in range(3)]
+print(json.dumps(worst))
+"""
+
+
+@needs_c
+def test_training_on_many_threads_equals_one_thread_and_the_oracle():
+    """In a child allowed 8 threads (OMP_NUM_THREADS, whatever the CPUs): layers wide enough for
+    the team's splits (the shared op(B) on 3 threads, the grid of blocks from 4), every elementwise activation done in
+    the GEMMs' epilogues (forward, and the derivative in the product of the layer above) beside
+    the layers that are not (softmax, dropout, batch norm below a dense layer), and a last batch
+    of 3 rows. Parameters and predictions are the same bits on 1, 3, 4, 5 and 8 threads, and match
+    the NumPy oracle."""
+    from test_cpus import _child
+    worst = _child(MANY_THREADS_CHILD, env={"OMP_NUM_THREADS": "8"})
+    for dtype, errs in worst.items():
+        assert max(errs) <= TOL[dtype] * 10, (dtype, errs)

@@ -318,12 +318,15 @@ import json, numpy as np, fastnn
 from fastnn._engine import _ext
 rng = np.random.default_rng(0)
 checked = 0
-# k > KC on every kernel and n <= NC: on 3 threads or more the team packs op(B) once and slabs of
-# rows share it (gemm.c, gemm_team); m = 1000 on 3 threads gives slabs taller than MC
+# k > KC on every kernel and n <= NC: on 3 threads the team packs op(B) once and slabs of rows
+# share it (gemm.c, gemm_team); m = 1000 on 3 threads gives slabs taller than MC. From 4 threads
+# most of these split into a grid of blocks (grid_shape), with block edges inside k blocks and
+# panels, a last block narrower than the others, and (m <= 32) op(B) read unpacked.
 for arch in [a for a in _ext.arch_list() if _ext.arch_available(a)]:
     _ext.set_arch(arch)
     for dtype in (np.float32, np.float64):
-        for m, n, k in ((128, 256, 784), (37, 100, 801), (1000, 40, 300), (200, 1000, 513)):
+        for m, n, k in ((128, 256, 784), (37, 100, 801), (1000, 40, 300), (200, 1000, 513),
+                        (128, 128, 256), (30, 200, 100), (71, 333, 65)):
             for ta in (False, True):
                 for tb in (False, True):
                     A = rng.standard_normal((k, m) if ta else (m, k)).astype(dtype)
@@ -333,7 +336,7 @@ for arch in [a for a in _ext.arch_list() if _ext.arch_available(a)]:
                     exact = 0.7 * (a @ b) - 1.3 * C0
                     bound = 4 * (np.sqrt(k) + 1) * np.finfo(dtype).eps * (0.7 * (abs(a) @ abs(b)) + 1.3 * abs(C0))
                     runs = []
-                    for threads in (1, 3, 4, 8):
+                    for threads in (1, 3, 4, 5, 8):
                         fastnn.set_num_threads(threads)
                         assert fastnn.get_num_threads() == threads
                         C = C0.copy()
@@ -349,11 +352,12 @@ print(json.dumps(checked))
 
 @needs_ext
 def test_gemm_shared_b_on_many_threads():
-    """Products with k > KC on 3, 4 and 8 threads (a child allowed 8 by OMP_NUM_THREADS, whatever
-    the CPUs), every kernel, dtype and transposition: within the error bound of the float64
-    product, and the same bits as on 1 thread (the shared op(B) keeps each element's k blocks)."""
+    """Products on 3, 4, 5 and 8 threads (a child allowed 8 by OMP_NUM_THREADS, whatever the CPUs),
+    every kernel, dtype and transposition: the shared op(B) and the grid of blocks, within the
+    error bound of the float64 product and the same bits as on 1 thread (every split keeps each
+    element's k blocks)."""
     from test_cpus import _child
-    assert _child(SHARED_B_CHILD, env={"OMP_NUM_THREADS": "8"}) >= 32
+    assert _child(SHARED_B_CHILD, env={"OMP_NUM_THREADS": "8"}) >= 56
 
 
 @needs_ext
@@ -1210,3 +1214,18 @@ def test_ops_bias_and_loss_propagate_nan(backend, dtype):
 def test_fixtures_put_back_the_backend_kernel_and_threads_they_changed():
     """Runs after everything above (in any order): nothing leaked out of a test."""
     assert (fastnn.get_backend(), _ext and _ext.arch_name(), fastnn.get_num_threads()) == _AT_IMPORT
+
+
+@needs_ext
+def test_a_normal_build_does_not_clock_phases():
+    """The phase clock (csrc/profile.h) exists only in builds made with FASTNN_PROFILE=1."""
+    assert _ext.phase_times() is None and oracle.phase_times() is None
+
+
+def test_phase_names_follow_the_clocks_enum():
+    """codes.PHASES names csrc/profile.h's phases (benchmarks/phases.py prints them), one each."""
+    from fastnn._engine.codes import PHASES
+    import re
+    with open(os.path.join(os.path.dirname(__file__), "..", "csrc", "profile.h")) as f:
+        enum = re.findall(r"^\s+(FNN_PH_\w+)", f.read(), re.M)
+    assert enum[-1] == "FNN_PH_COUNT" and len(enum) - 1 == len(PHASES)

@@ -4,7 +4,8 @@
 # scaling, then the benchmarks side by side, most important first, each bounded so the whole pass
 # ends within BUDGET seconds. Logs and JSON go to $OUT (at most 8 files come back).
 #   bash tools/device_check.sh        (from the repository root; OUT defaults to ./device-out)
-OUT=${OUT:-device-out}; mkdir -p "$OUT"
+#   STEPS="build kernel-tests phases" bash tools/device_check.sh   (only the steps named)
+OUT=${OUT:-device-out}; mkdir -p "$OUT"; OUT=$(cd "$OUT" && pwd)
 BUDGET=${BUDGET:-480}
 START=$SECONDS
 LOG=$OUT/log.txt
@@ -14,6 +15,7 @@ PY=${PY:-python3}
 left() { echo $((BUDGET - (SECONDS - START))); }
 step() {  # step NAME SECONDS_WANTED COMMAND...: runs it if that much time is left, else says so
     local name=$1 want=$2; shift 2
+    if [ -n "$STEPS" ] && [[ " $STEPS " != *" $name "* ]]; then return; fi
     local have; have=$(left)
     if [ "$have" -lt "$want" ]; then echo "== $name: skipped ($have s left, wants $want)" | tee -a "$LOG"; return; fi
     echo "== $name (at $((SECONDS - START)) s)" | tee -a "$LOG"
@@ -37,7 +39,9 @@ step kernel-tests 60 $PY -m pytest -q -p no:cacheprovider -x tests/test_kernels.
     tests/test_online_step.py tests/test_inference.py tests/test_engine_wide.py tests/test_threads.py \
     tests/test_cpus.py tests/test_neural_network.py
 
-step scaling 60 $PY benchmarks/scaling.py --rounds 3 --json "$OUT/scaling.json"
+step phases 90 bash tools/profile_phases.sh "$OUT" "${PHASE_THREADS:-1,2,4,8,$(nproc)}"
+
+step scaling 60 $PY benchmarks/scaling.py --rounds 3 --json "$OUT/scaling.json" ${SCALING_THREADS:+--threads $SCALING_THREADS}
 step scaling-avx2 30 env FASTNN_ARCH=avx2 $PY benchmarks/scaling.py --rounds 3 --no-torch --threads 1,$(nproc)
 
 B="-p no:cacheprovider --benchmark-only -q"

@@ -88,3 +88,17 @@ cdef inline tuple _s1(const floating[::1] a):
 
 cdef inline tuple _s2(const floating[:, ::1] a):
     return (a.shape[0], a.shape[1])
+
+def phase_times(bint reset=True):
+    """Seconds spent in each phase of the training step since the last reset, as a
+    (len(codes.PHASES), 8) array indexed by phase and layer (csrc/profile.h), or None when this
+    build does not profile (build with FASTNN_PROFILE=1). One call at a time: the table is global."""
+    import numpy as np
+    from fastnn._engine.codes import PHASES
+    cdef double buf[256]
+    cdef int n = fnn_profile_read(buf, 256, reset)
+    if n <= 0:
+        return None
+    if n != len(PHASES):
+        raise RuntimeError(f"fastnn: the build profiles {n} phases, codes.PHASES names {len(PHASES)}")
+    return np.array([buf[i] for i in range(n * 8)]).reshape(n, 8)

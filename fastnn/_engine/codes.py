@@ -18,6 +18,9 @@ N_SLOTS = {0: 1, 1: 2, 2: 1}  # optimizer code -> state arrays mirroring the par
 RNG_SHUFFLE = 1
 RNG_DROPOUT = 16
 CTR_STEP, CTR_SAMPLES, N_COUNTERS = 0, 1, 2
+# the training step's phases in a profiling build (csrc/profile.h, enum FNN_PH_*), in order
+PHASES = ("gather", "forward GEMM", "bias+activation", "other layers", "loss", "activation backward",
+          "dW GEMM", "bias backward", "dX GEMM", "gradient check", "update", "rest")
 
 # C name = prefix + the Python name in capitals
 _C_PREFIXES = (("FNN_", STATUSES), ("FNN_ACT_", ACTIVATIONS), ("FNN_LOSS_", LOSSES),

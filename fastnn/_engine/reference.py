@@ -61,6 +61,11 @@ def set_cpu_cap(n):
     pass
 
 
+def phase_times(reset=True):
+    """The compiled engine's phase clock (csrc/profile.h); the NumPy backend has none."""
+    return None
+
+
 _limit = __import__("threading").local()
 
 
