@@ -160,6 +160,21 @@ def test_one_row_near_overflow_is_refused_exactly_when_the_oracle_refuses(target
 
 
 @needs_c
+@pytest.mark.parametrize("nb", [9, 64])
+def test_a_fused_batch_near_overflow_is_refused_whole_and_changes_nothing(nb):
+    """Batches past the online step, dense layers only: the fused step (network.c) takes the
+    optimizer's step inside the weight gradient's GEMM, after checking every dZ and the bound
+    nb max|a| max|dZ| of every gradient element. A batch whose gradient overflows is refused and
+    changes nothing; one well inside the bound is taken as the oracle takes it."""
+    refused, _ = _near_overflow("c", nb, 2.5)
+    assert refused
+    got, want = _near_overflow("c", nb, 1e-6), _near_overflow("python", nb, 1e-6)
+    assert not got[0] and not want[0]
+    np.testing.assert_allclose(got[1], want[1], rtol=1e-12)
+    assert np.isfinite(got[1]).all()
+
+
+@needs_c
 def test_a_few_rows_near_overflow_are_refused_whole():
     """Several rows: the gradient is a sum of products, bounded before the update; a step whose
     bound passes the largest value is refused, unchanged (the general step forms the sum)."""
