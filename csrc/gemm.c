@@ -312,10 +312,7 @@ static void FN(epi_apply)(const FN(fnn_gemm_epi) *e, real *C, int64_t ldc, int64
     const int64_t w = j1 - j0;
     for (int64_t i = i0; i < i1; i++) {
         real *c = C + i * ldc + j0;
-        if (e->plan) {
-            const int64_t lo = e->off + i * ldc + j0;
-            FN(fnn_opt_plan_apply)(e->plan, e->params, e->slots, e->n_params, e->n_decay, c, lo, lo + w);
-        } else if (e->y) {
+        if (e->y) {
             FN(fnn_activation_backward)(e->act, c, c, e->y + i * e->ldy + j0, 1, w, e->alpha);
         } else {
             if (e->bias) FN(fnn_bias_forward)(c, e->bias + j0, 1, w, w);

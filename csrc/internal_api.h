@@ -3,36 +3,19 @@
 int FN(fnn_gemm_team)(fnn_team *team, real *C, const real *A, const real *B, int64_t m, int64_t n,
                       int64_t k, int64_t ldc, int64_t lda, int64_t ldb, int trans_a, int trans_b,
                       double alpha, double beta, real *work);
-/* An optimizer's update for one step, prepared once (rates, penalties, Adam's corrections at
- * step t) and then applied to ranges of the flat buffer [lo, hi) whose gradient is g[0:hi-lo]:
- * the online step (network.c) computes a weight row's gradient into a small buffer and updates
- * that row at once, so the whole gradient is never written. Penalties below n_decay, as in the
- * whole-buffer updates. */
-typedef struct FN(fnn_opt_plan) {
-    int kind, form, nesterov;
-    real lr, mu, b1, b2, rho, eps, l2, l1, shrink, c1, c2;
-} FN(fnn_opt_plan);
-void FN(fnn_opt_plan_init)(FN(fnn_opt_plan) *plan, const fnn_optim *opt, double lr, int64_t t);
-void FN(fnn_opt_plan_apply)(const FN(fnn_opt_plan) *plan, real *params, real *slots, int64_t n_params,
-                            int64_t n_decay, const real *g, int64_t lo, int64_t hi);
-/* A dense layer's work done by gemm_team on each block of C as soon as its sum is complete, by
- * the thread that computed it, while the block is in that core's cache (on many cores, a
- * separate pass on one thread would draw every block back from the others):
- * forward (y == NULL, plan == NULL): C += bias on every row (bias may be NULL), then C = f(C);
- * backward (y != NULL): C *= f'(Y), Y the activation's output (m x n, row stride ldy);
- * update (plan != NULL): C is the gradient of the weights params[off + i ldc + j] (a weight
- * matrix stored as C is), and the optimizer's step is applied to them (fnn_opt_plan_apply).
+/* A dense layer's elementwise work done by gemm_team on each block of C as soon as its sum is
+ * complete, by the thread that computed it, while the block is in that core's cache (on many
+ * cores, a separate pass on one thread would draw every block back from the others):
+ * forward (y == NULL): C += bias on every row (bias may be NULL), then C = f(C);
+ * backward (y != NULL): C *= f'(Y), Y the activation's output (m x n, row stride ldy).
  * f is act (FNN_ACT_*, elementwise: never softmax). Each element gets the same operations, in
- * the same order, as from fnn_bias_forward, fnn_activation_forward / _backward or the whole
- * buffer's update after the product: the same bits. */
+ * the same order, as from fnn_bias_forward and fnn_activation_forward / _backward after the
+ * product: the same bits. */
 typedef struct FN(fnn_gemm_epi) {
     const real *bias, *y;
     int64_t ldy;
     int act;
     double alpha;
-    const FN(fnn_opt_plan) *plan;
-    real *params, *slots;
-    int64_t n_params, n_decay, off;
 } FN(fnn_gemm_epi);
 /* fnn_gemm_team with an epilogue (NULL: none), and skip_zero: for a few rows of C (m <= 4, no
  * trans_b, beta == 0) the rows of B that meet only zero values of A are not read: the same bits
@@ -51,5 +34,17 @@ void FN(fnn_adam_update_team)(fnn_team *team, real *p, real *m, real *v, const r
 void FN(fnn_rmsprop_update_team)(fnn_team *team, real *p, real *s, const real *g, int64_t n,
                                  int64_t n_decay, double lr, double rho, double eps, double l2,
                                  double l1, double weight_decay);
+/* An optimizer's update for one step, prepared once (rates, penalties, Adam's corrections at
+ * step t) and then applied to ranges of the flat buffer [lo, hi) whose gradient is g[0:hi-lo]:
+ * the online step (network.c) computes a weight row's gradient into a small buffer and updates
+ * that row at once, so the whole gradient is never written. Penalties below n_decay, as in the
+ * whole-buffer updates. */
+typedef struct FN(fnn_opt_plan) {
+    int kind, form, nesterov;
+    real lr, mu, b1, b2, rho, eps, l2, l1, shrink, c1, c2;
+} FN(fnn_opt_plan);
+void FN(fnn_opt_plan_init)(FN(fnn_opt_plan) *plan, const fnn_optim *opt, double lr, int64_t t);
+void FN(fnn_opt_plan_apply)(const FN(fnn_opt_plan) *plan, real *params, real *slots, int64_t n_params,
+                            int64_t n_decay, const real *g, int64_t lo, int64_t hi);
 /* 1 when a zero gradient leaves a parameter as it is (plain SGD, no penalty, no decay) */
 int FN(fnn_opt_plan_is_identity_at_zero)(const FN(fnn_opt_plan) *plan);

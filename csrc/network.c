@@ -33,17 +33,14 @@ struct FN(fnn_workspace) {
     real *g0, *g1;                  /* gradient ping-pong, batch x width */
     real *grads;                    /* flat gradient, n_params */
     real *gemm_work;                /* GEMM packing buffers */
-    real **delta;                   /* online and fused steps: per dense layer dZ, delta_rows x n_out */
+    real **delta;                   /* online step: per dense layer dZ, online_rows x n_out */
     real *rows;                     /* online step: a gradient row per thread, width each */
     int64_t online_rows;            /* min(batch, ONLINE_MAX_ROWS) */
-    int64_t delta_rows;             /* batch, or online_rows past FUSED_MAX_ROWS */
     void *block;
 };
 
 /* The online step (batches of at most this many rows): see online_update. */
 #define ONLINE_MAX_ROWS 8
-/* The fused step (batches of at most this many rows): see fused_update. */
-#define FUSED_MAX_ROWS 4096
 
 static size_t FN(round64)(size_t bytes) { return (bytes + 63) & ~(size_t)63; }
 
@@ -119,10 +116,10 @@ int FN(fnn_workspace_new)(FN(fnn_workspace) **out, const fnn_net *net, int64_t b
     }
     sz += 2 * FN(round64)((size_t)(B * width) * sizeof(real));
     sz += FN(round64)((size_t)(net->n_params > 0 ? net->n_params : 1) * sizeof(real));
-    const int64_t OB = B < ONLINE_MAX_ROWS ? B : ONLINE_MAX_ROWS, DB = B <= FUSED_MAX_ROWS ? B : OB;
+    const int64_t OB = B < ONLINE_MAX_ROWS ? B : ONLINE_MAX_ROWS;
     for (int64_t l = 0; l < L; l++)
         if (net->layers[l].kind == FNN_LAYER_DENSE)
-            sz += FN(round64)((size_t)(DB * net->layers[l].n_out) * sizeof(real));
+            sz += FN(round64)((size_t)(OB * net->layers[l].n_out) * sizeof(real));
     sz += FN(round64)((size_t)width * (size_t)fnn_max_threads() * sizeof(real));
     /* GEMM shapes of a step: forward B x n_out x n_in, dW n_in x n_out x B, dX B x n_in x n_out */
     const int64_t big = B > width ? B : width;
@@ -161,11 +158,10 @@ int FN(fnn_workspace_new)(FN(fnn_workspace) **out, const fnn_net *net, int64_t b
     TAKE(ws->grads, real, net->n_params > 0 ? net->n_params : 1);
     for (int64_t l = 0; l < L; l++) {
         ws->delta[l] = NULL;
-        if (net->layers[l].kind == FNN_LAYER_DENSE) TAKE(ws->delta[l], real, DB * net->layers[l].n_out);
+        if (net->layers[l].kind == FNN_LAYER_DENSE) TAKE(ws->delta[l], real, OB * net->layers[l].n_out);
     }
     TAKE(ws->rows, real, width * (int64_t)fnn_max_threads());
     ws->online_rows = OB;
-    ws->delta_rows = DB;
     TAKE(ws->gemm_work, real, gemm_work);
 #undef TAKE
     ws->batch = B;
@@ -400,23 +396,17 @@ static int FN(online_check)(const FN(fnn_workspace) *ws, const fnn_net *net, con
     return FNN_OK;
 }
 
-static int FN(fused_update)(fnn_team *team, FN(fnn_workspace) *ws, const fnn_net *net,
-                            const FN(fnn_opt_plan) *plan, real *params, real *slots, const real *x,
-                            int64_t nb);
-
 /* Loss, and the flat gradient into ws->grads, of nb rows (training mode), with the l2_loss term.
  * online (see online_update): each dense layer's dZ is kept in ws->delta instead, and no weight
- * or bias gradient is formed. plan (see fused_update): the dZ are kept in ws->delta, and the step
- * is taken, into params and slots (the buffer `params` reads). */
+ * or bias gradient is formed. */
 static int FN(forward_backward)(fnn_team *team, double *loss, int64_t *correct, FN(fnn_workspace) *ws,
                                 const fnn_net *net, const real *params, const real *x,
                                 const real *t, const int64_t *labels, const real *sw, int64_t nb,
-                                int64_t step, double l2_loss, int online, const FN(fnn_opt_plan) *plan,
-                                real *update_params, real *slots) {
+                                int64_t step, double l2_loss, int online) {
     int st = FN(forward)(team, ws, net, params, NULL, x, nb, 1, step);
     if (st != FNN_OK) return st;
     const int64_t L = net->n_layers;
-    real *g = plan ? ws->delta[L - 1] : ws->g0, *spare = ws->g1;
+    real *g = ws->g0, *spare = ws->g1;
     const real *z = ws->acts[L - 1];
     st = FN(fnn_loss_forward_backward)(net->loss, loss, g, z, t, labels, sw, nb, net->n_outputs);
     if (st != FNN_OK) return st;
@@ -432,7 +422,7 @@ static int FN(forward_backward)(fnn_team *team, double *loss, int64_t *correct, 
         }
     /* Dense weight gradients are written once (beta = 0 below); the rest accumulate from zero. */
     real *grads = ws->grads;
-    for (int64_t l = lowest; l < L && !online && !plan; l++) {
+    for (int64_t l = lowest; l < L && !online; l++) {
         const fnn_layer *ly = &net->layers[l];
         if (ly->kind == FNN_LAYER_DENSE)
             memset(grads + ly->b_off, 0, (size_t)ly->n_out * sizeof(real));
@@ -457,7 +447,7 @@ static int FN(forward_backward)(fnn_team *team, double *loss, int64_t *correct, 
             /* dW = in^T g ; db += colsum g ; dX = g W^T */
             if (online) {
                 memcpy(ws->delta[l], g, (size_t)(nb * n) * sizeof(real));
-            } else if (!plan) {
+            } else {
                 st = FN(fnn_gemm_team)(team, grads + ly->w_off, in, g, ly->n_in, n, nb, n, ly->n_in, n,
                                        1, 0, 1.0, 0.0, ws->gemm_work);
                 if (st != FNN_OK) return st;
@@ -469,14 +459,14 @@ static int FN(forward_backward)(fnn_team *team, double *loss, int64_t *correct, 
                 const fnn_layer *lb = &net->layers[l - 1];
                 const int fused = lb->kind == FNN_LAYER_DENSE && lb->activation != FNN_ACT_SOFTMAX;
                 const FN(fnn_gemm_epi) epi = {NULL, ws->acts[l - 1], ly->n_in, lb->activation, lb->alpha};
-                real *dx = plan ? ws->delta[l - 1] : spare; /* fused_fits: layer l - 1 is dense */
-                st = FN(fnn_gemm_fused_team)(team, dx, g, params + ly->w_off, nb, ly->n_in, n, ly->n_in,
+                st = FN(fnn_gemm_fused_team)(team, spare, g, params + ly->w_off, nb, ly->n_in, n, ly->n_in,
                                              n, n, 0, 1, 1.0, 0.0, ws->gemm_work, 0, fused ? &epi : NULL);
                 if (st != FNN_OK) return st;
                 g_ready = fused;
                 FNN_MARK(FNN_PH_DX_GEMM, l);
-                spare = plan ? spare : g;
-                g = dx;
+                real *tmp = g;
+                g = spare;
+                spare = tmp;
             }
             break;
         case FNN_LAYER_ACTIVATION:
@@ -497,7 +487,6 @@ static int FN(forward_backward)(fnn_team *team, double *loss, int64_t *correct, 
         }
     }
     if (online) return FN(online_check)(ws, net, x, nb, lowest);
-    if (plan) return FN(fused_update)(team, ws, net, plan, update_params, slots, x, nb);
     if (l2_loss != 0) {
         FN(l2_loss_term)(loss, grads, params, net, l2_loss, sw, nb);
         if (!isfinite(*loss)) return FNN_ENONFINITE;
@@ -602,54 +591,6 @@ static void FN(online_update)(fnn_team *team, FN(fnn_workspace) *ws, const fnn_n
     }
 }
 
-/* ---- The fused step -------------------------------------------------------------------------
- * A network of dense layers only, without the l2_loss term, on at most FUSED_MAX_ROWS rows (so
- * that a sum of nb products stays within online_check's bound despite rounding): backward keeps
- * every layer's dZ (ws->delta, written by the loss and by the dX products above, whose epilogues
- * apply the derivative), all of them are checked first, as the online step checks its own
- * (online_check: finite, and a bound on every weight and bias gradient element), and only then is
- * each layer's weight gradient formed by its GEMM, whose epilogue takes the optimizer's step on
- * each block of W while that block's gradient is in the cache of the thread that computed it.
- * Nothing passes over the whole gradient afterwards (the update, the finite check), and the
- * parameters come out the same bits as from the general step when both accept the batch. */
-static int FN(fused_fits)(const fnn_net *net, const fnn_optim *opt, const FN(fnn_workspace) *ws,
-                          int64_t nb) {
-    if (nb > ws->delta_rows || opt->l2_loss != 0) return 0;
-    for (int64_t l = 0; l < net->n_layers; l++)
-        if (net->layers[l].kind != FNN_LAYER_DENSE) return 0;
-    return 1;
-}
-
-static int FN(fused_update)(fnn_team *team, FN(fnn_workspace) *ws, const fnn_net *net,
-                            const FN(fnn_opt_plan) *plan, real *params, real *slots, const real *x,
-                            int64_t nb) {
-    int st = FN(online_check)(ws, net, x, nb, 0);
-    if (st != FNN_OK) return st;
-    FNN_MARK(FNN_PH_CHECK, 0);
-    for (int64_t l = 0; l < net->n_layers; l++) {
-        const fnn_layer *ly = &net->layers[l];
-        const int64_t n = ly->n_out;
-        FN(fnn_gemm_epi) epi;
-        memset(&epi, 0, sizeof epi);
-        epi.plan = plan;
-        epi.params = params;
-        epi.slots = slots;
-        epi.n_params = net->n_params;
-        epi.n_decay = net->n_decay;
-        epi.off = ly->w_off;
-        /* the arguments are valid_net's: the product cannot fail half way through the updates */
-        FN(fnn_gemm_fused_team)(team, ws->grads + ly->w_off, l > 0 ? ws->acts[l - 1] : x, ws->delta[l],
-                                ly->n_in, n, nb, n, ly->n_in, n, 1, 0, 1.0, 0.0, ws->gemm_work, 0, &epi);
-        FNN_MARK(FNN_PH_DW_GEMM, l);
-        real *gb = ws->grads + ly->b_off;
-        memset(gb, 0, (size_t)n * sizeof(real));
-        FN(fnn_bias_backward)(gb, ws->delta[l], nb, n, n);
-        FN(fnn_opt_plan_apply)(plan, params, slots, net->n_params, net->n_decay, gb, ly->b_off, ly->b_off + n);
-        FNN_MARK(FNN_PH_BIAS_BWD, l);
-    }
-    return FNN_OK;
-}
-
 static int FN(apply_update)(fnn_team *team, real *params, real *slots, const fnn_net *net, const fnn_optim *opt,
                             const real *grads, double lr, int64_t t) {
     const int64_t P = net->n_params;
@@ -679,13 +620,10 @@ static int FN(step)(fnn_team *team, fnn_train_result *res, real *params, real *s
     int64_t correct = 0;
     const int64_t step = counters[FNN_CTR_STEP];
     const int online = FN(online_fits)(net, opt, ws, nb);
-    const double lr = fnn_lr_at(opt, epoch, step, samples0);
-    const int fused = !online && isfinite((real)lr) && FN(fused_fits)(net, opt, ws, nb);
-    FN(fnn_opt_plan) plan;
-    if (fused) FN(fnn_opt_plan_init)(&plan, opt, lr, step + 1);
     int st = FN(forward_backward)(team, &loss, &correct, ws, net, params, x, t, labels, sw, nb, step,
-                                  opt->l2_loss, online, fused ? &plan : NULL, params, slots);
+                                  opt->l2_loss, online);
     if (st != FNN_OK) return st;
+    const double lr = fnn_lr_at(opt, epoch, step, samples0);
     if (!isfinite((real)lr)) return FNN_ENONFINITE; /* a rate the dtype cannot hold: no step */
     for (int64_t l = 0; l < net->n_layers; l++) {
         const fnn_layer *ly = &net->layers[l];
@@ -698,7 +636,7 @@ static int FN(step)(fnn_team *team, fnn_train_result *res, real *params, real *s
     FNN_MARK(FNN_PH_REST, 0);
     if (online)
         FN(online_update)(team, ws, net, opt, params, slots, x, nb, lr, step + 1);
-    else if (!fused) /* the fused step took it inside forward_backward */
+    else
         st = FN(apply_update)(team, params, slots, net, opt, ws->grads, lr, step + 1);
     if (st != FNN_OK) return st;
     FNN_MARK(FNN_PH_UPDATE, 0);
@@ -879,7 +817,7 @@ int FN(fnn_train_step)(fnn_train_result *res, real *params, real *slots, real *s
 static int FN(gradient_body)(fnn_team *team, void *ctx) {
     const FN(call) *c = (const FN(call) *)ctx;
     int st = FN(forward_backward)(team, c->loss, NULL, c->ws, c->net, c->params, c->X, c->T,
-                                  c->labels, c->sw, c->n, c->step, 0.0, 0, NULL, NULL, NULL);
+                                  c->labels, c->sw, c->n, c->step, 0.0, 0);
     if (st == FNN_OK || st == FNN_ENONFINITE)
         memcpy(c->grads, c->ws->grads, (size_t)c->net->n_params * sizeof(real));
     return st;

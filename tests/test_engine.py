@@ -461,7 +461,7 @@ mixed = lambda: [fastnn.Dense(96, activation="relu"), fastnn.Dense(80, activatio
                  fastnn.Dense(64, activation="sigmoid"), fastnn.Dropout(0.1),
                  fastnn.Dense(48, activation="leaky_relu", alpha=0.1), fastnn.Dense(40, activation="relu"),
                  fastnn.BatchNorm(), fastnn.Dense(40, activation="softmax"), fastnn.Dense(10)]
-dense = lambda: [fastnn.Dense(96, activation="relu"), fastnn.Dense(80, activation="tanh"),  # the fused step
+dense = lambda: [fastnn.Dense(96, activation="relu"), fastnn.Dense(80, activation="tanh"),
                  fastnn.Dense(64, activation="sigmoid"), fastnn.Dense(48, activation="leaky_relu", alpha=0.1),
                  fastnn.Dense(40, activation="softmax"), fastnn.Dense(10)]
 worst = {}
@@ -489,8 +489,7 @@ def test_training_on_many_threads_equals_one_thread_and_the_oracle():
     the team's splits (the shared op(B) on 3 threads, the grid of blocks from 4), every elementwise activation done in
     the GEMMs' epilogues (forward, and the derivative in the product of the layer above) beside
     the layers that are not (softmax, dropout, batch norm below a dense layer), and a last batch
-    of 3 rows; then dense layers only, where the optimizer's step is taken in the weight
-    gradients' epilogues (network.c, fused_update). Parameters and predictions are the same bits on 1, 3, 4, 5 and 8 threads, and match
+    of 3 rows; then dense layers only, where every derivative is in an epilogue. Parameters and predictions are the same bits on 1, 3, 4, 5 and 8 threads, and match
     the NumPy oracle."""
     from test_cpus import _child
     worst = _child(MANY_THREADS_CHILD, env={"OMP_NUM_THREADS": "8"})

@@ -161,11 +161,9 @@ def test_one_row_near_overflow_is_refused_exactly_when_the_oracle_refuses(target
 
 @needs_c
 @pytest.mark.parametrize("nb", [9, 64])
-def test_a_fused_batch_near_overflow_is_refused_whole_and_changes_nothing(nb):
-    """Batches past the online step, dense layers only: the fused step (network.c) takes the
-    optimizer's step inside the weight gradient's GEMM, after checking every dZ and the bound
-    nb max|a| max|dZ| of every gradient element. A batch whose gradient overflows is refused and
-    changes nothing; one well inside the bound is taken as the oracle takes it."""
+def test_a_batch_past_the_online_step_near_overflow_is_refused_whole_and_changes_nothing(nb):
+    """Batches past the online step: a batch whose weight gradient overflows is refused and
+    changes nothing; one whose gradient is finite is taken as the oracle takes it."""
     refused, _ = _near_overflow("c", nb, 2.5)
     assert refused
     got, want = _near_overflow("c", nb, 1e-6), _near_overflow("python", nb, 1e-6)
