@@ -57,6 +57,7 @@ static int FN(xent)(double *loss, real *dZ, const real *Z, const int64_t *labels
         const double w = FN(row_weight)(sw, i, W);
         real mx = z[0];
         for (int64_t j = 1; j < n; j++) mx = z[j] > mx ? z[j] : mx;
+        const real zl = z[labels[i]]; /* read before d is written (d may be a copy of z's place) */
         real s = 0;
         if (dZ) { /* each exponential once: kept in d, then scaled */
             real *d = dZ + i * n;
@@ -67,7 +68,7 @@ static int FN(xent)(double *loss, real *dZ, const real *Z, const int64_t *labels
         } else {
             for (int64_t j = 0; j < n; j++) s += EXP(z[j] - mx);
         }
-        if (loss) total += w * ((double)mx + log((double)s) - (double)z[labels[i]]);
+        if (loss) total += w * ((double)mx + log((double)s) - (double)zl);
     }
     if (loss) *loss = total;
     return FNN_OK;
