@@ -321,8 +321,6 @@ static void FN(epi_apply)(const FN(fnn_gemm_epi) *e, real *C, int64_t ldc, int64
     }
 }
 
-/* The five loops over one block of C: rows [i0, i1), columns [j0, j1), packing into pa / pb;
- * the epilogue (or NULL) on each MC x NC block of C after its last k block. */
 /* The depth of gemm's k blocks: k in blocks of equal depth (at most kc), no thin last block whose
  * C traffic outweighs it. Every path sums each element over the same blocks, in the same order. */
 static inline int64_t FN(k_depth)(int64_t k, int64_t kc) {
@@ -330,6 +328,8 @@ static inline int64_t FN(k_depth)(int64_t k, int64_t kc) {
     return (k + blocks - 1) / blocks;
 }
 
+/* The five loops over one block of C: rows [i0, i1), columns [j0, j1), packing into pa / pb;
+ * the epilogue (or NULL) on each MC x NC block of C after its last k block. */
 static void FN(gemm_block)(real *C, const real *A, const real *B, int64_t i0, int64_t i1, int64_t j0,
                            int64_t j1, int64_t k, int64_t ldc, int64_t lda, int64_t ldb, int trans_a,
                            int trans_b, real alpha, real beta, real *pa, real *pb,
@@ -664,12 +664,6 @@ static int FN(gemm_team)(fnn_team *team, real *C, const real *A, const real *B, 
      * shared by every slab. */
     const int64_t col_panels = (n + j.K.nr - 1) / j.K.nr, row_panels = (m + j.K.mr - 1) / j.K.mr;
     const int share_a = m <= j.K.mc && k <= j.K.kc, share_b = n <= j.K.nc && k <= j.K.kc;
-    /* Neither operand fits one block (k > KC: the first layer's 128 x 784 x 256), so every slab
-     * would repack a whole operand, and on many threads there are too few slabs of one kind to
-     * go round. With 3 threads or more, when op(B) is at most NC wide, the workspace holds it
-     * whole and C has a row panel per thread at least: the team packs op(B) once (one job), then
-     * slabs of rows share it, each packing its own rows of op(A) (a second job). With fewer row
-     * panels than threads, the rows alone would leave threads idle: the column split below. */
     j.KCB = FN(k_depth)(k, j.K.kc);
     j.kblocks = (k + j.KCB - 1) / j.KCB;
     j.nb = col_panels;
@@ -691,6 +685,13 @@ static int FN(gemm_team)(fnn_team *team, real *C, const real *A, const real *B, 
     const int slabs_share = (share_a && col_panels >= 2 * nt) || (share_b && row_panels >= 2 * nt);
     const int grid = nt >= GRID_MIN_THREADS && grid_mode > 0 && (grid_mode != 2 || !slabs_share) &&
                      FN(grid_shape)(row_panels, col_panels, j.K.mr, j.K.nr, nt, &gtm, &gtn);
+    /* Shared op(B), where the grid does not apply (3 threads, or one row or column of blocks): neither
+     * operand fits one block (k > KC: the first layer's 128 x 784 x 256), so every slab would
+     * repack a whole operand, and on many threads there are too few slabs of one kind to go
+     * round. With 3 threads or more, when op(B) is at most NC wide, the workspace holds it whole
+     * and C has a row panel per thread at least: the team packs op(B) once (one job), then slabs
+     * of rows share it, each packing its own rows of op(A) (a second job). With fewer row panels
+     * than threads, the rows alone would leave threads idle: the column split below. */
     const int shared = nt >= 3 && !share_a && !share_b && n <= j.K.nc && !j.unpacked_b && row_panels >= nt;
     if (grid && (grid_mode != 1 || !shared)) {
         j.grid_r = (row_panels + gtm - 1) / gtm * j.K.mr;
