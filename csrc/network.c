@@ -182,6 +182,13 @@ int64_t FN(fnn_workspace_batch)(const FN(fnn_workspace) *ws) { return ws->batch;
  * row-wise), row by row: at inference shared by the team in slices of about EPILOGUE_VALUES
  * values when the layer's output is large, else on the calling thread. */
 #define EPILOGUE_VALUES 16384
+
+/* 1 when a layer's activation (and its derivative) is done in a GEMM's epilogue (fnn_gemm_epi):
+ * a dense layer's elementwise one, every one but softmax. */
+static int FN(act_in_epilogue)(const fnn_layer *ly) {
+    return ly->kind == FNN_LAYER_DENSE && ly->activation != FNN_ACT_SOFTMAX;
+}
+
 typedef struct FN(epilogue_job) {
     const fnn_layer *ly;
     real *y;
@@ -224,7 +231,7 @@ static int FN(forward)(fnn_team *team, FN(fnn_workspace) *ws, const fnn_net *net
         switch (ly->kind) {
         case FNN_LAYER_DENSE: { /* a few rows: weight rows met only by zero inputs are not read */
             /* bias and an elementwise activation in the GEMM's epilogue */
-            const int fused = ly->activation != FNN_ACT_SOFTMAX;
+            const int fused = FN(act_in_epilogue)(ly);
             const FN(fnn_gemm_epi) epi = {params + ly->b_off, NULL, 0, ly->activation, ly->alpha};
             st = FN(fnn_gemm_fused_team)(team, y, in, params + ly->w_off, nb, n, ly->n_in, n, ly->n_in, n,
                                          0, 0, 1.0, 0.0, ws->gemm_work, 1, fused ? &epi : NULL);
@@ -457,7 +464,7 @@ static int FN(forward_backward)(fnn_team *team, double *loss, int64_t *correct, 
             }
             if (l > lowest) { /* below a dense layer, its derivative in this GEMM's epilogue */
                 const fnn_layer *lb = &net->layers[l - 1];
-                const int fused = lb->kind == FNN_LAYER_DENSE && lb->activation != FNN_ACT_SOFTMAX;
+                const int fused = FN(act_in_epilogue)(lb);
                 const FN(fnn_gemm_epi) epi = {NULL, ws->acts[l - 1], ly->n_in, lb->activation, lb->alpha};
                 st = FN(fnn_gemm_fused_team)(team, spare, g, params + ly->w_off, nb, ly->n_in, n, ly->n_in,
                                              n, n, 0, 1, 1.0, 0.0, ws->gemm_work, 0, fused ? &epi : NULL);
