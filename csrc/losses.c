@@ -46,6 +46,17 @@ static inline real FN(sigmoid1)(real z) {
     return z >= 0 ? 1 / (1 + e) : e / (1 + e);
 }
 
+/* sum_j exp(z[j] - mx) over a row of n, each exponential kept in d[j] when d is not NULL (the
+ * gradient's row, scaled afterwards: each exponential computed once) */
+static real FN(exp_sum)(real *d, const real *z, int64_t n, real mx) {
+    real s = 0;
+    if (d)
+        for (int64_t j = 0; j < n; j++) s += (d[j] = EXP(z[j] - mx));
+    else
+        for (int64_t j = 0; j < n; j++) s += EXP(z[j] - mx);
+    return s;
+}
+
 static int FN(xent)(double *loss, real *dZ, const real *Z, const int64_t *labels, const real *sw,
                     int64_t m, int64_t n) {
     for (int64_t i = 0; i < m; i++)
@@ -57,16 +68,13 @@ static int FN(xent)(double *loss, real *dZ, const real *Z, const int64_t *labels
         const double w = FN(row_weight)(sw, i, W);
         real mx = z[0];
         for (int64_t j = 1; j < n; j++) mx = z[j] > mx ? z[j] : mx;
-        const real zl = z[labels[i]]; /* read before d is written (d may be a copy of z's place) */
-        real s = 0;
-        if (dZ) { /* each exponential once: kept in d, then scaled */
-            real *d = dZ + i * n;
-            for (int64_t j = 0; j < n; j++) s += (d[j] = EXP(z[j] - mx));
+        const real zl = z[labels[i]]; /* read before d is written (should d alias z) */
+        real *d = dZ ? dZ + i * n : NULL;
+        const real s = FN(exp_sum)(d, z, n, mx);
+        if (d) {
             const real scale = (real)w / s;
             for (int64_t j = 0; j < n; j++) d[j] *= scale;
             d[labels[i]] -= (real)w;
-        } else {
-            for (int64_t j = 0; j < n; j++) s += EXP(z[j] - mx);
         }
         if (loss) total += w * ((double)mx + log((double)s) - (double)zl);
     }
@@ -141,12 +149,8 @@ static int FN(sk_xent)(double *loss, real *dZ, const real *Z, const int64_t *lab
         const double w = FN(row_weight)(sw, i, W);
         real mx = z[0];
         for (int64_t j = 1; j < n; j++) mx = z[j] > mx ? z[j] : mx;
-        real s = 0;
         real *d = dZ ? dZ + i * n : NULL;
-        if (d) /* each exponential once: kept in d */
-            for (int64_t j = 0; j < n; j++) s += (d[j] = EXP(z[j] - mx));
-        else
-            for (int64_t j = 0; j < n; j++) s += EXP(z[j] - mx);
+        const real s = FN(exp_sum)(d, z, n, mx);
         const real el = d ? d[labels[i]] : EXP(z[labels[i]] - mx);
         if (loss) total += w * -(double)LOG(FN(clip_prob)(el / s));
         if (d) {
