@@ -142,8 +142,8 @@ static int have_avx(void) {
 
 const fnn_arch fnn_arch_ref = {
     "ref", NULL,
-    {REF_MR, REF_NR, 128, 256, 4096, fnn_gemm_ukr_ref_4x8_f32, fnn_gemm_rows_ref_f32, fnn_gemm_ukrb_ref_4x8_f32},
-    {REF_MR, REF_NR, 64, 256, 2048, fnn_gemm_ukr_ref_4x8_f64, fnn_gemm_rows_ref_f64, fnn_gemm_ukrb_ref_4x8_f64},
+    {REF_MR, REF_NR, 128, 256, 4096, fnn_gemm_ukr_ref_4x8_f32, fnn_gemm_rows_ref_f32, fnn_gemm_ukrb_ref_4x8_f32, fnn_gemm_list_ref_f32},
+    {REF_MR, REF_NR, 64, 256, 2048, fnn_gemm_ukr_ref_4x8_f64, fnn_gemm_rows_ref_f64, fnn_gemm_ukrb_ref_4x8_f64, fnn_gemm_list_ref_f64},
 };
 
 #else /* template part: real, FN */
@@ -188,6 +188,32 @@ void FN(fnn_gemm_rows_ref)(int64_t n, int64_t cnt, const int32_t *restrict idx,
         const real at = a[t], *restrict bt = b + idx[t] * ldb;
         for (int64_t j = 0; j < n; j++) c[j] += at * bt[j];
     }
+}
+
+/* The portable list kernel (gemm_kernels.h): 8 inputs at a time, a chunk of zeros costing one
+ * test, the others listed branch-free (written always, kept when nonzero). */
+int64_t FN(fnn_gemm_list_ref)(int64_t k, const real *restrict a, real alpha, real *restrict vals,
+                              int32_t *restrict idx) {
+    int64_t cnt = 0, p = 0;
+    for (; p + 8 <= k; p += 8) {
+        uint64_t w[sizeof(real)], any = 0; /* the 8 values' bits, ORed; the signs dropped */
+        memcpy(w, a + p, sizeof w);
+        for (size_t q = 0; q < sizeof(real); q++) any |= w[q];
+        if (!(any & (sizeof(real) == 4 ? 0x7FFFFFFF7FFFFFFFull : 0x7FFFFFFFFFFFFFFFull))) continue;
+        for (int q = 0; q < 8; q++) {
+            const real v = alpha * a[p + q];
+            vals[cnt] = v;
+            idx[cnt] = (int32_t)(p + q);
+            cnt += v != 0;
+        }
+    }
+    for (; p < k; p++) {
+        const real v = alpha * a[p];
+        vals[cnt] = v;
+        idx[cnt] = (int32_t)p;
+        cnt += v != 0;
+    }
+    return cnt;
 }
 
 /* Packing space one thread needs for products of at most m x n x k with kernel K: a block of A
@@ -381,46 +407,35 @@ static void FN(gemm_block)(real *C, const real *A, const real *B, int64_t i0, in
 }
 
 /* The axpy form (no trans_b) for row i of C: its used rows of B (those whose input is nonzero,
- * or all of them), listed SKINNY_SEG at a time, go to the kernel's row kernel (gemm_kernels.h),
- * which keeps blocks of C's row in registers across the whole list. */
+ * or all of them), listed SKINNY_SEG at a time (by the kernel's list kernel when op(A)'s row is
+ * contiguous), go to the kernel's row kernel (gemm_kernels.h), which keeps blocks of C's row in
+ * registers across the whole list. */
 #if REAL_IS_FLOAT
-static void FN(skinny_row)(fnn_rows_f32 rows, real *restrict c, const real *A, const real *B,
+static void FN(skinny_row)(const fnn_kernel_f32 *K, real *restrict c, const real *A, const real *B,
 #else
-static void FN(skinny_row)(fnn_rows_f64 rows, real *restrict c, const real *A, const real *B,
+static void FN(skinny_row)(const fnn_kernel_f64 *K, real *restrict c, const real *A, const real *B,
 #endif
                            int64_t i, int64_t n, int64_t k, int64_t lda, int64_t ldb, int trans_a,
                            real alpha, real beta, int skip_zero) {
-    real a[SKINNY_SEG];     /* alpha * op(A)[i, p] of the listed rows p */
-    int32_t idx[SKINNY_SEG]; /* p - p0 */
+    real a[SKINNY_SEG + FNN_LIST_PAD];     /* alpha * op(A)[i, p] of the listed rows p */
+    int32_t idx[SKINNY_SEG + FNN_LIST_PAD]; /* p - p0 */
     if (beta == 0)
         for (int64_t j = 0; j < n; j++) c[j] = 0;
     else if (beta != 1)
         for (int64_t j = 0; j < n; j++) c[j] *= beta;
     for (int64_t p0 = 0; p0 < k; p0 += SKINNY_SEG) {
         const int64_t kk = k - p0 < SKINNY_SEG ? k - p0 : SKINNY_SEG;
-        int64_t cnt = 0, p = 0;
-        if (!trans_a && skip_zero) { /* 8 inputs at a time: a chunk of zeros costs one test */
-            const real *restrict ai = A + i * lda + p0;
-            for (; p + 8 <= kk; p += 8) {
-                uint64_t w[sizeof(real)], any = 0; /* the 8 values' bits, ORed; the signs dropped */
-                memcpy(w, ai + p, sizeof w);
-                for (size_t q = 0; q < sizeof(real); q++) any |= w[q];
-                if (!(any & (sizeof(real) == 4 ? 0x7FFFFFFF7FFFFFFFull : 0x7FFFFFFFFFFFFFFFull)))
-                    continue;
-                for (int q = 0; q < 8; q++) { /* branch-free: written always, kept when used */
-                    const real v = alpha * ai[p + q];
-                    a[cnt] = v;
-                    idx[cnt] = (int32_t)(p + q);
-                    cnt += v != 0;
-                }
+        int64_t cnt = 0;
+        if (!trans_a && skip_zero) {
+            cnt = K->list(kk, A + i * lda + p0, alpha, a, idx);
+        } else {
+            for (int64_t p = 0; p < kk; p++) {
+                a[cnt] = alpha * (trans_a ? A[(p0 + p) * lda + i] : A[i * lda + p0 + p]);
+                idx[cnt] = (int32_t)p;
+                cnt += !skip_zero || a[cnt] != 0;
             }
         }
-        for (; p < kk; p++) {
-            a[cnt] = alpha * (trans_a ? A[(p0 + p) * lda + i] : A[i * lda + p0 + p]);
-            idx[cnt] = (int32_t)p;
-            cnt += !skip_zero || a[cnt] != 0;
-        }
-        if (cnt) rows(n, cnt, idx, a, B + p0 * ldb, ldb, c);
+        if (cnt) K->rows(n, cnt, idx, a, B + p0 * ldb, ldb, c);
     }
 }
 
@@ -441,12 +456,12 @@ FNN_CLONES static void FN(gemm_skinny)(real *C, const real *A, const real *B, in
     if (!trans_b) {
         skip_zero = skip_zero && beta == 0;
 #if REAL_IS_FLOAT
-        const fnn_rows_f32 rows = fnn_active_arch()->f32.rows;
+        const fnn_kernel_f32 *K = &fnn_active_arch()->f32;
 #else
-        const fnn_rows_f64 rows = fnn_active_arch()->f64.rows;
+        const fnn_kernel_f64 *K = &fnn_active_arch()->f64;
 #endif
         for (int64_t i = 0; i < m; i++)
-            FN(skinny_row)(rows, C + i * ldc, A, B, i, n, k, lda, ldb, trans_a, alpha, beta, skip_zero);
+            FN(skinny_row)(K, C + i * ldc, A, B, i, n, k, lda, ldb, trans_a, alpha, beta, skip_zero);
     } else { /* dot products with B's rows: SKINNY_LANES partial sums that vectorise, then added up */
         real arow[SKINNY_M][SKINNY_DOT_K]; /* a row of op(A) contiguous, SKINNY_DOT_K at a time */
         for (int64_t i = 0; i < m; i++) {

@@ -182,6 +182,72 @@ FNN_AVX2 void fnn_drows_avx2(int64_t n, int64_t cnt, const int32_t *restrict idx
 #undef ROWS_BLOCK
 #undef ROWS_BODY
 
+/* List kernels (gemm_kernels.h): 8 (float) or 4 (double) inputs at a time, branch-free. The lanes
+ * whose value is nonzero are moved to the front by one permute, from list_pos[mask] (their
+ * positions, a byte each), and stored whole; the count moves on by list_count[mask]. */
+#define POS1(m, b) ((uint64_t)(((m) >> (b)) & 1) * (uint64_t)(b) << (8 * POP8((m) & ((1u << (b)) - 1))))
+#define POP8(m) (((m) & 1) + (((m) >> 1) & 1) + (((m) >> 2) & 1) + (((m) >> 3) & 1) +              \
+                 (((m) >> 4) & 1) + (((m) >> 5) & 1) + (((m) >> 6) & 1) + (((m) >> 7) & 1))
+#define POS(m) (POS1(m, 0) | POS1(m, 1) | POS1(m, 2) | POS1(m, 3) | POS1(m, 4) | POS1(m, 5) |       \
+                POS1(m, 6) | POS1(m, 7))
+#define X4(F, m) F(m), F(m + 1), F(m + 2), F(m + 3)
+#define X16(F, m) X4(F, m), X4(F, m + 4), X4(F, m + 8), X4(F, m + 12)
+#define X64(F, m) X16(F, m), X16(F, m + 16), X16(F, m + 32), X16(F, m + 48)
+static const uint64_t list_pos[256] = {X64(POS, 0u), X64(POS, 64u), X64(POS, 128u), X64(POS, 192u)};
+static const uint8_t list_count[256] = {X64(POP8, 0u), X64(POP8, 64u), X64(POP8, 128u), X64(POP8, 192u)};
+#undef POS1
+#undef POP8
+#undef POS
+#undef X4
+#undef X16
+#undef X64
+
+FNN_AVX2 int64_t fnn_slist_avx2(int64_t k, const float *restrict a, float alpha,
+                                float *restrict vals, int32_t *restrict idx) {
+    const __m256 va = _mm256_set1_ps(alpha), zero = _mm256_setzero_ps();
+    int64_t cnt = 0, p = 0;
+    for (; p + 8 <= k; p += 8) {
+        const __m256 v = _mm256_mul_ps(va, _mm256_loadu_ps(a + p));
+        const int m = _mm256_movemask_ps(_mm256_cmp_ps(v, zero, _CMP_NEQ_UQ));
+        const __m256i pos = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(list_pos + m)));
+        _mm256_storeu_ps(vals + cnt, _mm256_permutevar8x32_ps(v, pos));
+        _mm256_storeu_si256((__m256i *)(idx + cnt), _mm256_add_epi32(pos, _mm256_set1_epi32((int32_t)p)));
+        cnt += list_count[m];
+    }
+    for (; p < k; p++) {
+        const float v = alpha * a[p];
+        vals[cnt] = v;
+        idx[cnt] = (int32_t)p;
+        cnt += v != 0;
+    }
+    return cnt;
+}
+
+FNN_AVX2 int64_t fnn_dlist_avx2(int64_t k, const double *restrict a, double alpha,
+                                double *restrict vals, int32_t *restrict idx) {
+    const __m256d va = _mm256_set1_pd(alpha), zero = _mm256_setzero_pd();
+    const __m256i one = _mm256_set1_epi64x(1);
+    int64_t cnt = 0, p = 0;
+    for (; p + 4 <= k; p += 4) {
+        const __m256d v = _mm256_mul_pd(va, _mm256_loadu_pd(a + p));
+        const int m = _mm256_movemask_pd(_mm256_cmp_pd(v, zero, _CMP_NEQ_UQ));
+        const __m128i pos = _mm_cvtepu8_epi32(_mm_cvtsi32_si128((int)(uint32_t)list_pos[m]));
+        /* double lane q is float lanes 2q, 2q + 1 */
+        const __m256i twice = _mm256_slli_epi64(_mm256_cvtepu32_epi64(pos), 1);
+        const __m256i perm = _mm256_or_si256(twice, _mm256_slli_epi64(_mm256_add_epi64(twice, one), 32));
+        _mm256_storeu_pd(vals + cnt, _mm256_castps_pd(_mm256_permutevar8x32_ps(_mm256_castpd_ps(v), perm)));
+        _mm_storeu_si128((__m128i *)(idx + cnt), _mm_add_epi32(pos, _mm_set1_epi32((int32_t)p)));
+        cnt += list_count[m];
+    }
+    for (; p < k; p++) {
+        const double v = alpha * a[p];
+        vals[cnt] = v;
+        idx[cnt] = (int32_t)p;
+        cnt += v != 0;
+    }
+    return cnt;
+}
+
 #if defined(_MSC_VER) && !defined(__clang__)
 static int avx2_available(void) { /* CPUID.1.ECX FMA + OSXSAVE + AVX, CPUID.7.EBX AVX2, XCR0 ymm */
     int r[4];
@@ -203,8 +269,8 @@ static int avx2_available(void) {
 const fnn_arch fnn_arch_avx2 = {
     "avx2",
     avx2_available,
-    {S256_MR, S256_NR, S256_MC, S256_KC, S256_NC, fnn_sgemm_ukr_avx2_6x16, fnn_srows_avx2, fnn_sgemm_ukrb_avx2_6x16},
-    {D256_MR, D256_NR, D256_MC, D256_KC, D256_NC, fnn_dgemm_ukr_avx2_6x8, fnn_drows_avx2, fnn_dgemm_ukrb_avx2_6x8},
+    {S256_MR, S256_NR, S256_MC, S256_KC, S256_NC, fnn_sgemm_ukr_avx2_6x16, fnn_srows_avx2, fnn_sgemm_ukrb_avx2_6x16, fnn_slist_avx2},
+    {D256_MR, D256_NR, D256_MC, D256_KC, D256_NC, fnn_dgemm_ukr_avx2_6x8, fnn_drows_avx2, fnn_dgemm_ukrb_avx2_6x8, fnn_dlist_avx2},
 };
 
 #endif

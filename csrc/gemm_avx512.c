@@ -197,20 +197,22 @@ static int avx512_available(void) { /* CPUID.7.EBX[16] and XCR0 saving opmask / 
     if (!((r[2] >> 27) & 1)) return 0; /* OSXSAVE */
     if ((_xgetbv(0) & 0xE6) != 0xE6) return 0;
     __cpuidex(r, 7, 0);
-    return (r[1] >> 16) & 1;
+    return ((r[1] >> 16) & 1) && ((r[1] >> 5) & 1); /* AVX-512F, and AVX2 for the list kernels */
 }
 #else
 static int avx512_available(void) {
     __builtin_cpu_init();
-    return __builtin_cpu_supports("avx512f");
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx2"); /* list kernels */
 }
 #endif
 
+/* The list kernels are AVX2's (every AVX-512 CPU runs AVX2): listing costs little beside the row
+ * kernel's products, and an AVX-512 version would be code no machine of ours can test. */
 const fnn_arch fnn_arch_avx512 = {
     "avx512",
     avx512_available,
-    {S512_MR, S512_NR, S512_MC, S512_KC, S512_NC, fnn_sgemm_ukr_avx512_8x32, fnn_srows_avx512, fnn_sgemm_ukrb_avx512_8x32},
-    {D512_MR, D512_NR, D512_MC, D512_KC, D512_NC, fnn_dgemm_ukr_avx512_8x16, fnn_drows_avx512, fnn_dgemm_ukrb_avx512_8x16},
+    {S512_MR, S512_NR, S512_MC, S512_KC, S512_NC, fnn_sgemm_ukr_avx512_8x32, fnn_srows_avx512, fnn_sgemm_ukrb_avx512_8x32, fnn_slist_avx2},
+    {D512_MR, D512_NR, D512_MC, D512_KC, D512_NC, fnn_dgemm_ukr_avx512_8x16, fnn_drows_avx512, fnn_dgemm_ukrb_avx512_8x16, fnn_dlist_avx2},
 };
 
 #endif

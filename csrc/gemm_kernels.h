@@ -13,7 +13,12 @@
  * Contract of a row kernel fnn_<s|d>rows_<isa> (C's rows when C has at most 4, gemm.c):
  *   c[0:n] += sum over t < cnt of a[t] * b[idx[t] * ldb + 0:n], the terms added one at a time
  *   in the order t = 0, 1, ..., each as one fused multiply-add where the ISA has one (ref: a
- *   product, then a sum). n >= 1, cnt >= 0; c is read and written once per column. */
+ *   product, then a sum). n >= 1, cnt >= 0; c is read and written once per column.
+ *
+ * Contract of a list kernel fnn_<s|d>list_<isa> (the inputs of a row of C, for the row kernel):
+ *   for p = 0, 1, ..., k - 1 in order, each v = alpha * a[p] with v != 0 (a NaN included) goes to
+ *   vals[t] and p to idx[t], t = 0, 1, ...; returns the count. vals and idx have room for
+ *   k + FNN_LIST_PAD elements: a kernel may write anything past the count. k >= 0. */
 #ifndef FASTNN_GEMM_KERNELS_H
 #define FASTNN_GEMM_KERNELS_H
 #include <stdint.h>
@@ -40,17 +45,25 @@ typedef void (*fnn_rows_f64)(int64_t n, int64_t cnt, const int32_t *restrict idx
                              const double *restrict a, const double *restrict b, int64_t ldb,
                              double *restrict c);
 
+#define FNN_LIST_PAD 16
+typedef int64_t (*fnn_list_f32)(int64_t k, const float *restrict a, float alpha,
+                                float *restrict vals, int32_t *restrict idx);
+typedef int64_t (*fnn_list_f64)(int64_t k, const double *restrict a, double alpha,
+                                double *restrict vals, int32_t *restrict idx);
+
 typedef struct fnn_kernel_f32 {
     int64_t mr, nr, mc, kc, nc;
     fnn_ukr_f32 ukr;
     fnn_rows_f32 rows;
     fnn_ukrb_f32 ukr_b;
+    fnn_list_f32 list;
 } fnn_kernel_f32;
 typedef struct fnn_kernel_f64 {
     int64_t mr, nr, mc, kc, nc;
     fnn_ukr_f64 ukr;
     fnn_rows_f64 rows;
     fnn_ukrb_f64 ukr_b;
+    fnn_list_f64 list;
 } fnn_kernel_f64;
 
 typedef struct fnn_arch {
@@ -66,6 +79,11 @@ extern const fnn_arch fnn_arch_ref;
 #define FNN_HAVE_X86_KERNELS 1
 extern const fnn_arch fnn_arch_avx2;
 extern const fnn_arch fnn_arch_avx512;
+/* gemm_avx2.c's list kernels, which the AVX-512 entry shares. */
+int64_t fnn_slist_avx2(int64_t k, const float *restrict a, float alpha, float *restrict vals,
+                       int32_t *restrict idx);
+int64_t fnn_dlist_avx2(int64_t k, const double *restrict a, double alpha, double *restrict vals,
+                       int32_t *restrict idx);
 #endif
 
 /* dispatch.c: the entry in use (chosen once: FASTNN_ARCH, else newest ISA first). */
