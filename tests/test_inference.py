@@ -187,6 +187,10 @@ def lean_model(dtype, n_in=23, widths=(16, 12), loss="cross_entropy", seed=3):
     return model
 
 
+class _Sub(np.ndarray):
+    pass
+
+
 def as_given(X, kind):
     """X (float64, C order) in the layout `kind`, same values."""
     if kind == "fortran":
@@ -201,12 +205,23 @@ def as_given(X, kind):
         return buf[3:]
     if kind == "float64":
         return X
+    if kind == "big-endian":  # float32 values, not in the machine's byte order
+        return X.astype(">f4")
+    if kind == "subclass":  # an ndarray subclass (the engine takes exact ndarrays only)
+        return X.astype(np.float32).view(_Sub)
+    if kind == "read-only":  # lean: the engine only reads X
+        ro = X.astype(np.float32)
+        ro.flags.writeable = False
+        return ro
     if kind == "int-list":
         return np.rint(X).astype(int).tolist()
     raise AssertionError(kind)
 
 
-@pytest.mark.parametrize("kind", ["fortran", "strided", "offset-view", "float64", "int-list"])
+KINDS = ["fortran", "strided", "offset-view", "float64", "int-list", "big-endian", "subclass", "read-only"]
+
+
+@pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("rows", [1, 3, 1030])
 def test_every_layout_gives_the_bits_of_the_lean_path(backend, kind, rows):
     """Any array-like is converted (check_matrix) and then predicted exactly as its C-contiguous
@@ -220,6 +235,30 @@ def test_every_layout_gives_the_bits_of_the_lean_path(backend, kind, rows):
         got, want = getattr(model, method)(given), getattr(model, method)(lean)
         assert got.dtype == want.dtype and got.shape == want.shape
         np.testing.assert_array_equal(got, want, err_msg=f"{method} of a {kind} X")
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_engine_predict_lean_takes_exactly_the_arrays_it_reads_as_they_are(backend, kind):
+    """Engine.predict_lean answers None, having written nothing, for any X but a C-contiguous,
+    native-order ndarray (not a subclass) of the engine's dtype and width with rows; for those it
+    returns what predict writes, in a new array each call."""
+    model = lean_model("float32")
+    b = model._built
+    engine, _ = b.pool.get(3, "infer")
+    X = np.random.default_rng(1).standard_normal((3, 23))
+    given = as_given(X, kind)
+    got = engine.predict_lean(b.params, b.state, given, True)
+    if kind in ("offset-view", "read-only"):
+        want = np.empty((3, N_OUT), np.float32)
+        engine.predict(want, b.params, b.state, np.ascontiguousarray(given), True, True)
+        assert type(got) is np.ndarray and got.dtype == np.float32
+        np.testing.assert_array_equal(got, want)
+        assert engine.predict_lean(b.params, b.state, given, True) is not got
+    else:
+        assert got is None
+    for other in (np.zeros((0, 23), np.float32), np.zeros((2, 22), np.float32), np.zeros(23, np.float32),
+                  np.zeros((1, 1, 23), np.float32), np.zeros((2, 23), np.float64), [[0.0] * 23], None):
+        assert engine.predict_lean(b.params, b.state, other, True) is None
 
 
 def _nonfinite_message(model, X):

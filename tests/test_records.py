@@ -116,7 +116,7 @@ def test_both_backends_have_the_same_functions_with_the_same_signatures():
 def test_both_engines_have_the_same_methods_and_attributes():
     methods = [{n for n in dir(m.Engine) if not n.startswith("_") and callable(getattr(m.Engine, n))}
                for m in (_ext, _reference)]
-    assert methods[0] == methods[1] == {"train_epoch", "train_step", "gradient", "predict"}
+    assert methods[0] == methods[1] == {"train_epoch", "train_step", "gradient", "predict", "predict_lean"}
     methods = methods[0]
     for n in methods:
         assert inspect.signature(getattr(_ext.Engine, n)) == inspect.signature(getattr(_reference.Engine, n)), n

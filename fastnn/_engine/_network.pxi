@@ -226,45 +226,73 @@ cdef class Engine:
         check_status(st)
         return loss
 
+    def predict_lean(self, params, state, X, bint link=False):
+        "predict_lean(params, state, X, link=False)\n--\n\n" \
+        "The network's outputs for X as a new array, as predict(out, params, state, X, link, " \
+        "check_x=True) writes them, when X is an ndarray that predict reads as it is (C-contiguous, " \
+        "2-D, of the engine's dtype, n_inputs wide, with rows); None, having done nothing, for any " \
+        "other X. A NaN or infinity in X raises ValueError. A single prediction's call: one check " \
+        "of X, the output allocated here."
+        cdef Py_buffer bx
+        cdef int st
+        rows = _lean_rows(&bx, X, self.is_f64, self.net.n_inputs)
+        if rows is None:
+            return None
+        try:
+            out = _np_empty((rows, self.net.n_outputs), _F64 if self.is_f64 else _F32)
+            st = self._predict_x(out, params, state, &bx, link, True)
+        finally:
+            PyBuffer_Release(&bx)
+        if st == FNN_ENONFINITE:
+            raise ValueError(f"X contains {_count_nonfinite(X)} NaN or infinite value(s)")
+        return out
+
     def predict(self, out, params, state, X, bint link=False, bint check_x=False):
         "predict(out, params, state, X, link=False, check_x=False)\n--\n\n" \
         "out (n x n_outputs, written) := the network's outputs for X (n x n_inputs), inference mode; " \
         "link: the loss's link applied. All C-contiguous arrays of the engine's dtype. check_x: a NaN " \
         "or infinity in X gives 'nonfinite' (out partly written) instead of 'ok'. Ctrl-C is honoured " \
         "between two chunks of `batch` rows."
-        # One call for every row count, so no fused-type dispatch: the buffers are taken directly and
-        # the sizes compared inline (the message comes from _check_sizes only when they disagree).
-        cdef Py_buffer bo, bp, bs, bx
+        cdef Py_buffer bx
+        cdef int st
+        _get_array(&bx, X, "X", 2, False, self.is_f64)
+        try:
+            st = self._predict_x(out, params, state, &bx, link, check_x)
+        finally:
+            PyBuffer_Release(&bx)
+        return "nonfinite" if st == FNN_ENONFINITE else "ok"
+
+    cdef int _predict_x(self, out, params, state, Py_buffer *bx, bint link, bint check_x) except -1:
+        # predict on X's buffer (held by the caller): FNN_OK, or FNN_ENONFINITE when check_x
+        # found a NaN or infinity; any other status raises. One call for every row count, so no
+        # fused-type dispatch: the buffers are taken directly and the sizes compared inline (the
+        # message comes from _check_sizes only when they disagree).
+        cdef Py_buffer bo, bp, bs
         cdef list raised = []
         cdef int st
-        cdef Py_ssize_t n
+        cdef Py_ssize_t n = bx.shape[0]
         _get_array(&bo, out, "out", 2, True, self.is_f64)
         try:
             _get_array(&bp, params, "params", 1, False, self.is_f64)
             try:
                 _get_array(&bs, state, "state", 1, False, self.is_f64)
                 try:
-                    _get_array(&bx, X, "X", 2, False, self.is_f64)
+                    if not (bp.shape[0] >= self.net.n_params and bs.shape[0] >= max(self.net.n_state, 1)
+                            and bx.shape[1] == self.net.n_inputs and bo.shape[0] == n
+                            and bo.shape[1] == self.net.n_outputs):
+                        self._check_sizes(bp.shape[0], -1, 0, bs.shape[0], -1, n, bx.shape[1],
+                                          (bo.shape[0], bo.shape[1]), -2, -2, "out")
+                    self._enter()
                     try:
-                        n = bx.shape[0]
-                        if not (bp.shape[0] >= self.net.n_params and bs.shape[0] >= max(self.net.n_state, 1)
-                                and bx.shape[1] == self.net.n_inputs and bo.shape[0] == n
-                                and bo.shape[1] == self.net.n_outputs):
-                            self._check_sizes(bp.shape[0], -1, 0, bs.shape[0], -1, n, bx.shape[1],
-                                              (bo.shape[0], bo.shape[1]), -2, -2, "out")
-                        self._enter()
-                        try:
-                            with nogil:
-                                if self.is_f64:
-                                    st = _predict(<double *>bo.buf, &bp, &bs, &bx, self.ws, &self.net, link,
-                                                  check_x, <void *>raised)
-                                else:
-                                    st = _predict(<float *>bo.buf, &bp, &bs, &bx, self.ws, &self.net, link,
-                                                  check_x, <void *>raised)
-                        finally:
-                            self.busy = False
+                        with nogil:
+                            if self.is_f64:
+                                st = _predict(<double *>bo.buf, &bp, &bs, bx, self.ws, &self.net, link,
+                                              check_x, <void *>raised)
+                            else:
+                                st = _predict(<float *>bo.buf, &bp, &bs, bx, self.ws, &self.net, link,
+                                              check_x, <void *>raised)
                     finally:
-                        PyBuffer_Release(&bx)
+                        self.busy = False
                 finally:
                     PyBuffer_Release(&bs)
             finally:
@@ -274,9 +302,32 @@ cdef class Engine:
         if st == FNN_EINTR and raised:
             raise raised[0]
         if st == FNN_ENONFINITE and check_x:
-            return "nonfinite"
+            return st
         check_status(st)
-        return "ok"
+        return FNN_OK
+
+
+cdef object _lean_rows(Py_buffer *view, object X, bint f64, int64_t n_inputs):
+    # X's row count, its buffer held in view, when X is an ndarray the engine reads as it is:
+    # C-contiguous, 2-D, of the engine's dtype in native byte order, n_inputs wide, with rows;
+    # else None, nothing held (the caller checks and converts X the general way)
+    cdef char code = b'd' if f64 else b'f'
+    if type(X) is not _ndarray:
+        return None
+    try:
+        PyObject_GetBuffer(X, view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT)
+    except (BufferError, ValueError, TypeError):
+        return None
+    if (view.ndim != 2 or view.format == NULL or view.format[0] != code
+            or view.format[1] != 0 or view.shape[1] != n_inputs or view.shape[0] == 0):
+        PyBuffer_Release(view)
+        return None
+    return view.shape[0]
+
+
+cdef object _count_nonfinite(X):
+    import numpy as np
+    return int((~np.isfinite(X)).sum())
 
 
 cdef int _predict(floating *out, const Py_buffer *params, const Py_buffer *state, const Py_buffer *X, void *ws,

@@ -683,6 +683,15 @@ class Engine:
         grads[...] = self._grads
         return float("nan") if status != "ok" else loss
 
+    def predict_lean(self, params, state, X, link=False):
+        if not (type(X) is np.ndarray and X.dtype == self._dtype and X.dtype.isnative and X.ndim == 2
+                and X.shape[1] == self._net["n_inputs"] and X.shape[0] > 0 and X.flags.c_contiguous):
+            return None
+        out = np.empty((X.shape[0], self._net["n_outputs"]), self._dtype)
+        if self.predict(out, params, state, X, link, True) != "ok":
+            raise ValueError(f"X contains {int((~np.isfinite(X)).sum())} NaN or infinite value(s)")
+        return out
+
     def predict(self, out, params, state, X, link=False, check_x=False):
         self._check(params)
         link_name = self._loss().link if link else None

@@ -13,21 +13,24 @@ PREDICT_CHUNK = 1024  # rows per inference chunk: the inference workspace never 
 def outputs(built, X, link):
     """The network's outputs for X (the loss's link applied when `link`), inference mode.
 
-    A C-contiguous ndarray of the model's dtype and width, with rows, goes to the engine as it is
-    and the engine checks it for NaN and infinity (the lean path of a single prediction); anything
-    else goes through check_matrix first. Both refuse the same inputs with the same errors."""
+    An ndarray that the engine reads as it is (C-contiguous, 2-D, of the model's dtype and width,
+    with rows) takes the lean path of a single prediction: one engine call checks it, allocates
+    the output and checks X for NaN and infinity. Anything else goes through check_matrix first.
+    Both refuse the same inputs with the same errors."""
+    if type(X) is np.ndarray and X.ndim == 2 and X.shape[0]:
+        n = X.shape[0]
+        engine, lock = built.pool.get(n if n < PREDICT_CHUNK else PREDICT_CHUNK, "infer")
+        with lock:
+            out = engine.predict_lean(built.params, built.state, X, link)
+        if out is not None:
+            return out
     plan, dtype = built.plan, built.params.dtype
-    lean = (type(X) is np.ndarray and X.dtype is dtype and X.ndim == 2 and X.shape[1] == plan.n_inputs
-            and X.shape[0] > 0 and X.flags.c_contiguous)
-    if not lean:
-        X = check_matrix(X, "X", dtype, n_cols=plan.n_inputs)
+    X = check_matrix(X, "X", dtype, n_cols=plan.n_inputs)
     n = X.shape[0]
     out = np.empty((n, plan.n_outputs), dtype)
     engine, lock = built.pool.get(n if n < PREDICT_CHUNK else PREDICT_CHUNK, "infer")
     with lock:
-        status = engine.predict(out, built.params, built.state, X, link, lean)
-    if status != "ok":  # only the lean path asks the engine to check X
-        raise ValueError(f"X contains {int((~np.isfinite(X)).sum())} NaN or infinite value(s)")
+        engine.predict(out, built.params, built.state, X, link)
     return out
 
 

@@ -471,16 +471,17 @@ class Sequential(Configurable):
 
     def forward(self, X):
         """Raw outputs of the last layer (logits for the classification losses), inference mode."""
-        return self._outputs(X, False)
+        return _inference.outputs(self._built or self._require_built(), X, False)
 
     __call__ = forward
 
     def predict_proba(self, X):
         """Class probabilities: softmax (cross entropy) or sigmoid (binary cross entropy) of the
         outputs."""
-        if self._loss is not None and not self._loss.is_classifier:
+        loss = self._loss
+        if loss is not None and not loss.is_classifier:
             raise AttributeError(f"predict_proba is for classification losses; this model uses {self.loss}")
-        return self._outputs(X, True)
+        return _inference.outputs(self._built or self._require_built(), X, True)
 
     def predict(self, X):
         """Class labels (argmax for cross entropy; sigmoid > 0.5, i.e. output > 0, per output for
