@@ -100,7 +100,46 @@ __attribute__((target("avx"))) static void pack_a6_f32_avx(float *restrict dst,
         for (int i = 0; i < 6; i++) dst[p * 6 + i] = rows[i][p];
 }
 
-/* The same for double: rows 0-3 by 4 x 4 transposes, rows 4-5 by 2 x 2 ones. */
+/* A full panel of op(B) from B stored n x k (trans_b), dst[p*NR + j] = b[j * ldb + p] for the
+ * panel's NR rows of B (NR a multiple of 8): 8 x 8 transposes, each storing 8 whole rows of the
+ * panel, where the scalar copy writes one element per cache line. Same values, only faster. */
+__attribute__((target("avx"))) static void pack_bt_f32_avx(float *restrict dst, const float *restrict b,
+                                                            int64_t ldb, int64_t kc, int64_t NR) {
+    int64_t p = 0;
+    for (; p + 8 <= kc; p += 8)
+        for (int64_t g = 0; g < NR; g += 8) {
+            __m256 r[8], c[8];
+            for (int i = 0; i < 8; i++) r[i] = _mm256_loadu_ps(b + (g + i) * ldb + p);
+            transpose8_f32(r, c);
+            for (int q = 0; q < 8; q++) _mm256_storeu_ps(dst + (p + q) * NR + g, c[q]);
+        }
+    for (; p < kc; p++)
+        for (int64_t j = 0; j < NR; j++) dst[p * NR + j] = b[j * ldb + p];
+}
+
+/* The same for double (NR a multiple of 4): 4 x 4 transposes. */
+__attribute__((target("avx"))) static void pack_bt_f64_avx(double *restrict dst, const double *restrict b,
+                                                            int64_t ldb, int64_t kc, int64_t NR) {
+    int64_t p = 0;
+    for (; p + 4 <= kc; p += 4)
+        for (int64_t g = 0; g < NR; g += 4) {
+            const double *r = b + g * ldb + p;
+            __m256d r0 = _mm256_loadu_pd(r), r1 = _mm256_loadu_pd(r + ldb);
+            __m256d r2 = _mm256_loadu_pd(r + 2 * ldb), r3 = _mm256_loadu_pd(r + 3 * ldb);
+            __m256d t0 = _mm256_unpacklo_pd(r0, r1), t1 = _mm256_unpackhi_pd(r0, r1);
+            __m256d t2 = _mm256_unpacklo_pd(r2, r3), t3 = _mm256_unpackhi_pd(r2, r3);
+            double *d = dst + p * NR + g;
+            _mm256_storeu_pd(d, _mm256_permute2f128_pd(t0, t2, 0x20));
+            _mm256_storeu_pd(d + NR, _mm256_permute2f128_pd(t1, t3, 0x20));
+            _mm256_storeu_pd(d + 2 * NR, _mm256_permute2f128_pd(t0, t2, 0x31));
+            _mm256_storeu_pd(d + 3 * NR, _mm256_permute2f128_pd(t1, t3, 0x31));
+        }
+    for (; p < kc; p++)
+        for (int64_t j = 0; j < NR; j++) dst[p * NR + j] = b[j * ldb + p];
+}
+
+/* Six full rows of a row-major double A into a 6-row panel: rows 0-3 by 4 x 4 transposes, rows
+ * 4-5 by 2 x 2 ones. */
 __attribute__((target("avx"))) static void pack_a6_f64_avx(double *restrict dst,
                                                             const double *const rows[6],
                                                             int64_t kc) {
@@ -296,6 +335,17 @@ static void FN(pack_a)(real *restrict dst, const real *restrict A, int64_t lda, 
 static void FN(pack_b)(real *restrict dst, const real *restrict B, int64_t ldb, int trans,
                        int64_t p0, int64_t j0, int64_t nr, int64_t kc, int64_t NR) {
     if (trans) { /* B stored n x k */
+#if defined(FNN_HAVE_PACK8_AVX) && REAL_IS_FLOAT
+        if (nr == NR && NR % 8 == 0 && have_avx()) {
+            pack_bt_f32_avx(dst, B + j0 * ldb + p0, ldb, kc, NR);
+            return;
+        }
+#elif defined(FNN_HAVE_PACK8_AVX)
+        if (nr == NR && NR % 4 == 0 && have_avx()) {
+            pack_bt_f64_avx(dst, B + j0 * ldb + p0, ldb, kc, NR);
+            return;
+        }
+#endif
         for (int64_t j = 0; j < nr; j++) {
             const real *src = B + (j0 + j) * ldb + p0;
             for (int64_t p = 0; p < kc; p++) dst[p * NR + j] = src[p];
