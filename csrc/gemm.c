@@ -230,11 +230,12 @@ void FN(fnn_gemm_rows_ref)(int64_t n, int64_t cnt, const int32_t *restrict idx,
 }
 
 /* The portable list kernel (gemm_kernels.h): 8 inputs at a time, a chunk of zeros costing one
- * test, the others listed branch-free (written always, kept when nonzero). */
+ * test (when alpha is finite: alpha * 0 is then 0), the others listed branch-free (written
+ * always, kept when nonzero). */
 int64_t FN(fnn_gemm_list_ref)(int64_t k, const real *restrict a, real alpha, real *restrict vals,
                               int32_t *restrict idx) {
     int64_t cnt = 0, p = 0;
-    for (; p + 8 <= k; p += 8) {
+    for (; p + 8 <= k && alpha - alpha == 0; p += 8) {
         uint64_t w[sizeof(real)], any = 0; /* the 8 values' bits, ORed; the signs dropped */
         memcpy(w, a + p, sizeof w);
         for (size_t q = 0; q < sizeof(real); q++) any |= w[q];

@@ -418,3 +418,47 @@ def test_ctrl_c_stops_inference_between_chunks(backend):
     assert time.perf_counter() - t0 < 15, "predict did not stop on SIGINT"
     small = X[:2000]
     np.testing.assert_array_equal(model.predict_proba(small), model.predict_proba(small.copy()))
+
+
+def _unaligned(X):
+    """X's values (float32) in a C-contiguous array that starts one byte into its buffer."""
+    raw = np.zeros(X.size * 4 + 1, np.uint8)
+    out = np.frombuffer(raw.data, np.float32, count=X.size, offset=1).reshape(X.shape)
+    out[...] = X
+    assert not out.flags.aligned and out.flags.c_contiguous
+    return out
+
+
+def test_unaligned_x_is_predicted_as_its_aligned_copy(backend):
+    """A C-contiguous float32 X that is not aligned is copied (check_matrix) and predicted like
+    any other layout; with a NaN in it, refused with the count, as an aligned one is."""
+    model = lean_model("float32")
+    X = np.random.default_rng(5).standard_normal((3, 23)).astype(np.float32)
+    np.testing.assert_array_equal(model.predict_proba(_unaligned(X)), model.predict_proba(X))
+    X[1, 4] = np.nan
+    assert _nonfinite_message(model, _unaligned(X)) == "X contains 1 NaN or infinite value(s)"
+
+
+def test_a_refused_x_takes_no_inference_engine(backend):
+    """Inputs the model refuses build no workspace and push no cached engine out of the pool."""
+    model = lean_model("float32")
+    for n in (1, 10, 100):
+        model.forward(np.zeros((n, 23), np.float32))
+    before = model._built.pool.batches("infer")
+    for bad in (np.zeros((700, 22), np.float32), np.zeros((900, 24), np.float32),
+                np.zeros((1000, 23), np.complex64), np.zeros((800, 23), object)):
+        with pytest.raises((ValueError, TypeError)):
+            model.forward(bad)
+    assert model._built.pool.batches("infer") == before
+
+
+@needs_c
+def test_engine_predict_names_the_first_bad_argument():
+    """The compiled Engine.predict checks out, params, state, then X: with out and X both wrong,
+    out is named."""
+    fastnn.set_backend("c")
+    model = lean_model("float32")
+    b = model._built
+    engine, _ = b.pool.get(2, "infer")
+    with pytest.raises((TypeError, ValueError), match="out"):
+        engine.predict(np.empty((2, N_OUT)), b.params, b.state, np.ones((2, 23)))

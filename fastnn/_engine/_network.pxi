@@ -240,7 +240,7 @@ cdef class Engine:
             return None
         try:
             out = _np_empty((rows, self.net.n_outputs), _F64 if self.is_f64 else _F32)
-            st = self._predict_x(out, params, state, &bx, link, True)
+            st = self._predict_x(out, params, state, X, &bx, link, True)
         finally:
             PyBuffer_Release(&bx)
         if st == FNN_ENONFINITE:
@@ -253,46 +253,49 @@ cdef class Engine:
         "link: the loss's link applied. All C-contiguous arrays of the engine's dtype. check_x: a NaN " \
         "or infinity in X gives 'nonfinite' (out partly written) instead of 'ok'. Ctrl-C is honoured " \
         "between two chunks of `batch` rows."
-        cdef Py_buffer bx
-        cdef int st
-        _get_array(&bx, X, "X", 2, False, self.is_f64)
-        try:
-            st = self._predict_x(out, params, state, &bx, link, check_x)
-        finally:
-            PyBuffer_Release(&bx)
+        st = self._predict_x(out, params, state, X, NULL, link, check_x)
         return "nonfinite" if st == FNN_ENONFINITE else "ok"
 
-    cdef int _predict_x(self, out, params, state, Py_buffer *bx, bint link, bint check_x) except -1:
-        # predict on X's buffer (held by the caller): FNN_OK, or FNN_ENONFINITE when check_x
-        # found a NaN or infinity; any other status raises. One call for every row count, so no
-        # fused-type dispatch: the buffers are taken directly and the sizes compared inline (the
-        # message comes from _check_sizes only when they disagree).
-        cdef Py_buffer bo, bp, bs
+    cdef int _predict_x(self, out, params, state, X, Py_buffer *held, bint link, bint check_x) except -1:
+        # predict: FNN_OK, or FNN_ENONFINITE when check_x found a NaN or infinity; any other
+        # status raises. X's buffer is `held` (by the caller) or, when that is NULL, taken here
+        # after the others (the first bad argument named is the first in order). One call for
+        # every row count, so no fused-type dispatch: the buffers are taken directly and the
+        # sizes compared inline (the message comes from _check_sizes only when they disagree).
+        cdef Py_buffer bo, bp, bs, own
+        cdef Py_buffer *bx = held if held != NULL else &own
         cdef list raised = []
         cdef int st
-        cdef Py_ssize_t n = bx.shape[0]
+        cdef Py_ssize_t n
         _get_array(&bo, out, "out", 2, True, self.is_f64)
         try:
             _get_array(&bp, params, "params", 1, False, self.is_f64)
             try:
                 _get_array(&bs, state, "state", 1, False, self.is_f64)
                 try:
-                    if not (bp.shape[0] >= self.net.n_params and bs.shape[0] >= max(self.net.n_state, 1)
-                            and bx.shape[1] == self.net.n_inputs and bo.shape[0] == n
-                            and bo.shape[1] == self.net.n_outputs):
-                        self._check_sizes(bp.shape[0], -1, 0, bs.shape[0], -1, n, bx.shape[1],
-                                          (bo.shape[0], bo.shape[1]), -2, -2, "out")
-                    self._enter()
+                    if held == NULL:
+                        _get_array(&own, X, "X", 2, False, self.is_f64)
                     try:
-                        with nogil:
-                            if self.is_f64:
-                                st = _predict(<double *>bo.buf, &bp, &bs, bx, self.ws, &self.net, link,
-                                              check_x, <void *>raised)
-                            else:
-                                st = _predict(<float *>bo.buf, &bp, &bs, bx, self.ws, &self.net, link,
-                                              check_x, <void *>raised)
+                        n = bx.shape[0]
+                        if not (bp.shape[0] >= self.net.n_params and bs.shape[0] >= max(self.net.n_state, 1)
+                                and bx.shape[1] == self.net.n_inputs and bo.shape[0] == n
+                                and bo.shape[1] == self.net.n_outputs):
+                            self._check_sizes(bp.shape[0], -1, 0, bs.shape[0], -1, n, bx.shape[1],
+                                              (bo.shape[0], bo.shape[1]), -2, -2, "out")
+                        self._enter()
+                        try:
+                            with nogil:
+                                if self.is_f64:
+                                    st = _predict(<double *>bo.buf, &bp, &bs, bx, self.ws, &self.net, link,
+                                                  check_x, <void *>raised)
+                                else:
+                                    st = _predict(<float *>bo.buf, &bp, &bs, bx, self.ws, &self.net, link,
+                                                  check_x, <void *>raised)
+                        finally:
+                            self.busy = False
                     finally:
-                        self.busy = False
+                        if held == NULL:
+                            PyBuffer_Release(&own)
                 finally:
                     PyBuffer_Release(&bs)
             finally:

@@ -685,7 +685,8 @@ class Engine:
 
     def predict_lean(self, params, state, X, link=False):
         if not (type(X) is np.ndarray and X.dtype == self._dtype and X.dtype.isnative and X.ndim == 2
-                and X.shape[1] == self._net["n_inputs"] and X.shape[0] > 0 and X.flags.c_contiguous):
+                and X.shape[1] == self._net["n_inputs"] and X.shape[0] > 0 and X.flags.c_contiguous
+                and X.flags.aligned):
             return None
         out = np.empty((X.shape[0], self._net["n_outputs"]), self._dtype)
         if self.predict(out, params, state, X, link, True) != "ok":

@@ -49,6 +49,8 @@ def check_matrix(X, name, dtype, allow_nan=False, min_rows=1, n_cols=None):
     if n_cols is not None and arr.shape[1] != n_cols:
         raise ValueError(f"{name} has {arr.shape[1]} features, but the model expects {n_cols}")
     arr = np.ascontiguousarray(arr, dtype=dtype)
+    if not arr.flags.aligned:  # the compiled engine reads whole, aligned elements
+        arr = arr.copy()
     if not allow_nan and not _all_finite(arr):
         bad = int((~np.isfinite(arr)).sum())
         raise ValueError(f"{name} contains {bad} NaN or infinite value(s)")

@@ -17,14 +17,14 @@ def outputs(built, X, link):
     with rows) takes the lean path of a single prediction: one engine call checks it, allocates
     the output and checks X for NaN and infinity. Anything else goes through check_matrix first.
     Both refuse the same inputs with the same errors."""
-    if type(X) is np.ndarray and X.ndim == 2 and X.shape[0]:
-        n = X.shape[0]
+    plan, dtype = built.plan, built.params.dtype
+    if type(X) is np.ndarray and X.dtype is dtype and X.ndim == 2 and X.shape[1] == plan.n_inputs and X.shape[0]:
+        n = X.shape[0]  # only a candidate takes an engine; the engine checks the rest
         engine, lock = built.pool.get(n if n < PREDICT_CHUNK else PREDICT_CHUNK, "infer")
         with lock:
             out = engine.predict_lean(built.params, built.state, X, link)
         if out is not None:
             return out
-    plan, dtype = built.plan, built.params.dtype
     X = check_matrix(X, "X", dtype, n_cols=plan.n_inputs)
     n = X.shape[0]
     out = np.empty((n, plan.n_outputs), dtype)
