@@ -140,8 +140,8 @@ FNN_AVX2 void fnn_dgemm_ukrb_avx2_6x8(int64_t k, const double *restrict a,
 /* Row kernels (gemm_kernels.h): blocks of 8 vectors of c in registers over every listed row of
  * b, then of 4, then one vector at a time, the last one masked. The listed rows are scattered
  * (the nonzero inputs'), which the hardware prefetcher cannot follow: the block's part of the row
- * 6 ahead is prefetched (a 1-row MNIST predict 5.9 -> 5.3 us, a dense row 21 -> 19 us, medians
- * of 14 processes on a 2-core Zen 3 VM). */
+ * 6 ahead is prefetched (the engine's 1-row MNIST predict 5.9 -> 5.3 us, medians of 14 processes
+ * on a 2-core Zen 3 VM; a dense row, which reads every row in order, gained nothing measurable). */
 #define ROWS_BLOCK(T, W, S, BC, NB)                                                               \
     for (; j + (NB) * W <= n; j += (NB) * W) {                                                    \
         T acc[NB];                                                                                \

@@ -244,7 +244,7 @@ cdef class Engine:
         finally:
             PyBuffer_Release(&bx)
         if st == FNN_ENONFINITE:
-            raise ValueError(f"X contains {_count_nonfinite(X)} NaN or infinite value(s)")
+            raise _nonfinite_error("X", X)
         return out
 
     def predict(self, out, params, state, X, bint link=False, bint check_x=False):
@@ -326,11 +326,6 @@ cdef object _lean_rows(Py_buffer *view, object X, bint f64, int64_t n_inputs):
         PyBuffer_Release(view)
         return None
     return view.shape[0]
-
-
-cdef object _count_nonfinite(X):
-    import numpy as np
-    return int((~np.isfinite(X)).sum())
 
 
 cdef int _predict(floating *out, const Py_buffer *params, const Py_buffer *state, const Py_buffer *X, void *ws,

@@ -8,6 +8,7 @@ from libc.string cimport memcpy
 from numpy import dtype as _np_dtype, ndarray as _ndarray
 from numpy import empty as _np_empty, float32 as _F32, float64 as _F64
 from fastnn._engine import records as _records
+from fastnn._engine.validation import nonfinite_error as _nonfinite_error
 
 cdef int _get_record(Py_buffer *view, object arr, object dtype, str name, int ndim, size_t size,
                      bint writable) except -1:

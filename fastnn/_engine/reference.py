@@ -14,6 +14,7 @@ import numpy as np
 from . import activations as _activations, losses as _losses, records as _records
 from .codes import CTR_SAMPLES, CTR_STEP, FORMS, ORDERS, RNG_DROPOUT, RNG_SHUFFLE, SK_LOSSES, STATUSES
 from .codes import c_constants as _c_constants
+from .validation import nonfinite_error as _nonfinite_error
 
 BACKEND = "python"
 
@@ -690,7 +691,7 @@ class Engine:
             return None
         out = np.empty((X.shape[0], self._net["n_outputs"]), self._dtype)
         if self.predict(out, params, state, X, link, True) != "ok":
-            raise ValueError(f"X contains {int((~np.isfinite(X)).sum())} NaN or infinite value(s)")
+            raise _nonfinite_error("X", X)
         return out
 
     def predict(self, out, params, state, X, link=False, check_x=False):

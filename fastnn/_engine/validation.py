@@ -52,9 +52,14 @@ def check_matrix(X, name, dtype, allow_nan=False, min_rows=1, n_cols=None):
     if not arr.flags.aligned:  # the compiled engine reads whole, aligned elements
         arr = arr.copy()
     if not allow_nan and not _all_finite(arr):
-        bad = int((~np.isfinite(arr)).sum())
-        raise ValueError(f"{name} contains {bad} NaN or infinite value(s)")
+        raise nonfinite_error(name, arr)
     return arr
+
+
+def nonfinite_error(name, arr):
+    """The ValueError for an input array holding NaN or infinity, with their count (check_matrix's,
+    and the engines' lean path's)."""
+    return ValueError(f"{name} contains {int((~np.isfinite(arr)).sum())} NaN or infinite value(s)")
 
 
 def _all_finite(arr):

@@ -478,8 +478,7 @@ class Sequential(Configurable):
     def predict_proba(self, X):
         """Class probabilities: softmax (cross entropy) or sigmoid (binary cross entropy) of the
         outputs."""
-        loss = self._loss
-        if loss is not None and not loss.is_classifier:
+        if self._loss is not None and not self._loss.is_classifier:
             raise AttributeError(f"predict_proba is for classification losses; this model uses {self.loss}")
         return _inference.outputs(self._built or self._require_built(), X, True)
 
