@@ -496,3 +496,90 @@ def test_training_on_many_threads_equals_one_thread_and_the_oracle():
     assert len(worst) == 4
     for name, errs in worst.items():
         assert max(errs) <= TOL[name[:7]] * 10, (name, errs)
+
+
+def _one_gradient_overflows(dtype, where, n_in=300, hidden=40, nb=64, col=299):
+    """A 2-layer softmax classifier whose loss is finite while one part of its gradient overflows
+    (fastnn's step must then refuse the whole step), by construction:
+    "weight": one input of fmax/2 in row 5, column `col`; its first-layer weights 1e8/big give a
+    hidden value of 1e8, the output weights +-100 a confident wrong class, so dZ0 ~ 200/nb and
+    that input's weight gradient ~ fmax/2 * 200/nb: inf;
+    "bias": tiny inputs, output weights +-0.6 fmax (logits still finite), every row wrong the same
+    way: each dZ0 ~ 1.2 fmax/nb, finite, but the bias gradient sums nb of them: inf."""
+    fmax = float(np.finfo(dtype).max)
+    m = fastnn.Sequential([fastnn.Dense(hidden), fastnn.Dense(2)], seed=0, dtype=dtype).compile(
+        fastnn.SGD(lr=1e-6), "cross_entropy")
+    m.build(n_in)
+    W0, b0 = m.layers[0].kernel, m.layers[0].bias
+    W1, b1 = m.layers[1].kernel, m.layers[1].bias
+    b0[:] = 0
+    b1[:] = 0
+    X = np.full((nb, n_in), 1e-3, dtype)
+    W0[:] = 1e-3
+    if where == "weight":
+        big = fmax / 2
+        X[5, col] = big
+        W0[col, :] = 1e8 / big
+        W1[:, 0], W1[:, 1] = 100.0, -100.0
+    else:
+        W1[:, 0], W1[:, 1] = 0.6 * fmax, -0.6 * fmax
+    y = np.ones(nb, np.int64)  # every row predicts class 0 (or none is confident: "weight", rows != 5)
+    return m, X, y
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("where,col", [("weight", 0), ("weight", 150), ("weight", 299), ("bias", 0)])
+def test_a_step_whose_weight_or_bias_gradient_overflows_is_refused_whole(backend, dtype, where, col):
+    m, X, y = _one_gradient_overflows(dtype, where, col=col)
+    before = m.params.copy()
+    # the construction, by hand in the model's dtype: a finite loss; the overflow only where planted
+    W0, b0, W1, b1 = (np.asarray(w) for w in m.get_weights())
+    with np.errstate(over="ignore", invalid="ignore"):
+        z0 = X @ W0 + b0
+        z1 = z0 @ W1 + b1
+        z1 = z1 - z1.max(1, keepdims=True)
+        p = np.exp(z1) / np.exp(z1).sum(1, keepdims=True)
+        loss = (np.log(np.exp(z1).sum(1)) - z1[np.arange(len(y)), y]).mean()
+        d1 = (p - np.eye(2, dtype=X.dtype)[y]) / X.dtype.type(len(y))
+        d0 = d1 @ W1.T
+        dW0, db0 = X.T @ d0, d0.sum(0)
+    assert np.isfinite(loss) and np.isfinite(d0).all() and np.isfinite(z1).all()
+    if where == "weight":
+        assert not np.isfinite(dW0[col]).any() and np.isfinite(np.delete(dW0, col, 0)).all()
+        assert np.isfinite(db0).all()
+    else:
+        assert not np.isfinite(db0).any() and np.isfinite(dW0).all()
+    with pytest.raises(fastnn.NonFiniteError):
+        m.fit(X, y, epochs=1, batch_size=64, shuffle=False)
+    np.testing.assert_array_equal(m.params, before)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_a_step_whose_batchnorm_scale_gradient_overflows_is_refused_whole(backend, dtype):
+    """BatchNorm (1 feature, rows of -1 and +1: normalised +-1) with scale 1e-3, then output weights
+    +-0.6 fmax: logits of +-6e-4 fmax (a finite loss), every row confidently wrong, so each row's
+    dY = +-1.2 fmax / nb with the sign of its normalised value, and the scale's gradient, their
+    sum times it, is 1.2 fmax: inf. The shift's gradient sums to 0."""
+    fmax, nb = float(np.finfo(dtype).max), 64
+    m = fastnn.Sequential([fastnn.BatchNorm(), fastnn.Dense(2)], dtype=dtype).compile(
+        fastnn.SGD(lr=1e-6), "cross_entropy")
+    m.build(1)
+    bn, out = m.layers
+    bn.gamma[:] = 1e-3
+    out.bias[:] = 0
+    out.kernel[0] = [0.6 * fmax, -0.6 * fmax]
+    X = np.where(np.arange(nb) % 2 == 0, 1.0, -1.0).astype(dtype)[:, None]
+    y = np.where(X[:, 0] > 0, 1, 0)
+    before, state = m.params.copy(), m.state.copy()
+    with np.errstate(over="ignore"):  # the construction, by hand: a finite loss, dgamma overflows
+        xhat = (X - X.mean()) / np.sqrt(X.var() + 1e-3)
+        z = (1e-3 * xhat) @ out.kernel
+        loss = (np.log(np.exp(z - z.max(1, keepdims=True)).sum(1)) + z.max(1) - z[np.arange(nb), y]).mean()
+        d1 = (np.eye(2, dtype=dtype)[1 - y] - np.eye(2, dtype=dtype)[y]) / np.dtype(dtype).type(nb)
+        dY = d1 @ out.kernel.T
+        dgamma = (dY * xhat).sum()
+    assert np.isfinite(loss) and np.isfinite(dY).all() and not np.isfinite(dgamma)
+    with pytest.raises(fastnn.NonFiniteError):
+        m.fit(X, y, epochs=1, batch_size=nb, shuffle=False)
+    np.testing.assert_array_equal(m.params, before)
+    np.testing.assert_array_equal(m.state, state)
