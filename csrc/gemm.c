@@ -23,7 +23,6 @@
                                              output layer's three products, 128 x 10 x 128: 21 to
                                              15 ms an epoch on 16 threads) */
 #define SLABS_PER_THREAD 4           /* slabs of C handed out per thread and call */
-#define SKINNY_M 4                   /* up to this many rows of C: no packing (a GEMV-like loop) */
 #define SKINNY_SEG 1024              /* rows of B listed at a time by skinny_row */
 #define UNPACKED_B_M 32              /* up to this many rows of C, op(B) is not packed (no trans_b):
                                         1.2-1.6x on 16 and 32 x 784 x 256, slower from 64 rows */
@@ -514,7 +513,7 @@ FNN_CLONES static void FN(gemm_skinny)(real *C, const real *A, const real *B, in
         for (int64_t i = 0; i < m; i++)
             FN(skinny_row)(K, C + i * ldc, A, B, i, n, k, lda, ldb, trans_a, alpha, beta, skip_zero);
     } else { /* dot products with B's rows: SKINNY_LANES partial sums that vectorise, then added up */
-        real arow[SKINNY_M][SKINNY_DOT_K]; /* a row of op(A) contiguous, SKINNY_DOT_K at a time */
+        real arow[FNN_SKINNY_M][SKINNY_DOT_K]; /* a row of op(A) contiguous, SKINNY_DOT_K at a time */
         for (int64_t i = 0; i < m; i++) {
             real *restrict c = C + i * ldc;
             for (int64_t j = 0; j < n; j++) c[j] = beta == 0 ? (real)0 : beta * c[j];
@@ -700,7 +699,7 @@ static int FN(gemm_team)(fnn_team *team, real *C, const real *A, const real *B, 
     if (st != FNN_OK) return st;
     const real alpha = (real)alpha_d, beta = (real)beta_d;
     if (m == 0 || n == 0) return FNN_OK;
-    if (k == 0 || alpha == 0 || m <= SKINNY_M) {
+    if (k == 0 || alpha == 0 || m <= FNN_SKINNY_M) {
         if (k == 0 || alpha == 0)
             FN(scale_c)(C, m, n, ldc, beta);
         else

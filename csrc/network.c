@@ -881,8 +881,14 @@ static int FN(predict_body)(fnn_team *team, void *ctx) {
     FN(fnn_workspace) *ws = c->ws;
     const int64_t din = net->n_inputs, dout = net->n_outputs;
     FNN_MARK_BEGIN();
-    for (int64_t start = 0; start < c->n; start += ws->batch) {
-        const int64_t nb = start + ws->batch <= c->n ? ws->batch : c->n - start;
+    for (int64_t start = 0, nb; start < c->n; start += nb) {
+        /* chunks of ws->batch rows, but never a last one of FNN_SKINNY_M rows or fewer after a
+         * full one (the chunk before it gives up rows): then each row's bits do not depend on
+         * the chunk size, which the Python layer sets from the thread count */
+        const int64_t left = c->n - start;
+        nb = left <= ws->batch ? left
+             : left - ws->batch <= FNN_SKINNY_M && ws->batch > 2 * FNN_SKINNY_M ? ws->batch - FNN_SKINNY_M
+             : ws->batch;
         const real *x = c->X + start * din;
         if (c->check_x && !FN(finite_rows)(team, x, nb * din)) return FNN_ENONFINITE;
         int st = FN(forward)(team, ws, net, c->params, c->state, x, nb, 0, 0);

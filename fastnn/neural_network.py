@@ -67,7 +67,6 @@ from ._engine import thread_limit
 from ._engine.codes import CTR_STEP
 from ._engine.errors import NonFiniteError
 from .nn import Activation, BatchNorm, Dense, Dropout, Sequential
-from .nn._inference import PREDICT_CHUNK
 from .nn.callbacks import Callback
 from .nn.optimizers import AdamW, RMSprop, SklearnAdam, SklearnSGD
 from .nn.progress import ProgressBar
@@ -789,19 +788,14 @@ def _dense(X, dtype):
 
 def _chunked(run, X):
     """run(X) for a sparse X, densified chunk by chunk, each at most _SPARSE_CHUNK_BYTES (or
-    _MIN_CHUNK_ROWS rows). Where that allows whole multiples of the engine's inference chunk
-    (PREDICT_CHUNK rows), every chunk runs as the dense input's would: bit-identical results.
-    Narrower chunks are near-equal in size, so none is a sliver of a few rows (the GEMM takes
-    another path for those): equal to the dense input's to rounding."""
+    _MIN_CHUNK_ROWS rows), near-equal in size, so that none is a sliver of a few rows: the
+    engine's GEMM sums 4 rows or fewer another way, and every chunk of more gives each row the
+    bits the dense input gives it."""
     X = X.tocsr()
     n, d = X.shape
     rows = max(_MIN_CHUNK_ROWS, _SPARSE_CHUNK_BYTES // max(1, d * X.dtype.itemsize))
-    if rows >= PREDICT_CHUNK:
-        rows -= rows % PREDICT_CHUNK
-        bounds = list(range(0, n, rows)) + [n]
-    else:
-        k = -(-n // rows)
-        bounds = [i * n // k for i in range(k + 1)]
+    k = -(-n // rows)
+    bounds = [i * n // k for i in range(k + 1)]
     out = None
     for start, stop in zip(bounds[:-1], bounds[1:]):
         part = run(X[start:stop].toarray())

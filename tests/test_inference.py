@@ -462,3 +462,47 @@ def test_engine_predict_names_the_first_bad_argument():
     engine, _ = b.pool.get(2, "infer")
     with pytest.raises((TypeError, ValueError), match="out"):
         engine.predict(np.empty((2, N_OUT)), b.params, b.state, np.ones((2, 23)))
+
+
+@needs_c
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("n", [1025, 1027, 1028, 1029, 2052, 3000])
+def test_a_rows_result_does_not_depend_on_the_inference_chunk(monkeypatch, dtype, n):
+    """The compiled GEMM sums a product of 4 rows or fewer another way (bits differ in the last
+    place), so the engine never leaves such a last chunk after a full one: every row gets the
+    bits it gets in any chunking into pieces of 5 rows or more, whatever the chunk size (which
+    follows the thread count) and wherever the row lies."""
+    fastnn.set_backend("c")
+    model = fastnn.Sequential([fastnn.Dense(64, activation="relu"), fastnn.Dense(32, activation="tanh"),
+                               fastnn.Dense(3)], seed=1, dtype=dtype).compile("sgd", "cross_entropy").build(300)
+    X = np.random.default_rng(n).standard_normal((n, 300)).astype(dtype)
+    X[X < 0] = 0  # zeros, which the few-row path skips
+    from fastnn.nn import _inference
+    got = model.predict_proba(X)  # chunks of 1024 rows on up to 4 threads
+    monkeypatch.setattr(_inference, "PREDICT_CHUNK", 4096)
+    np.testing.assert_array_equal(model.predict_proba(X), got)
+    bounds = list(range(0, n, 7)) + [n]
+    if bounds[-1] - bounds[-2] < 5:
+        del bounds[-2]
+    pieces = [model.predict_proba(X[a:b]) for a, b in zip(bounds, bounds[1:])]
+    np.testing.assert_array_equal(np.concatenate(pieces), got)
+
+
+def test_many_rows_are_predicted_in_chunks_of_256_rows_per_thread_or_1024(monkeypatch, backend):
+    """The engine's batch for n rows: n up to 1024; else the larger of 1024 and 256 per thread,
+    at most n (here per-thread rows raised, so that this machine's threads cross 1024)."""
+    from fastnn.nn import _inference
+    model = lean_model("float32")
+    sizes = []
+    real_get = model._built.pool.get
+    monkeypatch.setattr(model._built.pool, "get", lambda n, kind: sizes.append(n) or real_get(n, kind))
+    from fastnn import _engine
+    threads = _engine.current().get_num_threads()
+    for n in (1, 1024, 1025, 5000):
+        model.predict_proba(np.zeros((n, 23), np.float32))
+    assert sizes == [1, 1024, 1024, 1024]
+    monkeypatch.setattr(_inference, "PREDICT_ROWS_PER_THREAD", 1100)
+    sizes.clear()
+    for n in (1024, 1025, 1101 * threads, 5000 * threads):
+        model.predict_proba(np.zeros((n, 23), np.float32))
+    assert sizes == [1024, 1025, 1100 * threads, 1100 * threads]

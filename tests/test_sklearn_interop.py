@@ -255,14 +255,15 @@ def test_sparse_input_gives_the_dense_results(kind, fmt):
 
 
 @pytest.mark.parametrize("budget_rows, n, sizes", [
-    (2500, 5000, [2048, 2048, 904]),  # whole engine chunks (PREDICT_CHUNK = 1024 rows)
+    (2500, 5000, [2500, 2500]),
+    (1500, 5000, [1250, 1250, 1250, 1250]),
     # _MIN_CHUNK_ROWS = 16 rows: near-equal chunks, none a sliver
     (1, 200, [15, 15, 16, 15, 15, 16, 15, 16, 15, 15, 16, 15, 16]),
     (30, 200, [28, 29, 28, 29, 28, 29, 29]),
 ])
 def test_sparse_predictions_run_in_bounded_chunks(monkeypatch, budget_rows, n, sizes):
-    """Each row predicted once, in its place; bit-identical to the dense input's in whole engine
-    chunks, to rounding in the narrower ones."""
+    """Each row predicted once, in its place, in near-equal chunks: bit-identical to the dense
+    input's, which the engine predicts in chunks of its own size."""
     X, y = sparse_data("strings", n=n)
     fn = MLPClassifier(**BASE).fit(X[:N], y[:N])
     want, want_labels = fn.predict_proba(X), fn.predict(X)
@@ -276,9 +277,7 @@ def test_sparse_predictions_run_in_bounded_chunks(monkeypatch, budget_rows, n, s
     monkeypatch.setattr(fnn, "_SPARSE_CHUNK_BYTES", budget_rows * D * 8)
     got = fnn._chunked(spy, sp.csr_matrix(X))
     assert seen == sizes
-    exact = sizes[0] >= 1024
-    check = np.testing.assert_array_equal if exact else \
-        (lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-15))
+    check = np.testing.assert_array_equal
     check(got, want)
     check(fn.predict_proba(sp.csc_matrix(X)), want)
     np.testing.assert_array_equal(fn.predict(sp.coo_matrix(X)), want_labels)

@@ -7,7 +7,20 @@ from .. import _engine as _backend
 from .._engine.codes import CTR_STEP
 from .._engine.validation import check_matrix
 
-PREDICT_CHUNK = 1024  # rows per inference chunk: the inference workspace never grows past it
+PREDICT_CHUNK = 1024  # rows per inference chunk on up to 4 threads (predict_rows)
+PREDICT_ROWS_PER_THREAD = 256  # ... or this many per thread, when that is more
+
+
+def predict_rows(n):
+    """Rows per engine call of an inference of n rows: all n up to PREDICT_CHUNK; else
+    PREDICT_CHUNK, or 256 per thread when that is more (at most n). On 16 threads (16-core Xeon,
+    10,000 MNIST rows, 784-256-128-10), chunks of 1024 rows ran at 66 % of the SGEMM rate and
+    chunks of 4096 at 89 %: every chunk is three products, each a join of the team. On 2
+    threads the size made no difference. A row's result does not depend on the chunk size: the
+    engine never leaves a last chunk of a few rows (which its GEMM sums another way)."""
+    if n <= PREDICT_CHUNK:
+        return n
+    return min(n, max(PREDICT_CHUNK, PREDICT_ROWS_PER_THREAD * _backend.current().get_num_threads()))
 
 
 def outputs(built, X, link):
@@ -20,7 +33,7 @@ def outputs(built, X, link):
     plan, dtype = built.plan, built.params.dtype
     if type(X) is np.ndarray and X.dtype is dtype and X.ndim == 2 and X.shape[1] == plan.n_inputs and X.shape[0]:
         n = X.shape[0]  # only a candidate takes an engine; the engine checks the rest
-        engine, lock = built.pool.get(n if n < PREDICT_CHUNK else PREDICT_CHUNK, "infer")
+        engine, lock = built.pool.get(predict_rows(n), "infer")
         with lock:
             out = engine.predict_lean(built.params, built.state, X, link)
         if out is not None:
@@ -28,7 +41,7 @@ def outputs(built, X, link):
     X = check_matrix(X, "X", dtype, n_cols=plan.n_inputs)
     n = X.shape[0]
     out = np.empty((n, plan.n_outputs), dtype)
-    engine, lock = built.pool.get(n if n < PREDICT_CHUNK else PREDICT_CHUNK, "infer")
+    engine, lock = built.pool.get(predict_rows(n), "infer")
     with lock:
         engine.predict(out, built.params, built.state, X, link)
     return out
