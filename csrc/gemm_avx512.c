@@ -144,10 +144,7 @@ FNN_AVX512 void fnn_dgemm_ukrb_avx512_8x16(int64_t k, const double *restrict a,
 #undef UKR_BODY
 
 /* Row kernels (gemm_kernels.h): blocks of 8 vectors of c in registers over every listed row of
- * b, then of 4, then one vector at a time, the last one masked. As in the AVX2 kernels, the
- * block's part of the listed row 6 ahead is prefetched, one line per vector (16-core Xeon, one
- * pinned core, medians of 8 processes: the engine's 1-row MNIST predict 5.37 -> 4.29 us, a
- * dense row 16.8 -> 11.3 us). */
+ * b, then of 4, then one vector at a time, the last one masked. */
 #define ROWS_BLOCK(T, W, S, NB)                                                                   \
     for (; j + (NB) * W <= n; j += (NB) * W) {                                                    \
         T acc[NB];                                                                                \
@@ -155,9 +152,6 @@ FNN_AVX512 void fnn_dgemm_ukrb_avx512_8x16(int64_t k, const double *restrict a,
         for (int64_t t = 0; t < cnt; t++) {                                                       \
             const T at = _mm512_set1_##S(a[t]);                                                   \
             const R *bt = b + idx[t] * ldb + j;                                                   \
-            const R *bp = b + idx[t + 6 < cnt ? t + 6 : t] * ldb + j;                             \
-            _Pragma("GCC unroll 8") for (int v = 0; v < (NB); v++)                                \
-                _mm_prefetch((const char *)(bp + W * v), _MM_HINT_T0);                            \
             _Pragma("GCC unroll 8") for (int v = 0; v < (NB); v++)                                \
                 acc[v] = _mm512_fmadd_##S(at, _mm512_loadu_##S(bt + W * v), acc[v]);              \
         }                                                                                         \
