@@ -1,7 +1,7 @@
 """The ratio table of a benchmark run, from pytest-benchmark's JSON:
 
     python -m pytest benchmarks --benchmark-only --benchmark-json=RESULTS.json
-    python benchmarks/report.py RESULTS.json [--png CHART.png]
+    python benchmarks/report.py RESULTS.json [MORE.json ...] [--png CHART.png]
 
 For every group, each implementation's time and the peer's time over fastnn's (on the minimum and
 on the median over rounds: "3.2" means fastnn took a third of the peer's time), with GFLOP/s where
@@ -9,7 +9,10 @@ the benchmark recorded its work. Above the table: the machine (CPU model from /p
 kernel and thread count fastnn ran with (fastnn.show_config()), the libraries' versions and the
 load average at the end, as benchmarks/conftest.py stored them in the JSON's machine_info. Below
 it, the inference targets of the speed issue that this run can check. With matplotlib, a bar
-chart of the ratios is written beside the JSON (or to --png)."""
+chart of the ratios is written beside the JSON (or to --png). Several JSON files (benchmarks/run.py
+writes one per benchmark file, each from a process of its own) make one table: the header of the
+first, the end-of-run load of each, and a group that two files both hold is kept apart, named
+after its file (ratios are only ever taken within one run)."""
 import argparse
 import json
 import os
@@ -24,6 +27,29 @@ def load(path):
     if "benchmarks" not in data:
         raise SystemExit(f"{path}: not a pytest-benchmark JSON (no 'benchmarks' list)")
     return data
+
+
+def merge(datas, names):
+    """One result of several runs (as load() returns them, named by their files): the machine of
+    the first; every benchmark, a group that an earlier file also holds renamed "group [name]";
+    the end-of-run load of each file under machine_info.fastnn.runs."""
+    seen, benches, runs = set(), [], []
+    for data, name in zip(datas, names):
+        mine = set()
+        for b in data["benchmarks"]:
+            group = b.get("group") or "(no group)"
+            if group in seen:
+                b = dict(b, group=f"{group} [{name}]")
+            mine.add(group)
+            benches.append(b)
+        seen |= mine
+        info = data.get("machine_info", {}).get("fastnn", {})
+        runs.append((name, info.get("date") or data.get("datetime", "?"), info.get("load_average_end")))
+    out = dict(datas[0], benchmarks=benches)
+    machine = dict(out.get("machine_info", {}))
+    machine["fastnn"] = dict(machine.get("fastnn", {}), runs=runs, load_average_end=None)
+    out["machine_info"] = machine
+    return out
 
 
 def groups(data):
@@ -73,6 +99,9 @@ def header(data):
     python = m.get("python_implementation", "") + " " + m.get("python_version", "")
     if python.strip():
         lines.append(f"python:    {python.strip()}")
+    for name, date, end in info.get("runs", ()):
+        load = " ".join(f"{x:.1f}" for x in end) if end else "?"
+        lines.append(f"file:      {name}, {date}, load {load} at its end")
     load = info.get("load_average_end")
     if load:
         lines.append(f"load:      {' '.join(f'{x:.1f}' for x in load)} at the end of the run "
@@ -95,7 +124,8 @@ def table(benches):
     return rows
 
 
-def print_table(grouped, out=sys.stdout):
+def print_table(grouped, out=None):
+    out = out or sys.stdout  # the one in place at the call (redirect_stdout), not at import
     head = ("", "min", "median", "rounds", "peer/fastnn (min)", "peer/fastnn (median)", "GFLOP/s")
     for group, benches in grouped.items():
         rows = table(benches)
@@ -181,10 +211,12 @@ def chart(grouped, path):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("results", help="the JSON written by pytest --benchmark-json")
-    ap.add_argument("--png", help="where to write the bar chart (default: beside the JSON)")
+    ap.add_argument("results", nargs="+", help="the JSON written by pytest --benchmark-json (or several)")
+    ap.add_argument("--png", help="where to write the bar chart (default: beside the first JSON)")
     args = ap.parse_args(argv)
-    data = load(args.results)
+    datas = [load(p) for p in args.results]
+    data = datas[0] if len(datas) == 1 else \
+        merge(datas, [os.path.splitext(os.path.basename(p))[0] for p in args.results])
     grouped = groups(data)
     print("\n".join(header(data)))
     print("\npeer/fastnn: the peer's time over fastnn's from this run (above 1: fastnn is faster)")
@@ -194,7 +226,7 @@ def main(argv=None):
         print("\ntargets")
         for line in lines:
             print("  " + line)
-    png = args.png or os.path.splitext(args.results)[0] + ".png"
+    png = args.png or os.path.splitext(args.results[0])[0] + ".png"
     if chart(grouped, png):
         print(f"\nchart: {png}")
     return 0

@@ -24,6 +24,7 @@ EXEMPT = {
     ".venv/bin/pytest": ".ci/run (tests) and the benchmarks' own run",
     "pytest benchmarks": "the benchmarks' own run",
     "python benchmarks/report.py": "benchmarks/report.py on a benchmark run",
+    ".venv/bin/python benchmarks/run.py": "the benchmarks' own run (its plan and report: tests/test_bench_tools.py)",
     "python tools/build_wheels.py": "the release script itself (its --dry-run: tests/test_release.py)",
     "dask ": "a real cluster (tests/test_dask.py runs a LocalCluster)",
     "FASTNN_": "build switches: tests/test_packaging.py and the release script",
