@@ -52,13 +52,14 @@ FNN_AVX2_INLINE __m256i d256_mask(int64_t nr, int v) {
 }
 
 /* The body of both kernels. T: vector type, R: scalar type, W: lanes, S: intrinsic suffix.
- * acc += a[p, i] * b[p, 0:NR] over p, with NVA of the NV vectors of a row (the rest stay 0). */
-#define KLOOP(T, W, S, BC, NVA)                                                                   \
+ * acc += a[p, i] * b[p, 0:NR] over p, for the first MRA rows, with NVA of the NV vectors of a row
+ * (the rest stay 0). */
+#define KLOOP(T, W, S, BC, NVA, MRA)                                                              \
     for (int64_t p = 0; p < k; p++) {                                                             \
         T bv[NV];                                                                                 \
         _Pragma("GCC unroll 4") for (int v = 0; v < (NVA); v++)                                   \
             bv[v] = _mm256_loadu_##S(b + p * BS + W * v);                                         \
-        _Pragma("GCC unroll 16") for (int i = 0; i < MR; i++) {                                   \
+        _Pragma("GCC unroll 16") for (int i = 0; i < (MRA); i++) {                                \
             const T ai = _mm256_broadcast_##BC(a + p * MR + i);                                   \
             _Pragma("GCC unroll 4") for (int v = 0; v < (NVA); v++)                               \
                 acc[i][v] = _mm256_fmadd_##S(ai, bv[v], acc[i][v]);                               \
@@ -72,9 +73,11 @@ FNN_AVX2_INLINE __m256i d256_mask(int64_t nr, int v) {
     _Pragma("GCC unroll 16") for (int i = 0; i < MR; i++) if (i < mr)                             \
         _mm_prefetch((const char *)(c + i * ldc), _MM_HINT_T0);                                   \
     if (NV == 2 && nr <= NR / 2) {                                                                \
-        _Pragma("GCC unroll 4") KLOOP(T, W, S, BC, 1)                                             \
+        _Pragma("GCC unroll 4") KLOOP(T, W, S, BC, 1, MR)                                         \
+    } else if (mr <= MR / 2) { /* a last panel of a few rows (m = 128: 2 of 6) */                \
+        _Pragma("GCC unroll 4") KLOOP(T, W, S, BC, NV, MR / 2)                                    \
     } else {                                                                                      \
-        _Pragma("GCC unroll 4") KLOOP(T, W, S, BC, NV)                                            \
+        _Pragma("GCC unroll 4") KLOOP(T, W, S, BC, NV, MR)                                        \
     }                                                                                             \
     const T va = _mm256_set1_##S(alpha), vb = _mm256_set1_##S(beta);                              \
     if (mr == MR && nr == NR) {                                                                   \
