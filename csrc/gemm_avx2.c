@@ -76,6 +76,8 @@ FNN_AVX2_INLINE __m256i d256_mask(int64_t nr, int v) {
         _Pragma("GCC unroll 4") KLOOP(T, W, S, BC, 1, MR)                                         \
     } else if (mr <= MR / 2) { /* a last panel of a few rows (m = 128: 2 of 6) */                \
         _Pragma("GCC unroll 4") KLOOP(T, W, S, BC, NV, MR / 2)                                    \
+    } else if (mr <= MR - 2) { /* (m = 16, a batch of 16: 4 of 6) */                              \
+        _Pragma("GCC unroll 4") KLOOP(T, W, S, BC, NV, MR - 2)                                    \
     } else {                                                                                      \
         _Pragma("GCC unroll 4") KLOOP(T, W, S, BC, NV, MR)                                        \
     }                                                                                             \
