@@ -5,9 +5,12 @@
 A long run of all the files in one pytest process measured fastnn's online group about 2x slower
 after the PyTorch epochs than alone (2-core VM, 2026-11-26: batch 16 770-812 ms against 343-433),
 and JAX's too; a script training PyTorch and then fastnn did not. Run by this script, training
-file then online file, batch 16 took 388 ms (the same machine, later that day). Whatever a
-library leaves behind in a process (threads spinning on, memory, the allocator's state) stays in
-that file's process here, and the pause lets a shared machine's clock and caches settle. The GEMM and inference files
+file then online file, batch 16 took 388 ms once and 901 ms the next time (the online file alone:
+442 ms), so a process of its own does not remove that effect, which seems to be the shared
+machine's. What this script does rule out: whatever a library leaves behind in a process
+(threads spinning on, memory, the allocator's state) stays in that file's process, and the pause
+lets a shared machine's clock and caches settle. Compare within one file's table, and rerun a
+group that looks off. The GEMM and inference files
 run together, so that the 10,000-row inference is compared with the SGEMM rate of the same run.
 
 Writes DIR/<name>.json per process (pytest-benchmark's JSON; DIR defaults to bench-results) and
