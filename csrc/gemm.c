@@ -384,6 +384,35 @@ static void FN(pack_b)(real *restrict dst, const real *restrict B, int64_t ldb, 
     }
 }
 
+/* Panels [jp0, ceil(nc / NR)) of op(B)'s columns [j0, j0 + nc), rows [p0, p0 + kc), each into
+ * dst + jp * NR * kc as pack_b lays it out. Without trans_b the full panels are filled row by row
+ * of B: each row of B read once, in order, which the hardware prefetcher follows, where a
+ * panel at a time reads a cache line from each of kc rows (128 x 784 x 256 on 1 thread: 75 ->
+ * 79 GFLOP/s, medians of 8 processes, Zen 3). */
+static void FN(pack_b_panels)(real *restrict dst, const real *restrict B, int64_t ldb, int trans,
+                              int64_t p0, int64_t j0, int64_t nc, int64_t kc, int64_t NR,
+                              int64_t jp0) {
+    const int64_t nb = (nc + NR - 1) / NR, full = nc / NR;
+    int64_t jp = jp0;
+    if (!trans && full - jp0 >= 2) {
+#define PACK_B_ROWS(W)                                                                            \
+    if (NR == (W)) {                                                                              \
+        for (int64_t p = 0; p < kc; p++) {                                                        \
+            const real *src = B + (p0 + p) * ldb + j0;                                            \
+            for (int64_t q = jp0; q < full; q++)                                                  \
+                memcpy(dst + q * (W) * kc + p * (W), src + q * (W), (W) * sizeof(real));          \
+        }                                                                                         \
+        jp = full;                                                                                \
+    }
+        PACK_B_ROWS(8)
+        PACK_B_ROWS(16)
+        PACK_B_ROWS(32)
+#undef PACK_B_ROWS
+    }
+    for (; jp < nb; jp++)
+        FN(pack_b)(dst + jp * NR * kc, B, ldb, trans, p0, j0 + jp * NR, min64(NR, nc - jp * NR), kc, NR);
+}
+
 static int FN(check_args)(int64_t m, int64_t n, int64_t k, int64_t ldc, int64_t lda, int64_t ldb,
                           int trans_a, int trans_b) {
     if (m < 0 || n < 0 || k < 0) return FNN_EINVAL;
@@ -451,9 +480,7 @@ static void FN(gemm_block)(real *C, const real *A, const real *B, int64_t i0, in
             if (pb_ready)
                 pb = (real *)pb_ready;
             else
-                for (int64_t jp = unpacked_b ? nc / NR : 0; jp < nb; jp++)
-                    FN(pack_b)(pb + jp * NR * kc, B, ldb, trans_b, pc, jc + jp * NR,
-                               min64(NR, nc - jp * NR), kc, NR);
+                FN(pack_b_panels)(pb, B, ldb, trans_b, pc, jc, nc, kc, NR, unpacked_b ? nc / NR : 0);
             for (int64_t ic = i0; ic < i1; ic += K->mc) {
                 const int64_t mc = min64(K->mc, i1 - ic), na = (mc + MR - 1) / MR;
                 if (pa_ready)
@@ -605,9 +632,7 @@ static void FN(gemm_slab)(void *ctx, int64_t s, int worker) {
         j->packed[worker] = 1;
     }
     if (j->keep_b && !j->packed[worker]) { /* all of op(B), once per thread and call */
-        for (int64_t jp = 0; jp * NR < j->n; jp++)
-            FN(pack_b)(pb + jp * NR * j->k, j->B, j->ldb, j->trans_b, 0, jp * NR,
-                       min64(NR, j->n - jp * NR), j->k, NR);
+        FN(pack_b_panels)(pb, j->B, j->ldb, j->trans_b, 0, 0, j->n, j->k, NR, 0);
         j->packed[worker] = 1;
     }
     if (j->by_cols)
