@@ -527,10 +527,18 @@ def _one_gradient_overflows(dtype, where, n_in=300, hidden=40, nb=64, col=299):
     return m, X, y
 
 
+# (batch, hidden units): 64 x 40 checks the whole gradient; 16 x 128 takes the compiled step's bound
+# on its inputs and dZ instead (nb (n_in + n_out) summed over the layers, 8,928 values, is at most
+# a quarter of the 38,786 parameters), which fails here and falls back to the gradient itself
+SHAPES = [(64, 40), (16, 128)]
+
+
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("where,col", [("weight", 0), ("weight", 150), ("weight", 299), ("bias", 0)])
-def test_a_step_whose_weight_or_bias_gradient_overflows_is_refused_whole(backend, dtype, where, col):
-    m, X, y = _one_gradient_overflows(dtype, where, col=col)
+@pytest.mark.parametrize("nb,hidden", SHAPES)
+def test_a_step_whose_weight_or_bias_gradient_overflows_is_refused_whole(backend, dtype, where, col, nb,
+                                                                         hidden):
+    m, X, y = _one_gradient_overflows(dtype, where, col=col, nb=nb, hidden=hidden)
     before = m.params.copy()
     # the construction, by hand in the model's dtype: a finite loss; the overflow only where planted
     W0, b0, W1, b1 = (np.asarray(w) for w in m.get_weights())
@@ -550,8 +558,35 @@ def test_a_step_whose_weight_or_bias_gradient_overflows_is_refused_whole(backend
     else:
         assert not np.isfinite(db0).any() and np.isfinite(dW0).all()
     with pytest.raises(fastnn.NonFiniteError):
-        m.fit(X, y, epochs=1, batch_size=64, shuffle=False)
+        m.fit(X, y, epochs=1, batch_size=nb, shuffle=False)
     np.testing.assert_array_equal(m.params, before)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("nb,hidden", SHAPES)
+def test_a_step_whose_gradient_is_finite_is_taken_though_its_bound_overflows(backend, dtype, nb, hidden):
+    """Row 5 holds an input of fmax/2 but is classified right with certainty (p exactly one-hot),
+    so its dZ is exactly 0 and the input's weight gradient sums only the other rows' small terms:
+    finite, though max|input| * max|dZ| * nb overflows. The step is taken, as computed by hand."""
+    fmax, col = float(np.finfo(dtype).max), 7
+    m, X, y = _one_gradient_overflows(dtype, "weight", col=col, nb=nb, hidden=hidden)
+    y[5] = 0  # row 5's confident class
+    W0, b0, W1, b1 = (np.asarray(w, np.float64) for w in m.get_weights())
+    Xd = X.astype(np.float64)
+    with np.errstate(over="ignore", invalid="ignore"):
+        z0 = Xd @ W0 + b0
+        z1 = z0 @ W1 + b1
+        e = np.exp(z1 - z1.max(1, keepdims=True))
+        d1 = (e / e.sum(1, keepdims=True) - np.eye(2)[y]) / len(y)
+        d0 = d1 @ W1.T
+    assert (d0[5] == 0).all() and np.isfinite(d0).all()
+    assert np.abs(Xd).max() > fmax / nb / np.abs(d0).max()  # the bound overflows
+    grads = [Xd.T @ d0, d0.sum(0), z0.T @ d1, d1.sum(0)]
+    assert all(np.isfinite(g).all() for g in grads)  # the gradient does not
+    lr = 1e-6
+    m.fit(X, y, epochs=1, batch_size=nb, shuffle=False)
+    for got, w, g in zip(m.get_weights(), (W0, b0, W1, b1), grads):
+        np.testing.assert_allclose(got, w - lr * g, rtol=1e-5, atol=1e-12)
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
