@@ -287,22 +287,32 @@ size_t FN(fnn_gemm_work_size)(void) {
     return FN(fnn_gemm_work_size_for)(any, any, any);
 }
 
+/* A full panel whose rows are contiguous in the operand: dst[p * w : p * w + w] = src[p * ld :
+ * p * ld + w] for p < kc. For the kernels' panel widths, copies of constant size, which the
+ * compiler makes a move or two; the generic loop became a call to memcpy per p (256 x 128 x 128
+ * with trans_a: 13 % of the time in memmove). 0, having done nothing, for another width. */
+static inline int FN(copy_panel)(real *restrict dst, const real *restrict src, int64_t ld, int64_t kc,
+                                 int64_t w) {
+#define COPY_FIXED(W)                                                                             \
+    case W:                                                                                       \
+        for (int64_t p = 0; p < kc; p++) memcpy(dst + p * (W), src + p * ld, (W) * sizeof(real)); \
+        return 1;
+    switch (w) {
+        COPY_FIXED(4)
+        COPY_FIXED(6)
+        COPY_FIXED(8)
+        COPY_FIXED(16)
+        COPY_FIXED(32)
+    default: return 0;
+    }
+#undef COPY_FIXED
+}
+
 /* op(A)[i0 + ip*MR + i, p0 + p] into dst[p*MR + i] for one MR-row panel, zero-padded past mr. */
 static void FN(pack_a)(real *restrict dst, const real *restrict A, int64_t lda, int trans,
                        int64_t i0, int64_t p0, int64_t mr, int64_t kc, int64_t MR) {
     if (trans) { /* A stored k x m: a row of A holds MR consecutive i */
-        /* A full panel of the kernels' MR: a copy of constant size, which the compiler makes a
-         * move or two; the loop below became a call to memcpy per p (256 x 128 x 128 with
-         * trans_a: 13 % of the time in memmove) */
-#define PACK_AT_FIXED(W)                                                                          \
-    if (MR == (W) && mr == (W)) {                                                                 \
-        for (int64_t p = 0; p < kc; p++) memcpy(dst + p * (W), A + (p0 + p) * lda + i0, (W) * sizeof(real)); \
-        return;                                                                                   \
-    }
-        PACK_AT_FIXED(4)
-        PACK_AT_FIXED(6)
-        PACK_AT_FIXED(8)
-#undef PACK_AT_FIXED
+        if (mr == MR && FN(copy_panel)(dst, A + p0 * lda + i0, lda, kc, MR)) return;
         for (int64_t p = 0; p < kc; p++) {
             const real *src = A + (p0 + p) * lda + i0;
             int64_t i = 0;
@@ -365,16 +375,7 @@ static void FN(pack_b)(real *restrict dst, const real *restrict B, int64_t ldb, 
         for (int64_t j = nr; j < NR; j++)
             for (int64_t p = 0; p < kc; p++) dst[p * NR + j] = 0;
     } else {
-        /* a full panel: copies of constant size (see pack_a), not a memcpy call per p */
-#define PACK_B_FIXED(W)                                                                           \
-    if (NR == (W) && nr == (W)) {                                                                 \
-        for (int64_t p = 0; p < kc; p++) memcpy(dst + p * (W), B + (p0 + p) * ldb + j0, (W) * sizeof(real)); \
-        return;                                                                                   \
-    }
-        PACK_B_FIXED(8)
-        PACK_B_FIXED(16)
-        PACK_B_FIXED(32)
-#undef PACK_B_FIXED
+        if (nr == NR && FN(copy_panel)(dst, B + p0 * ldb + j0, ldb, kc, NR)) return;
         for (int64_t p = 0; p < kc; p++) {
             const real *src = B + (p0 + p) * ldb + j0;
             int64_t j = 0;

@@ -275,24 +275,31 @@ static int FN(forward)(fnn_team *team, FN(fnn_workspace) *ws, const fnn_net *net
     return FNN_OK;
 }
 
-/* 1 when no element is NaN or infinite: the largest exponent field must not be all ones.
- * Integer max is exact and vectorises (a float sum would be a serial chain). */
-FNN_CLONES static int FN(all_finite)(const real *x, int64_t n) {
+/* The largest of the values' bits ANDed with mask, as unsigned integers: exact, and it
+ * vectorises (a float max or sum would be a serial chain). Inlined into each clone below. */
 #if REAL_IS_FLOAT
-    typedef uint32_t bits_t;
-    const bits_t expo = 0x7F800000u;
+typedef uint32_t FN(bits);
+#define REAL_EXPO 0x7F800000u
+#define REAL_MAG 0x7FFFFFFFu
 #else
-    typedef uint64_t bits_t;
-    const bits_t expo = 0x7FF0000000000000ull;
+typedef uint64_t FN(bits);
+#define REAL_EXPO 0x7FF0000000000000ull
+#define REAL_MAG 0x7FFFFFFFFFFFFFFFull
 #endif
-    bits_t most = 0;
+static inline FN(bits) FN(max_bits)(const real *x, int64_t n, FN(bits) mask) {
+    FN(bits) most = 0;
     for (int64_t i = 0; i < n; i++) {
-        bits_t b;
+        FN(bits) b;
         memcpy(&b, &x[i], sizeof b);
-        b &= expo;
+        b &= mask;
         most = b > most ? b : most;
     }
-    return most != expo;
+    return most;
+}
+
+/* 1 when no element is NaN or infinite: the largest exponent field must not be all ones. */
+FNN_CLONES static int FN(all_finite)(const real *x, int64_t n) {
+    return FN(max_bits)(x, n, REAL_EXPO) != REAL_EXPO;
 }
 
 /* 1 when x[0:size] is finite (a chunk's rows at inference, a step's gradient); shared by the team
@@ -373,23 +380,10 @@ static void FN(l2_loss_term)(double *loss, real *restrict grads, const real *res
 #endif
 
 /* max |x| over n values, or an infinity or a NaN when one is NaN or infinite (which then fails
- * sums_finite): the largest of the values' bits with the sign cleared, as integers (NaN > inf >
- * every finite value there), in one pass that vectorises. */
+ * sums_finite): the largest of the values' bits with the sign cleared (NaN > inf > every finite
+ * value there). */
 FNN_CLONES static double FN(abs_bound)(const real *x, int64_t n) {
-#if REAL_IS_FLOAT
-    typedef uint32_t bits_t;
-    const bits_t mag = 0x7FFFFFFFu;
-#else
-    typedef uint64_t bits_t;
-    const bits_t mag = 0x7FFFFFFFFFFFFFFFull;
-#endif
-    bits_t most = 0;
-    for (int64_t i = 0; i < n; i++) {
-        bits_t b;
-        memcpy(&b, &x[i], sizeof b);
-        b &= mag;
-        most = b > most ? b : most;
-    }
+    const FN(bits) most = FN(max_bits)(x, n, REAL_MAG);
     real v;
     memcpy(&v, &most, sizeof v);
     return (double)v;
@@ -1016,4 +1010,6 @@ int FN(fnn_predict)(real *out, const real *params, const real *state, FN(fnn_wor
 
 #undef REAL_MAX
 #undef REAL_EPS
+#undef REAL_EXPO
+#undef REAL_MAG
 #endif
