@@ -403,8 +403,11 @@ static int FN(sums_finite)(int64_t nb, double ma, double md) {
  * finite, and each element of each weight and bias gradient will be finite, as the general step's
  * check of the whole gradient makes sure. One row: the largest gradient element is
  * max|a| max|dZ| itself (rounded like the product the update forms), so the test is exact and
- * refuses what the general step refuses. nb rows: a sum of nb products, bounded by
- * nb max|a| max|dZ| (and the bias by nb max|dZ|), with room for the sum's rounding. */
+ * refuses what the general step refuses. nb rows: a sum of nb products, bounded by sums_finite;
+ * where the bound fails the gradient may still be finite (a huge input in a row whose dZ is 0),
+ * so it answers ONLINE_UNPROVEN and the step is taken the general way, which checks the gradient
+ * itself. */
+#define ONLINE_UNPROVEN 1 /* an internal status, never returned by a public call */
 static int FN(online_check)(const FN(fnn_workspace) *ws, const fnn_net *net, const real *x, int64_t nb,
                             int64_t lowest) {
     for (int64_t l = lowest; l < net->n_layers; l++) {
@@ -415,8 +418,8 @@ static int FN(online_check)(const FN(fnn_workspace) *ws, const fnn_net *net, con
         if (!isfinite(md) || !isfinite(ma)) return FNN_ENONFINITE;
         if (nb == 1) {
             if (!((real)ma * (real)md <= REAL_MAX)) return FNN_ENONFINITE; /* inf: the same product overflows */
-        } else if ((double)nb * md > REAL_MAX * 0.999 || ma * md * (double)nb > REAL_MAX * 0.999) {
-            return FNN_ENONFINITE;
+        } else if (!FN(sums_finite)(nb, ma, md) || !FN(sums_finite)(nb, 1.0, md)) {
+            return ONLINE_UNPROVEN;
         }
     }
     return FNN_OK;
@@ -721,9 +724,14 @@ static int FN(step)(fnn_team *team, fnn_train_result *res, real *params, real *s
     double loss = 0;
     int64_t correct = 0;
     const int64_t step = counters[FNN_CTR_STEP];
-    const int online = FN(online_fits)(net, opt, ws, nb);
+    int online = FN(online_fits)(net, opt, ws, nb);
     int st = FN(forward_backward)(team, &loss, &correct, ws, net, params, x, t, labels, sw, nb, step,
                                   opt->l2_loss, online);
+    if (st == ONLINE_UNPROVEN) { /* the general step decides, from the gradient itself */
+        online = 0;
+        st = FN(forward_backward)(team, &loss, &correct, ws, net, params, x, t, labels, sw, nb, step,
+                                  opt->l2_loss, 0);
+    }
     if (st != FNN_OK) return st;
     const double lr = fnn_lr_at(opt, epoch, step, samples0);
     if (!isfinite((real)lr)) return FNN_ENONFINITE; /* a rate the dtype cannot hold: no step */

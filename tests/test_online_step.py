@@ -175,8 +175,34 @@ def test_a_batch_past_the_online_step_near_overflow_is_refused_whole_and_changes
 @needs_c
 def test_a_few_rows_near_overflow_are_refused_whole():
     """Several rows: the gradient is a sum of products, bounded before the update; a step whose
-    bound passes the largest value is refused, unchanged (the general step forms the sum)."""
+    gradient overflows is refused, unchanged."""
     refused, _ = _near_overflow("c", 3, 2.5)
     assert refused
     ok, params = _near_overflow("c", 3, 1e-3)
     assert not ok and np.isfinite(params).all()
+
+
+@needs_c
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("opt", ["adam", "sgd"])
+@pytest.mark.parametrize("nb", [6, 8])
+def test_a_finite_step_whose_online_bound_overflows_is_taken_as_the_oracle_takes_it(dtype, opt, nb):
+    """Row 5 holds an input of fmax/2 but is classified right with certainty, so its dZ is exactly
+    0: every gradient element is finite though nb max|input| max|dZ| overflows. The online step's
+    bound cannot prove the step finite, so the general step, which checks the gradient itself,
+    takes it: as the NumPy backend does (Adam: every row through the blocked online kernel's path;
+    plain SGD: the row-by-row one)."""
+    from test_engine import _one_gradient_overflows
+
+    got = {}
+    for backend in ("c", "python"):
+        fastnn.set_backend(backend)
+        m, X, y = _one_gradient_overflows(dtype, "weight", col=7, nb=nb, hidden=40)
+        y[5] = 0
+        m.compile(fastnn.Adam(lr=1e-6) if opt == "adam" else fastnn.SGD(lr=1e-6), "cross_entropy")
+        before = m.params.copy()
+        m.fit(X, y, epochs=1, batch_size=nb, shuffle=False)
+        assert list(m.counters) == [1, nb]
+        assert np.isfinite(m.params).all() and (m.params != before).any()
+        got[backend] = m.params.copy()
+    np.testing.assert_allclose(got["c"], got["python"], rtol=1e-5, atol=1e-12)
