@@ -206,3 +206,24 @@ def test_a_finite_step_whose_online_bound_overflows_is_taken_as_the_oracle_takes
         assert np.isfinite(m.params).all() and (m.params != before).any()
         got[backend] = m.params.copy()
     np.testing.assert_allclose(got["c"], got["python"], rtol=1e-5, atol=1e-12)
+
+
+@needs_c
+@pytest.mark.parametrize("batch", [1, 3])
+def test_plain_sgd_on_many_inputs_matches_the_oracle(batch):
+    """600 inputs: the rows met by a nonzero input are listed 256 at a time (ONLINE_LIST), so the
+    rows at 255/256 and 511/512 sit at the edges of those lists; every row must be updated as the
+    oracle updates it."""
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((40, 600))
+    X[rng.random(X.shape) < 0.7] = 0.0
+    X[:, [255, 256, 511, 512, 599]] = rng.standard_normal((40, 5))  # the edges always seen
+    y = rng.integers(0, 3, 40)
+    got = {}
+    for backend in ("c", "python"):
+        fastnn.set_backend(backend)
+        model = fastnn.Sequential([fastnn.Dense(5, activation="relu"), fastnn.Dense(3)], seed=2, dtype="float64")
+        model.compile(fastnn.SGD(lr=0.05), loss="cross_entropy")
+        hist = model.fit(X, y, epochs=2, batch_size=batch)
+        got[backend] = (model, hist)
+    assert_same_training(got["c"], got["python"], "float64")
