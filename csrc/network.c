@@ -400,6 +400,12 @@ static int FN(sums_finite)(int64_t nb, double ma, double md) {
     return nu <= 0.25 && (double)nb * ma * md * (1 + 4 * nu) <= REAL_MAX;
 }
 
+/* 1 when a dense layer's gradient over nb rows, in^T dZ and colsum dZ, is proved finite by
+ * max|in| <= ma and max|dZ| <= md. */
+static int FN(dense_grads_finite)(int64_t nb, double ma, double md) {
+    return FN(sums_finite)(nb, ma, md) && FN(sums_finite)(nb, 1.0, md);
+}
+
 /* The online step's check, before anything changes: every dZ and every dense layer's input is
  * finite, and each element of each weight and bias gradient will be finite, as the general step's
  * check of the whole gradient makes sure. One row: the largest gradient element is
@@ -419,7 +425,7 @@ static int FN(online_check)(const FN(fnn_workspace) *ws, const fnn_net *net, con
         if (!isfinite(md) || !isfinite(ma)) return FNN_ENONFINITE;
         if (nb == 1) {
             if (!((real)ma * (real)md <= REAL_MAX)) return FNN_ENONFINITE; /* inf: the same product overflows */
-        } else if (!FN(sums_finite)(nb, ma, md) || !FN(sums_finite)(nb, 1.0, md)) {
+        } else if (!FN(dense_grads_finite)(nb, ma, md)) {
             return ONLINE_UNPROVEN;
         }
     }
@@ -495,7 +501,7 @@ static int FN(forward_backward)(fnn_team *team, double *loss, int64_t *correct, 
             } else {
                 if (bounded) {
                     const double ma = FN(abs_bound)(in, nb * ly->n_in), md = FN(abs_bound)(g, nb * n);
-                    bounded = FN(sums_finite)(nb, ma, md) && FN(sums_finite)(nb, 1.0, md);
+                    bounded = FN(dense_grads_finite)(nb, ma, md);
                 }
                 st = FN(fnn_gemm_team)(team, grads + ly->w_off, in, g, ly->n_in, n, nb, n, ly->n_in, n,
                                        1, 0, 1.0, 0.0, ws->gemm_work);
@@ -658,13 +664,6 @@ static void FN(online_task)(void *ctx, int64_t task, int worker) {
     }
     const int64_t i0 = task * j->rows_per_task;
     const int64_t i1 = i0 + j->rows_per_task < n_in ? i0 + j->rows_per_task : n_in;
-    int64_t i = i0;
-    if (!j->skip_zero) /* every row is updated: ONLINE_BLOCK rows' gradients at a time */
-        for (; i + ONLINE_BLOCK <= i1; i += ONLINE_BLOCK) {
-            FN(outer_rows)(row, j->in + i, n_in, d, n, nb);
-            FN(fnn_opt_plan_apply)(j->plan, j->params, j->slots, P, j->net->n_decay, row,
-                                   ly->w_off + i * n, ly->w_off + (i + ONLINE_BLOCK) * n);
-        }
     if (j->skip_zero) { /* only rows met by a nonzero input, listed first without a branch per row
                            (MNIST's zeros follow no pattern a branch predictor learns: the test and
                            its branch took 15 % of a batch-1 SGD epoch) */
@@ -686,6 +685,12 @@ static void FN(online_task)(void *ctx, int64_t task, int worker) {
             }
         }
         return;
+    }
+    int64_t i = i0; /* every row is updated: ONLINE_BLOCK rows' gradients at a time, then the rest */
+    for (; i + ONLINE_BLOCK <= i1; i += ONLINE_BLOCK) {
+        FN(outer_rows)(row, j->in + i, n_in, d, n, nb);
+        FN(fnn_opt_plan_apply)(j->plan, j->params, j->slots, P, j->net->n_decay, row,
+                               ly->w_off + i * n, ly->w_off + (i + ONLINE_BLOCK) * n);
     }
     for (; i < i1; i++) {
         FN(outer_row)(row, j->in + i, n_in, d, n, nb);
