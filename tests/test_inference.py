@@ -498,9 +498,10 @@ def test_many_rows_are_predicted_in_chunks_of_256_rows_per_thread_or_1024(monkey
     monkeypatch.setattr(model._built.pool, "get", lambda n, kind: sizes.append(n) or real_get(n, kind))
     from fastnn import _engine
     threads = _engine.current().get_num_threads()
+    per_team = max(1024, 256 * threads)  # 1024 on up to 4 threads, 4096 on 16
     for n in (1, 1024, 1025, 5000):
         model.predict_proba(np.zeros((n, 23), np.float32))
-    assert sizes == [1, 1024, 1024, 1024]
+    assert sizes == [1, 1024, min(1025, per_team), min(5000, per_team)]
     monkeypatch.setattr(_inference, "PREDICT_ROWS_PER_THREAD", 1100)
     sizes.clear()
     for n in (1024, 1025, 1101 * threads, 5000 * threads):
