@@ -507,3 +507,72 @@ def test_many_rows_are_predicted_in_chunks_of_256_rows_per_thread_or_1024(monkey
     for n in (1024, 1025, 1101 * threads, 5000 * threads):
         model.predict_proba(np.zeros((n, 23), np.float32))
     assert sizes == [1024, 1025, 1100 * threads, 1100 * threads]
+
+
+@needs_c
+def test_one_model_predicts_from_many_threads_at_once():
+    """Threads predicting on one model share its inference engine (one per row count): the engine
+    makes each call wait for the running one, so every answer is the one the call gives alone,
+    whether it takes the lean path (a float32 C array) or the general one (a list, a float64
+    array, Fortran order)."""
+    import threading
+    fastnn.set_backend("c")
+    model = lean_model("float32", n_in=64, widths=(512, 512))
+    rng = np.random.default_rng(5)
+    inputs = [rng.standard_normal((40, 64)).astype(np.float32) for _ in range(8)]
+    forms = [lambda X: X, lambda X: X.tolist(), lambda X: X.astype(np.float64), np.asfortranarray]
+    alone = [model.predict_proba(X) for X in inputs]
+    errors, barrier = [], threading.Barrier(4)
+
+    def work(t):
+        try:
+            barrier.wait()
+            for i in range(60):
+                k = (t + i) % len(inputs)
+                got = model.predict_proba(forms[(t + i) % len(forms)](inputs[k]))
+                if not np.array_equal(got, alone[k]):
+                    errors.append(f"thread {t}, call {i}: input {k} answered wrongly")
+                    return
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(f"thread {t}: {exc!r}")
+
+    threads = [threading.Thread(target=work, args=(t,)) for t in range(4)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert not errors, errors[:3]
+    assert model._built.pool.batches("infer") == [40]  # one engine served every call
+
+
+@needs_c
+def test_a_predict_from_a_signal_handler_into_the_running_predict_raises():
+    """A signal handler runs between two chunks of a long predict, in the predicting thread. When
+    it predicts on the same model with the same engine (the same chunk size), the engine refuses
+    with a RuntimeError instead of waiting for itself; the model predicts normally afterwards."""
+    import signal
+    import threading
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("signals need the main thread")
+    fastnn.set_backend("c")
+    model = lean_model("float32", n_in=64, widths=(256, 256))
+    X = np.random.default_rng(6).random((200_000, 64), dtype=np.float32)
+    seen = []
+
+    def handler(signum, frame):
+        seen.append(signum)
+        model.predict_proba(X)  # the same rows: the same engine as the running call's
+
+    before = signal.signal(signal.SIGUSR1, handler)
+    timer = threading.Timer(0.05, lambda: signal.pthread_kill(threading.main_thread().ident, signal.SIGUSR1))
+    try:
+        timer.start()
+        with pytest.raises(RuntimeError, match="already running a call in this thread"):
+            for _ in range(3):  # the signal lands inside one (a call takes about a second)
+                model.predict_proba(X)
+    finally:
+        timer.cancel()
+        signal.signal(signal.SIGUSR1, before)
+    assert seen == [signal.SIGUSR1]
+    small = X[:1500]
+    np.testing.assert_array_equal(model.predict_proba(small), model.predict_proba(small.copy()))

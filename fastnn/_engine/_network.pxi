@@ -47,11 +47,18 @@ cdef class Engine:
     cdef void *ws
     cdef readonly bint is_f64
     cdef readonly int64_t batch
-    cdef bint busy  # one call at a time: the workspace holds the call's activations
+    # one call at a time, since the workspace holds the call's activations: a call from another
+    # thread waits (without the GIL) for the running one; one from the thread that runs it (a
+    # signal handler or callback re-entering) raises
+    cdef PyThread_type_lock lock
+    cdef unsigned long owner
 
     def __cinit__(self, layers, net, dtype, int64_t batch):
         self.layers = NULL
         self.ws = NULL
+        self.lock = PyThread_allocate_lock()
+        if self.lock == NULL:
+            raise MemoryError()
         cdef Py_buffer view
         cdef Py_ssize_t n
         cdef int st
@@ -86,6 +93,8 @@ cdef class Engine:
             else:
                 fnn_workspace_free_f32(<fnn_workspace_f32 *>self.ws)
         free(self.layers)
+        if self.lock != NULL:
+            PyThread_free_lock(self.lock)
 
     cdef int _dtype_check(self, bint f64) except -1:
         if f64 != self.is_f64:
@@ -93,12 +102,21 @@ cdef class Engine:
         return 0
 
     cdef int _enter(self) except -1:
-        # the GIL is held here, so testing and setting the flag cannot race
-        if self.busy:
-            raise RuntimeError("this engine is running a call in another thread: an engine (its "
-                               "workspace) serves one call at a time")
-        self.busy = True
+        # the GIL is held here: the owner is this thread's only if this thread set it
+        cdef unsigned long me = PyThread_get_thread_ident()
+        if not PyThread_acquire_lock(self.lock, NOWAIT_LOCK):
+            if self.owner == me:
+                raise RuntimeError("this engine is already running a call in this thread (a call "
+                                   "from a signal handler or callback into it): an engine (its "
+                                   "workspace) serves one call at a time")
+            with nogil:
+                PyThread_acquire_lock(self.lock, WAIT_LOCK)
+        self.owner = me
         return 0
+
+    cdef void _leave(self) noexcept:
+        self.owner = 0
+        PyThread_release_lock(self.lock)
 
     cdef int _check_sizes(self, Py_ssize_t params, Py_ssize_t slots, int32_t opt_kind,
                           Py_ssize_t state, Py_ssize_t counters, Py_ssize_t rows, Py_ssize_t cols,
@@ -163,7 +181,7 @@ cdef class Engine:
                                      NULL if T is None else &T[0, 0], lab, swp, X.shape[0], batch,
                                      shuffle, epoch, _check_signals, <void *>raised)
         finally:
-            self.busy = False
+            self._leave()
         PyBuffer_Release(&res)
         return _outcome(st, raised)
 
@@ -196,7 +214,7 @@ cdef class Engine:
                                     &counters[0], self.ws, &self.net, &opt, &X[0, 0],
                                     NULL if T is None else &T[0, 0], lab, swp, X.shape[0], epoch)
         finally:
-            self.busy = False
+            self._leave()
         PyBuffer_Release(&res)
         return _outcome(st, [])
 
@@ -220,7 +238,7 @@ cdef class Engine:
                 st = fnn_gradient(&loss, &grads[0], &params[0], self.ws, &self.net, &X[0, 0],
                                   NULL if T is None else &T[0, 0], lab, swp, X.shape[0], step)
         finally:
-            self.busy = False
+            self._leave()
         if st == FNN_ENONFINITE:
             return float("nan")
         check_status(st)
@@ -292,7 +310,7 @@ cdef class Engine:
                                     st = _predict(<float *>bo.buf, &bp, &bs, bx, self.ws, &self.net, link,
                                                   check_x, <void *>raised)
                         finally:
-                            self.busy = False
+                            self._leave()
                     finally:
                         if held == NULL:
                             PyBuffer_Release(&own)

@@ -33,17 +33,14 @@ def outputs(built, X, link):
     plan, dtype = built.plan, built.params.dtype
     if type(X) is np.ndarray and X.dtype is dtype and X.ndim == 2 and X.shape[1] == plan.n_inputs and X.shape[0]:
         n = X.shape[0]  # only a candidate takes an engine; the engine checks the rest
-        engine, lock = built.pool.get(predict_rows(n), "infer")
-        with lock:
-            out = engine.predict_lean(built.params, built.state, X, link)
+        out = built.pool.get(n if n <= PREDICT_CHUNK else predict_rows(n), "infer")[0].predict_lean(
+            built.params, built.state, X, link)  # an engine serves one call at a time itself
         if out is not None:
             return out
     X = check_matrix(X, "X", dtype, n_cols=plan.n_inputs)
     n = X.shape[0]
     out = np.empty((n, plan.n_outputs), dtype)
-    engine, lock = built.pool.get(predict_rows(n), "infer")
-    with lock:
-        engine.predict(out, built.params, built.state, X, link)
+    built.pool.get(predict_rows(n), "infer")[0].predict(out, built.params, built.state, X, link)
     return out
 
 

@@ -25,9 +25,10 @@ from .progress import Poller, for_verbose
 
 class EnginePool:
     """Engines (each with a workspace allocated once) for one plan and dtype, at most three per
-    purpose. A workspace serves one call at a time: hold the pair's lock around every call.
-    Training and inference keep separate engines, so predict() from another thread never touches
-    the workspace of a running fit()."""
+    purpose. A workspace serves one call at a time: the engine itself makes a call from another
+    thread wait, and the pair's lock is for work that spans several calls (a fit's epochs).
+    Training and inference keep separate engines, so predict() from another thread never waits
+    for a running fit()."""
 
     def __init__(self, plan, dtype):
         self.plan, self.dtype = plan, dtype
