@@ -88,10 +88,12 @@ def extensions():
     cflags = ["-O3", "-std=c11", "-fno-math-errno", "-fno-trapping-math"] if sys.platform != "win32" else ["/O2"]
     if os.environ.get("FASTNN_PROFILE") == "1":
         cflags.append("-DFNN_PROFILE")
+    import numpy  # its C API (Engine.predict_lean); built against NumPy 2, which runs on 1.x too
     ext = Extension(
         "fastnn._engine._ext",
         sources=["fastnn/_engine/_ext.pyx"] + sorted(glob.glob("csrc/*.c")),
-        include_dirs=["csrc"],
+        include_dirs=["csrc", numpy.get_include()],
+        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
         depends=glob.glob("csrc/*.h") + glob.glob("fastnn/_engine/*.pxi") + glob.glob("fastnn/_engine/*.tp"),
         extra_compile_args=cflags + omp,
         extra_link_args=omp,

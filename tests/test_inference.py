@@ -215,10 +215,13 @@ def as_given(X, kind):
         return ro
     if kind == "int-list":
         return np.rint(X).astype(int).tolist()
+    if kind == "unaligned":  # float32 values starting one byte into their buffer
+        return _unaligned(X.astype(np.float32))
     raise AssertionError(kind)
 
 
-KINDS = ["fortran", "strided", "offset-view", "float64", "int-list", "big-endian", "subclass", "read-only"]
+KINDS = ["fortran", "strided", "offset-view", "float64", "int-list", "big-endian", "subclass", "read-only",
+         "unaligned"]
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -259,6 +262,28 @@ def test_engine_predict_lean_takes_exactly_the_arrays_it_reads_as_they_are(backe
     for other in (np.zeros((0, 23), np.float32), np.zeros((2, 22), np.float32), np.zeros(23, np.float32),
                   np.zeros((1, 1, 23), np.float32), np.zeros((2, 23), np.float64), [[0.0] * 23], None):
         assert engine.predict_lean(b.params, b.state, other, True) is None
+
+
+@needs_c
+def test_engine_predict_lean_checks_params_and_state_as_predict_does():
+    """The compiled predict_lean reads params and state directly when they are plain arrays of the
+    engine's dtype and size; anything else gets predict's checks: a buffer of the right values is
+    read (the same answer), a wrong dtype or size is refused naming the argument."""
+    fastnn.set_backend("c")
+    model = lean_model("float32")
+    b = model._built
+    engine, _ = b.pool.get(3, "infer")
+    X = np.random.default_rng(2).standard_normal((3, 23)).astype(np.float32)
+    want = engine.predict_lean(b.params, b.state, X, True)
+    np.testing.assert_array_equal(want, model.predict_proba(X))
+    np.testing.assert_array_equal(engine.predict_lean(memoryview(b.params), b.state, X, True), want)
+    np.testing.assert_array_equal(engine.predict_lean(b.params, memoryview(b.state), X, True), want)
+    for params, state, name in ((b.params.astype(np.float64), b.state, "params"), (b.params[:-1], b.state, "params"),
+                                (b.params[::2], b.state, "params"), (None, b.state, "params"),
+                                (b.params, None, "state"), (b.params, b.state.astype(np.float64), "state")):
+        with pytest.raises((TypeError, ValueError), match=name):
+            engine.predict_lean(params, state, X, True)
+    np.testing.assert_array_equal(engine.predict_lean(b.params, b.state, X, True), want)
 
 
 def _nonfinite_message(model, X):

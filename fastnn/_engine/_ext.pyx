@@ -11,9 +11,12 @@
 from cython cimport floating
 from libc.stdint cimport int32_t, int64_t, uint64_t
 from fastnn._engine._fastnn cimport *
+cimport numpy as cnp
 from cpython.pythread cimport (PyThread_type_lock, PyThread_allocate_lock, PyThread_free_lock,
                                PyThread_acquire_lock, PyThread_release_lock, PyThread_get_thread_ident,
                                NOWAIT_LOCK, WAIT_LOCK)
+
+cnp.import_array()  # NumPy's C API: predict_lean reads arrays and makes its output through it
 
 include "_status.pxi"
 include "_records.pxi"

@@ -247,20 +247,40 @@ cdef class Engine:
     def predict_lean(self, params, state, X, bint link=False):
         "predict_lean(params, state, X, link=False)\n--\n\n" \
         "The network's outputs for X as a new array, as predict(out, params, state, X, link, " \
-        "check_x=True) writes them, when X is an ndarray that predict reads as it is (C-contiguous, " \
-        "2-D, of the engine's dtype, n_inputs wide, with rows); None, having done nothing, for any " \
-        "other X. A NaN or infinity in X raises ValueError. A single prediction's call: one check " \
-        "of X, the output allocated here."
-        cdef Py_buffer bx
+        "check_x=True) writes them, when X is an ndarray that predict reads as it is (2-D, " \
+        "C-contiguous, aligned, of the engine's dtype in native byte order, n_inputs wide, with " \
+        "rows); None, having done nothing, for any other X. A NaN or infinity in X raises " \
+        "ValueError. A single prediction's call: the arrays are read through NumPy's C API, " \
+        "without taking their buffers, and the output is allocated here."
+        cdef int typenum = cnp.NPY_DOUBLE if self.is_f64 else cnp.NPY_FLOAT
+        cdef cnp.npy_intp dims[2]
+        cdef list raised = []
         cdef int st
-        rows = _lean_rows(&bx, X, self.is_f64, self.net.n_inputs)
-        if rows is None:
+        cdef void *px = _plain_data(X, 2, typenum, 1)
+        if px == NULL or cnp.PyArray_DIMS(<cnp.ndarray>X)[1] != self.net.n_inputs:
             return None
-        try:
-            out = _np_empty((rows, self.net.n_outputs), _F64 if self.is_f64 else _F32)
-            st = self._predict_x(out, params, state, X, &bx, link, True)
-        finally:
-            PyBuffer_Release(&bx)
+        dims[0] = cnp.PyArray_DIMS(<cnp.ndarray>X)[0]
+        dims[1] = self.net.n_outputs
+        out = cnp.PyArray_EMPTY(2, dims, typenum, 0)
+        cdef void *po = cnp.PyArray_DATA(<cnp.ndarray>out)
+        cdef void *pp = _plain_data(params, 1, typenum, self.net.n_params)
+        cdef void *ps = _plain_data(state, 1, typenum, max(self.net.n_state, 1))
+        if pp == NULL or ps == NULL:  # the general checks, which name the argument at fault
+            st = self._predict_x(out, params, state, X, link, True)
+        else:
+            self._enter()
+            try:
+                with nogil:
+                    if self.is_f64:
+                        st = _predict(<double *>po, pp, ps, px, dims[0], self.ws, &self.net, link, 1, <void *>raised)
+                    else:
+                        st = _predict(<float *>po, pp, ps, px, dims[0], self.ws, &self.net, link, 1, <void *>raised)
+            finally:
+                self._leave()
+            if st == FNN_EINTR and raised:
+                raise raised[0]
+            if st != FNN_ENONFINITE:
+                check_status(st)
         if st == FNN_ENONFINITE:
             raise _nonfinite_error("X", X)
         return out
@@ -271,17 +291,16 @@ cdef class Engine:
         "link: the loss's link applied. All C-contiguous arrays of the engine's dtype. check_x: a NaN " \
         "or infinity in X gives 'nonfinite' (out partly written) instead of 'ok'. Ctrl-C is honoured " \
         "between two chunks of `batch` rows."
-        st = self._predict_x(out, params, state, X, NULL, link, check_x)
+        st = self._predict_x(out, params, state, X, link, check_x)
         return "nonfinite" if st == FNN_ENONFINITE else "ok"
 
-    cdef int _predict_x(self, out, params, state, X, Py_buffer *held, bint link, bint check_x) except -1:
+    cdef int _predict_x(self, out, params, state, X, bint link, bint check_x) except -1:
         # predict: FNN_OK, or FNN_ENONFINITE when check_x found a NaN or infinity; any other
-        # status raises. X's buffer is `held` (by the caller) or, when that is NULL, taken here
-        # after the others (the first bad argument named is the first in order). One call for
+        # status raises. The buffers are taken in the order of the arguments, so the first bad
+        # argument is the one named. One call for
         # every row count, so no fused-type dispatch: the buffers are taken directly and the
         # sizes compared inline (the message comes from _check_sizes only when they disagree).
-        cdef Py_buffer bo, bp, bs, own
-        cdef Py_buffer *bx = held if held != NULL else &own
+        cdef Py_buffer bo, bp, bs, bx
         cdef list raised = []
         cdef int st
         cdef Py_ssize_t n
@@ -291,8 +310,7 @@ cdef class Engine:
             try:
                 _get_array(&bs, state, "state", 1, False, self.is_f64)
                 try:
-                    if held == NULL:
-                        _get_array(&own, X, "X", 2, False, self.is_f64)
+                    _get_array(&bx, X, "X", 2, False, self.is_f64)
                     try:
                         n = bx.shape[0]
                         if not (bp.shape[0] >= self.net.n_params and bs.shape[0] >= max(self.net.n_state, 1)
@@ -304,16 +322,15 @@ cdef class Engine:
                         try:
                             with nogil:
                                 if self.is_f64:
-                                    st = _predict(<double *>bo.buf, &bp, &bs, bx, self.ws, &self.net, link,
-                                                  check_x, <void *>raised)
+                                    st = _predict(<double *>bo.buf, bp.buf, bs.buf, bx.buf, n, self.ws,
+                                                  &self.net, link, check_x, <void *>raised)
                                 else:
-                                    st = _predict(<float *>bo.buf, &bp, &bs, bx, self.ws, &self.net, link,
-                                                  check_x, <void *>raised)
+                                    st = _predict(<float *>bo.buf, bp.buf, bs.buf, bx.buf, n, self.ws,
+                                                  &self.net, link, check_x, <void *>raised)
                         finally:
                             self._leave()
                     finally:
-                        if held == NULL:
-                            PyBuffer_Release(&own)
+                        PyBuffer_Release(&bx)
                 finally:
                     PyBuffer_Release(&bs)
             finally:
@@ -328,29 +345,23 @@ cdef class Engine:
         return FNN_OK
 
 
-cdef object _lean_rows(Py_buffer *view, object X, bint f64, int64_t n_inputs):
-    # X's row count, its buffer held in view, when X is an ndarray the engine reads as it is:
-    # C-contiguous, 2-D, of the engine's dtype in native byte order, n_inputs wide, with rows;
-    # else None, nothing held (the caller checks and converts X the general way)
-    cdef char code = b'd' if f64 else b'f'
-    if type(X) is not _ndarray:
-        return None
-    try:
-        PyObject_GetBuffer(X, view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT)
-    except (BufferError, ValueError, TypeError):
-        return None
-    if (view.ndim != 2 or view.format == NULL or view.format[0] != code
-            or view.format[1] != 0 or view.shape[1] != n_inputs or view.shape[0] == 0):
-        PyBuffer_Release(view)
-        return None
-    return view.shape[0]
+cdef void *_plain_data(object a, int ndim, int typenum, cnp.npy_intp rows) noexcept:
+    # a's data, when a is an ndarray (no subclass) the engine reads as it is: ndim-D, C-contiguous,
+    # aligned, of typenum in native byte order, with at least `rows` rows; else NULL
+    if type(a) is not _ndarray:
+        return NULL
+    cdef cnp.ndarray arr = <cnp.ndarray>a
+    if (cnp.PyArray_NDIM(arr) != ndim or cnp.PyArray_TYPE(arr) != typenum  # ISCARRAY_RO: byte order too
+            or not cnp.PyArray_ISCARRAY_RO(arr) or cnp.PyArray_DIMS(arr)[0] < rows):
+        return NULL
+    return cnp.PyArray_DATA(arr)
 
 
-cdef int _predict(floating *out, const Py_buffer *params, const Py_buffer *state, const Py_buffer *X, void *ws,
+cdef int _predict(floating *out, const void *params, const void *state, const void *X, int64_t n, void *ws,
                   const fnn_net *net, int link, int check_x, void *raised) noexcept nogil:
-    # Engine.predict's call, typed by `out` (the buffers' formats were checked against it)
-    return fnn_predict(out, <const floating *>params.buf, <const floating *>state.buf, ws, net,
-                       <const floating *>X.buf, X.shape[0], link, check_x, _check_signals, raised)
+    # Engine.predict's call, typed by `out` (the arrays' types were checked against it)
+    return fnn_predict(out, <const floating *>params, <const floating *>state, ws, net, <const floating *>X,
+                       n, link, check_x, _check_signals, raised)
 
 
 cdef int _get_array(Py_buffer *view, object arr, str name, int ndim, bint writable, bint f64) except -1:

@@ -6,7 +6,6 @@ from cpython.buffer cimport (PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE,
 from libc.stdint cimport uintptr_t
 from libc.string cimport memcpy
 from numpy import dtype as _np_dtype, ndarray as _ndarray
-from numpy import empty as _np_empty, float32 as _F32, float64 as _F64
 from fastnn._engine import records as _records
 from fastnn._engine.validation import nonfinite_error as _nonfinite_error
 
