@@ -251,6 +251,8 @@ def test_engine_predict_lean_takes_exactly_the_arrays_it_reads_as_they_are(backe
     X = np.random.default_rng(1).standard_normal((3, 23))
     given = as_given(X, kind)
     got = engine.predict_lean(b.params, b.state, given, True)
+    lean_rows = fastnn._engine.current().lean_rows  # the same check, before an engine is chosen
+    assert lean_rows(given, b.params, 23) == (3 if kind in ("offset-view", "read-only") else 0)
     if kind in ("offset-view", "read-only"):
         want = np.empty((3, N_OUT), np.float32)
         engine.predict(want, b.params, b.state, np.ascontiguousarray(given), True, True)
@@ -262,6 +264,11 @@ def test_engine_predict_lean_takes_exactly_the_arrays_it_reads_as_they_are(backe
     for other in (np.zeros((0, 23), np.float32), np.zeros((2, 22), np.float32), np.zeros(23, np.float32),
                   np.zeros((1, 1, 23), np.float32), np.zeros((2, 23), np.float64), [[0.0] * 23], None):
         assert engine.predict_lean(b.params, b.state, other, True) is None
+        assert lean_rows(other, b.params, 23) == 0
+    C = np.zeros((5, 23), np.float32)
+    assert lean_rows(C, b.params, 23) == 5 and lean_rows(C, b.params, 22) == 0
+    assert lean_rows(C, b.params.astype(np.float64), 23) == 0 and lean_rows(C, list(b.params), 23) == 0
+    assert lean_rows(C.astype(np.float64), b.params.astype(np.float64), 23) == 5
 
 
 @needs_c

@@ -345,6 +345,19 @@ cdef class Engine:
         return FNN_OK
 
 
+def lean_rows(X, params, int64_t n_inputs):
+    "lean_rows(X, params, n_inputs)\n--\n\n" \
+    "X's row count when an engine of params' dtype reads X as it is in predict_lean (2-D, " \
+    "C-contiguous, aligned, of params' dtype in native byte order, n_inputs wide), else 0: the " \
+    "check alone, before an engine is chosen."
+    if type(params) is not _ndarray:
+        return 0
+    cdef void *px = _plain_data(X, 2, cnp.PyArray_TYPE(<cnp.ndarray>params), 1)
+    if px == NULL or cnp.PyArray_DIMS(<cnp.ndarray>X)[1] != n_inputs:
+        return 0
+    return cnp.PyArray_DIMS(<cnp.ndarray>X)[0]
+
+
 cdef void *_plain_data(object a, int ndim, int typenum, cnp.npy_intp rows) noexcept:
     # a's data, when a is an ndarray (no subclass) the engine reads as it is: ndim-D, C-contiguous,
     # aligned, of typenum in native byte order, with at least `rows` rows; else NULL

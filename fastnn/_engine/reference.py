@@ -451,6 +451,17 @@ class _DeferSigint:
             signal.signal(signal.SIGINT, self._old)
 
 
+def lean_rows(X, params, n_inputs):
+    """X's row count when an engine of params' dtype reads X as it is in predict_lean (2-D,
+    C-contiguous, aligned, of params' dtype in native byte order, n_inputs wide), else 0."""
+    return X.shape[0] if type(params) is np.ndarray and _lean_x(X, params.dtype, n_inputs) else 0
+
+
+def _lean_x(X, dtype, n_inputs):
+    return (type(X) is np.ndarray and X.dtype == dtype and X.dtype.isnative and X.ndim == 2
+            and X.shape[1] == n_inputs and X.shape[0] > 0 and X.flags.c_contiguous and X.flags.aligned)
+
+
 class Engine:
     """Same interface and results as fastnn._ext.Engine (see fastnn/_engine/_network.pxi): a
     network (LAYER array, NET record; both copied) and batches of up to `batch` rows of `dtype`."""
@@ -685,9 +696,7 @@ class Engine:
         return float("nan") if status != "ok" else loss
 
     def predict_lean(self, params, state, X, link=False):
-        if not (type(X) is np.ndarray and X.dtype == self._dtype and X.dtype.isnative and X.ndim == 2
-                and X.shape[1] == self._net["n_inputs"] and X.shape[0] > 0 and X.flags.c_contiguous
-                and X.flags.aligned):
+        if not _lean_x(X, self._dtype, self._net["n_inputs"]):
             return None
         out = np.empty((X.shape[0], self._net["n_outputs"]), self._dtype)
         if self.predict(out, params, state, X, link, True) != "ok":

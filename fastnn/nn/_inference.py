@@ -30,13 +30,14 @@ def outputs(built, X, link):
     with rows) takes the lean path of a single prediction: one engine call checks it, allocates
     the output and checks X for NaN and infinity. Anything else goes through check_matrix first.
     Both refuse the same inputs with the same errors."""
-    plan, dtype = built.plan, built.params.dtype
-    if type(X) is np.ndarray and X.dtype is dtype and X.ndim == 2 and X.shape[1] == plan.n_inputs and X.shape[0]:
-        n = X.shape[0]  # only a candidate takes an engine; the engine checks the rest
+    plan = built.plan
+    n = _backend.current().lean_rows(X, built.params, plan.n_inputs)  # only a candidate takes an engine
+    if n:  # an engine serves one call at a time itself
         out = built.pool.get(n if n <= PREDICT_CHUNK else predict_rows(n), "infer")[0].predict_lean(
-            built.params, built.state, X, link)  # an engine serves one call at a time itself
+            built.params, built.state, X, link)
         if out is not None:
             return out
+    dtype = built.params.dtype
     X = check_matrix(X, "X", dtype, n_cols=plan.n_inputs)
     n = X.shape[0]
     out = np.empty((n, plan.n_outputs), dtype)
