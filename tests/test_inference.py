@@ -269,6 +269,9 @@ def test_engine_predict_lean_takes_exactly_the_arrays_it_reads_as_they_are(backe
     assert lean_rows(C, b.params, 23) == 5 and lean_rows(C, b.params, 22) == 0
     assert lean_rows(C, b.params.astype(np.float64), 23) == 0 and lean_rows(C, list(b.params), 23) == 0
     assert lean_rows(C.astype(np.float64), b.params.astype(np.float64), 23) == 5
+    assert lean_rows(C, b.params.astype(">f4"), 23) == 0  # params of another byte order or kind
+    assert lean_rows(C.view([("a", "<f4")]), np.zeros(3, "V4"), 23) == 0
+    assert lean_rows(C.view(np.int32), np.zeros(3, np.int32), 23) == 0
 
 
 @needs_c
@@ -608,3 +611,41 @@ def test_a_predict_from_a_signal_handler_into_the_running_predict_raises():
     assert seen == [signal.SIGUSR1]
     small = X[:1500]
     np.testing.assert_array_equal(model.predict_proba(small), model.predict_proba(small.copy()))
+
+
+@needs_c
+def test_ctrl_c_reaches_a_predict_that_waits_for_another_threads_call():
+    """The main thread's predict waits for another thread's call on the same engine; SIGINT then
+    raises KeyboardInterrupt at once, not after the other call ends, and both calls' engine
+    predicts normally afterwards."""
+    import os
+    import signal
+    import threading
+    import time
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("signals need the main thread")
+    fastnn.set_backend("c")
+    model = lean_model("float32", n_in=64, widths=(512, 512))
+    X = np.random.default_rng(7).random((1024, 64), dtype=np.float32)
+    model.predict_proba(X)
+    t0 = time.perf_counter()
+    model.predict_proba(X)
+    one = time.perf_counter() - t0  # one engine call of 1024 rows: one chunk, no Ctrl-C check inside
+    big = np.repeat(X, max(2, int(1.5 / max(one, 1e-4))), axis=0)  # about 1.5 s in 1024-row chunks
+    started = threading.Event()
+    runner = threading.Thread(target=lambda: (started.set(), model.predict_proba(big)))
+    runner.start()
+    started.wait()
+    time.sleep(0.1)  # the other call holds the engine (the same 1024-row one)
+    timer = threading.Timer(0.2, lambda: os.kill(os.getpid(), signal.SIGINT))
+    t0 = time.perf_counter()
+    timer.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            model.predict_proba(big)
+        waited = time.perf_counter() - t0
+    finally:
+        timer.cancel()
+        runner.join()
+    assert waited < 0.2 + 0.6 + 2 * one, f"the interrupt took {waited:.2f} s"
+    np.testing.assert_array_equal(model.predict_proba(X), model.predict_proba(X.copy()))

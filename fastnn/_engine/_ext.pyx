@@ -14,7 +14,12 @@ from fastnn._engine._fastnn cimport *
 cimport numpy as cnp
 from cpython.pythread cimport (PyThread_type_lock, PyThread_allocate_lock, PyThread_free_lock,
                                PyThread_acquire_lock, PyThread_release_lock, PyThread_get_thread_ident,
-                               NOWAIT_LOCK, WAIT_LOCK)
+                               NOWAIT_LOCK, PyLockStatus, PY_LOCK_ACQUIRED)
+from cpython.exc cimport PyErr_CheckSignals
+
+cdef extern from "pythread.h":
+    PyLockStatus PyThread_acquire_lock_timed(PyThread_type_lock lock, long long microseconds,
+                                             int intr_flag) nogil
 
 cnp.import_array()  # NumPy's C API: predict_lean reads arrays and makes its output through it
 

@@ -104,13 +104,16 @@ cdef class Engine:
     cdef int _enter(self) except -1:
         # the GIL is held here: the owner is this thread's only if this thread set it
         cdef unsigned long me = PyThread_get_thread_ident()
-        if not PyThread_acquire_lock(self.lock, NOWAIT_LOCK):
-            if self.owner == me:
-                raise RuntimeError("this engine is already running a call in this thread (a call "
-                                   "from a signal handler or callback into it): an engine (its "
-                                   "workspace) serves one call at a time")
+        cdef bint got = PyThread_acquire_lock(self.lock, NOWAIT_LOCK)
+        if not got and self.owner == me:
+            raise RuntimeError("this engine is already running a call in this thread (a call "
+                               "from a signal handler or callback into it): an engine (its "
+                               "workspace) serves one call at a time")
+        while not got:  # another thread's call runs: wait for it, and honour Ctrl-C every 50 ms
             with nogil:
-                PyThread_acquire_lock(self.lock, WAIT_LOCK)
+                got = PyThread_acquire_lock_timed(self.lock, 50000, 0) == PY_LOCK_ACQUIRED
+            if not got:
+                PyErr_CheckSignals()
         self.owner = me
         return 0
 
@@ -350,9 +353,12 @@ def lean_rows(X, params, int64_t n_inputs):
     "X's row count when an engine of params' dtype reads X as it is in predict_lean (2-D, " \
     "C-contiguous, aligned, of params' dtype in native byte order, n_inputs wide), else 0: the " \
     "check alone, before an engine is chosen."
-    if type(params) is not _ndarray:
+    if type(params) is not _ndarray or not cnp.PyArray_ISNOTSWAPPED(<cnp.ndarray>params):
         return 0
-    cdef void *px = _plain_data(X, 2, cnp.PyArray_TYPE(<cnp.ndarray>params), 1)
+    cdef int typenum = cnp.PyArray_TYPE(<cnp.ndarray>params)
+    if typenum != cnp.NPY_FLOAT and typenum != cnp.NPY_DOUBLE:
+        return 0
+    cdef void *px = _plain_data(X, 2, typenum, 1)
     if px == NULL or cnp.PyArray_DIMS(<cnp.ndarray>X)[1] != n_inputs:
         return 0
     return cnp.PyArray_DIMS(<cnp.ndarray>X)[0]

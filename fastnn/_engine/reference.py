@@ -454,7 +454,11 @@ class _DeferSigint:
 def lean_rows(X, params, n_inputs):
     """X's row count when an engine of params' dtype reads X as it is in predict_lean (2-D,
     C-contiguous, aligned, of params' dtype in native byte order, n_inputs wide), else 0."""
-    return X.shape[0] if type(params) is np.ndarray and _lean_x(X, params.dtype, n_inputs) else 0
+    ok = type(params) is np.ndarray and params.dtype in _FLOATS and _lean_x(X, params.dtype, n_inputs)
+    return X.shape[0] if ok else 0
+
+
+_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))  # native byte order only
 
 
 def _lean_x(X, dtype, n_inputs):
