@@ -649,3 +649,45 @@ def test_ctrl_c_reaches_a_predict_that_waits_for_another_threads_call():
         runner.join()
     assert waited < 0.2 + 0.6 + 2 * one, f"the interrupt took {waited:.2f} s"
     np.testing.assert_array_equal(model.predict_proba(X), model.predict_proba(X.copy()))
+
+
+FORK_SCRIPT = """
+import os, threading, time, numpy as np, fastnn
+m = fastnn.Sequential([fastnn.Dense(512, activation="relu"), fastnn.Dense(512, activation="relu"),
+                       fastnn.Dense(4)], seed=0).compile("adam", "cross_entropy").build(64)
+X = np.random.default_rng(0).random((20000, 64), dtype=np.float32)
+stop = False
+def loop():
+    while not stop:
+        m.predict_proba(X)
+t = threading.Thread(target=loop)
+t.start()
+time.sleep(0.3)
+pid = os.fork()
+if pid == 0:  # the only engine is the 1024-row one another thread of the parent was using
+    got = m.predict_proba(X[:3])
+    fastnn.set_backend("python")
+    os._exit(0 if np.allclose(got, m.predict_proba(X[:3]), rtol=1e-5, atol=1e-6) else 3)
+stop = True
+_, status = os.waitpid(pid, 0)
+t.join()
+print("child", os.waitstatus_to_exitcode(status))
+"""
+
+
+@needs_c
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="no os.fork")
+def test_a_child_forked_while_another_thread_predicts_predicts():
+    """os.fork while another thread is inside an engine call: the child forgets the parent's
+    engines (their locks stay held there for good) and predicts with new ones."""
+    import os
+    import subprocess
+    import sys
+    root = os.path.dirname(os.path.dirname(fastnn.__file__))
+    env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""), FASTNN_BACKEND="c")
+    try:
+        out = subprocess.run([sys.executable, "-c", FORK_SCRIPT], env=env, capture_output=True, text=True,
+                             timeout=60)
+    except subprocess.TimeoutExpired:
+        pytest.fail("the forked child hung on the engine another thread held")
+    assert out.returncode == 0 and out.stdout.split() == ["child", "0"], out.stdout + out.stderr

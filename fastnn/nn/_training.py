@@ -8,8 +8,10 @@ Building or compiling swaps the whole record at once, so a call that took a reco
 consistent plan, buffers and engines until it returns.
 """
 import contextlib
+import os
 import threading
 import time
+import weakref
 
 import numpy as np
 
@@ -23,6 +25,18 @@ from .callbacks import Callback, CallbackList, History
 from .progress import Poller, for_verbose
 
 
+_LIVE_POOLS = weakref.WeakSet()
+
+
+def _forget_engines_after_fork():
+    for pool in list(_LIVE_POOLS):
+        pool._forget()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_engines_after_fork)
+
+
 class EnginePool:
     """Engines (each with a workspace allocated once) for one plan and dtype, at most three per
     purpose. A workspace serves one call at a time: the engine itself makes a call from another
@@ -32,6 +46,12 @@ class EnginePool:
 
     def __init__(self, plan, dtype):
         self.plan, self.dtype = plan, dtype
+        self._forget()
+        _LIVE_POOLS.add(self)
+
+    def _forget(self):
+        """No engines: a new lock and empty caches (at start, and in a child after os.fork, where
+        an engine or lock that another thread of the parent held would stay held for good)."""
         self._lock = threading.Lock()
         self._pools = {}
         self._answers = {}  # (rows, purpose, backend) -> the pair get() gave: a repeated call's answer
