@@ -433,26 +433,33 @@ def test_skipping_zero_inputs_changes_no_value(kernel_arch, dtype, rows, k):
 def test_ctrl_c_stops_inference_between_chunks(backend):
     """SIGINT during a long predict raises KeyboardInterrupt at the next chunk boundary, and the
     model (its inference engine included) predicts normally afterwards."""
-    import os
-    import signal
     import threading
-    import time
     if threading.current_thread() is not threading.main_thread():
         pytest.skip("signals need the main thread")
     model = fastnn.Sequential([fastnn.Dense(1024, activation="relu"), fastnn.Dense(1024, activation="relu"),
                                fastnn.Dense(10)], seed=0).compile("sgd", "cross_entropy").build(8)
     X = np.random.default_rng(0).random((2_000_000, 8), dtype=np.float32)  # 4.2 TFLOP: a minute or more
-    timer = threading.Timer(0.5, lambda: os.kill(os.getpid(), signal.SIGINT))
+    assert _seconds_to_interrupt(0.5, lambda: model.predict_proba(X)) < 15, "predict did not stop on SIGINT"
+    small = X[:2000]
+    np.testing.assert_array_equal(model.predict_proba(small), model.predict_proba(small.copy()))
+
+
+def _seconds_to_interrupt(delay, call):
+    """Seconds from the start of call() to the KeyboardInterrupt it raises when SIGINT arrives
+    `delay` seconds in (main thread only)."""
+    import os
+    import signal
+    import threading
+    import time
+    timer = threading.Timer(delay, lambda: os.kill(os.getpid(), signal.SIGINT))
     t0 = time.perf_counter()
     timer.start()
     try:
         with pytest.raises(KeyboardInterrupt):
-            model.predict_proba(X)
+            call()
+        return time.perf_counter() - t0
     finally:
         timer.cancel()
-    assert time.perf_counter() - t0 < 15, "predict did not stop on SIGINT"
-    small = X[:2000]
-    np.testing.assert_array_equal(model.predict_proba(small), model.predict_proba(small.copy()))
 
 
 def _unaligned(X):
@@ -618,8 +625,6 @@ def test_ctrl_c_reaches_a_predict_that_waits_for_another_threads_call():
     """The main thread's predict waits for another thread's call on the same engine; SIGINT then
     raises KeyboardInterrupt at once, not after the other call ends, and both calls' engine
     predicts normally afterwards."""
-    import os
-    import signal
     import threading
     import time
     if threading.current_thread() is not threading.main_thread():
@@ -637,15 +642,9 @@ def test_ctrl_c_reaches_a_predict_that_waits_for_another_threads_call():
     runner.start()
     started.wait()
     time.sleep(0.1)  # the other call holds the engine (the same 1024-row one)
-    timer = threading.Timer(0.2, lambda: os.kill(os.getpid(), signal.SIGINT))
-    t0 = time.perf_counter()
-    timer.start()
     try:
-        with pytest.raises(KeyboardInterrupt):
-            model.predict_proba(big)
-        waited = time.perf_counter() - t0
+        waited = _seconds_to_interrupt(0.2, lambda: model.predict_proba(big))
     finally:
-        timer.cancel()
         runner.join()
     assert waited < 0.2 + 0.6 + 2 * one, f"the interrupt took {waited:.2f} s"
     np.testing.assert_array_equal(model.predict_proba(X), model.predict_proba(X.copy()))

@@ -33,8 +33,7 @@ def outputs(built, X, link):
     plan = built.plan
     n = _backend.current().lean_rows(X, built.params, plan.n_inputs)  # only a candidate takes an engine
     if n:  # an engine serves one call at a time itself
-        out = built.pool.get(n if n <= PREDICT_CHUNK else predict_rows(n), "infer")[0].predict_lean(
-            built.params, built.state, X, link)
+        out = built.pool.get(predict_rows(n), "infer")[0].predict_lean(built.params, built.state, X, link)
         if out is not None:
             return out
     dtype = built.params.dtype
