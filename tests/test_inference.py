@@ -652,6 +652,7 @@ def test_ctrl_c_reaches_a_predict_that_waits_for_another_threads_call():
 
 FORK_SCRIPT = """
 import os, threading, time, numpy as np, fastnn
+assert fastnn.get_backend() == "c", fastnn.get_backend()
 m = fastnn.Sequential([fastnn.Dense(512, activation="relu"), fastnn.Dense(512, activation="relu"),
                        fastnn.Dense(4)], seed=0).compile("adam", "cross_entropy").build(64)
 X = np.random.default_rng(0).random((20000, 64), dtype=np.float32)
@@ -676,17 +677,17 @@ print("child", os.waitstatus_to_exitcode(status))
 
 @needs_c
 @pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="no os.fork")
-def test_a_child_forked_while_another_thread_predicts_predicts():
+def test_a_child_forked_while_another_thread_predicts_predicts(tmp_path):
     """os.fork while another thread is inside an engine call: the child forgets the parent's
     engines (their locks stay held there for good) and predicts with new ones."""
     import os
     import subprocess
     import sys
-    root = os.path.dirname(os.path.dirname(fastnn.__file__))
+    root = os.path.dirname(os.path.dirname(fastnn.__file__))  # the fastnn under test, not the cwd's
     env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""), FASTNN_BACKEND="c")
     try:
         out = subprocess.run([sys.executable, "-c", FORK_SCRIPT], env=env, capture_output=True, text=True,
-                             timeout=60)
+                             timeout=60, cwd=tmp_path)
     except subprocess.TimeoutExpired:
         pytest.fail("the forked child hung on the engine another thread held")
     assert out.returncode == 0 and out.stdout.split() == ["child", "0"], out.stdout + out.stderr
