@@ -259,10 +259,10 @@ cdef class Engine:
         cdef cnp.npy_intp dims[2]
         cdef list raised = []
         cdef int st
-        cdef void *px = _plain_data(X, 2, typenum, 1)
-        if px == NULL or cnp.PyArray_DIMS(<cnp.ndarray>X)[1] != self.net.n_inputs:
+        dims[0] = _lean_x_rows(X, typenum, self.net.n_inputs)
+        if dims[0] == 0:
             return None
-        dims[0] = cnp.PyArray_DIMS(<cnp.ndarray>X)[0]
+        cdef void *px = cnp.PyArray_DATA(<cnp.ndarray>X)
         dims[1] = self.net.n_outputs
         out = cnp.PyArray_EMPTY(2, dims, typenum, 0)
         cdef void *po = cnp.PyArray_DATA(<cnp.ndarray>out)
@@ -300,9 +300,9 @@ cdef class Engine:
     cdef int _predict_x(self, out, params, state, X, bint link, bint check_x) except -1:
         # predict: FNN_OK, or FNN_ENONFINITE when check_x found a NaN or infinity; any other
         # status raises. The buffers are taken in the order of the arguments, so the first bad
-        # argument is the one named. One call for
-        # every row count, so no fused-type dispatch: the buffers are taken directly and the
-        # sizes compared inline (the message comes from _check_sizes only when they disagree).
+        # argument is the one named. One call for every row count, so no fused-type dispatch: the
+        # buffers are taken directly and the sizes compared inline (the message comes from
+        # _check_sizes only when they disagree).
         cdef Py_buffer bo, bp, bs, bx
         cdef list raised = []
         cdef int st
@@ -358,8 +358,12 @@ def lean_rows(X, params, int64_t n_inputs):
     cdef int typenum = cnp.PyArray_TYPE(<cnp.ndarray>params)
     if typenum != cnp.NPY_FLOAT and typenum != cnp.NPY_DOUBLE:
         return 0
-    cdef void *px = _plain_data(X, 2, typenum, 1)
-    if px == NULL or cnp.PyArray_DIMS(<cnp.ndarray>X)[1] != n_inputs:
+    return _lean_x_rows(X, typenum, n_inputs)
+
+
+cdef cnp.npy_intp _lean_x_rows(object X, int typenum, int64_t n_inputs) noexcept:
+    # X's row count when predict_lean reads X as it is (_plain_data, with rows, n_inputs wide), else 0
+    if _plain_data(X, 2, typenum, 1) == NULL or cnp.PyArray_DIMS(<cnp.ndarray>X)[1] != n_inputs:
         return 0
     return cnp.PyArray_DIMS(<cnp.ndarray>X)[0]
 
