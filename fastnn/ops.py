@@ -29,6 +29,8 @@ def _array(a, name, ndim=None, dtype=None, contiguous=True):
 
 def _rows_ok(a, name):
     """GEMM operands may have strided rows but contiguous elements within a row."""
+    if a.flags.c_contiguous:  # the common case, one test: rows contiguous and one after the other
+        return a
     if a.size == 0:  # nothing is read: NumPy's strides of empty arrays do not matter
         return a
     if a.ndim == 2 and a.shape[1] > 1 and a.strides[1] != a.itemsize:

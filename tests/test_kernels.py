@@ -26,6 +26,7 @@ Tolerances are stated once, here, and every comparison uses one of them:
   ~ 1e-12 and cancellation eps |f| / h ~ 1e-10, so 1e-6 relative is ample.
 """
 import math
+import re
 import os
 import subprocess
 import tempfile
@@ -293,6 +294,101 @@ def kernel_threads_restored():
     before = fastnn.get_num_threads()
     yield
     fastnn.set_num_threads(before)
+
+
+def _strided(a, stride0):
+    """a's rows `stride0` bytes apart (not a multiple of the item size), in a buffer of its own."""
+    buf = np.zeros(stride0 * a.shape[0] + a.itemsize * a.shape[1], np.uint8)
+    out = np.lib.stride_tricks.as_strided(buf.view(a.dtype) if stride0 % a.itemsize == 0 else
+                                          np.frombuffer(buf.data, a.dtype, a.shape[1]),
+                                          a.shape, (stride0, a.itemsize))
+    return out
+
+
+@needs_ext
+@pytest.mark.parametrize("fn", ["gemm", "gemm_naive"])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_gemm_refuses_operands_whose_elements_the_kernels_cannot_read_in_a_row(fn, dtype):
+    """The kernels read a row's elements one after the other from row i * ld: an operand with
+    another element stride (a reversed or every-other-column view), rows in reverse or rows not a
+    whole number of elements apart gets a ValueError naming it. Before, such views were read as
+    if contiguous: wrong sums, and a reversed view read past its buffer."""
+    call = getattr(_ext, fn)
+    A = np.arange(12, dtype=dtype).reshape(3, 4)
+    B, C = np.eye(4, dtype=dtype), np.zeros((3, 4), dtype)
+    wide = np.zeros((3, 8), dtype)
+    cases = [("A", (C, A[:, ::-1], B)), ("B", (np.zeros((3, 2), dtype), A, B[:, ::2])),
+             ("C", (wide[:, ::2], A, B)), ("A", (C, A[::-1], B)), ("B", (C, A, B[::-1])),
+             ("A", (C, _strided(A, 4 * A.itemsize + 2), B))]
+    for name, (c, a, b) in cases:
+        before = c.copy()
+        with pytest.raises(ValueError, match=f"gemm: {name} must have contiguous rows"):
+            call(c, a, b, False, False, 1.0, 0.0)
+        np.testing.assert_array_equal(c, before)
+
+
+@needs_ext
+@pytest.mark.parametrize("fn", ["gemm", "gemm_naive"])
+@pytest.mark.parametrize("trans", TRANS)
+def test_gemm_refuses_operands_whose_sizes_disagree(fn, trans):
+    """op(A) must be m x k and op(B) k x n for C's m x n: a shorter or longer operand in any of
+    the three sizes raises ValueError naming it, before a pointer reaches C (which would read
+    past the smaller array). C is left as it was."""
+    call = getattr(_ext, fn)
+    trans_a, trans_b = trans
+    m, n, k = 5, 6, 7
+
+    def op(rows, cols, t):
+        return np.ones((cols, rows) if t else (rows, cols), np.float32)
+
+    for what, a, b in [("op(B)", op(m, k + 1, trans_a), op(k, n, trans_b)),  # k is op(A)'s
+                       ("op(B)", op(m, k, trans_a), op(k + 1, n, trans_b)),
+                       ("op(B)", op(m, k, trans_a), op(k - 1, n, trans_b)),
+                       ("op(A)", op(m + 1, k, trans_a), op(k, n, trans_b)),
+                       ("op(B)", op(m, k, trans_a), op(k, n + 1, trans_b))]:
+        C = np.full((m, n), 3.0, np.float32)
+        with pytest.raises(ValueError, match=re.escape(f"gemm: {what} has shape")):
+            call(C, a, b, trans_a, trans_b, 1.0, 0.0)
+        assert (C == 3.0).all()
+
+
+@needs_ext
+@pytest.mark.parametrize("trans", TRANS)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_gemm_gives_the_same_bits_for_every_kind_of_array(kernel_arch, dtype, trans, kernel_rng):
+    """Plain aligned ndarrays go to C through NumPy's C API; others (unaligned, a subclass, read
+    only) through typed memoryviews. Both give the product within the float64 bound and the same
+    bits; what neither can take (a read-only C, byte-swapped or mixed dtypes) raises, C untouched."""
+    trans_a, trans_b = trans
+    m, n, k = 37, 29, 300
+    A, B, C0 = _operands(kernel_rng, dtype, m, n, k, trans_a, trans_b)
+    exact, bound = gemm_expected(A, B, C0, trans_a, trans_b, 0.7, -1.3)
+    plain = run_gemm(_ext.gemm, C0, A, B, trans_a, trans_b, 0.7, -1.3)
+    assert_gemm_close(plain, exact, bound, "plain arrays")
+
+    def unaligned(a):
+        buf = np.empty(a.nbytes + 1, np.uint8)
+        out = np.frombuffer(buf.data, a.dtype, a.size, offset=1).reshape(a.shape)
+        out[...] = a
+        assert not out.flags.aligned
+        return out
+
+    ro_A, ro_B = A.copy(), B.copy()
+    ro_A.flags.writeable = ro_B.flags.writeable = False
+    for what, a, b, c in [("unaligned", unaligned(A), unaligned(B), unaligned(C0)),
+                          ("subclass", A.view(np.matrix), B.view(np.matrix), C0.copy().view(np.matrix)),
+                          ("read-only A and B", ro_A, ro_B, C0.copy())]:
+        _ext.gemm(c, a, b, trans_a, trans_b, 0.7, -1.3)
+        np.testing.assert_array_equal(np.asarray(c), plain, err_msg=what)
+    ro_C = C0.copy()
+    ro_C.flags.writeable = False
+    swapped = A.astype(A.dtype.newbyteorder())
+    other = B.astype(np.float64 if dtype == np.float32 else np.float32)
+    for what, c, a, b in [("read-only C", ro_C, A, B), ("byte-swapped A", C0.copy(), swapped, B),
+                          ("mixed dtypes", C0.copy(), A, other)]:
+        with pytest.raises((ValueError, TypeError)):
+            _ext.gemm(c, a, b, trans_a, trans_b, 0.7, -1.3)
+        np.testing.assert_array_equal(c, C0, err_msg=what)
 
 
 @needs_ext
