@@ -844,7 +844,7 @@ static int FN(gemm_team)(fnn_team *team, real *C, const real *A, const real *B, 
          * threads one each, so each packs that operand once (the first layer's 128 x 256 x 784,
          * medians of 15 alternating processes on the 2-core Zen 3 VM: 110 -> 117 GFLOP/s, 1024^3
          * 136 -> 141; the Xeon pinned to 2 cores: 173 -> 190; the batch-128 epoch on 2 threads
-         * 0.62 -> 0.58 s on the VM). The team shares op(B) instead from 3 threads (below). */
+         * 0.62 -> 0.58 s on the VM). From 3 threads the team may share op(B) instead (above). */
         const int per_thread_slabs = (j.by_cols ? share_a : share_b) ? SLABS_PER_THREAD : (nt == 2 ? 1 : 2);
         j.per_slab = (panels + per_thread_slabs * nt - 1) / (per_thread_slabs * nt);
         if (j.per_slab < 2) j.per_slab = 2;

@@ -1210,6 +1210,10 @@ BAD_CALLS = {
     "gemm-unknown-dtype": (TypeError, lambda: ops.gemm(f64.astype(np.float16), sq.astype(np.float16))),
     "gemm-beta-without-C": (ValueError, lambda: ops.gemm(f64, sq, beta=1.0)),
     "gemm-C-overlaps-A": (ValueError, lambda: ops.gemm(sq, sq, sq, beta=1.0)),
+    "gemm-C-is-B": (ValueError, lambda: ops.gemm(np.ones((4, 4)), sq, sq)),
+    "gemm-C-views-A": (ValueError, lambda: (lambda a: ops.gemm(a, np.ones((4, 4)), a[:, :]))(np.ones((4, 4)))),
+    "gemm-A-views-C": (ValueError, lambda: (lambda c: ops.gemm(c[1:3, :], np.ones((4, 4)), c[:2]))(np.ones((4, 4)))),
+    "gemm-B-views-C": (ValueError, lambda: (lambda c: ops.gemm(np.ones((4, 4)), c[:, :], c))(np.ones((4, 4)))),
     # bias_add
     "bias_add-int-Y": (TypeError, lambda: ops.bias_add(i64, np.ones(4))),
     "bias_add-mixed": (TypeError, lambda: ops.bias_add(f64.copy(), np.ones(4, np.float32))),
