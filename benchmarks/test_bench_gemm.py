@@ -13,6 +13,8 @@ SHAPES = [
     (784, 128, 256, "A"),    # first layer weight gradient: X^T @ dZ1
     (128, 256, 784, "B"),    # gradient wrt the input of the first layer: dZ1 @ W1^T
     (128, 256, 128, None),   # second layer forward
+    (256, 128, 128, "A"),    # second layer weight gradient: H1^T @ dZ2
+    (128, 128, 256, "B"),    # gradient wrt the second layer's input: dZ2 @ W2^T
     (1024, 1024, 1024, None),
 ]
 IDS = [f"{m}x{k}x{n}" + (f"-t{t}" if t else "") for m, k, n, t in SHAPES]
