@@ -391,6 +391,20 @@ def test_gemm_gives_the_same_bits_for_every_kind_of_array(kernel_arch, dtype, tr
         np.testing.assert_array_equal(c, C0, err_msg=what)
 
 
+@pytest.mark.parametrize("beta", [0.0, -1.5])
+def test_gemm_alpha0_reads_neither_a_nor_b_in_either_backend(backend, beta):
+    """BLAS's convention, in both backends: with alpha == 0, C = beta * C (zeros for beta == 0),
+    whatever A and B hold (infinities and NaN included), for every path of the compiled GEMM (a
+    few rows of C, the blocked product, the team's split)."""
+    rng = np.random.default_rng(5)
+    for m, n, k in [(1, 9, 7), (3, 40, 300), (130, 131, 129)]:
+        A, B = rng.standard_normal((m, k)), rng.standard_normal((k, n))
+        A[0, 0], B[-1, -1], A[-1, 1 % k] = np.inf, np.nan, -np.inf
+        C0 = rng.standard_normal((m, n))
+        C = ops.gemm(A, B, C0.copy(), alpha=0.0, beta=beta)
+        np.testing.assert_array_equal(C, np.zeros((m, n)) if beta == 0 else beta * C0)
+
+
 @needs_ext
 # m*n*k above 2^21: standalone products smaller than that run on one thread by design
 @pytest.mark.parametrize("shape", [(1001, 19, 131), (23, 1001, 131), (130, 131, 129)],
@@ -1193,6 +1207,10 @@ strided_cols = np.ones((3, 8))[:, ::2]   # elements not contiguous within a row
 fortran = np.asfortranarray(np.ones((3, 4)))
 labels3 = np.array([0, 1, 3])
 
+class _NoBase(np.ndarray):
+    base = None  # says it is no view
+
+
 BAD_CALLS = {
     # gemm
     "gemm-int-A": (TypeError, lambda: ops.gemm(i64, sq)),
@@ -1214,6 +1232,9 @@ BAD_CALLS = {
     "gemm-C-views-A": (ValueError, lambda: (lambda a: ops.gemm(a, np.ones((4, 4)), a[:, :]))(np.ones((4, 4)))),
     "gemm-A-views-C": (ValueError, lambda: (lambda c: ops.gemm(c[1:3, :], np.ones((4, 4)), c[:2]))(np.ones((4, 4)))),
     "gemm-B-views-C": (ValueError, lambda: (lambda c: ops.gemm(np.ones((4, 4)), c[:, :], c))(np.ones((4, 4)))),
+    # a subclass may claim to own its memory (base None): only plain ndarrays skip the check
+    "gemm-C-claims-no-base": (ValueError, lambda: (lambda a: ops.gemm(a, np.ones((4, 4)), a.view(_NoBase)))(
+        np.ones((4, 4)))),
     # bias_add
     "bias_add-int-Y": (TypeError, lambda: ops.bias_add(i64, np.ones(4))),
     "bias_add-mixed": (TypeError, lambda: ops.bias_add(f64.copy(), np.ones(4, np.float32))),

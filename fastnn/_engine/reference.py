@@ -98,11 +98,14 @@ def struct_layout():
 
 # -- gemm -----------------------------------------------------------------------------------------
 def gemm(C, A, B, trans_a=False, trans_b=False, alpha=1.0, beta=0.0):
-    """C = alpha op(A) @ op(B) + beta C; beta == 0 never reads C."""
+    """C = alpha op(A) @ op(B) + beta C; beta == 0 never reads C, alpha == 0 never reads A or B."""
     a = A.T if trans_a else A
     b = B.T if trans_b else B
     if a.shape[1] != b.shape[0] or C.shape != (a.shape[0], b.shape[1]):
         raise ValueError("fastnn: invalid argument (sizes, labels or options)")
+    if alpha == 0:  # BLAS's convention, as the compiled kernels: A and B are not read
+        C[...] = 0 if beta == 0 else C.dtype.type(beta) * C
+        return
     prod = (a @ b).astype(C.dtype, copy=False) * C.dtype.type(alpha)
     C[...] = prod if beta == 0 else prod + C.dtype.type(beta) * C
 
