@@ -26,8 +26,8 @@ Tolerances are stated once, here, and every comparison uses one of them:
   ~ 1e-12 and cancellation eps |f| / h ~ 1e-10, so 1e-6 relative is ample.
 """
 import math
-import re
 import os
+import re
 import subprocess
 import tempfile
 import sys
@@ -297,12 +297,11 @@ def kernel_threads_restored():
 
 
 def _strided(a, stride0):
-    """a's rows `stride0` bytes apart (not a multiple of the item size), in a buffer of its own."""
+    """An array of a's shape and dtype (zeros) whose rows are `stride0` bytes apart, in a byte
+    buffer of its own that holds every row."""
     buf = np.zeros(stride0 * a.shape[0] + a.itemsize * a.shape[1], np.uint8)
-    out = np.lib.stride_tricks.as_strided(buf.view(a.dtype) if stride0 % a.itemsize == 0 else
-                                          np.frombuffer(buf.data, a.dtype, a.shape[1]),
-                                          a.shape, (stride0, a.itemsize))
-    return out
+    return np.lib.stride_tricks.as_strided(np.frombuffer(buf.data, a.dtype, a.shape[1]), a.shape,
+                                           (stride0, a.itemsize))
 
 
 @needs_ext
