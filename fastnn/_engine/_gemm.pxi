@@ -55,16 +55,20 @@ def _gemm_views(floating[:, :] C,        # OUT m x n
     _gemm(C, A, B, trans_a, trans_b, alpha, beta, False)
 
 
+cdef inline bint _native_array(object a, int ndim, int typenum) noexcept:
+    # a is an ndarray (no subclass), ndim-D, of typenum in native byte order, aligned: what the C
+    # code may read through its data pointer (with the strides the caller checks)
+    return (type(a) is _ndarray and cnp.PyArray_NDIM(<cnp.ndarray>a) == ndim
+            and cnp.PyArray_TYPE(<cnp.ndarray>a) == typenum and cnp.PyArray_ISALIGNED(<cnp.ndarray>a)
+            and cnp.PyArray_ISNOTSWAPPED(<cnp.ndarray>a))
+
+
 cdef inline void *_gemm_operand(object a, int typenum, bint write, int64_t *ld) noexcept:
-    # a's data, when a is an ndarray (no subclass) of typenum in native byte order, aligned (and
-    # writeable: `write`) whose rows the kernels read as they are (_rows_readable); ld its leading
-    # dimension. Else NULL
-    if type(a) is not _ndarray:
+    # a's data, when a is a _native_array (2-D; writeable: `write`) whose rows the kernels read as
+    # they are (_rows_readable); ld its leading dimension. Else NULL
+    if not _native_array(a, 2, typenum) or (write and not cnp.PyArray_ISWRITEABLE(<cnp.ndarray>a)):
         return NULL
     cdef cnp.ndarray arr = <cnp.ndarray>a
-    if (cnp.PyArray_NDIM(arr) != 2 or cnp.PyArray_TYPE(arr) != typenum or not cnp.PyArray_ISALIGNED(arr)
-            or not cnp.PyArray_ISNOTSWAPPED(arr) or (write and not cnp.PyArray_ISWRITEABLE(arr))):
-        return NULL
     cdef cnp.npy_intp *dims = cnp.PyArray_DIMS(arr)
     cdef cnp.npy_intp *strides = cnp.PyArray_STRIDES(arr)
     cdef Py_ssize_t item = 4 if typenum == cnp.NPY_FLOAT32 else 8

@@ -257,7 +257,6 @@ cdef class Engine:
         "without taking their buffers, and the output is allocated here."
         cdef int typenum = cnp.NPY_DOUBLE if self.is_f64 else cnp.NPY_FLOAT
         cdef cnp.npy_intp dims[2]
-        cdef list raised = []
         cdef int st
         dims[0] = _lean_x_rows(X, typenum, self.net.n_inputs)
         if dims[0] == 0:
@@ -271,19 +270,7 @@ cdef class Engine:
         if pp == NULL or ps == NULL:  # the general checks, which name the argument at fault
             st = self._predict_x(out, params, state, X, link, True)
         else:
-            self._enter()
-            try:
-                with nogil:
-                    if self.is_f64:
-                        st = _predict(<double *>po, pp, ps, px, dims[0], self.ws, &self.net, link, 1, <void *>raised)
-                    else:
-                        st = _predict(<float *>po, pp, ps, px, dims[0], self.ws, &self.net, link, 1, <void *>raised)
-            finally:
-                self._leave()
-            if st == FNN_EINTR and raised:
-                raise raised[0]
-            if st != FNN_ENONFINITE:
-                check_status(st)
+            st = self._run_predict(po, pp, ps, px, dims[0], link, True)
         if st == FNN_ENONFINITE:
             raise _nonfinite_error("X", X)
         return out
@@ -304,7 +291,6 @@ cdef class Engine:
         # buffers are taken directly and the sizes compared inline (the message comes from
         # _check_sizes only when they disagree).
         cdef Py_buffer bo, bp, bs, bx
-        cdef list raised = []
         cdef int st
         cdef Py_ssize_t n
         _get_array(&bo, out, "out", 2, True, self.is_f64)
@@ -321,17 +307,7 @@ cdef class Engine:
                                 and bo.shape[1] == self.net.n_outputs):
                             self._check_sizes(bp.shape[0], -1, 0, bs.shape[0], -1, n, bx.shape[1],
                                               (bo.shape[0], bo.shape[1]), -2, -2, "out")
-                        self._enter()
-                        try:
-                            with nogil:
-                                if self.is_f64:
-                                    st = _predict(<double *>bo.buf, bp.buf, bs.buf, bx.buf, n, self.ws,
-                                                  &self.net, link, check_x, <void *>raised)
-                                else:
-                                    st = _predict(<float *>bo.buf, bp.buf, bs.buf, bx.buf, n, self.ws,
-                                                  &self.net, link, check_x, <void *>raised)
-                        finally:
-                            self._leave()
+                        st = self._run_predict(bo.buf, bp.buf, bs.buf, bx.buf, n, link, check_x)
                     finally:
                         PyBuffer_Release(&bx)
                 finally:
@@ -340,6 +316,25 @@ cdef class Engine:
                 PyBuffer_Release(&bp)
         finally:
             PyBuffer_Release(&bo)
+        return st
+
+    cdef int _run_predict(self, void *out, const void *params, const void *state, const void *X, int64_t n,
+                          bint link, bint check_x) except -1:
+        # the engine call of predict and predict_lean, on arrays already checked: FNN_OK, or
+        # FNN_ENONFINITE when check_x found a NaN or infinity; any other status raises
+        cdef list raised = []
+        cdef int st
+        self._enter()
+        try:
+            with nogil:
+                if self.is_f64:
+                    st = _predict(<double *>out, params, state, X, n, self.ws, &self.net, link, check_x,
+                                  <void *>raised)
+                else:
+                    st = _predict(<float *>out, params, state, X, n, self.ws, &self.net, link, check_x,
+                                  <void *>raised)
+        finally:
+            self._leave()
         if st == FNN_EINTR and raised:
             raise raised[0]
         if st == FNN_ENONFINITE and check_x:
@@ -369,15 +364,12 @@ cdef cnp.npy_intp _lean_x_rows(object X, int typenum, int64_t n_inputs) noexcept
 
 
 cdef void *_plain_data(object a, int ndim, int typenum, cnp.npy_intp rows) noexcept:
-    # a's data, when a is an ndarray (no subclass) the engine reads as it is: ndim-D, C-contiguous,
-    # aligned, of typenum in native byte order, with at least `rows` rows; else NULL
-    if type(a) is not _ndarray:
+    # a's data, when a is an ndarray the engine reads as it is (_native_array, C-contiguous, with
+    # at least `rows` rows); else NULL
+    if (not _native_array(a, ndim, typenum) or not cnp.PyArray_IS_C_CONTIGUOUS(<cnp.ndarray>a)
+            or cnp.PyArray_DIMS(<cnp.ndarray>a)[0] < rows):
         return NULL
-    cdef cnp.ndarray arr = <cnp.ndarray>a
-    if (cnp.PyArray_NDIM(arr) != ndim or cnp.PyArray_TYPE(arr) != typenum  # ISCARRAY_RO: byte order too
-            or not cnp.PyArray_ISCARRAY_RO(arr) or cnp.PyArray_DIMS(arr)[0] < rows):
-        return NULL
-    return cnp.PyArray_DATA(arr)
+    return cnp.PyArray_DATA(<cnp.ndarray>a)
 
 
 cdef int _predict(floating *out, const void *params, const void *state, const void *X, int64_t n, void *ws,
