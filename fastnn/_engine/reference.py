@@ -14,7 +14,7 @@ import numpy as np
 from . import activations as _activations, losses as _losses, records as _records
 from .codes import CTR_SAMPLES, CTR_STEP, FORMS, ORDERS, RNG_DROPOUT, RNG_SHUFFLE, SK_LOSSES, STATUSES
 from .codes import c_constants as _c_constants
-from .validation import nonfinite_error as _nonfinite_error
+from .validation import FLOAT_DTYPES as _FLOATS, nonfinite_error as _nonfinite_error  # native byte order
 
 BACKEND = "python"
 
@@ -459,9 +459,6 @@ def lean_rows(X, params, n_inputs):
     C-contiguous, aligned, of params' dtype in native byte order, n_inputs wide), else 0."""
     ok = type(params) is np.ndarray and params.dtype in _FLOATS and _lean_x(X, params.dtype, n_inputs)
     return X.shape[0] if ok else 0
-
-
-_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))  # native byte order only
 
 
 def _lean_x(X, dtype, n_inputs):
