@@ -16,12 +16,14 @@
 
 #define REF_MR 4
 #define REF_NR 8
-#define PAR_MIN_FLOPS (64 * 64 * 64) /* below this m*n*k, one thread */
-#define PAR_MIN_FLOPS_MANY (32 * 32 * 32) /* the same from GRID_MIN_THREADS threads: there the operands
-                                             of a step's small products lie in other cores' caches,
-                                             and reading them from several cores pays (the MNIST
-                                             output layer's three products, 128 x 10 x 128: 21 to
-                                             15 ms an epoch on 16 threads) */
+#define PAR_MIN_FLOPS (32 * 32 * 32) /* below this m*n*k, one thread. Inside a running team a
+                                        split costs one job, and the operands of a step's small
+                                        products lie in other cores' caches: the MNIST output
+                                        layer's three products, 128 x 10 x 128, 21 to 15 ms an
+                                        epoch on 16 threads; on 2 (Zen 3 VM, phase clock, 2 runs
+                                        each) 20-21 to 15-16 ms at batch 128, 12.2 to 10.2 ms at
+                                        batch 32. A standalone call starts a team only from
+                                        2^21 (fnn_gemm). */
 #define SLABS_PER_THREAD 4           /* slabs of C handed out per thread and call */
 #define SKINNY_SEG 1024              /* rows of B listed at a time by skinny_row */
 #define UNPACKED_B_M 32              /* up to this many rows of C, op(B) is not packed (no trans_b):
@@ -693,12 +695,12 @@ static int FN(grid_mode)(void) {
     return 2;
 }
 
-static double FN(par_min)(int nt) {
+static double FN(par_min)(void) {
 #ifdef FNN_PROFILE
     const char *e = getenv("FNN_PAR_MIN");
     if (e) return atof(e);
 #endif
-    return nt >= GRID_MIN_THREADS ? PAR_MIN_FLOPS_MANY : PAR_MIN_FLOPS;
+    return PAR_MIN_FLOPS;
 }
 
 /* Shared op(B) (see gemm_team): task t packs panel t % nb of k block t / nb. */
@@ -762,7 +764,7 @@ static int FN(gemm_team)(fnn_team *team, real *C, const real *A, const real *B, 
     j.K = fnn_active_arch()->f64;
 #endif
     int nt = fnn_team_size(team);
-    if ((double)m * (double)n * (double)k < FN(par_min)(nt)) nt = 1;
+    if ((double)m * (double)n * (double)k < FN(par_min)()) nt = 1;
     /* packing space this call needs per thread: within what fnn_gemm_work_size_for(m, n, k) gave */
     j.pa_size = (size_t)(min64(j.K.mc, (m + j.K.mr - 1) / j.K.mr * j.K.mr) * min64(j.K.kc, k));
     j.per_thread = FN(per_thread_for)(&j.K, m, n, k);

@@ -75,8 +75,9 @@ def close(got, want, dtype, **kw):
 # Microkernel tiles (MR x NR) of every compiled ISA: ref 4x8 (gemm.c), avx2 6x16 float / 6x8
 # double (gemm_avx2.c), avx512 8x32 float / 8x16 double (gemm_avx512.c; 14x32 / 14x16 in the
 # previous tuning, kept so either build is covered). Cache blocks: KC <= 800, MC <= 512,
-# NC <= 4096, so k = 801, m = 513 and n = 4097 cross a block boundary on every ISA. Products of
-# at least 64^3 flops run threaded, each thread on a range of C's columns (rows when C is narrow).
+# NC <= 4096, so k = 801, m = 513 and n = 4097 cross a block boundary on every ISA. A standalone
+# product of at least 2^21 m*n*k runs on the team (fnn_gemm), each thread on slabs of C's columns
+# (rows when C is narrow); inside the engine's team, from 32^3.
 TILES = [(4, 8), (6, 16), (6, 8), (8, 32), (8, 16), (14, 32), (14, 16)]
 SIZES = (1, 3, 7, 33, 129, 257)
 _shape_rng = np.random.default_rng(7)
@@ -94,8 +95,8 @@ SHAPES = {  # name: (m, n, k)
     "kc+1": (9, 17, 801),
     "mc+1": (513, 9, 17),
     "nc+1": (5, 4097, 9),
-    "threads-by-rows": (1001, 19, 37),   # >= 64^3 flops, narrow C: threads split the rows
-    "threads-by-cols": (23, 1001, 37),   # threads split the columns
+    "threads-by-rows": (1001, 19, 111),  # >= 2^21 m*n*k, narrow C: threads split the rows
+    "threads-by-cols": (23, 1001, 93),   # threads split the columns
     # packing fills its buffer to the last element: a block of A exactly MC x KC (AVX2 float:
     # 144 x 256), whole 6-row panels at depths that are multiples of 8, and the per-thread copy of
     # a shared A (m <= MC, k <= KC): a store past a panel's end would reach packed B
