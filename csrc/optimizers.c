@@ -13,6 +13,8 @@
 #include "internal.h"
 
 #define OPT_CHUNK 16384 /* elements per task when an update is shared between threads */
+#define FNN_OPT_INLINE static inline __attribute__((always_inline)) /* see plan_range */
+enum { PLAIN, DECAY, PENALISED }; /* the range loops' modes (see G_TERM) */
 #define FNN_SELF "optimizers.c"
 #include "instantiate.h"
 
@@ -51,110 +53,137 @@ static inline real FN(penalised)(real g, real p, real l2, real l1) {
     return g + l2 * p + l1 * sign;
 }
 
+/* The range loops below take `mode` as a constant (they are always inlined into plan_range):
+ * PLAIN, no penalty and no decay (l2 = l1 = 0, shrink = 1): the gradient term is g itself and p is
+ * not rescaled; DECAY, decoupled decay only (AdamW, shrink != 1): g itself; PENALISED, the general
+ * form. Each gives the same values as the general form (for finite parameters, up to the sign of a
+ * zero), without the work of a term that is zero. Adam's update is bound by its square root and
+ * division: on 1 thread of the Zen 3 VM, 235 K float parameters took 114-123 us a step with the
+ * penalty's work and take 83 without it, against 79 for the square roots and divisions alone. */
+#define G_TERM(i) (mode == PENALISED ? FN(penalised)(g[i], p[i], l2, l1) : g[i])
+#define P_KEPT(i) (mode == PLAIN ? p[i] : p[i] * shrink)
+
 /* Each update runs over [0, n_decay) with the penalties and over [n_decay, n) without: two
  * branch-free loops that vectorise, instead of a test per element. */
-FNN_CLONES static void FN(sgd_range)(real *restrict p, real *restrict vel, const real *restrict g, int64_t i0,
-                          int64_t i1, real lr, real mu, int nesterov, real l2, real l1, real shrink) {
-    if (mu == 0 && l2 == 0 && l1 == 0 && shrink == 1) { /* the same values, without the penalty's work */
-        for (int64_t i = i0; i < i1; i++) p[i] = p[i] - lr * g[i];
-    } else if (mu == 0) {
-        for (int64_t i = i0; i < i1; i++) p[i] = p[i] * shrink - lr * FN(penalised)(g[i], p[i], l2, l1);
+FNN_OPT_INLINE void FN(sgd_range)(real *restrict p, real *restrict vel, const real *restrict g, int64_t i0,
+                                  int64_t i1, real lr, real mu, int nesterov, real l2, real l1,
+                                  real shrink, const int mode) {
+    if (mu == 0) {
+        for (int64_t i = i0; i < i1; i++) p[i] = P_KEPT(i) - lr * G_TERM(i);
     } else if (nesterov) {
         for (int64_t i = i0; i < i1; i++) {
-            const real gi = FN(penalised)(g[i], p[i], l2, l1);
+            const real gi = G_TERM(i);
             const real v = mu * vel[i] + gi;
             vel[i] = v;
-            p[i] = p[i] * shrink - lr * (gi + mu * v);
+            p[i] = P_KEPT(i) - lr * (gi + mu * v);
         }
     } else {
         for (int64_t i = i0; i < i1; i++) {
-            const real v = mu * vel[i] + FN(penalised)(g[i], p[i], l2, l1);
+            const real v = mu * vel[i] + G_TERM(i);
             vel[i] = v;
-            p[i] = p[i] * shrink - lr * v;
+            p[i] = P_KEPT(i) - lr * v;
         }
     }
 }
 
 /* scikit-learn's SGD (_stochastic_optimizers.SGDOptimizer): the velocity holds the step itself.
  * Without momentum it is plain SGD, the same step as sgd_range's. */
-FNN_CLONES static void FN(sgd_sk_range)(real *restrict p, real *restrict vel, const real *restrict g, int64_t i0,
-                          int64_t i1, real lr, real mu, int nesterov, real l2, real l1, real shrink) {
+FNN_OPT_INLINE void FN(sgd_sk_range)(real *restrict p, real *restrict vel, const real *restrict g, int64_t i0,
+                                     int64_t i1, real lr, real mu, int nesterov, real l2, real l1,
+                                     real shrink, const int mode) {
     if (mu == 0) {
-        FN(sgd_range)(p, vel, g, i0, i1, lr, mu, nesterov, l2, l1, shrink);
+        FN(sgd_range)(p, vel, g, i0, i1, lr, mu, nesterov, l2, l1, shrink, mode);
     } else if (nesterov) {
         for (int64_t i = i0; i < i1; i++) {
-            const real gi = FN(penalised)(g[i], p[i], l2, l1);
+            const real gi = G_TERM(i);
             const real v = mu * vel[i] - lr * gi;
             vel[i] = v;
-            p[i] = p[i] * shrink + (mu * v - lr * gi);
+            p[i] = P_KEPT(i) + (mu * v - lr * gi);
         }
     } else {
         for (int64_t i = i0; i < i1; i++) {
-            const real v = mu * vel[i] - lr * FN(penalised)(g[i], p[i], l2, l1);
+            const real v = mu * vel[i] - lr * G_TERM(i);
             vel[i] = v;
-            p[i] = p[i] * shrink + v;
+            p[i] = P_KEPT(i) + v;
         }
     }
 }
 
 /* scikit-learn's Adam (_stochastic_optimizers.AdamOptimizer): lr_t = lr sqrt(1 - b2^t) / (1 - b1^t)
  * is given as lr; p -= lr_t m / (sqrt(v) + eps). */
-FNN_CLONES static void FN(adam_sk_range)(real *restrict p, real *restrict m, real *restrict v,
-                           const real *restrict g, int64_t i0, int64_t i1, real lr_t, real b1, real b2,
-                           real eps, real l2, real l1, real shrink) {
+FNN_OPT_INLINE void FN(adam_sk_range)(real *restrict p, real *restrict m, real *restrict v,
+                                      const real *restrict g, int64_t i0, int64_t i1, real lr_t, real b1,
+                                      real b2, real eps, real l2, real l1, real shrink, const int mode) {
     for (int64_t i = i0; i < i1; i++) {
-        const real gi = FN(penalised)(g[i], p[i], l2, l1);
+        const real gi = G_TERM(i);
         const real mi = b1 * m[i] + (1 - b1) * gi;
         const real vi = b2 * v[i] + (1 - b2) * gi * gi;
         m[i] = mi;
         v[i] = vi;
-        p[i] = p[i] * shrink - lr_t * mi / (SQRT(vi) + eps);
+        p[i] = P_KEPT(i) - lr_t * mi / (SQRT(vi) + eps);
     }
 }
 
-FNN_CLONES static void FN(adam_range)(real *restrict p, real *restrict m, real *restrict v,
-                           const real *restrict g, int64_t i0, int64_t i1, real lr, real b1, real b2,
-                           real eps, real l2, real l1, real shrink, real c1, real c2) {
+FNN_OPT_INLINE void FN(adam_range)(real *restrict p, real *restrict m, real *restrict v,
+                                   const real *restrict g, int64_t i0, int64_t i1, real lr, real b1, real b2,
+                                   real eps, real l2, real l1, real shrink, real c1, real c2,
+                                   const int mode) {
     for (int64_t i = i0; i < i1; i++) {
-        const real gi = FN(penalised)(g[i], p[i], l2, l1);
+        const real gi = G_TERM(i);
         const real mi = b1 * m[i] + (1 - b1) * gi;
         const real vi = b2 * v[i] + (1 - b2) * gi * gi;
         m[i] = mi;
         v[i] = vi;
-        p[i] = p[i] * shrink - lr * (mi * c1) / (SQRT(vi * c2) + eps);
+        p[i] = P_KEPT(i) - lr * (mi * c1) / (SQRT(vi * c2) + eps);
     }
 }
 
-FNN_CLONES static void FN(rmsprop_range)(real *restrict p, real *restrict s, const real *restrict g, int64_t i0,
-                              int64_t i1, real lr, real rho, real eps, real l2, real l1, real shrink) {
+FNN_OPT_INLINE void FN(rmsprop_range)(real *restrict p, real *restrict s, const real *restrict g, int64_t i0,
+                                      int64_t i1, real lr, real rho, real eps, real l2, real l1,
+                                      real shrink, const int mode) {
     for (int64_t i = i0; i < i1; i++) {
-        const real gi = FN(penalised)(g[i], p[i], l2, l1);
+        const real gi = G_TERM(i);
         const real si = rho * s[i] + (1 - rho) * gi * gi;
         s[i] = si;
-        p[i] = p[i] * shrink - lr * gi / (SQRT(si) + eps);
+        p[i] = P_KEPT(i) - lr * gi / (SQRT(si) + eps);
     }
 }
 
-/* One optimizer update over [lo, hi) of p and its slots, gradient g (same indexing), penalised
- * (l2, l1, decoupled decay) or not. */
-static void FN(plan_range)(const FN(fnn_opt_plan) *q, real *p, real *s1, real *s2, const real *g,
-                           int64_t lo, int64_t hi, int decay) {
-    const real l2 = decay ? q->l2 : 0, l1 = decay ? q->l1 : 0, shrink = decay ? q->shrink : 1;
+/* The optimizer's loop over [lo, hi), for one constant `mode`. */
+FNN_OPT_INLINE void FN(kind_range)(const FN(fnn_opt_plan) *q, real *p, real *s1, real *s2, const real *g,
+                                   int64_t lo, int64_t hi, real l2, real l1, real shrink, const int mode) {
     switch (q->kind) {
     case FNN_OPT_SGD:
         if (q->form == FNN_FORM_SKLEARN)
-            FN(sgd_sk_range)(p, s1, g, lo, hi, q->lr, q->mu, q->nesterov, l2, l1, shrink);
+            FN(sgd_sk_range)(p, s1, g, lo, hi, q->lr, q->mu, q->nesterov, l2, l1, shrink, mode);
         else
-            FN(sgd_range)(p, s1, g, lo, hi, q->lr, q->mu, q->nesterov, l2, l1, shrink);
+            FN(sgd_range)(p, s1, g, lo, hi, q->lr, q->mu, q->nesterov, l2, l1, shrink, mode);
         break;
     case FNN_OPT_ADAM:
         if (q->form == FNN_FORM_SKLEARN)
-            FN(adam_sk_range)(p, s1, s2, g, lo, hi, q->c1, q->b1, q->b2, q->eps, l2, l1, shrink);
+            FN(adam_sk_range)(p, s1, s2, g, lo, hi, q->c1, q->b1, q->b2, q->eps, l2, l1, shrink, mode);
         else
-            FN(adam_range)(p, s1, s2, g, lo, hi, q->lr, q->b1, q->b2, q->eps, l2, l1, shrink, q->c1, q->c2);
+            FN(adam_range)(p, s1, s2, g, lo, hi, q->lr, q->b1, q->b2, q->eps, l2, l1, shrink, q->c1,
+                           q->c2, mode);
         break;
-    default: FN(rmsprop_range)(p, s1, g, lo, hi, q->lr, q->rho, q->eps, l2, l1, shrink);
+    default: FN(rmsprop_range)(p, s1, g, lo, hi, q->lr, q->rho, q->eps, l2, l1, shrink, mode);
     }
+}
+
+#undef G_TERM
+#undef P_KEPT
+
+/* One optimizer update over [lo, hi) of p and its slots, gradient g (same indexing), penalised
+ * (l2, l1, decoupled decay) or not. */
+FNN_CLONES static void FN(plan_range)(const FN(fnn_opt_plan) *q, real *p, real *s1, real *s2, const real *g,
+                                      int64_t lo, int64_t hi, int decay) {
+    const real l2 = decay ? q->l2 : 0, l1 = decay ? q->l1 : 0, shrink = decay ? q->shrink : 1;
+    if (l2 != 0 || l1 != 0)
+        FN(kind_range)(q, p, s1, s2, g, lo, hi, l2, l1, shrink, PENALISED);
+    else if (shrink != 1)
+        FN(kind_range)(q, p, s1, s2, g, lo, hi, 0, 0, shrink, DECAY);
+    else
+        FN(kind_range)(q, p, s1, s2, g, lo, hi, 0, 0, 1, PLAIN);
 }
 
 /* The update over [lo, hi): penalised below n_decay, plain from there on. */
