@@ -969,6 +969,34 @@ def test_sgd_one_step_equals_closed_form(which, dtype, penalties, nesterov, kern
     np.testing.assert_array_equal(vv, vel)  # momentum 0 leaves the velocity alone
 
 
+@pytest.mark.parametrize("which", IMPLS)
+@pytest.mark.parametrize("case", OPT_CASES.values(), ids=OPT_CASES.keys())
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_an_infinite_weight_without_a_penalty_stays_as_it_is(which, dtype, case):
+    """Without l2 or l1 there is no penalty term (not g + 0 p, which is NaN for an infinite p):
+    a weight at +-inf with a zero gradient stays there and its optimizer state stays finite,
+    with or without decoupled decay, on both backends alike. With l2 the term is there: NaN."""
+    be = impl(which)
+    fname, n_slots, hyper = case
+    for extra, expect_nan in (({}, False), ({"weight_decay": 0.05}, False), ({"l2": 1e-2}, True),
+                              ({"l1": 1e-2}, True)):
+        p = np.array([-np.inf, np.inf, 0.5, 1.0], dtype)
+        slots = [np.zeros(4, dtype) for _ in range(n_slots)]
+        g = np.array([0, 0, 0.25, -0.5], dtype)
+        with np.errstate(invalid="ignore"):  # the oracle's NaN from inf * l2 - inf ...
+            if fname == "adam_update":
+                be.adam_update(p, *slots, g, 4, 1, **hyper, **extra)
+            else:
+                getattr(be, fname)(p, *slots, g, 4, **hyper, **extra)
+        if expect_nan:
+            assert np.isnan(p[:2]).all(), (extra, p)
+        else:
+            assert p[0] == -np.inf and p[1] == np.inf, (extra, p)
+            for s in slots:
+                assert np.isfinite(s).all() and (s[:2] == 0).all(), (extra, s)
+        assert np.isfinite(p[2:]).all()
+
+
 # =================================================================================================
 # 6. random numbers, dropout, batch normalisation
 # =================================================================================================

@@ -244,11 +244,14 @@ def loss_backward(loss, dZ, Z, T=None, labels=None, sw=None):
 
 # -- optimizers ------------------------------------------------------------------------------------
 def _penalised(p, g, n_decay, lr, l2, l1, weight_decay):
-    """g' = g + l2 p + l1 sign(p) and p (1 - lr wd) on the decayed prefix."""
+    """g' = g + l2 p + l1 sign(p) and p (1 - lr wd) on the decayed prefix. Without a penalty
+    (l2 = l1 = 0 in the dtype) there is no penalty term at all, as in the compiled loops' plain
+    and decay-only forms: g + 0 p would turn an infinite weight into NaN."""
     dt = p.dtype.type
     g = g.copy()
     d = slice(0, n_decay)
-    g[d] = g[d] + dt(l2) * p[d] + dt(l1) * np.sign(p[d])
+    if dt(l2) != 0 or dt(l1) != 0:
+        g[d] = g[d] + dt(l2) * p[d] + dt(l1) * np.sign(p[d])
     p[d] = p[d] * dt(1 - lr * weight_decay)
     return g
 
