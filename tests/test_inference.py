@@ -620,6 +620,87 @@ def test_a_predict_from_a_signal_handler_into_the_running_predict_raises():
     np.testing.assert_array_equal(model.predict_proba(small), model.predict_proba(small.copy()))
 
 
+SIGNAL_PREDICT_SCRIPT = """
+import signal, time, numpy as np, fastnn
+rng = np.random.default_rng(0)
+X = rng.standard_normal((6000, 20)).astype(np.float32)
+m = fastnn.Sequential([fastnn.Dense(64, activation="relu"), fastnn.Dense(3)], seed=0)
+m.compile("adam", "cross_entropy").build(20)
+with m._built.pool._lock:  # what a handler that lands inside the pool's lookup finds
+    m.predict(X[:37])  # a row count not seen yet: the lookup takes the pool's lock
+sizes = iter(rng.integers(1, 6000, 10**7))
+busy, done = [False], [0, 0]
+def handler(signum, frame):
+    if busy[0]:
+        return
+    busy[0] = True
+    try:
+        m.predict(X[:next(sizes)])
+        done[0] += 1
+    except RuntimeError:  # landed inside the same engine's call: refused, documented
+        done[1] += 1
+    finally:
+        busy[0] = False
+signal.signal(signal.SIGALRM, handler)
+signal.setitimer(signal.ITIMER_REAL, 0.002, 0.002)
+t0, calls = time.time(), 0
+while time.time() - t0 < 3:
+    m.predict(X[:next(sizes)])  # row counts it has not seen: the pool's lock is taken
+    calls += 1
+signal.setitimer(signal.ITIMER_REAL, 0, 0)
+print(calls, done[0], done[1])
+"""
+
+
+@needs_c
+@pytest.mark.skipif(not hasattr(__import__("signal"), "setitimer"), reason="no setitimer")
+def test_predicts_from_a_signal_handler_never_wait_for_their_own_thread(tmp_path):
+    """A SIGALRM handler predicts every 2 ms while the main thread predicts row counts it has not
+    seen. A handler that lands inside the engine pool's lookup (the main thread holding its lock)
+    goes on, as one landing inside the same engine's call is refused; with a plain lock it waited
+    for ever (the hostile tester's finding). In a child, so that a hang fails instead of stalling."""
+    import os
+    import subprocess
+    import sys
+    root = os.path.dirname(os.path.dirname(fastnn.__file__))
+    env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""), FASTNN_BACKEND="c")
+    try:
+        out = subprocess.run([sys.executable, "-c", SIGNAL_PREDICT_SCRIPT], env=env, capture_output=True,
+                             text=True, timeout=60, cwd=tmp_path)
+    except subprocess.TimeoutExpired:
+        pytest.fail("a predict from a signal handler waited for its own thread")
+    assert out.returncode == 0, out.stdout + out.stderr
+    calls, handled, refused = map(int, out.stdout.split())
+    assert calls > 10 and handled > 10, out.stdout
+
+
+@needs_c
+def test_an_engine_held_by_this_thread_is_refused_and_another_thread_waits_for_it():
+    """The lock of an engine pair is held across calls (a fit's epochs, a gradient in chunks). Its
+    holder's own thread coming back to it (a signal handler or callback inside that work) gets
+    RuntimeError instead of waiting for ever; another thread waits, then runs."""
+    import threading
+    fastnn.set_backend("c")
+    model = lean_model("float32", n_in=12, widths=(8,))
+    rng = np.random.default_rng(3)
+    X, y = rng.random((50, 12), dtype=np.float32), rng.integers(0, 3, 50)
+    want = model.gradient(X, y)
+    _, lock = model._built.pool.get(50, "gradient")
+    got, errors = [], []
+    other = threading.Thread(target=lambda: got.append(model.gradient(X, y)))
+    with lock:
+        with pytest.raises(RuntimeError, match="in use by the call that this signal handler or callback"):
+            model.gradient(X, y)
+        other.start()
+        other.join(0.3)
+        assert other.is_alive() and not got  # waiting for the lock
+    other.join(30)
+    assert not other.is_alive() and len(got) == 1
+    assert got[0][0] == want[0]
+    np.testing.assert_array_equal(got[0][1], want[1])
+    np.testing.assert_array_equal(model.gradient(X, y)[1], want[1])  # usable afterwards
+
+
 @needs_c
 def test_ctrl_c_reaches_a_predict_that_waits_for_another_threads_call():
     """The main thread's predict waits for another thread's call on the same engine; SIGINT then

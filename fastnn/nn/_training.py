@@ -37,6 +37,29 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_engines_after_fork)
 
 
+class EngineLock:
+    """The lock of an engine pair, held for work that spans several engine calls (a fit's epochs,
+    a gradient in chunks). Another thread waits for it. The thread that holds it can only come
+    back to it from a signal handler or a callback that runs inside that work: waiting there
+    would wait for ever, so that raises RuntimeError instead, as a re-entrant engine call does."""
+
+    def __init__(self):
+        self._lock = threading.RLock()  # re-entrant: the holder's own signal handler never blocks
+        self._owner = None
+
+    def __enter__(self):
+        if self._owner == threading.get_ident():
+            raise RuntimeError("this model's engine is in use by the call that this signal handler "
+                               "or callback interrupted; call it again once that call returns")
+        self._lock.acquire()
+        self._owner = threading.get_ident()
+        return self
+
+    def __exit__(self, *exc):
+        self._owner = None
+        self._lock.release()
+
+
 class EnginePool:
     """Engines (each with a workspace allocated once) for one plan and dtype, at most three per
     purpose. A workspace serves one call at a time: the engine itself makes a call from another
@@ -52,7 +75,8 @@ class EnginePool:
     def _forget(self):
         """No engines: a new lock and empty caches (at start, and in a child after os.fork, where
         an engine or lock that another thread of the parent held would stay held for good)."""
-        self._lock = threading.Lock()
+        # re-entrant: a signal handler that predicts may interrupt its own thread inside get()
+        self._lock = threading.RLock()
         self._pools = {}
         self._answers = {}  # (rows, purpose, backend) -> the pair get() gave: a repeated call's answer
 
@@ -68,7 +92,7 @@ class EnginePool:
             if fits:
                 pair = min(fits, key=lambda pair: pair[0].batch)
             else:
-                pair = (self.plan.engine(module, self.dtype, rows), threading.Lock())
+                pair = (self.plan.engine(module, self.dtype, rows), EngineLock())
                 if len(pool) >= 3:
                     pool.pop(0)
                 pool.append(pair)
