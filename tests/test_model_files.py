@@ -5,6 +5,7 @@ epoch ends; fuzzed files either load or raise ValueError."""
 import json
 import os
 import random
+import stat
 import struct
 import subprocess
 import sys
@@ -393,6 +394,31 @@ def test_a_failing_save_leaves_the_previous_file_byte_identical_and_no_temporary
     assert path.read_bytes() == before
     assert os.listdir(tmp_path) == ["m.safetensors"]
     fastnn.load(path)
+
+
+def test_a_save_through_a_symlink_replaces_its_target_and_keeps_the_link(tmp_path):
+    target = saved(tmp_path)
+    link = tmp_path / "link.safetensors"
+    link.symlink_to(target.name)
+    model = big_model()
+    model.save(link)
+    assert link.is_symlink() and os.readlink(link) == target.name
+    np.testing.assert_array_equal(fastnn.load(target).get_weights()[0], model.get_weights()[0])
+    assert sorted(os.listdir(tmp_path)) == ["link.safetensors", "m.safetensors"]
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs")
+def test_a_save_over_a_fifo_or_a_directory_is_refused_and_leaves_it(tmp_path):
+    """The hostile tester's finding: the rename replaced a device (/dev/null, as root), a FIFO or a
+    symlink with a regular file."""
+    fifo, folder = tmp_path / "fifo", tmp_path / "folder.safetensors"
+    os.mkfifo(fifo)
+    folder.mkdir()
+    for path in (fifo, folder):
+        with pytest.raises(OSError, match="not a regular file"):
+            big_model().save(path)
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode) and folder.is_dir() and not any(folder.iterdir())
+    assert sorted(os.listdir(tmp_path)) == ["fifo", "folder.safetensors"]  # no temporary file left
 
 
 def test_a_save_beyond_the_file_size_limit_fails_and_leaves_the_previous_file(tmp_path):
