@@ -10,6 +10,11 @@
 #include <omp.h>
 #include <sched.h>
 #include <time.h>
+#if defined(__unix__) || defined(__APPLE__)
+#include <pthread.h>
+#include <signal.h>
+#define FNN_FORK_GUARD 1
+#endif
 #endif
 #if defined(__x86_64__) || defined(_M_X64)
 #include <xmmintrin.h>
@@ -144,6 +149,17 @@ static void worker_loop(fnn_team *t, int worker) {
 }
 #endif
 
+#ifdef FNN_FORK_GUARD
+/* A process forked after an OpenMP team ran: the child has one thread, but GNU OpenMP's pool
+ * still counts the parent's, and the child's first parallel region waits for them for ever
+ * (a multiprocessing "fork" pool that predicts would hang). Such a child runs every team on its
+ * calling thread: results never depend on the thread count. */
+static pthread_once_t fork_guard_once = PTHREAD_ONCE_INIT;
+static volatile sig_atomic_t forked_after_team = 0;
+static void child_after_fork(void) { forked_after_team = 1; }
+static void register_fork_guard(void) { pthread_atfork(NULL, NULL, child_after_fork); }
+#endif
+
 int fnn_with_team(int n_threads, int (*body)(fnn_team *, void *), void *ctx) {
     fnn_team team;
     team.size = 1;
@@ -155,6 +171,12 @@ int fnn_with_team(int n_threads, int (*body)(fnn_team *, void *), void *ctx) {
     atomic_init(&team.n_tasks, 0);
     const fp_mode saved = fp_enter();
     int result = FNN_OK;
+#ifdef FNN_FORK_GUARD
+    if (n_threads > 1) {
+        pthread_once(&fork_guard_once, register_fork_guard); /* before the first team starts */
+        if (forked_after_team) n_threads = 1;
+    }
+#endif
 #ifdef _OPENMP
     if (n_threads > 1) {
         team.size = n_threads;

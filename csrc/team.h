@@ -8,7 +8,8 @@
  * busy machine (a worker descheduled by the OS) the caller simply does more of the work itself
  * instead of stalling at a barrier; on a quiet one the workers spin briefly between jobs and pick
  * up the next job within microseconds. Without OpenMP, or with n == 1, tasks run inline.
- * Task results must not depend on which thread runs a task (tasks own disjoint outputs and
+ * In a process forked after a team ran, every team runs on its calling thread (GNU OpenMP cannot
+ * start one there). Task results must not depend on which thread runs a task (tasks own disjoint outputs and
  * `worker` only selects scratch memory), so results never depend on the thread count. */
 #ifndef FASTNN_TEAM_H
 #define FASTNN_TEAM_H

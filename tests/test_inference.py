@@ -756,6 +756,47 @@ print("child", os.waitstatus_to_exitcode(status))
 """
 
 
+FORK_AFTER_TEAM_SCRIPT = """
+import os, numpy as np, fastnn
+fastnn.set_num_threads(2)
+rng = np.random.default_rng(0)
+A = rng.standard_normal((300, 300)).astype(np.float32)
+want = fastnn.ops.gemm(A, A)  # 300^3 >= 2^21: a team of 2 threads runs
+model = fastnn.Sequential([fastnn.Dense(256, activation="relu"), fastnn.Dense(3)], seed=0)
+model.compile("adam", "cross_entropy").build(300)
+p_want = model.predict_proba(A)
+pid = os.fork()
+if pid == 0:  # the child's teams would wait for the parent's threads for ever
+    ok = (fastnn.ops.gemm(A, A) == want).all() and (model.predict_proba(A) == p_want).all()
+    model.fit(A, rng.integers(0, 3, 300), epochs=1, batch_size=100)
+    fastnn.set_num_threads(2)
+    ok = ok and (fastnn.ops.gemm(A, A) == want).all()
+    os._exit(0 if ok else 3)
+_, status = os.waitpid(pid, 0)
+print(os.waitstatus_to_exitcode(status))
+"""
+
+
+@needs_c
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="no os.fork")
+def test_a_child_forked_after_a_team_ran_computes_on_one_thread(tmp_path):
+    """The hostile tester's finding: after the parent ran a team (2 threads), a forked child's first
+    team waited for ever inside GNU OpenMP (a multiprocessing "fork" pool that predicts hung). Such a
+    child now runs its products, predictions and fits on its calling thread, with the same bits,
+    even after set_num_threads(2)."""
+    import os
+    import subprocess
+    import sys
+    root = os.path.dirname(os.path.dirname(fastnn.__file__))
+    env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""), FASTNN_BACKEND="c")
+    try:
+        out = subprocess.run([sys.executable, "-c", FORK_AFTER_TEAM_SCRIPT], env=env, capture_output=True,
+                             text=True, timeout=60, cwd=tmp_path)
+    except subprocess.TimeoutExpired:
+        pytest.fail("a child forked after a team ran hung in its first team")
+    assert out.returncode == 0 and out.stdout.split() == ["0"], out.stdout + out.stderr
+
+
 @needs_c
 @pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="no os.fork")
 def test_a_child_forked_while_another_thread_predicts_predicts(tmp_path):
