@@ -620,6 +620,22 @@ def test_a_predict_from_a_signal_handler_into_the_running_predict_raises():
     np.testing.assert_array_equal(model.predict_proba(small), model.predict_proba(small.copy()))
 
 
+def run_child(script, tmp_path, hang):
+    """(return code, stdout + stderr) of `script` in a Python child on the fastnn under test (not
+    the cwd's) and the compiled backend; the test fails with `hang` if the child runs past 60 s."""
+    import os
+    import subprocess
+    import sys
+    root = os.path.dirname(os.path.dirname(fastnn.__file__))
+    env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""), FASTNN_BACKEND="c")
+    try:
+        out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True,
+                             timeout=60, cwd=tmp_path)
+    except subprocess.TimeoutExpired:
+        pytest.fail(hang)
+    return out.returncode, out.stdout, out.stderr
+
+
 SIGNAL_PREDICT_SCRIPT = """
 import signal, time, numpy as np, fastnn
 rng = np.random.default_rng(0)
@@ -659,19 +675,11 @@ def test_predicts_from_a_signal_handler_never_wait_for_their_own_thread(tmp_path
     seen. A handler that lands inside the engine pool's lookup (the main thread holding its lock)
     goes on, as one landing inside the same engine's call is refused; with a plain lock it waited
     for ever (the hostile tester's finding). In a child, so that a hang fails instead of stalling."""
-    import os
-    import subprocess
-    import sys
-    root = os.path.dirname(os.path.dirname(fastnn.__file__))
-    env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""), FASTNN_BACKEND="c")
-    try:
-        out = subprocess.run([sys.executable, "-c", SIGNAL_PREDICT_SCRIPT], env=env, capture_output=True,
-                             text=True, timeout=60, cwd=tmp_path)
-    except subprocess.TimeoutExpired:
-        pytest.fail("a predict from a signal handler waited for its own thread")
-    assert out.returncode == 0, out.stdout + out.stderr
-    calls, handled, refused = map(int, out.stdout.split())
-    assert calls > 10 and handled > 10, out.stdout
+    code, out, err = run_child(SIGNAL_PREDICT_SCRIPT, tmp_path,
+                               "a predict from a signal handler waited for its own thread")
+    assert code == 0, out + err
+    calls, handled, refused = map(int, out.split())
+    assert calls > 10 and handled > 10, out
 
 
 @needs_c
@@ -784,17 +792,9 @@ def test_a_child_forked_after_a_team_ran_computes_on_one_thread(tmp_path):
     team waited for ever inside GNU OpenMP (a multiprocessing "fork" pool that predicts hung). Such a
     child now runs its products, predictions and fits on its calling thread, with the same bits,
     even after set_num_threads(2)."""
-    import os
-    import subprocess
-    import sys
-    root = os.path.dirname(os.path.dirname(fastnn.__file__))
-    env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""), FASTNN_BACKEND="c")
-    try:
-        out = subprocess.run([sys.executable, "-c", FORK_AFTER_TEAM_SCRIPT], env=env, capture_output=True,
-                             text=True, timeout=60, cwd=tmp_path)
-    except subprocess.TimeoutExpired:
-        pytest.fail("a child forked after a team ran hung in its first team")
-    assert out.returncode == 0 and out.stdout.split() == ["0"], out.stdout + out.stderr
+    code, out, err = run_child(FORK_AFTER_TEAM_SCRIPT, tmp_path,
+                               "a child forked after a team ran hung in its first team")
+    assert code == 0 and out.split() == ["0"], out + err
 
 
 @needs_c
@@ -802,14 +802,5 @@ def test_a_child_forked_after_a_team_ran_computes_on_one_thread(tmp_path):
 def test_a_child_forked_while_another_thread_predicts_predicts(tmp_path):
     """os.fork while another thread is inside an engine call: the child forgets the parent's
     engines (their locks stay held there for good) and predicts with new ones."""
-    import os
-    import subprocess
-    import sys
-    root = os.path.dirname(os.path.dirname(fastnn.__file__))  # the fastnn under test, not the cwd's
-    env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""), FASTNN_BACKEND="c")
-    try:
-        out = subprocess.run([sys.executable, "-c", FORK_SCRIPT], env=env, capture_output=True, text=True,
-                             timeout=60, cwd=tmp_path)
-    except subprocess.TimeoutExpired:
-        pytest.fail("the forked child hung on the engine another thread held")
-    assert out.returncode == 0 and out.stdout.split() == ["child", "0"], out.stdout + out.stderr
+    code, out, err = run_child(FORK_SCRIPT, tmp_path, "the forked child hung on the engine another thread held")
+    assert code == 0 and out.split() == ["child", "0"], out + err
