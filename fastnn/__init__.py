@@ -64,6 +64,8 @@ def set_num_threads(n):
     import operator
     from . import _engine as _backend
     try:
+        if isinstance(n, bool):
+            raise TypeError
         n = operator.index(n)
     except TypeError:
         raise TypeError(f"set_num_threads takes an integer, got {n!r}") from None

@@ -49,6 +49,22 @@ def test_thread_limit_refuses_what_is_not_a_positive_int(n):
         fastnn.thread_limit(n)
 
 
+def test_a_thread_limit_beyond_a_c_int_is_no_cap_on_either_backend(two_threads):
+    """The hostile tester's finding: thread_limit(2**31) raised OverflowError from the compiled
+    backend after the NumPy backend had taken the cap, and left it there."""
+    full = fastnn.get_num_threads()
+    with fastnn.thread_limit(2**31):
+        assert fastnn.get_num_threads() == full
+    assert all(b.get_thread_limit() == 0 for b in _engine._BACKENDS.values())
+
+
+@pytest.mark.parametrize("n", [True, False, 1.0, "2", None])
+def test_set_num_threads_takes_only_an_integer(n, two_threads):
+    with pytest.raises(TypeError, match="takes an integer"):
+        fastnn.set_num_threads(n)
+    assert fastnn.get_num_threads() == 2
+
+
 def test_estimator_n_threads_holds_during_fit_and_predict(two_threads):
     pytest.importorskip("sklearn")
     from sklearn.exceptions import ConvergenceWarning

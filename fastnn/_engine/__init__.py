@@ -103,7 +103,7 @@ class thread_limit:
     def __init__(self, n):
         if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
             raise ValueError(f"a thread limit must be a positive int or None, not {n!r}")
-        self.n = n
+        self.n = n if n is None else min(n, 1 << 20)  # any larger cap is none (the C int's range)
 
     def __enter__(self):
         self._saved = [(b, b.get_thread_limit()) for b in _BACKENDS.values()]
