@@ -58,9 +58,10 @@ static inline real FN(penalised)(real g, real p, real l2, real l1) {
  * not rescaled; DECAY, decoupled decay only (AdamW, shrink != 1): g itself; PENALISED, the general
  * form. Each gives the general form's values for finite parameters (up to the sign of a zero),
  * without the work of a term that is zero; an infinite weight stays infinite where the general
- * form's 0 p would make it NaN, as in the oracle (reference.py, _penalised). Adam's update is bound by its square root and
- * division: on 1 thread of the Zen 3 VM, 235 K float parameters took 114-123 us a step with the
- * penalty's work and take 83 without it, against 79 for the square roots and divisions alone. */
+ * form's 0 p would make it NaN, as in the oracle (reference.py, _penalised). Adam's update is
+ * bound by its square root and division: on 1 thread of the Zen 3 VM, 235 K float parameters
+ * took 114-123 us a step with the penalty's work and take 83 without it, against 79 for the
+ * square roots and divisions alone. */
 #define G_TERM(i) (mode == PENALISED ? FN(penalised)(g[i], p[i], l2, l1) : g[i])
 #define P_KEPT(i) (mode == PLAIN ? p[i] : p[i] * shrink)
 

@@ -9,8 +9,8 @@
  * instead of stalling at a barrier; on a quiet one the workers spin briefly between jobs and pick
  * up the next job within microseconds. Without OpenMP, or with n == 1, tasks run inline.
  * In a process forked after a team ran, every team runs on its calling thread (GNU OpenMP cannot
- * start one there). Task results must not depend on which thread runs a task (tasks own disjoint outputs and
- * `worker` only selects scratch memory), so results never depend on the thread count. */
+ * start one there). Task results must not depend on which thread runs a task (tasks own disjoint
+ * outputs and `worker` only selects scratch memory), so results never depend on the thread count. */
 #ifndef FASTNN_TEAM_H
 #define FASTNN_TEAM_H
 #include <stdint.h>
