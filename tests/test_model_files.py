@@ -5,10 +5,12 @@ epoch ends; fuzzed files either load or raise ValueError."""
 import json
 import os
 import random
+import shutil
 import stat
 import struct
 import subprocess
 import sys
+import tempfile
 import textwrap
 
 import numpy as np
@@ -419,6 +421,105 @@ def test_a_save_over_a_fifo_or_a_directory_is_refused_and_leaves_it(tmp_path):
             big_model().save(path)
     assert stat.S_ISFIFO(os.lstat(fifo).st_mode) and folder.is_dir() and not any(folder.iterdir())
     assert sorted(os.listdir(tmp_path)) == ["fifo", "folder.safetensors"]  # no temporary file left
+
+
+def test_a_save_over_a_read_only_file_is_refused_as_open_would_refuse_it(tmp_path):
+    """The rename needs only the directory's write permission, so a 0444 file was replaced where
+    open(path, "wb") refuses. Run as an unprivileged user (root may write anything): as root, a
+    child drops to uid 65534 after importing fastnn, in a directory anyone may write."""
+    folder = tempfile.mkdtemp(prefix="fastnn-ro-")
+    try:
+        os.chmod(folder, 0o777)
+        script = textwrap.dedent(f"""
+            import os, sys
+            sys.path.insert(0, {ROOT!r})
+            import fastnn
+            from fastnn.files import atomic
+            path = os.path.join({folder!r}, "m.safetensors")
+            m = fastnn.Sequential([fastnn.Dense(3)], seed=1).compile("sgd", "mse").build(2)
+            m.save(path)  # every module a save needs is imported while it still can be
+            os.remove(path)
+            if os.geteuid() == 0:
+                os.setgid(65534)
+                os.setuid(65534)
+            with open(path, "wb") as f:
+                f.write(b"before")
+            os.chmod(path, 0o444)
+            try:
+                open(path, "wb")
+            except PermissionError:
+                pass
+            else:
+                raise SystemExit("open() wrote a read-only file")
+            for save in (m.save, lambda p: atomic.atomic_write(p, lambda f: f.write(b"new"))):
+                try:
+                    save(path)
+                except PermissionError as exc:
+                    assert "read-only" in str(exc) and exc.filename == path, exc
+                else:
+                    raise SystemExit("saved over a read-only file")
+            with open(path, "rb") as f:
+                assert f.read() == b"before"
+            assert os.listdir({folder!r}) == ["m.safetensors"], os.listdir({folder!r})
+            print("refused")
+        """)
+        out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0 and out.stdout.strip() == "refused", (out.stdout, out.stderr)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_a_save_refuses_the_paths_open_refuses_with_open_s_errors(tmp_path):
+    """The hostile tester's findings: "ff/" replaced the file ff (realpath drops the slash); an
+    empty path gave EINVAL; a bytes path raised a TypeError about mixing bytes and str."""
+    plain = tmp_path / "ff"
+    plain.write_bytes(b"before")
+    write = lambda f: f.write(b"new")  # noqa: E731
+    for path, error in ((str(plain) + "/", IsADirectoryError), (str(tmp_path / "new") + "/", IsADirectoryError),
+                        (str(tmp_path) + "/", IsADirectoryError), ("", FileNotFoundError)):
+        with pytest.raises(error) as opened:
+            open(path, "wb")
+        with pytest.raises(error) as saved_:
+            atomic.atomic_write(path, write)
+        assert opened.value.errno == saved_.value.errno, path
+        with pytest.raises(error):
+            big_model().save(path)
+    assert plain.read_bytes() == b"before" and sorted(os.listdir(tmp_path)) == ["ff"]
+    atomic.atomic_write(os.fsencode(tmp_path) + b"/b\xe9.bin", write)  # bytes, not UTF-8: kept as bytes
+    assert (tmp_path / os.fsdecode(b"b\xe9.bin")).read_bytes() == b"new"
+    model = big_model()
+    model.save(os.fsencode(tmp_path / "m.safetensors"))
+    np.testing.assert_array_equal(fastnn.load(tmp_path / "m.safetensors").get_weights()[0], model.get_weights()[0])
+
+
+def test_a_save_under_the_longest_legal_name_works(tmp_path):
+    """The temporary file is ".name.XXXXXXXX.tmp": a 241-byte name made it longer than NAME_MAX."""
+    limit = os.pathconf(tmp_path, "PC_NAME_MAX")
+    for name in ("m" * limit, "\u00e9" * (limit // 2) + "x" * (limit % 2)):  # the cut splits a character
+        assert len(os.fsencode(name)) == limit
+        model = big_model()
+        model.save(tmp_path / name)
+        np.testing.assert_array_equal(fastnn.load(tmp_path / name).get_weights()[0], model.get_weights()[0])
+        model.save(tmp_path / name)  # and over it
+        assert os.listdir(tmp_path) == [name]
+        os.remove(tmp_path / name)
+
+
+def test_a_failing_check_leaves_the_previous_file_and_no_temporary_file(tmp_path):
+    path = tmp_path / "f"
+    path.write_bytes(b"before")
+    seen = []
+
+    def check(tmp):
+        seen.append((os.path.dirname(tmp), open(tmp, "rb").read()))
+        raise ValueError("wrong bytes")
+
+    with pytest.raises(ValueError, match="wrong bytes"):
+        atomic.atomic_write(path, lambda f: f.write(b"new"), check=check)
+    assert seen == [(str(tmp_path), b"new")]  # the check saw the complete file, beside the target
+    assert path.read_bytes() == b"before" and os.listdir(tmp_path) == ["f"]
+    atomic.atomic_write(path, lambda f: f.write(b"new"), check=lambda tmp: None)
+    assert path.read_bytes() == b"new"
 
 
 def test_a_save_beyond_the_file_size_limit_fails_and_leaves_the_previous_file(tmp_path):

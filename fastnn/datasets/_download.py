@@ -1,18 +1,20 @@
 """Download one file into a directory, all or nothing.
 
-The bytes stream into a temporary file beside the destination (same directory, so the final
-os.replace is an atomic rename on the same file system); the caller's check runs on the complete
-temporary file; only a file that passed it is renamed into place. On any failure, Ctrl-C included,
+The bytes stream into a temporary file beside the destination (fastnn.files.atomic's
+atomic_write: same directory, so the final os.replace is an atomic rename on the same file
+system); the caller's check runs on the complete temporary file; only a file that passed it is
+renamed into place. On any failure, Ctrl-C included,
 the temporary file is removed and the destination is untouched. A progress bar goes to stderr
 when stderr is a terminal (tqdm's when tqdm is installed), nothing otherwise.
 """
 import http.client
 import os
 import sys
-import tempfile
 import time
 import urllib.error
 import urllib.request
+
+from ..files.atomic import atomic_write
 
 CHUNK = 1 << 16
 
@@ -88,13 +90,6 @@ def progress_bar(total, label, stream=None):
     return tqdm(total=total, desc=label, unit="B", unit_scale=True, unit_divisor=1024, file=stream)
 
 
-def _remove(path):
-    try:
-        os.remove(path)
-    except OSError:
-        pass
-
-
 def download(url, dest, check, *, max_bytes, label=None, timeout=60.0):
     """Fetch `url` into the file `dest`. check(temp_path) must raise DownloadError when the
     downloaded bytes are wrong. More than `max_bytes` bytes is an error (a wrong or hostile
@@ -102,11 +97,11 @@ def download(url, dest, check, *, max_bytes, label=None, timeout=60.0):
     directory = os.path.dirname(os.path.abspath(dest))
     try:
         os.makedirs(directory, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(dest) + ".", suffix=".part", dir=directory)
     except OSError as exc:
         raise DownloadError(f"cannot write into {directory}: {exc}") from None
-    try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
+
+    def fetch(out):
+        with urllib.request.urlopen(url, timeout=timeout) as response:
             total = response.headers.get("Content-Length")
             total = int(total) if total and total.isdigit() else None
             bar = progress_bar(total, label or os.path.basename(dest))
@@ -123,20 +118,14 @@ def download(url, dest, check, *, max_bytes, label=None, timeout=60.0):
                     bar.update(len(chunk))
             finally:
                 bar.close()
-        check(tmp)
-        os.replace(tmp, dest)
+
+    try:  # atomic_write removes the temporary file on every failure, Ctrl-C included
+        atomic_write(dest, fetch, check=check)
     except DownloadError:
-        _remove(tmp)
         raise
     except urllib.error.HTTPError as exc:
-        _remove(tmp)
         raise DownloadError(f"{url}: HTTP {exc.code} {exc.reason}") from None
     except urllib.error.URLError as exc:
-        _remove(tmp)
         raise DownloadError(f"{url}: {exc.reason}") from None
     except (OSError, http.client.HTTPException, ValueError) as exc:  # resets, timeouts, bad URLs
-        _remove(tmp)
         raise DownloadError(f"{url}: {type(exc).__name__}: {exc}") from None
-    except BaseException:  # Ctrl-C: nothing half-written stays behind
-        _remove(tmp)
-        raise
