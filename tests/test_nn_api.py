@@ -289,6 +289,59 @@ def test_terminate_on_nan_stops_cleanly_instead_of_raising(backend):
 
 
 # -- hostile-test regressions ----------------------------------------------------------------------------
+@pytest.mark.parametrize("settings", [
+    dict(opt=fastnn.SGD(0.1, l2=3.5e38), name="l2"),                          # beyond float32 itself
+    dict(opt=fastnn.SGD(0.1, l1=1e39), name="l1"),
+    dict(opt=fastnn.AdamW(lr=1e20, weight_decay=1e20), name="lr x weight_decay"),
+    dict(opt=fastnn.SGD(1e20, l2=1e30), name="lr x l2"),                      # each finite, the product not
+    dict(opt=fastnn.RMSprop(1e20, l1=1e30), name="lr x l1"),
+])
+def test_an_update_whose_rate_and_penalty_overflow_the_dtype_is_refused_before_any_change(backend, settings):
+    """The hostile tester's finding: in float32, train_on_batch returned a finite loss and left
+    infinite weights, and a batched partial_fit wrote them and then blamed the user. Every update
+    of an ordinary weight overflows with these settings: fit, partial_fit and train_on_batch refuse
+    them, naming the term, and change nothing. float64 holds them."""
+    X, y = blobs()
+    m = mlp(bn=False).compile(settings["opt"], "cross_entropy").build(X.shape[1])
+    before = [a.copy() for a in (m._built.params, m._built.slots, m._built.counters)]
+    for call in (lambda: m.fit(X, y), lambda: m.partial_fit(X, y, batch_size=32),
+                 lambda: m.train_on_batch(X[:8], y[:8])):
+        with pytest.raises(ValueError, match=f": {settings['name']} is .* beyond the largest float32"):
+            call()
+        for a, b in zip(before, (m._built.params, m._built.slots, m._built.counters)):
+            np.testing.assert_array_equal(a, b)
+    m64 = fastnn.Sequential([fastnn.Dense(16, activation="relu"), fastnn.Dense(3)], dtype="float64")
+    m64.compile(settings["opt"], "cross_entropy").build(X.shape[1])
+    m64.train_on_batch(X[:8], y[:8])  # float64 holds these settings: no error
+
+
+@pytest.mark.parametrize("n_batches", [1, 2])
+def test_fit_rolls_back_an_epoch_whose_update_overflowed_even_in_its_last_batch(backend, n_batches):
+    """A finite rate and gradient can still overflow the update (lr 1e30 x a gradient of 1e9).
+    With one batch no later batch's loss meets the infinite weights: the epoch ended "ok" and the
+    model kept them. With two, the second batch's loss was caught but the message said the model
+    kept its last finite step, while it went back to the epoch's start. Now both restore the
+    weights of the epoch's start and say so; TerminateOnNaN stops with them."""
+    X, y = blobs(n=64)
+    X = X * 1e9
+    for callbacks in ([], [fastnn.TerminateOnNaN()]):
+        m = mlp(bn=False).compile(fastnn.SGD(1e30), "cross_entropy").build(X.shape[1])
+        m.lr_scale = 1e-30
+        m.fit(X[:4] * 1e-9, y[:4], batch_size=4)  # one ordinary epoch first
+        m.lr_scale = 1.0
+        start = [a.copy() for a in (m._built.params, m._built.slots, m._built.counters)]
+        if callbacks:
+            h = m.fit(X, y, batch_size=64 // n_batches, callbacks=callbacks)
+            assert h.terminated_on_nan
+        else:
+            with pytest.raises(fastnn.NonFiniteError,
+                               match="an update in epoch 1 overflowed float32 .* weights it had at the start"):
+                m.fit(X, y, batch_size=64 // n_batches)
+        for a, b in zip(start, (m._built.params, m._built.slots, m._built.counters)):
+            np.testing.assert_array_equal(a, b)
+        assert m.epochs_trained == 1
+
+
 def test_build_compile_and_fit_from_a_callback_raise_instead_of_corrupting_the_running_fit():
     X, y = blobs()
     m = fastnn.Sequential([fastnn.Dense(256, activation="relu"), fastnn.Dense(3)])
@@ -712,7 +765,7 @@ def test_a_learning_rate_the_dtype_cannot_hold_is_refused_and_no_step_is_taken(b
     m.fit(X, y)
     w = m.get_weights()
     m.lr_scale = 1e300
-    with pytest.raises(ValueError, match="learning rate of epoch 1 is .* not a finite float32"):
+    with pytest.raises(ValueError, match="epoch 1: the learning rate is 1e\\+301 .* beyond the largest float32"):
         m.fit(X, y)
     for a, b in zip(w, m.get_weights()):
         np.testing.assert_array_equal(a, b)
@@ -720,9 +773,17 @@ def test_a_learning_rate_the_dtype_cannot_hold_is_refused_and_no_step_is_taken(b
     for bad in (-2000, 1.5, "abc", None, 2 ** 64):
         with pytest.raises(ValueError, match="epochs_trained"):
             m.epochs_trained = bad
-    # the engine itself takes no step at a rate its dtype cannot hold (partial_fit has no check above it)
     m.lr_scale = 1e300
-    with pytest.raises(fastnn.NonFiniteError):
+    with pytest.raises(ValueError, match="partial_fit: the learning rate is 1e\\+301"):
         m.partial_fit(X, y)
+    # below that check, the engine itself takes no step at a rate its dtype cannot hold
+    from fastnn._engine.records import optim_record, result_record
+    b = m._built
+    engine, _ = b.pool.get(X.shape[0])
+    optim = optim_record(**m.optimizer.engine_fields(0), lr_scale=1e300)
+    Xc, T, labels, sw = m._check_xy(X, y, None)
+    status, _ = engine.train_step(result_record(), b.params, b.slots, b.state, b.counters, optim, Xc, T,
+                                  labels, sw, m.epochs_trained)
+    assert status == "nonfinite"
     for a, b in zip(w, m.get_weights()):
         np.testing.assert_array_equal(a, b)

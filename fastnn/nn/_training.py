@@ -192,6 +192,31 @@ def _nonfinite_state():
         "set finite values with set_weights, or build a new model")
 
 
+_FAR_BELOW_MAX = {np.dtype(np.float32): 1e38, np.dtype(np.float64): 1e307}
+
+
+def _check_update_scalars(model, built, lr, where):
+    """The update forms lr x (g + l2 w + l1 sign(w)) and w x (1 - lr x weight_decay) in the
+    model's dtype (csrc/optimizers.c): where the rate, a penalty or their product overflows it,
+    the update of every weight of ordinary size is infinite or NaN. Refused (ValueError) before
+    anything changes."""
+    dt = built.params.dtype
+    o = model.optimizer
+    far = _FAR_BELOW_MAX.get(dt, 0.0)
+    if max(o.l2, o.l1) < far and lr * max(1.0, o.l2, o.l1, o.weight_decay) < far:
+        return  # every term far below the dtype's largest value (in Python floats: an online call's cost)
+    terms = (("the learning rate", lr), ("l2", o.l2), ("l1", o.l1), ("lr x l2", lr * o.l2),
+             ("lr x l1", lr * o.l1), ("lr x weight_decay", lr * o.weight_decay))
+    with np.errstate(over="ignore"):
+        for name, value in terms:
+            if not np.isfinite(dt.type(value)):
+                rate = "" if name in ("l2", "l1") else (
+                    f" (the rate {lr:g} is lr {o.lr:g} x lr_scale {model.lr_scale:g} x the schedule)")
+                raise ValueError(
+                    f"{where}: {name} is {value:g}{rate}, beyond the largest {dt}: the update of "
+                    f"every weight would be infinite or NaN. Use a smaller rate or penalty, or float64")
+
+
 def _split_validation(model, X, T, labels, sw, split):
     n = X.shape[0]
     n_val = int(n * split)
@@ -278,12 +303,8 @@ def fit(model, X, y, epochs, batch_size, validation_data, validation_split, shuf
             cbs.on_epoch_begin(epoch)
             optim = _optim(model, built, horizon)
             lr = be.lr_at(optim, epoch, int(built.counters[CTR_STEP]), int(built.counters[CTR_SAMPLES]))
-            with np.errstate(over="ignore"):
-                lr_ok = np.isfinite(built.params.dtype.type(lr))
-            if not lr_ok:  # the schedules never rise within an epoch: its first rate is its largest
-                raise ValueError(f"the learning rate of epoch {epoch} is {lr:g} (lr {model.optimizer.lr:g} "
-                                 f"x lr_scale {model.lr_scale:g} x the schedule), not a finite "
-                                 f"{built.params.dtype}")
+            # the schedules never rise within an epoch: its first rate is its largest
+            _check_update_scalars(model, built, lr, f"epoch {epoch}")
             if order is not None:  # the caller's order of this epoch's rows
                 perm, mode = epoch_order(order(epoch), n), ORDERS["given"]
             else:
@@ -300,21 +321,32 @@ def fit(model, X, y, epochs, batch_size, validation_data, validation_split, shuf
                     status, raised = engine.train_epoch(*args)
             elapsed = time.perf_counter() - t0
             result = _totals(result)
-            if status != "ok":
-                if not built.finite():  # the engine never applies a failing step: restore anyway
+            # The engine never applies a step whose loss or gradient is not finite, but an update
+            # can overflow (weights or optimizer state of about the dtype's largest value): then
+            # the weights go back to the epoch's start. Checked after every epoch, also a finished
+            # one (an overflow in its last batch meets no later batch's loss).
+            finite = built.finite()
+            if status != "ok" or not finite:
+                if not finite:
                     built.restore(snap)
                 if status == "interrupted":
                     raise raised
-                if status == "nonfinite" and not built.finite():  # non-finite before the epoch
+                if not built.finite():  # non-finite before the epoch began
                     raise _nonfinite_state()
                 if terminate_on_nan:
                     history.terminated_on_nan = True
                     break
+                if finite:
+                    raise NonFiniteError(
+                        f"training diverged: the loss or a gradient became NaN or infinite at epoch "
+                        f"{epoch} batch {result['bad_batch']}; the model keeps the weights of the last "
+                        f"finite step (that batch was not applied). Try a smaller learning rate, or "
+                        f"check the inputs' scale.")
                 raise NonFiniteError(
-                    f"training diverged: the loss or a gradient became NaN or infinite at epoch "
-                    f"{epoch} batch {result['bad_batch']}; the model keeps the weights of the last "
-                    f"finite step (that batch was not applied). Try a smaller learning rate, or "
-                    f"check the inputs' scale.")
+                    f"training diverged: an update in epoch {epoch} overflowed "
+                    f"{built.params.dtype} (weights or optimizer state beyond its largest value); "
+                    f"the model keeps the weights it had at the start of that epoch. Try a smaller "
+                    f"learning rate, or check the inputs' scale.")
             logs = {"loss": result["loss_sum"] / result["weight_sum"] if result["weight_sum"] else float("nan")}
             if acc_den is not None:
                 logs["accuracy"] = result["correct"] / max(acc_den(result["samples"]), 1)
@@ -349,6 +381,10 @@ def partial_fit(model, X, y, sample_weight, batch_size):
     engine, engine_lock = built.pool.get(batch)
     result = result_record()
     optim = _optim(model, built, 0)
+    # the rate of this call's first step, its largest (the schedules never rise)
+    lr = _backend.current().lr_at(optim, model.epochs_trained, int(built.counters[CTR_STEP]),
+                                  int(built.counters[CTR_SAMPLES]))
+    _check_update_scalars(model, built, lr, "partial_fit")
     with engine_lock:
         if batch == n:  # one step on the rows as they are: no gather, threads only when worth it
             status, raised = engine.train_step(result, built.params, built.slots, built.state,
