@@ -35,6 +35,7 @@ Needs scikit-learn (pip install fastnn[sklearn]).
 """
 import copy
 import functools
+import os
 import sys
 import threading
 import warnings
@@ -96,7 +97,22 @@ def _constraints(sk_constraints):
     return c
 
 
-_FITTING, _FITTING_LOCK = set(), threading.Lock()
+_FITTING, _FITTING_LOCK = {}, threading.Lock()  # id(estimator) -> the thread fitting it
+
+
+def _forget_fits_of_vanished_threads():
+    """In a child after os.fork only the forking thread exists: the fits other threads of the
+    parent were running will never end there (and one of them may have held the lock)."""
+    global _FITTING_LOCK
+    _FITTING_LOCK = threading.Lock()
+    me = threading.get_ident()
+    for key, thread in list(_FITTING.items()):
+        if thread != me:
+            del _FITTING[key]
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_fits_of_vanished_threads)
 
 
 def _one_fit_at_a_time(fit):
@@ -109,12 +125,12 @@ def _one_fit_at_a_time(fit):
             if id(est) in _FITTING:
                 raise RuntimeError(f"cannot fit this {type(est).__name__}: its fit is already running "
                                    f"(called from one of its callbacks, or from another thread)")
-            _FITTING.add(id(est))
+            _FITTING[id(est)] = threading.get_ident()
         try:
             return fit(est, *args, **kwargs)
         finally:
             with _FITTING_LOCK:
-                _FITTING.discard(id(est))
+                _FITTING.pop(id(est), None)
     return guarded
 
 

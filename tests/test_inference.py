@@ -764,6 +764,61 @@ print("child", os.waitstatus_to_exitcode(status))
 """
 
 
+FORK_WHILE_FITTING_SCRIPT = """
+import os, threading, time, numpy as np, fastnn
+from fastnn import neural_network
+from fastnn.neural_network import MLPClassifier
+rng = np.random.default_rng(0)
+X, y = rng.random((4000, 32), dtype=np.float32), rng.integers(0, 3, 4000)
+m = fastnn.Sequential([fastnn.Dense(256, activation="relu"), fastnn.Dense(3)], seed=0).compile("adam", "cross_entropy")
+stop = threading.Event()
+class Stop(fastnn.Callback):
+    def on_epoch_end(self, epoch, logs=None):
+        self.model.stop_training = stop.is_set()
+est = MLPClassifier(hidden_layer_sizes=(256,), max_iter=10**6, tol=0, n_iter_no_change=10**6, random_state=0,
+                    callbacks=[Stop()])
+t1 = threading.Thread(target=lambda: m.fit(X, y, epochs=10**6, callbacks=[Stop()]))
+t2 = threading.Thread(target=lambda: est.fit(X, y))
+t1.start(); t2.start()
+deadline = time.monotonic() + 30
+while m._busy is None or id(est) not in neural_network._FITTING:  # both fits are running
+    assert time.monotonic() < deadline, "the fits did not start"
+    time.sleep(0.01)
+held, release = threading.Event(), threading.Event()
+def hold():  # a thread inside the estimators' registry of running fits at the fork
+    with neural_network._FITTING_LOCK:
+        held.set()
+        release.wait()
+t3 = threading.Thread(target=hold)
+t3.start()
+held.wait()
+pid = os.fork()
+if pid == 0:  # the threads that hold the model's lock and the estimator's fit do not exist here
+    try:
+        m.fit(X[:100], y[:100], epochs=1)
+        m.compile("sgd", "cross_entropy")
+        est.set_params(max_iter=2).fit(X[:100], y[:100])
+        os._exit(0)
+    except BaseException as exc:
+        print(type(exc).__name__, exc, flush=True)
+        os._exit(3)
+stop.set()
+release.set()
+_, status = os.waitpid(pid, 0)
+t1.join(); t2.join(); t3.join()
+print("child", os.waitstatus_to_exitcode(status))
+"""
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="no os.fork")
+def test_a_child_forked_while_other_threads_fit_can_fit(tmp_path):
+    """The hostile tester's finding: forked while another thread ran fit, the child could never
+    fit, compile or save that model ("being trained in another thread"), nor fit that estimator:
+    the thread holding their locks does not exist there."""
+    code, out, err = run_child(FORK_WHILE_FITTING_SCRIPT, tmp_path, "the forked child hung")
+    assert code == 0 and out.split() == ["child", "0"], out + err
+
+
 FORK_AFTER_TEAM_SCRIPT = """
 import os, numpy as np, fastnn
 fastnn.set_num_threads(2)

@@ -218,6 +218,7 @@ def encode_sequential(model, pending_epoch=None):
     """(tensors, documents) of a Sequential, taken under its lock (so also from a callback that
     fit runs; pending_epoch=(epoch, logs) adds the epoch ending now to the history)."""
     with model._exclusive("save the model", from_callback_ok=True):
+        model._check_arrays("save the model")
         b = model._built
         cb = model._schedule_callback
         documents = {

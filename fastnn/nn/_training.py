@@ -316,7 +316,8 @@ def fit(model, X, y, epochs, batch_size, validation_data, validation_split, shuf
             t0 = time.perf_counter()
             # the poller's thread starts and stops outside the engine's lock: whatever a progress
             # callback waits for, joining it never waits on that lock
-            with Poller(cbs, epoch, result, acc_den) if cbs.wants_progress else contextlib.nullcontext():
+            poller = Poller(cbs, epoch, result, acc_den) if cbs.wants_progress else None
+            with poller if poller is not None else contextlib.nullcontext():
                 with engine_lock:
                     status, raised = engine.train_epoch(*args)
             elapsed = time.perf_counter() - t0
@@ -355,6 +356,10 @@ def fit(model, X, y, epochs, batch_size, validation_data, validation_split, shuf
             logs["lr"] = lr
             logs["time"] = elapsed
             model.epochs_trained += 1
+            if poller is not None and poller.error is not None:
+                # raised from on_epoch_progress in the poller's thread: it ends fit here, once the
+                # epoch (which never leaves C) is over and counted, as one from on_epoch_end would
+                raise poller.error
             cbs.on_epoch_end(epoch, logs)
             if model.stop_training:
                 history.stopped_early = True

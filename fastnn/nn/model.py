@@ -24,6 +24,7 @@ exactly the trajectory the original would have taken.
 """
 import contextlib
 import copy
+import os
 import threading
 import weakref
 
@@ -39,6 +40,38 @@ from ._config import (Configurable, InstanceOf, Integral, Interval, Real, checke
 from ._layout import following_activation, make_plan
 from .layers import Layer
 from .optimizers import Optimizer, get_optimizer
+
+
+_LIVE_MODELS = weakref.WeakSet()
+
+
+def _free_models_of_vanished_threads():
+    """In a child after os.fork only the forking thread exists. A model that another thread of the
+    parent was training keeps its buffers as they were at the fork (possibly part-way through a
+    step) and gets a new lock: that thread, which held the old one, will never release it here. A
+    model the forking thread holds itself (a fork from one of its fit's callbacks) stays held: that
+    fit goes on in the child too, and releases it."""
+    for model in list(_LIVE_MODELS):
+        lock = model.__dict__.get("_lock")
+        if lock is None or lock._is_owned():
+            continue
+        if lock.acquire(blocking=False):
+            lock.release()
+        else:
+            model._lock, model._busy = threading.RLock(), None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_free_models_of_vanished_threads)
+
+
+def _describe(a):
+    if isinstance(a, np.ndarray):
+        flags = "" if a.flags.c_contiguous and a.flags.writeable else (
+            " (" + ", ".join(f for f, ok in (("not C-contiguous", a.flags.c_contiguous),
+                                              ("read-only", a.flags.writeable)) if not ok) + ")")
+        return f"a {a.dtype} array of shape {a.shape}{flags}"
+    return f"a {type(a).__name__}"
 
 
 def _dtype(v):
@@ -71,6 +104,7 @@ class Sequential(Configurable):
     def __init__(self, layers=(), dtype="float32", seed=0):
         self._lock = threading.RLock()
         self._busy = None
+        _LIVE_MODELS.add(self)
         params = checked(type(self), {"dtype": dtype, "seed": seed})
         self._dtype, self._seed = params["dtype"], params["seed"]
         self._layers = []
@@ -355,8 +389,23 @@ class Sequential(Configurable):
         new.__setstate__(state)
         return new
 
+    def _check_arrays(self, what):
+        """The layers' own checks of their arrays, as loading a file or a pickle makes them: a value
+        written through a layer's array view that no model can be restored with (a negative
+        running variance) is refused before it goes into a file or a copy."""
+        b = self._built
+        if b is None:
+            return
+        for i, (ly, arrays) in enumerate(zip(self._layers, b.plan.views(b.params, b.state))):
+            try:
+                ly.check_arrays(arrays)
+            except ValueError as exc:
+                raise ValueError(f"cannot {what}: layer {i}: {exc} (written through the layer's array "
+                                 f"view?): a model could not be restored from it") from None
+
     def __getstate__(self):
         with self._exclusive("copy the model", from_callback_ok=True):
+            self._check_arrays("copy the model")
             b = self._built
             state = {k: v for k, v in self.__dict__.items() if k not in ("_lock", "_busy", "_built")}
             state["_loss"] = None if self._loss is None else self._loss.name
@@ -366,6 +415,10 @@ class Sequential(Configurable):
             return state
 
     def __setstate__(self, state):
+        if "_lock" in self.__dict__:  # pickle and copy call it on a new, empty object only
+            raise RuntimeError("__setstate__ restores a pickled model into a new, empty object; this "
+                               "model is already set up (and may be training): unpickle the state, "
+                               "or use copy.deepcopy, to get a model from it")
         if not isinstance(state, dict):
             raise TypeError(f"cannot restore a Sequential from {type(state).__name__}")
         state = dict(state)
@@ -384,6 +437,7 @@ class Sequential(Configurable):
             raise ValueError("the pickled model's optimizer is not a fastnn optimizer")
         self.__dict__.update(state)
         self._lock, self._busy, self._built = threading.RLock(), None, None
+        _LIVE_MODELS.add(self)
         self._loss = None if loss is None else _losses.get(loss)
         for ly in self._layers:
             ly._owner = weakref.ref(self)
@@ -523,7 +577,19 @@ class Sequential(Configurable):
                 raise ValueError(f"whole_gradient needs a deterministic objective that sums over rows; "
                                  f"layer {i} ({ly!r}) makes it random or batch-dependent")
         X, T, labels, sw = self._check_xy(X, y, sample_weight)
+        plan, loss = self._require_built().plan, self._loss  # what X and y were checked for
 
         def loss_and_gradient(grads):
-            return _inference.whole_gradient(self._require_built(), grads, X, T, labels, sw)
+            built = self._require_built()
+            if built.plan is not plan or self._loss is not loss:
+                raise RuntimeError("this gradient function was made for the model as it was compiled "
+                                   "and built then; it has been compiled or built again since (its "
+                                   "targets were checked for the old loss): call whole_gradient again")
+            if (not isinstance(grads, np.ndarray) or grads.dtype != built.params.dtype
+                    or grads.shape != built.params.shape or not grads.flags.c_contiguous
+                    or not grads.flags.writeable):
+                raise ValueError(f"grads must be a writeable C-contiguous {built.params.dtype} array of "
+                                 f"shape {built.params.shape} (the model's parameters), got "
+                                 f"{_describe(grads)}")
+            return _inference.whole_gradient(built, grads, X, T, labels, sw)
         return loss_and_gradient

@@ -125,6 +125,7 @@ class Poller:
         self.acc_den, self.interval = accuracy_denominator, interval
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="fastnn-progress", daemon=True)
+        self.error = None  # what on_epoch_progress raised: fit raises it once the epoch is over
 
     def logs(self):
         r = self.result
@@ -142,8 +143,9 @@ class Poller:
         while True:
             try:
                 self.callbacks.on_epoch_progress(self.epoch, self.logs())
-            except Exception:  # a progress display must never break training
-                pass
+            except Exception as exc:  # kept for fit to raise; no more calls this epoch
+                self.error = exc
+                return
             if self._stop.wait(self.interval):
                 return
 
