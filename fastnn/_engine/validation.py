@@ -62,9 +62,15 @@ def nonfinite_error(name, arr):
     return ValueError(f"{name} contains {int((~np.isfinite(arr)).sum())} NaN or infinite value(s)")
 
 
+_SMALL = 1 << 16  # elements: below, one element-wise pass (faster than a sum: 2 us for one MNIST row, 13 us
+                  # for 128, against 4.3 and 24); above, the sum, which allocates no temporary
+
+
 def _all_finite(arr):
     """NaN and inf propagate through a sum, so a finite sum proves every element finite (one pass,
     no temporary); only a sum that overflowed or met a NaN needs the element-wise check."""
+    if arr.size <= _SMALL:
+        return bool(np.isfinite(arr).all())
     with np.errstate(over="ignore", invalid="ignore"):
         if np.isfinite(arr.sum()):
             return True

@@ -111,7 +111,7 @@ class EnginePool:
 class Built:
     """A built model's plan, buffers and engines (see the module docstring)."""
 
-    __slots__ = ("plan", "params", "slots", "state", "counters", "pool", "n_slots")
+    __slots__ = ("plan", "params", "slots", "state", "counters", "pool", "n_slots", "last_optim")
 
     def __init__(self, plan, dtype, params, slots, state, counters, n_slots):
         dtype = np.dtype(dtype)
@@ -125,6 +125,7 @@ class Built:
         self.plan, self.params, self.slots, self.state, self.counters = plan, params, slots, state, counters
         self.n_slots = n_slots
         self.pool = EnginePool(plan, dtype)
+        self.last_optim = None  # (key, OPTIM record) of the last call: see _optim
 
     @classmethod
     def allocate(cls, plan, dtype, n_slots):
@@ -145,14 +146,22 @@ class Built:
 
 def _totals(result):
     """The RESULT record (the engine's running totals) as Python numbers."""
-    return {k: result[k].item() for k in result.dtype.names}
+    return dict(zip(result.dtype.names, result.item()))
 
 
 def _optim(model, built, horizon):
-    """The OPTIM record of this call (fastnn/_engine/records.py)."""
+    """The OPTIM record of this call (fastnn/_engine/records.py), kept for the next call with the
+    same optimizer (immutable), rate scale and horizon: building it costs 7 us, a tenth of a
+    one-row partial_fit."""
+    key = (model.optimizer, float(model.lr_scale), horizon)
+    last = built.last_optim
+    if last is not None and last[0][0] is key[0] and last[0][1:] == key[1:]:
+        return last[1]
     if model.optimizer.n_slots != built.n_slots:  # cannot happen: optimizers are immutable
         raise RuntimeError("the optimizer does not match the state it was compiled with")
-    return optim_record(**model.optimizer.engine_fields(horizon), lr_scale=float(model.lr_scale))
+    rec = optim_record(**model.optimizer.engine_fields(horizon), lr_scale=key[1])
+    built.last_optim = (key, rec)
+    return rec
 
 
 _FIT_CONSTRAINTS = {
