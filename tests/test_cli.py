@@ -102,6 +102,17 @@ def test_train_reports_and_writes_the_model(work):
                                "one_hot": False}
 
 
+def test_predict_writes_into_a_pipe_given_as_the_output(work):
+    """The hostile tester's finding: -o /dev/stdout into a pipe failed, as atomic_write made its
+    temporary file beside /proc/PID/fd/pipe:[N]; a stream is written as it is."""
+    d, _ = work
+    status, out, err = cli(["predict", "flowers.safetensors", "flowers.csv", "-o", "/dev/stdout"], d)
+    assert status == 0, err
+    lines = out.splitlines()
+    assert lines[0] == "species" and set(lines[1:241]) <= set(SPECIES)
+    assert lines[241] == "240 predictions written to /dev/stdout"
+
+
 def test_evaluate_predict_info_round_trip(work):
     d, _ = work
     (s1, ev, e1), (s2, pred, e2), (s3, _, e3), (s4, info, e4) = cli_many([

@@ -281,6 +281,17 @@ def test_download_refuses_more_bytes_than_the_file_can_hold(tmp_path):
     assert _left_in(tmp_path / "cache") == []
 
 
+def test_a_download_into_a_path_it_cannot_write_says_so_before_fetching(tmp_path):
+    """The hostile tester's finding: a folder, or a name ending in a slash, as the destination was
+    reported as a network error after the download."""
+    (tmp_path / "folder").mkdir()
+    for dest in (tmp_path / "folder", f"{tmp_path}/name/"):
+        with pytest.raises(DownloadError, match=f"cannot write {dest}: .*(not a regular file|directory)"):
+            _download.download("http://127.0.0.1:9/nothing-listens-here", str(dest), lambda p: None,
+                               max_bytes=10)
+    assert sorted(os.listdir(tmp_path)) == ["folder"]
+
+
 class _Terminal(io.StringIO):
     def isatty(self):
         return True

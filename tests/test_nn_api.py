@@ -380,6 +380,45 @@ def test_an_update_whose_rate_and_penalty_overflow_the_dtype_is_refused_before_a
     m64.train_on_batch(X[:8], y[:8])  # float64 holds these settings: no error
 
 
+def test_a_refused_fit_keeps_the_history_and_calls_no_callback(backend):
+    """The hostile tester's finding: a fit refused for its rate had already replaced model.history
+    with an empty one and run on_train_begin and on_train_end."""
+    X, y = blobs()
+    m = mlp(bn=False)
+    h = m.fit(X, y, epochs=3)
+    seen = []
+
+    class Watch(fastnn.Callback):
+        def on_train_begin(self, logs=None):
+            seen.append("begin")
+
+    m.lr_scale = 1e42  # x Adam's 1e-3: beyond float32
+    with pytest.raises(ValueError, match="epoch 3: the learning rate is"):
+        m.fit(X, y, callbacks=[Watch()])
+    assert m.history is h and len(h.epoch) == 3 and seen == []
+
+
+@pytest.mark.parametrize("opt", [fastnn.Adam(1e-3, eps=1e-50), fastnn.RMSprop(1e-3, eps=1e-46),
+                                 fastnn.AdamW(eps=1e-320)])
+def test_an_eps_that_is_zero_in_the_dtype_is_refused(backend, opt):
+    """The hostile tester's finding: eps=1e-50 passed, became 0 in float32, and every weight with a
+    zero gradient (a dead ReLU, a constant feature) became 0 / 0 = NaN, without an error."""
+    X, y = blobs()
+    X[:, 0] = 0
+    m = fastnn.Sequential([fastnn.Dense(5, activation="relu"), fastnn.Dense(3)]).compile(opt, "cross_entropy")
+    m.build(X.shape[1])
+    w = m.get_weights()
+    for call in (lambda: m.train_on_batch(X, y), lambda: m.partial_fit(X, y, batch_size=16), lambda: m.fit(X, y)):
+        with pytest.raises(ValueError, match="eps is .* which is 0 in float32"):
+            call()
+    for a, b in zip(w, m.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    if opt.eps > 1e-300:  # float64 holds it
+        m64 = fastnn.Sequential([fastnn.Dense(5, activation="relu"), fastnn.Dense(3)], dtype="float64")
+        m64.compile(opt, "cross_entropy").fit(X, y)
+        assert np.isfinite(m64.params).all()
+
+
 @pytest.mark.parametrize("n_batches", [1, 2])
 def test_fit_rolls_back_an_epoch_whose_update_overflowed_even_in_its_last_batch(backend, n_batches):
     """A finite rate and gradient can still overflow the update (lr 1e30 x a gradient of 1e9).

@@ -1,6 +1,8 @@
 """fastnn predict: a saved model's predictions for each row of a data file, as CSV."""
 import csv
 import io
+import os
+import stat
 import sys
 
 import numpy as np
@@ -60,6 +62,14 @@ def table(model, X, proba):
     return header, [[_fmt(v) for v in r] for r in out.tolist()]
 
 
+def _is_stream(path):
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):
+        return False
+    return stat.S_ISFIFO(mode) or stat.S_ISCHR(mode) or stat.S_ISSOCK(mode)
+
+
 def run(args):
     c.select_backend(args)
     model = c.open_model(args.model)
@@ -75,7 +85,11 @@ def run(args):
     if args.output:
         from ..files.atomic import atomic_write
         try:
-            atomic_write(args.output, lambda f: f.write(text.getvalue().encode()))
+            if _is_stream(args.output):  # /dev/stdout into a pipe, a FIFO: written as it is
+                with open(args.output, "wb") as f:
+                    f.write(text.getvalue().encode())
+            else:  # a file: all of it or none
+                atomic_write(args.output, lambda f: f.write(text.getvalue().encode()))
         except OSError as exc:
             raise c.DataError(f"cannot write {args.output}: {exc}") from None
         print(f"{len(rows)} predictions written to {args.output}")

@@ -14,7 +14,7 @@ import time
 import urllib.error
 import urllib.request
 
-from ..files.atomic import atomic_write
+from ..files.atomic import atomic_write, check_target
 
 CHUNK = 1 << 16
 
@@ -97,8 +97,9 @@ def download(url, dest, check, *, max_bytes, label=None, timeout=60.0):
     directory = os.path.dirname(os.path.abspath(dest))
     try:
         os.makedirs(directory, exist_ok=True)
-    except OSError as exc:
-        raise DownloadError(f"cannot write into {directory}: {exc}") from None
+        check_target(dest)  # a local problem is not the network's: said before anything is fetched
+    except (OSError, ValueError) as exc:
+        raise DownloadError(f"cannot write {dest}: {exc}") from None
 
     def fetch(out):
         with urllib.request.urlopen(url, timeout=timeout) as response:

@@ -211,6 +211,11 @@ def _check_update_scalars(model, built, lr, where):
     anything changes."""
     dt = built.params.dtype
     o = model.optimizer
+    eps = getattr(o, "eps", None)
+    if eps is not None and not dt.type(eps) > 0:  # Adam, RMSprop: g / (sqrt(v) + eps)
+        raise ValueError(f"{where}: eps is {eps:g}, which is 0 in {dt}: a weight whose gradient is 0 "
+                         f"would get 0 / 0 = NaN. Use an eps of at least "
+                         f"{np.finfo(dt).smallest_subnormal:g}, or float64")
     far = _FAR_BELOW_MAX.get(dt, 0.0)
     if max(o.l2, o.l1) < far and lr * max(1.0, o.l2, o.l1, o.weight_decay) < far:
         return  # every term far below the dtype's largest value (in Python floats: an online call's cost)
@@ -292,6 +297,12 @@ def fit(model, X, y, epochs, batch_size, validation_data, validation_split, shuf
     engine, engine_lock = built.pool.get(batch)
     perm = np.empty(n, np.int64)
     steps_per_epoch = -(-n // batch)
+    be = _backend.current()
+    # a cosine schedule without its own horizon decays over the steps of this fit
+    horizon = int(built.counters[CTR_STEP]) + epochs * steps_per_epoch
+    first = model.epochs_trained  # refused before the history and the callbacks see this fit
+    _check_update_scalars(model, built, be.lr_at(_optim(model, built, horizon), first, int(built.counters[CTR_STEP]),
+                                                 int(built.counters[CTR_SAMPLES])), f"epoch {first}")
     history = model.history = History()
     extra = [model._schedule_callback] if model._schedule_callback is not None else []
     progress = for_verbose(verbose)
@@ -299,9 +310,6 @@ def fit(model, X, y, epochs, batch_size, validation_data, validation_split, shuf
                        {"epochs": epochs, "steps": steps_per_epoch, "samples": n,
                         "batch_size": batch, "verbose": verbose})
     terminate_on_nan = any(getattr(cb, "terminate_on_nan", False) for cb in callbacks)
-    be = _backend.current()
-    # a cosine schedule without its own horizon decays over the steps of this fit
-    horizon = int(built.counters[CTR_STEP]) + epochs * steps_per_epoch
     acc_den = _accuracy_denominator(loss, built.plan.n_outputs)
     model.stop_training = False
     logs = {}
