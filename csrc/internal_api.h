@@ -25,26 +25,34 @@ int FN(fnn_gemm_fused_team)(fnn_team *team, real *C, const real *A, const real *
                             int64_t n, int64_t k, int64_t ldc, int64_t lda, int64_t ldb, int trans_a,
                             int trans_b, double alpha, double beta, real *work, int skip_zero,
                             const FN(fnn_gemm_epi) *epi);
+/* The updates on a team (NULL: a team of their own when large enough). */
 void FN(fnn_sgd_update_team)(fnn_team *team, real *p, real *vel, const real *g, int64_t n,
-                             int64_t n_decay, double lr, double momentum, int nesterov, double l2,
-                             double l1, double weight_decay, int form);
+                            int64_t n_decay, double lr, double momentum, int nesterov, double l2,
+                            double l1, double weight_decay, int form);
 void FN(fnn_adam_update_team)(fnn_team *team, real *p, real *m, real *v, const real *g, int64_t n,
-                              int64_t n_decay, int64_t t, double lr, double beta1, double beta2,
-                              double eps, double l2, double l1, double weight_decay, int form);
+                             int64_t n_decay, int64_t t, double lr, double beta1, double beta2,
+                             double eps, double l2, double l1, double weight_decay, int form);
 void FN(fnn_rmsprop_update_team)(fnn_team *team, real *p, real *s, const real *g, int64_t n,
-                                 int64_t n_decay, double lr, double rho, double eps, double l2,
-                                 double l1, double weight_decay);
+                                int64_t n_decay, double lr, double rho, double eps, double l2,
+                                double l1, double weight_decay);
 /* An optimizer's update for one step, prepared once (rates, penalties, Adam's corrections at
  * step t) and then applied to ranges of the flat buffer [lo, hi) whose gradient is g[0:hi-lo]:
  * the online step (network.c) computes a weight row's gradient into a small buffer and updates
  * that row at once, so the whole gradient is never written. Penalties below n_decay, as in the
  * whole-buffer updates. */
 typedef struct FN(fnn_opt_plan) {
-    int kind, form, nesterov;
+    int kind, form, nesterov, check; /* check: report a non-finite value left (fnn_optim.overflow_check) */
     real lr, mu, b1, b2, rho, eps, l2, l1, shrink, c1, c2;
 } FN(fnn_opt_plan);
 void FN(fnn_opt_plan_init)(FN(fnn_opt_plan) *plan, const fnn_optim *opt, double lr, int64_t t);
-void FN(fnn_opt_plan_apply)(const FN(fnn_opt_plan) *plan, real *params, real *slots, int64_t n_params,
-                            int64_t n_decay, const real *g, int64_t lo, int64_t hi);
+/* plan->check: 1 when the range's update left a NaN or an infinity in a parameter it changed, or
+ * in Adam's v or RMSprop's s (it overflowed, or met such a value written by hand; optimizers.c,
+ * sgd_range); else (and always without check) 0. The update is applied either way. */
+int FN(fnn_opt_plan_apply)(const FN(fnn_opt_plan) *plan, real *params, real *slots, int64_t n_params,
+                           int64_t n_decay, const real *g, int64_t lo, int64_t hi);
+/* The plan's update of the whole buffer, n values, on a team (NULL: one of its own when large
+ * enough); the return value as fnn_opt_plan_apply's. */
+int FN(fnn_opt_plan_run)(fnn_team *team, const FN(fnn_opt_plan) *plan, real *params, real *slots, int64_t n,
+                         int64_t n_decay, const real *g);
 /* 1 when a zero gradient leaves a parameter as it is (plain SGD, no penalty, no decay) */
 int FN(fnn_opt_plan_is_identity_at_zero)(const FN(fnn_opt_plan) *plan);

@@ -584,6 +584,7 @@ typedef struct FN(online_job) {
     const real *in, *delta;
     int64_t nb, rows_per_task, row_tasks;
     int skip_zero;
+    int *overflowed; /* set (relaxed atomic) by a task whose update made a finite value non-finite */
 } FN(online_job);
 
 #define ONLINE_CHUNK 16384 /* parameters per task */
@@ -650,16 +651,22 @@ FNN_CLONES static void FN(outer_rows)(real *restrict rows, const real *restrict 
 }
 #endif
 
+static void FN(online_flag)(const FN(online_job) *j, int bad) {
+    if (bad) __atomic_store_n(j->overflowed, 1, __ATOMIC_RELAXED);
+}
+
 static void FN(online_task)(void *ctx, int64_t task, int worker) {
     const FN(online_job) *j = (const FN(online_job) *)ctx;
     const fnn_layer *ly = j->ly;
     const int64_t n = ly->n_out, n_in = ly->n_in, nb = j->nb, P = j->net->n_params;
     real *restrict row = j->ws->rows + (int64_t)worker * ONLINE_BLOCK * j->ws->width;
     const real *restrict d = j->delta;
+    int bad = 0;
     if (task == j->row_tasks) { /* the bias: colsum dZ */
         memset(row, 0, (size_t)n * sizeof(real));
         FN(fnn_bias_backward)(row, d, nb, n, n);
-        FN(fnn_opt_plan_apply)(j->plan, j->params, j->slots, P, j->net->n_decay, row, ly->b_off, ly->b_off + n);
+        FN(online_flag)(j, FN(fnn_opt_plan_apply)(j->plan, j->params, j->slots, P, j->net->n_decay, row,
+                                                  ly->b_off, ly->b_off + n));
         return;
     }
     const int64_t i0 = task * j->rows_per_task;
@@ -680,30 +687,33 @@ static void FN(online_task)(void *ctx, int64_t task, int worker) {
             for (int64_t t = 0; t < cnt; t++) {
                 const int64_t r = lo + list[t];
                 FN(outer_row)(row, j->in + r, n_in, d, n, nb);
-                FN(fnn_opt_plan_apply)(j->plan, j->params, j->slots, P, j->net->n_decay, row,
-                                       ly->w_off + r * n, ly->w_off + (r + 1) * n);
+                bad |= FN(fnn_opt_plan_apply)(j->plan, j->params, j->slots, P, j->net->n_decay, row,
+                                              ly->w_off + r * n, ly->w_off + (r + 1) * n);
             }
         }
+        FN(online_flag)(j, bad);
         return;
     }
     int64_t i = i0; /* every row is updated: ONLINE_BLOCK rows' gradients at a time, then the rest */
     for (; i + ONLINE_BLOCK <= i1; i += ONLINE_BLOCK) {
         FN(outer_rows)(row, j->in + i, n_in, d, n, nb);
-        FN(fnn_opt_plan_apply)(j->plan, j->params, j->slots, P, j->net->n_decay, row,
-                               ly->w_off + i * n, ly->w_off + (i + ONLINE_BLOCK) * n);
+        bad |= FN(fnn_opt_plan_apply)(j->plan, j->params, j->slots, P, j->net->n_decay, row,
+                                      ly->w_off + i * n, ly->w_off + (i + ONLINE_BLOCK) * n);
     }
     for (; i < i1; i++) {
         FN(outer_row)(row, j->in + i, n_in, d, n, nb);
-        FN(fnn_opt_plan_apply)(j->plan, j->params, j->slots, P, j->net->n_decay, row,
-                               ly->w_off + i * n, ly->w_off + (i + 1) * n);
+        bad |= FN(fnn_opt_plan_apply)(j->plan, j->params, j->slots, P, j->net->n_decay, row,
+                                      ly->w_off + i * n, ly->w_off + (i + 1) * n);
     }
+    FN(online_flag)(j, bad);
 }
 
-static void FN(online_update)(fnn_team *team, FN(fnn_workspace) *ws, const fnn_net *net,
+static int FN(online_update)(fnn_team *team, FN(fnn_workspace) *ws, const fnn_net *net,
                               const fnn_optim *opt, real *params, real *slots, const real *x,
                               int64_t nb, double lr, int64_t t) {
     FN(fnn_opt_plan) plan;
     FN(fnn_opt_plan_init)(&plan, opt, lr, t);
+    int overflowed = 0;
     for (int64_t l = 0; l < net->n_layers; l++) {
         const fnn_layer *ly = &net->layers[l];
         if (ly->kind != FNN_LAYER_DENSE) continue;
@@ -715,31 +725,24 @@ static void FN(online_update)(fnn_team *team, FN(fnn_workspace) *ws, const fnn_n
         j.rows_per_task = ONLINE_CHUNK / ly->n_out > 0 ? ONLINE_CHUNK / ly->n_out : 1;
         j.row_tasks = (ly->n_in + j.rows_per_task - 1) / j.rows_per_task;
         j.skip_zero = FN(fnn_opt_plan_is_identity_at_zero)(&plan);
+        j.overflowed = &overflowed;
         fnn_team_run(fnn_team_size(team) > 1 ? team : NULL, j.row_tasks + 1, FN(online_task), &j);
     }
+    return overflowed ? FNN_EOVERFLOW : FNN_OK; /* the team's join orders the tasks' stores first */
 }
 
 static int FN(apply_update)(fnn_team *team, real *params, real *slots, const fnn_net *net, const fnn_optim *opt,
                             const real *grads, double lr, int64_t t) {
-    const int64_t P = net->n_params;
-    switch (opt->kind) {
-    case FNN_OPT_SGD:
-        FN(fnn_sgd_update_team)(team, params, slots, grads, P, net->n_decay, lr, opt->momentum, opt->nesterov,
-                           opt->l2, opt->l1, opt->weight_decay, opt->form);
-        return FNN_OK;
-    case FNN_OPT_ADAM:
-        FN(fnn_adam_update_team)(team, params, slots, slots + P, grads, P, net->n_decay, t, lr, opt->beta1,
-                            opt->beta2, opt->eps, opt->l2, opt->l1, opt->weight_decay, opt->form);
-        return FNN_OK;
-    case FNN_OPT_RMSPROP:
-        FN(fnn_rmsprop_update_team)(team, params, slots, grads, P, net->n_decay, lr, opt->rho, opt->eps,
-                               opt->l2, opt->l1, opt->weight_decay);
-        return FNN_OK;
-    default: return FNN_EINVAL;
-    }
+    FN(fnn_opt_plan) plan;
+    FN(fnn_opt_plan_init)(&plan, opt, lr, t);
+    return FN(fnn_opt_plan_run)(team, &plan, params, slots, net->n_params, net->n_decay, grads) ? FNN_EOVERFLOW
+                                                                                                : FNN_OK;
 }
 
-/* One optimizer step on a gathered batch; nothing is changed unless it returns FNN_OK. */
+/* One optimizer step on a gathered batch; nothing is changed unless it returns FNN_OK, except
+ * FNN_EOVERFLOW: the update was applied and left a NaN or an infinity in the parameters or the
+ * optimizer state (the counters and totals are left as they were; the caller restores what it
+ * saved, or reports it). */
 static int FN(step)(fnn_team *team, fnn_train_result *res, real *params, real *slots, real *state,
                     int64_t *counters, FN(fnn_workspace) *ws, const fnn_net *net,
                     const fnn_optim *opt, const real *x, const real *t, const int64_t *labels,
@@ -768,7 +771,7 @@ static int FN(step)(fnn_team *team, fnn_train_result *res, real *params, real *s
     }
     FNN_MARK(FNN_PH_REST, 0);
     if (online)
-        FN(online_update)(team, ws, net, opt, params, slots, x, nb, lr, step + 1);
+        st = FN(online_update)(team, ws, net, opt, params, slots, x, nb, lr, step + 1);
     else
         st = FN(apply_update)(team, params, slots, net, opt, ws->grads, lr, step + 1);
     if (st != FNN_OK) return st;
@@ -807,6 +810,7 @@ static int FN(check_net)(const fnn_net *net, const fnn_optim *opt, const FN(fnn_
     if (!ws || ws->n_layers != net->n_layers) return FNN_EINVAL;
     if (opt && (opt->kind < FNN_OPT_SGD || opt->kind > FNN_OPT_RMSPROP)) return FNN_EINVAL;
     if (opt && opt->form != FNN_FORM_TORCH && opt->form != FNN_FORM_SKLEARN) return FNN_EINVAL;
+    if (opt && opt->overflow_check != 0 && opt->overflow_check != 1) return FNN_EINVAL;
     if (opt && !FN(valid_optim)(opt)) return FNN_EINVAL;
     return FNN_OK;
 }

@@ -43,9 +43,27 @@ double fnn_lr_at(const fnn_optim *o, int64_t epoch, int64_t step, int64_t sample
 
 #if REAL_IS_FLOAT
 #define SQRT sqrtf
+typedef int32_t FN(bits);
+#define ABS_BITS 0x7fffffff
+#define INF_BITS 0x7f800000
 #else
 #define SQRT sqrt
+typedef int64_t FN(bits);
+#define ABS_BITS INT64_C(0x7fffffffffffffff)
+#define INF_BITS INT64_C(0x7ff0000000000000)
 #endif
+
+/* |x|'s bits as a non-negative integer: at least INF_BITS exactly when x is an infinity or a NaN.
+ * Each update loop keeps the largest of what it wrote (an integer max, a reduction that
+ * vectorises; two vector operations an element) and reports a non-finite value once, after the
+ * loop: finding it costs about a tenth of Adam's loop, where an element-wise test before and after
+ * each store cost half of it and more. */
+static inline FN(bits) FN(abs_bits)(real x) {
+    FN(bits) u;
+    memcpy(&u, &x, sizeof u);
+    return u & ABS_BITS;
+}
+#define KEEP_MAX(hi, x) ((hi) = !check || (hi) > FN(abs_bits)(x) ? (hi) : FN(abs_bits)(x))
 
 /* g + l2 p + l1 sign(p) */
 static inline real FN(penalised)(real g, real p, real l2, real l1) {
@@ -66,56 +84,74 @@ static inline real FN(penalised)(real g, real p, real l2, real l1) {
 #define P_KEPT(i) (mode == PLAIN ? p[i] : p[i] * shrink)
 
 /* Each update runs over [0, n_decay) with the penalties and over [n_decay, n) without: two
- * branch-free loops that vectorise, instead of a test per element. */
-FNN_OPT_INLINE void FN(sgd_range)(real *restrict p, real *restrict vel, const real *restrict g, int64_t i0,
-                                  int64_t i1, real lr, real mu, int nesterov, real l2, real l1,
-                                  real shrink, const int mode) {
+ * branch-free loops that vectorise, instead of a test per element. Each returns 1 when it left a
+ * NaN or an infinity in a parameter, or in Adam's v or RMSprop's s (an m or a velocity that
+ * overflows makes its parameter non-finite too; a v or an s that does makes the step 0). A step
+ * that leaves a parameter as it was (plain SGD where g = 0: p - lr 0 is p, and where the online
+ * step skips a row whose inputs are all 0) is not checked: a NaN written there by hand is not
+ * this update's doing, and both backends then see the same elements (reference.py, _step). */
+FNN_OPT_INLINE int FN(sgd_range)(real *restrict p, real *restrict vel, const real *restrict g, int64_t i0,
+                                 int64_t i1, real lr, real mu, int nesterov, real l2, real l1,
+                                 real shrink, const int mode, const int check) {
+    FN(bits) hi = 0;
     if (mu == 0) {
-        for (int64_t i = i0; i < i1; i++) p[i] = P_KEPT(i) - lr * G_TERM(i);
+        for (int64_t i = i0; i < i1; i++) {
+            const real now = P_KEPT(i) - lr * G_TERM(i);
+            p[i] = now;
+            const FN(bits) b = !check || (mode == PLAIN && g[i] == 0) ? 0 : FN(abs_bits)(now);
+            hi = hi > b ? hi : b;
+        }
     } else if (nesterov) {
         for (int64_t i = i0; i < i1; i++) {
             const real gi = G_TERM(i);
             const real v = mu * vel[i] + gi;
             vel[i] = v;
             p[i] = P_KEPT(i) - lr * (gi + mu * v);
+            KEEP_MAX(hi, p[i]);
         }
     } else {
         for (int64_t i = i0; i < i1; i++) {
             const real v = mu * vel[i] + G_TERM(i);
             vel[i] = v;
             p[i] = P_KEPT(i) - lr * v;
+            KEEP_MAX(hi, p[i]);
         }
     }
+    return hi >= INF_BITS;
 }
 
 /* scikit-learn's SGD (_stochastic_optimizers.SGDOptimizer): the velocity holds the step itself.
  * Without momentum it is plain SGD, the same step as sgd_range's. */
-FNN_OPT_INLINE void FN(sgd_sk_range)(real *restrict p, real *restrict vel, const real *restrict g, int64_t i0,
-                                     int64_t i1, real lr, real mu, int nesterov, real l2, real l1,
-                                     real shrink, const int mode) {
-    if (mu == 0) {
-        FN(sgd_range)(p, vel, g, i0, i1, lr, mu, nesterov, l2, l1, shrink, mode);
-    } else if (nesterov) {
+FNN_OPT_INLINE int FN(sgd_sk_range)(real *restrict p, real *restrict vel, const real *restrict g, int64_t i0,
+                                    int64_t i1, real lr, real mu, int nesterov, real l2, real l1,
+                                    real shrink, const int mode, const int check) {
+    if (mu == 0) return FN(sgd_range)(p, vel, g, i0, i1, lr, mu, nesterov, l2, l1, shrink, mode, check);
+    FN(bits) hi = 0;
+    if (nesterov) {
         for (int64_t i = i0; i < i1; i++) {
             const real gi = G_TERM(i);
             const real v = mu * vel[i] - lr * gi;
             vel[i] = v;
             p[i] = P_KEPT(i) + (mu * v - lr * gi);
+            KEEP_MAX(hi, p[i]);
         }
     } else {
         for (int64_t i = i0; i < i1; i++) {
             const real v = mu * vel[i] - lr * G_TERM(i);
             vel[i] = v;
             p[i] = P_KEPT(i) + v;
+            KEEP_MAX(hi, p[i]);
         }
     }
+    return hi >= INF_BITS;
 }
 
 /* scikit-learn's Adam (_stochastic_optimizers.AdamOptimizer): lr_t = lr sqrt(1 - b2^t) / (1 - b1^t)
  * is given as lr; p -= lr_t m / (sqrt(v) + eps). */
-FNN_OPT_INLINE void FN(adam_sk_range)(real *restrict p, real *restrict m, real *restrict v,
-                                      const real *restrict g, int64_t i0, int64_t i1, real lr_t, real b1,
-                                      real b2, real eps, real l2, real l1, real shrink, const int mode) {
+FNN_OPT_INLINE int FN(adam_sk_range)(real *restrict p, real *restrict m, real *restrict v,
+                                     const real *restrict g, int64_t i0, int64_t i1, real lr_t, real b1,
+                                     real b2, real eps, real l2, real l1, real shrink, const int mode, const int check) {
+    FN(bits) hi = 0;
     for (int64_t i = i0; i < i1; i++) {
         const real gi = G_TERM(i);
         const real mi = b1 * m[i] + (1 - b1) * gi;
@@ -123,13 +159,17 @@ FNN_OPT_INLINE void FN(adam_sk_range)(real *restrict p, real *restrict m, real *
         m[i] = mi;
         v[i] = vi;
         p[i] = P_KEPT(i) - lr_t * mi / (SQRT(vi) + eps);
+        KEEP_MAX(hi, vi);
+        KEEP_MAX(hi, p[i]);
     }
+    return hi >= INF_BITS;
 }
 
-FNN_OPT_INLINE void FN(adam_range)(real *restrict p, real *restrict m, real *restrict v,
-                                   const real *restrict g, int64_t i0, int64_t i1, real lr, real b1, real b2,
-                                   real eps, real l2, real l1, real shrink, real c1, real c2,
-                                   const int mode) {
+FNN_OPT_INLINE int FN(adam_range)(real *restrict p, real *restrict m, real *restrict v,
+                                  const real *restrict g, int64_t i0, int64_t i1, real lr, real b1, real b2,
+                                  real eps, real l2, real l1, real shrink, real c1, real c2,
+                                  const int mode, const int check) {
+    FN(bits) hi = 0;
     for (int64_t i = i0; i < i1; i++) {
         const real gi = G_TERM(i);
         const real mi = b1 * m[i] + (1 - b1) * gi;
@@ -137,38 +177,43 @@ FNN_OPT_INLINE void FN(adam_range)(real *restrict p, real *restrict m, real *res
         m[i] = mi;
         v[i] = vi;
         p[i] = P_KEPT(i) - lr * (mi * c1) / (SQRT(vi * c2) + eps);
+        KEEP_MAX(hi, vi);
+        KEEP_MAX(hi, p[i]);
     }
+    return hi >= INF_BITS;
 }
 
-FNN_OPT_INLINE void FN(rmsprop_range)(real *restrict p, real *restrict s, const real *restrict g, int64_t i0,
-                                      int64_t i1, real lr, real rho, real eps, real l2, real l1,
-                                      real shrink, const int mode) {
+FNN_OPT_INLINE int FN(rmsprop_range)(real *restrict p, real *restrict s, const real *restrict g, int64_t i0,
+                                     int64_t i1, real lr, real rho, real eps, real l2, real l1,
+                                     real shrink, const int mode, const int check) {
+    FN(bits) hi = 0;
     for (int64_t i = i0; i < i1; i++) {
         const real gi = G_TERM(i);
         const real si = rho * s[i] + (1 - rho) * gi * gi;
         s[i] = si;
         p[i] = P_KEPT(i) - lr * gi / (SQRT(si) + eps);
+        KEEP_MAX(hi, si);
+        KEEP_MAX(hi, p[i]);
     }
+    return hi >= INF_BITS;
 }
 
-/* The optimizer's loop over [lo, hi), for one constant `mode`. */
-FNN_OPT_INLINE void FN(kind_range)(const FN(fnn_opt_plan) *q, real *p, real *s1, real *s2, const real *g,
-                                   int64_t lo, int64_t hi, real l2, real l1, real shrink, const int mode) {
+/* The optimizer's loop over [lo, hi), for one constant `mode`: 1 when it left a non-finite value
+ * (see sgd_range). */
+FNN_OPT_INLINE int FN(kind_range)(const FN(fnn_opt_plan) *q, real *p, real *s1, real *s2, const real *g,
+                                  int64_t lo, int64_t hi, real l2, real l1, real shrink, const int mode, const int check) {
     switch (q->kind) {
     case FNN_OPT_SGD:
         if (q->form == FNN_FORM_SKLEARN)
-            FN(sgd_sk_range)(p, s1, g, lo, hi, q->lr, q->mu, q->nesterov, l2, l1, shrink, mode);
-        else
-            FN(sgd_range)(p, s1, g, lo, hi, q->lr, q->mu, q->nesterov, l2, l1, shrink, mode);
-        break;
+            return FN(sgd_sk_range)(p, s1, g, lo, hi, q->lr, q->mu, q->nesterov, l2, l1, shrink, mode, check);
+        return FN(sgd_range)(p, s1, g, lo, hi, q->lr, q->mu, q->nesterov, l2, l1, shrink, mode, check);
     case FNN_OPT_ADAM:
         if (q->form == FNN_FORM_SKLEARN)
-            FN(adam_sk_range)(p, s1, s2, g, lo, hi, q->c1, q->b1, q->b2, q->eps, l2, l1, shrink, mode);
-        else
-            FN(adam_range)(p, s1, s2, g, lo, hi, q->lr, q->b1, q->b2, q->eps, l2, l1, shrink, q->c1,
-                           q->c2, mode);
-        break;
-    default: FN(rmsprop_range)(p, s1, g, lo, hi, q->lr, q->rho, q->eps, l2, l1, shrink, mode);
+            return FN(adam_sk_range)(p, s1, s2, g, lo, hi, q->c1, q->b1, q->b2, q->eps, l2, l1, shrink, mode,
+                                     check);
+        return FN(adam_range)(p, s1, s2, g, lo, hi, q->lr, q->b1, q->b2, q->eps, l2, l1, shrink, q->c1,
+                              q->c2, mode, check);
+    default: return FN(rmsprop_range)(p, s1, g, lo, hi, q->lr, q->rho, q->eps, l2, l1, shrink, mode, check);
     }
 }
 
@@ -176,32 +221,35 @@ FNN_OPT_INLINE void FN(kind_range)(const FN(fnn_opt_plan) *q, real *p, real *s1,
 #undef P_KEPT
 
 /* One optimizer update over [lo, hi) of p and its slots, gradient g (same indexing), penalised
- * (l2, l1, decoupled decay) or not. */
-FNN_CLONES static void FN(plan_range)(const FN(fnn_opt_plan) *q, real *p, real *s1, real *s2, const real *g,
-                                      int64_t lo, int64_t hi, int decay) {
+ * (l2, l1, decoupled decay) or not; 1 when it left a non-finite value (see sgd_range). */
+FNN_CLONES static int FN(plan_range)(const FN(fnn_opt_plan) *q, real *p, real *s1, real *s2, const real *g,
+                                     int64_t lo, int64_t hi, int decay) {
     const real l2 = decay ? q->l2 : 0, l1 = decay ? q->l1 : 0, shrink = decay ? q->shrink : 1;
-    if (l2 != 0 || l1 != 0)
-        FN(kind_range)(q, p, s1, s2, g, lo, hi, l2, l1, shrink, PENALISED);
-    else if (shrink != 1)
-        FN(kind_range)(q, p, s1, s2, g, lo, hi, 0, 0, shrink, DECAY);
-    else
-        FN(kind_range)(q, p, s1, s2, g, lo, hi, 0, 0, 1, PLAIN);
+    const int mode = l2 != 0 || l1 != 0 ? PENALISED : shrink != 1 ? DECAY : PLAIN;
+    /* each (mode, check) pair is its own loop: without the check, no cost at all */
+#define PLAN_CASE(m, c) \
+    if (mode == m && q->check == c) return FN(kind_range)(q, p, s1, s2, g, lo, hi, l2, l1, shrink, m, c)
+    PLAN_CASE(PENALISED, 0); PLAN_CASE(PENALISED, 1);
+    PLAN_CASE(DECAY, 0); PLAN_CASE(DECAY, 1);
+    PLAN_CASE(PLAIN, 0);
+#undef PLAN_CASE
+    return FN(kind_range)(q, p, s1, s2, g, lo, hi, l2, l1, shrink, PLAIN, 1);
 }
 
 /* The update over [lo, hi): penalised below n_decay, plain from there on. */
-static void FN(plan_split)(const FN(fnn_opt_plan) *q, real *p, real *s1, real *s2, const real *g,
-                           int64_t lo, int64_t hi, int64_t n_decay) {
+static int FN(plan_split)(const FN(fnn_opt_plan) *q, real *p, real *s1, real *s2, const real *g,
+                          int64_t lo, int64_t hi, int64_t n_decay) {
     const int64_t mid = n_decay < lo ? lo : (n_decay > hi ? hi : n_decay);
-    FN(plan_range)(q, p, s1, s2, g, lo, mid, 1);
-    FN(plan_range)(q, p, s1, s2, g, mid, hi, 0);
+    return FN(plan_range)(q, p, s1, s2, g, lo, mid, 1) | FN(plan_range)(q, p, s1, s2, g, mid, hi, 0);
 }
 
-void FN(fnn_opt_plan_apply)(const FN(fnn_opt_plan) *q, real *params, real *slots, int64_t n_params,
-                            int64_t n_decay, const real *g, int64_t lo, int64_t hi) {
+int FN(fnn_opt_plan_apply)(const FN(fnn_opt_plan) *q, real *params, real *slots, int64_t n_params,
+                           int64_t n_decay, const real *g, int64_t lo, int64_t hi) {
     real *s1 = q->kind == FNN_OPT_SGD && q->mu == 0 ? NULL : slots;
     real *s2 = q->kind == FNN_OPT_ADAM ? slots + n_params : NULL;
     /* the range functions index p, slots and g alike: shift them so that g starts at lo */
-    FN(plan_split)(q, params + lo, s1 ? s1 + lo : NULL, s2 ? s2 + lo : NULL, g, 0, hi - lo, n_decay - lo);
+    return FN(plan_split)(q, params + lo, s1 ? s1 + lo : NULL, s2 ? s2 + lo : NULL, g, 0, hi - lo,
+                          n_decay - lo);
 }
 
 int FN(fnn_opt_plan_is_identity_at_zero)(const FN(fnn_opt_plan) *q) {
@@ -214,13 +262,15 @@ typedef struct FN(opt_job) {
     real *p, *s1, *s2;
     const real *g;
     int64_t n, n_decay;
+    int overflowed; /* set (relaxed atomic) by a task whose update left a non-finite value */
 } FN(opt_job);
 
 static void FN(opt_chunk)(void *ctx, int64_t task, int worker) {
-    const FN(opt_job) *j = (const FN(opt_job) *)ctx;
+    FN(opt_job) *j = (FN(opt_job) *)ctx;
     (void)worker;
     const int64_t lo = task * OPT_CHUNK, hi = lo + OPT_CHUNK < j->n ? lo + OPT_CHUNK : j->n;
-    FN(plan_split)(&j->q, j->p, j->s1, j->s2, j->g, lo, hi, j->n_decay);
+    if (FN(plan_split)(&j->q, j->p, j->s1, j->s2, j->g, lo, hi, j->n_decay))
+        __atomic_store_n(&j->overflowed, 1, __ATOMIC_RELAXED);
 }
 
 static int FN(opt_body)(fnn_team *team, void *ctx) {
@@ -263,6 +313,7 @@ static void FN(adam_constants)(FN(fnn_opt_plan) *q, int form, int64_t t, double 
 void FN(fnn_opt_plan_init)(FN(fnn_opt_plan) *q, const fnn_optim *opt, double lr, int64_t t) {
     *q = FN(plan_common)(opt->kind, lr, opt->l2, opt->l1, opt->weight_decay);
     q->form = opt->form;
+    q->check = opt->overflow_check;
     switch (opt->kind) {
     case FNN_OPT_SGD:
         q->mu = (real)opt->momentum;
@@ -279,11 +330,25 @@ void FN(fnn_opt_plan_init)(FN(fnn_opt_plan) *q, const fnn_optim *opt, double lr,
 
 /* Inside a team (the engine) the update is a job of that team; a standalone call (team NULL)
  * makes its own team when the update is large enough to pay for one. */
-static void FN(opt_run)(fnn_team *team, FN(opt_job) *j) {
+static int FN(opt_run)(fnn_team *team, FN(opt_job) *j) {
     if (team)
         FN(opt_body)(team, j);
     else
         fnn_with_team(j->n >= 16 * OPT_CHUNK ? fnn_get_num_threads() : 1, FN(opt_body), j);
+    return j->overflowed; /* the team's join orders the tasks' stores before this read */
+}
+
+int FN(fnn_opt_plan_run)(fnn_team *team, const FN(fnn_opt_plan) *q, real *params, real *slots, int64_t n,
+                         int64_t n_decay, const real *g) {
+    FN(opt_job) j;
+    memset(&j, 0, sizeof j);
+    j.q = *q;
+    j.p = params;
+    j.s1 = q->kind == FNN_OPT_SGD && q->mu == 0 ? NULL : slots;
+    j.s2 = q->kind == FNN_OPT_ADAM ? slots + n : NULL;
+    j.g = g; j.n = n;
+    j.n_decay = n_decay < 0 ? 0 : n_decay;
+    return FN(opt_run)(team, &j);
 }
 
 void FN(fnn_sgd_update_team)(fnn_team *team, real *p, real *vel, const real *g, int64_t n,
@@ -334,4 +399,7 @@ void FN(fnn_rmsprop_update)(real *p, real *s, const real *g, int64_t n, int64_t 
 }
 
 #undef SQRT
+#undef ABS_BITS
+#undef INF_BITS
+#undef KEEP_MAX
 #endif

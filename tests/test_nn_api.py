@@ -380,6 +380,56 @@ def test_an_update_whose_rate_and_penalty_overflow_the_dtype_is_refused_before_a
     m64.train_on_batch(X[:8], y[:8])  # float64 holds these settings: no error
 
 
+@pytest.mark.parametrize("case", ["l2", "weight_decay", "adam-v", "rmsprop-s", "momentum"])
+def test_partial_fit_reports_an_update_that_overflows_where_no_setting_does(backend, case):
+    """The hostile tester's finding: every setting is finite, and so is each product the settings
+    check looks at, but an ordinary weight times l2 (or times 1 - lr wd), or a squared gradient of
+    1e19 in Adam's v or RMSprop's s, overflows float32. train_on_batch returned a finite loss and
+    left NaN or infinity behind; a batched partial_fit blamed the user for it on its next call.
+    Now the call itself says so: the update was applied, the counters were not advanced."""
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((16, 4)).astype(np.float32), rng.integers(0, 3, 16)
+    loss, big = "cross_entropy", False
+    opt = {"l2": fastnn.SGD(1e-3, l2=2e38), "weight_decay": fastnn.AdamW(1.0, weight_decay=2e38),
+           "adam-v": fastnn.Adam(1e-3), "rmsprop-s": fastnn.RMSprop(1e-3),
+           "momentum": fastnn.SGD(1e30, momentum=0.9)}[case]
+    if case in ("adam-v", "rmsprop-s", "momentum"):  # gradients of about 1e21: finite, their squares not
+        X, big = X * np.float32(1e22), True
+    for call in (lambda m: m.train_on_batch(X, y), lambda m: m.partial_fit(X, y, batch_size=8)):
+        m = fastnn.Sequential([fastnn.Dense(5, activation="relu"), fastnn.Dense(3)], seed=1)
+        m.compile(opt, loss).build(4)
+        if not big:
+            w = m.get_weights()
+            w[0][0, 0] = 2.0
+            m.set_weights(w)
+        counters = m._built.counters.copy()
+        with pytest.raises(fastnn.NonFiniteError, match="batch 0 .* left NaN or infinite values .* It was applied"):
+            call(m)
+        assert not (np.isfinite(m._built.params).all() and np.isfinite(m._built.slots).all())
+        np.testing.assert_array_equal(m._built.counters, counters)
+
+
+def test_partial_fit_leaves_alone_a_parameter_that_plain_sgd_does_not_change(backend):
+    """Plain SGD with g = 0 leaves a parameter as it is (the online step does not even read a row
+    whose inputs are all 0): an infinity written there by hand is not this update's doing and is
+    not reported, on both backends alike. A step that changes it (momentum, Adam) is. Here: the
+    bias of a hidden unit held dead by it (relu of -inf), whose gradient is 0."""
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((16, 4)).astype(np.float32), rng.integers(0, 3, 16)
+    for opt, batch, reported in ((fastnn.SGD(0.1), 1, False), (fastnn.SGD(0.1), None, False),
+                                 (fastnn.SGD(0.1, momentum=0.5), None, True), (fastnn.Adam(), 4, True),
+                                 (fastnn.RMSprop(), 1, True)):
+        m = fastnn.Sequential([fastnn.Dense(5, activation="relu"), fastnn.Dense(3)], seed=1)
+        m.compile(opt, "cross_entropy").build(4)
+        m.layers[0].bias[2] = -np.inf
+        if reported:
+            with pytest.raises(fastnn.NonFiniteError, match="left NaN or infinite values"):
+                m.partial_fit(X, y, batch_size=batch)
+        else:
+            m.partial_fit(X, y, batch_size=batch)
+            assert m.layers[0].bias[2] == -np.inf and np.isfinite(np.delete(m.params, m.n_params - 8 + 2)).all()
+
+
 def test_a_refused_fit_keeps_the_history_and_calls_no_callback(backend):
     """The hostile tester's finding: a fit refused for its rate had already replaced model.history
     with an empty one and run on_train_begin and on_train_end."""

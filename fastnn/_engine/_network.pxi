@@ -7,7 +7,9 @@
 # Training calls take the optimizer as an OPTIM record and write their running totals into a
 # RESULT record as each batch is applied (the C engine writes straight into the record's memory),
 # so another thread can read the progress of a running epoch. They return (status, raised):
-# status "ok", "interrupted" or "nonfinite", and raised the KeyboardInterrupt or other exception a
+# status "ok", "interrupted", "nonfinite" (a loss or gradient was not finite: that batch was not
+# applied) or "overflow" (that batch's update left a NaN or an infinity in the parameters or the
+# optimizer state: it was applied, the counters were not advanced), and raised the KeyboardInterrupt or other exception a
 # signal handler raised between two batches (None otherwise), for the caller to re-raise once it
 # has tidied up.
 #
@@ -33,6 +35,8 @@ cdef tuple _outcome(int st, list raised):
         status = "interrupted"
     elif st == FNN_ENONFINITE:
         status = "nonfinite"
+    elif st == FNN_EOVERFLOW:
+        status = "overflow"
     else:
         check_status(st)
         status = "ok"

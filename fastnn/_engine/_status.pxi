@@ -12,6 +12,8 @@ cdef int check_status(int st) except -1:
         raise RuntimeError("fastnn: not supported on this CPU or build")
     if st == FNN_ENONFINITE:
         raise _NonFiniteError("fastnn: non-finite loss or gradient")
+    if st == FNN_EOVERFLOW:
+        raise _NonFiniteError("fastnn: an update overflowed")
     raise RuntimeError(f"fastnn: C status {st}")
 
 fnn_arch_name()  # choose the kernel once, at import, before any thread can race on it

@@ -4,7 +4,8 @@ Each table holds one C enum under Python names; c_constants() gives every code h
 name (FNN_ACT_RELU, FNN_CTR_STEP, ...), which tests compare, both ways, with the values the
 compiled extension reads from the header (fastnn._engine._ext.constants())."""
 
-STATUSES = {"ok": 0, "einval": -1, "enomem": -2, "eintr": -3, "enonfinite": -4, "eunsupported": -5}
+STATUSES = {"ok": 0, "einval": -1, "enomem": -2, "eintr": -3, "enonfinite": -4, "eunsupported": -5,
+            "eoverflow": -6}
 ACTIVATIONS = {"identity": 0, "relu": 1, "leaky_relu": 2, "sigmoid": 3, "tanh": 4, "softmax": 5}
 LOSSES = {"softmax_xent": 0, "sigmoid_bce": 1, "mse": 2}
 # scikit-learn's MLP losses (same C enum, fnn_loss): what a scikit-learn estimator asks for

@@ -53,6 +53,7 @@ OPTIM = np.dtype([
     ("step_size", _i8), ("total_steps", _i8),
     ("l2_loss", _f8),     # scikit-learn's alpha: + 0.5 l2_loss |W|^2 / S in the loss (S: batch weight sum)
     ("form", _i4),        # fnn_optim_form: 0 PyTorch's sgd / adam updates, 1 scikit-learn's
+    ("overflow_check", _i4),  # 1: a step whose update leaves a NaN or inf ends the call ("overflow")
 ], align=True)
 
 RESULT = np.dtype([
@@ -73,7 +74,8 @@ NET_DEFAULTS = {"n_decay": 0, "n_state": 0, "seed": 0}  # required: loss, n_inpu
 OPTIM_DEFAULTS = {"nesterov": 0, "momentum": 0.0, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8,
                   "rho": 0.99, "l2": 0.0, "l1": 0.0, "weight_decay": 0.0, "schedule": 0,
                   "gamma": 1.0, "power_t": 0.5, "lr_min": 0.0, "lr_scale": 1.0, "step_size": 1,
-                  "total_steps": 0, "l2_loss": 0.0, "form": 0}  # required: kind, lr
+                  "total_steps": 0, "l2_loss": 0.0, "form": 0,
+                  "overflow_check": 0}  # required: kind, lr
 
 
 def _values(fields, dtype, defaults, name):

@@ -12,7 +12,7 @@ import threading
 import numpy as np
 
 from . import activations as _activations, losses as _losses, records as _records
-from .codes import CTR_SAMPLES, CTR_STEP, FORMS, ORDERS, RNG_DROPOUT, RNG_SHUFFLE, SK_LOSSES, STATUSES
+from .codes import CTR_SAMPLES, CTR_STEP, FORMS, OPTIMIZERS, ORDERS, RNG_DROPOUT, RNG_SHUFFLE, SK_LOSSES, STATUSES
 from .codes import c_constants as _c_constants
 from .validation import FLOAT_DTYPES as _FLOATS, nonfinite_error as _nonfinite_error  # native byte order
 
@@ -293,6 +293,26 @@ def rmsprop_update(p, s, g, n_decay, lr, rho=0.99, eps=1e-8, l2=0.0, l1=0.0, wei
     p -= dt(lr) * g / (np.sqrt(s) + dt(eps))
 
 
+def _left_nonfinite(p, slots, g, n_decay, lr, optim):
+    """Whether an update left a NaN or an infinity, as the compiled loops decide it
+    (csrc/optimizers.c, sgd_range): in a parameter it changed, or in Adam's v or RMSprop's s. Plain
+    SGD leaves an element with g = 0 and neither penalty nor decay on it as it was: unchecked."""
+    dt, P, kind = p.dtype.type, p.shape[0], optim["kind"]
+    checked = slice(None)
+    if kind == OPTIMIZERS["sgd"] and optim["momentum"] == 0:
+        plain = np.ones(P, bool)
+        if dt(optim["l2"]) != 0 or dt(optim["l1"]) != 0 or dt(1 - lr * optim["weight_decay"]) != 1:
+            plain[:max(n_decay, 0)] = False
+        checked = ~plain | (g != 0)
+    if not np.isfinite(p[checked]).all():
+        return True
+    if kind == OPTIMIZERS["adam"]:
+        return not np.isfinite(slots[P:2 * P]).all()
+    if kind == OPTIMIZERS["rmsprop"]:
+        return not np.isfinite(slots[:P]).all()
+    return False
+
+
 def _optim_fields(optim):
     """{field: value} of an OPTIM record."""
     _records.check_record(optim, _records.OPTIM, "OPTIM", 0)
@@ -305,7 +325,8 @@ def _check_optim(o):
     unit = ("momentum", "beta1", "beta2", "rho")
     ok = (all(o[k] >= 0 and math.isfinite(o[k]) for k in nonneg) and all(0 <= o[k] < 1 for k in unit)
           and o["eps"] > 0 and math.isfinite(o["eps"]) and o["lr_scale"] > 0
-          and math.isfinite(o["lr_scale"]) and math.isfinite(o["gamma"]) and o["gamma"] >= 0)
+          and math.isfinite(o["lr_scale"]) and math.isfinite(o["gamma"]) and o["gamma"] >= 0
+          and o["overflow_check"] in (0, 1))
     if not ok:
         raise ValueError("fastnn: invalid argument (sizes, labels or options)")
     return o
@@ -627,6 +648,8 @@ class Engine:
                            optim["l1"], optim["weight_decay"])
         else:
             raise ValueError("fastnn: invalid argument (sizes, labels or options)")
+        if optim["overflow_check"] and _left_nonfinite(params, slots, g, nd, lr, optim):
+            return "overflow"  # applied; the counters and totals stay as they were
         counters[CTR_STEP] = step + 1
         counters[CTR_SAMPLES] += x.shape[0]
         # scikit-learn's losses count a batch by its rows (its loss_curve_), the others by weight

@@ -149,17 +149,17 @@ def _totals(result):
     return dict(zip(result.dtype.names, result.item()))
 
 
-def _optim(model, built, horizon):
+def _optim(model, built, horizon, overflow_check=0):
     """The OPTIM record of this call (fastnn/_engine/records.py), kept for the next call with the
-    same optimizer (immutable), rate scale and horizon: building it costs 7 us, a tenth of a
-    one-row partial_fit."""
-    key = (model.optimizer, float(model.lr_scale), horizon)
+    same optimizer (immutable), rate scale, horizon and overflow_check: building it costs 7 us, a
+    tenth of a one-row partial_fit."""
+    key = (model.optimizer, float(model.lr_scale), horizon, overflow_check)
     last = built.last_optim
     if last is not None and last[0][0] is key[0] and last[0][1:] == key[1:]:
         return last[1]
     if model.optimizer.n_slots != built.n_slots:  # cannot happen: optimizers are immutable
         raise RuntimeError("the optimizer does not match the state it was compiled with")
-    rec = optim_record(**model.optimizer.engine_fields(horizon), lr_scale=key[1])
+    rec = optim_record(**model.optimizer.engine_fields(horizon), lr_scale=key[1], overflow_check=overflow_check)
     built.last_optim = (key, rec)
     return rec
 
@@ -402,7 +402,9 @@ def partial_fit(model, X, y, sample_weight, batch_size):
     _check_batchnorm(model, n, batch)
     engine, engine_lock = built.pool.get(batch)
     result = result_record()
-    optim = _optim(model, built, 0)
+    # the engine reports an update that leaves a NaN or an infinity: partial_fit keeps no copy of
+    # the state to go back to (fit keeps one per epoch, and checks the state after each)
+    optim = _optim(model, built, 0, overflow_check=1)
     # the rate of this call's first step, its largest (the schedules never rise)
     lr = _backend.current().lr_at(optim, model.epochs_trained, int(built.counters[CTR_STEP]),
                                   int(built.counters[CTR_SAMPLES]))
@@ -420,6 +422,16 @@ def partial_fit(model, X, y, sample_weight, batch_size):
     if status != "ok":  # the engine applied the batches before the failing one, and nothing else
         if status == "interrupted":
             raise raised
+        if status == "overflow":
+            k, done = result["bad_batch"], result["batches"]
+            raise NonFiniteError(
+                f"the update of batch {k} of this partial_fit (rows {k * batch} to "
+                f"{min((k + 1) * batch, n) - 1}) left NaN or infinite values in the model's weights "
+                f"or optimizer state: it overflowed {built.params.dtype} (a rate, penalty or input "
+                f"too large), or met such values written by hand. It was applied"
+                + (f", as were the {done} batch(es) before it" if done else "")
+                + "; partial_fit keeps no copy to go back to (fit does, per epoch): set finite "
+                "weights with set_weights, or load a saved model")
         if not built.finite():
             raise _nonfinite_state()
         done = result["batches"]
