@@ -4,7 +4,9 @@ disk, a file-size limit, an exception, Ctrl-C) removes the temporary file and re
 target is then byte for byte what it was before, or still absent. A symlink is followed, as
 open() would: its target is replaced and the link stays. A path that names something other than a
 regular file (a directory, a device such as /dev/null, a FIFO, a socket) is refused: the rename
-would replace it with a regular file."""
+would replace it with a regular file. The checks and the rename are separate steps: a path that
+another process turns into a symlink or a directory between them is replaced as it is then (a
+rename cannot be made conditional on what it replaces)."""
 import contextlib
 import errno
 import os

@@ -282,7 +282,8 @@ class ReduceLROnPlateau(_Monitor):
 class TerminateOnNaN(Callback):
     """When the loss becomes NaN or infinite, stop training and return normally instead of
     raising fastnn.NonFiniteError (the default). Either way the model keeps the weights of its
-    last finite step and history.terminated_on_nan tells what happened."""
+    last finite step (those of the epoch's start when an update overflowed, as weights or
+    optimizer state beyond the dtype's range) and history.terminated_on_nan tells what happened."""
 
     terminate_on_nan = True
 
