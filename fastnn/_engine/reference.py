@@ -97,6 +97,7 @@ def struct_layout():
 
 
 # -- gemm -----------------------------------------------------------------------------------------
+SKINNY_M = 4  # csrc/internal.h FNN_SKINNY_M: products of at most this many rows take gemm_skinny
 def gemm(C, A, B, trans_a=False, trans_b=False, alpha=1.0, beta=0.0):
     """C = alpha op(A) @ op(B) + beta C; beta == 0 never reads C, alpha == 0 never reads A or B."""
     a = A.T if trans_a else A
@@ -524,7 +525,12 @@ class Engine:
             if ly["kind"] == 0:
                 W = params[ly["w_off"]:ly["w_off"] + ly["n_in"] * n].reshape(ly["n_in"], n)
                 y = np.empty((x.shape[0], n), self._dtype)
-                gemm(y, x, W)
+                if x.shape[0] <= SKINNY_M:  # as the compiled forward (gemm.c, gemm_skinny's skip_zero):
+                    for i in range(x.shape[0]):  # a weight row met by a zero input is not read
+                        nz = x[i] != 0
+                        y[i] = x[i, nz] @ W[nz]
+                else:
+                    gemm(y, x, W)
                 bias_forward(y, params[ly["b_off"]:ly["b_off"] + n])
                 activation_forward(ly["activation"], y, y, ly["alpha"])
             elif ly["kind"] == 1:
