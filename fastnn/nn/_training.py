@@ -212,10 +212,11 @@ def _check_update_scalars(model, built, lr, where):
     dt = built.params.dtype
     o = model.optimizer
     eps = getattr(o, "eps", None)
-    if eps is not None and not dt.type(eps) > 0:  # Adam, RMSprop: g / (sqrt(v) + eps)
-        raise ValueError(f"{where}: eps is {eps:g}, which is 0 in {dt}: a weight whose gradient is 0 "
-                         f"would get 0 / 0 = NaN. Use an eps of at least "
-                         f"{np.finfo(dt).smallest_subnormal:g}, or float64")
+    # Adam, RMSprop: g / (sqrt(v) + eps); the compiled engine flushes subnormals to 0
+    if eps is not None and not dt.type(eps) >= np.finfo(dt).tiny:
+        raise ValueError(f"{where}: eps is {eps:g}, which is 0 in {dt} (or subnormal, which the engine "
+                         f"takes as 0): a weight whose gradient is 0 would get 0 / 0 = NaN. Use an eps "
+                         f"of at least {np.finfo(dt).tiny:g}, or float64")
     far = _FAR_BELOW_MAX.get(dt, 0.0)
     if max(o.l2, o.l1) < far and lr * max(1.0, o.l2, o.l1, o.weight_decay) < far:
         return  # every term far below the dtype's largest value (in Python floats: an online call's cost)
