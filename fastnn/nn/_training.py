@@ -201,6 +201,12 @@ def _nonfinite_state():
         "set finite values with set_weights, or build a new model")
 
 
+def _next_rate(model, built, optim, epoch):
+    """The rate of the model's next step: lr_scale x the schedule at this epoch, step and sample
+    count."""
+    return _backend.current().lr_at(optim, epoch, int(built.counters[CTR_STEP]), int(built.counters[CTR_SAMPLES]))
+
+
 _FAR_BELOW_MAX = {np.dtype(np.float32): 1e38, np.dtype(np.float64): 1e307}
 
 
@@ -298,12 +304,11 @@ def fit(model, X, y, epochs, batch_size, validation_data, validation_split, shuf
     engine, engine_lock = built.pool.get(batch)
     perm = np.empty(n, np.int64)
     steps_per_epoch = -(-n // batch)
-    be = _backend.current()
     # a cosine schedule without its own horizon decays over the steps of this fit
     horizon = int(built.counters[CTR_STEP]) + epochs * steps_per_epoch
     first = model.epochs_trained  # refused before the history and the callbacks see this fit
-    _check_update_scalars(model, built, be.lr_at(_optim(model, built, horizon), first, int(built.counters[CTR_STEP]),
-                                                 int(built.counters[CTR_SAMPLES])), f"epoch {first}")
+    _check_update_scalars(model, built, _next_rate(model, built, _optim(model, built, horizon), first),
+                          f"epoch {first}")
     history = model.history = History()
     extra = [model._schedule_callback] if model._schedule_callback is not None else []
     progress = for_verbose(verbose)
@@ -320,7 +325,7 @@ def fit(model, X, y, epochs, batch_size, validation_data, validation_split, shuf
             epoch = model.epochs_trained
             cbs.on_epoch_begin(epoch)
             optim = _optim(model, built, horizon)
-            lr = be.lr_at(optim, epoch, int(built.counters[CTR_STEP]), int(built.counters[CTR_SAMPLES]))
+            lr = _next_rate(model, built, optim, epoch)
             # the schedules never rise within an epoch: its first rate is its largest
             _check_update_scalars(model, built, lr, f"epoch {epoch}")
             if order is not None:  # the caller's order of this epoch's rows
@@ -407,8 +412,7 @@ def partial_fit(model, X, y, sample_weight, batch_size):
     # the state to go back to (fit keeps one per epoch, and checks the state after each)
     optim = _optim(model, built, 0, overflow_check=1)
     # the rate of this call's first step, its largest (the schedules never rise)
-    lr = _backend.current().lr_at(optim, model.epochs_trained, int(built.counters[CTR_STEP]),
-                                  int(built.counters[CTR_SAMPLES]))
+    lr = _next_rate(model, built, optim, model.epochs_trained)
     _check_update_scalars(model, built, lr, "partial_fit")
     with engine_lock:
         if batch == n:  # one step on the rows as they are: no gather, threads only when worth it
