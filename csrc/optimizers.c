@@ -6,6 +6,7 @@
  * sqrt(v) before the bias correction, which goes into the rate). Penalties touch only
  * params[0:n_decay], the weights. */
 #ifndef real
+#include <float.h>
 #include <math.h>
 #include <string.h>
 #include "fastnn.h"
@@ -43,11 +44,15 @@ double fnn_lr_at(const fnn_optim *o, int64_t epoch, int64_t step, int64_t sample
 
 #if REAL_IS_FLOAT
 #define SQRT sqrtf
+#define FABS fabsf
+#define REAL_MIN FLT_MIN
 typedef int32_t FN(bits);
 #define ABS_BITS 0x7fffffff
 #define INF_BITS 0x7f800000
 #else
 #define SQRT sqrt
+#define FABS fabs
+#define REAL_MIN DBL_MIN
 typedef int64_t FN(bits);
 #define ABS_BITS INT64_C(0x7fffffffffffffff)
 #define INF_BITS INT64_C(0x7ff0000000000000)
@@ -279,12 +284,22 @@ static int FN(opt_body)(fnn_team *team, void *ctx) {
     return FNN_OK;
 }
 
+/* A momentum or a penalty in the dtype, 0 where it is below the dtype's smallest normal. On x86
+ * the engine computes with subnormals flushed to 0 (team.c, fp_enter), so such a setting acts as
+ * 0 there anyway; fp_enter sets no mode on other CPUs (aarch64). Made explicit so that the form
+ * (plain, decay, penalised; with or without a velocity) is the same everywhere, and as the
+ * oracle's (reference.py, _setting). */
+static inline real FN(setting)(double x) {
+    const real r = (real)x;
+    return FABS(r) < REAL_MIN ? (real)0 : r;
+}
+
 /* What every update's plan holds: the kind, the rate and the penalties. */
 static FN(fnn_opt_plan) FN(plan_common)(int kind, double lr, double l2, double l1, double wd) {
     FN(fnn_opt_plan) q;
     memset(&q, 0, sizeof q);
     q.kind = kind;
-    q.lr = (real)lr; q.l2 = (real)l2; q.l1 = (real)l1; q.shrink = (real)(1 - lr * wd);
+    q.lr = (real)lr; q.l2 = FN(setting)(l2); q.l1 = FN(setting)(l1); q.shrink = (real)(1 - lr * wd);
     return q;
 }
 
@@ -316,7 +331,7 @@ void FN(fnn_opt_plan_init)(FN(fnn_opt_plan) *q, const fnn_optim *opt, double lr,
     q->check = opt->overflow_check;
     switch (opt->kind) {
     case FNN_OPT_SGD:
-        q->mu = (real)opt->momentum;
+        q->mu = FN(setting)(opt->momentum);
         q->nesterov = opt->nesterov;
         break;
     case FNN_OPT_ADAM:
@@ -356,7 +371,7 @@ void FN(fnn_sgd_update_team)(fnn_team *team, real *p, real *vel, const real *g, 
                              double l1, double weight_decay, int form) {
     FN(opt_job) j = FN(opt_common)(FNN_OPT_SGD, p, vel, NULL, g, n, n_decay, lr, l2, l1, weight_decay);
     j.q.form = form;
-    j.q.mu = (real)momentum;
+    j.q.mu = FN(setting)(momentum);
     j.q.nesterov = nesterov;
     FN(opt_run)(team, &j);
 }
@@ -399,6 +414,8 @@ void FN(fnn_rmsprop_update)(real *p, real *s, const real *g, int64_t n, int64_t 
 }
 
 #undef SQRT
+#undef FABS
+#undef REAL_MIN
 #undef ABS_BITS
 #undef INF_BITS
 #undef KEEP_MAX

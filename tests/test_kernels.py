@@ -970,6 +970,27 @@ def test_sgd_one_step_equals_closed_form(which, dtype, penalties, nesterov, kern
 
 
 @pytest.mark.parametrize("which", IMPLS)
+@pytest.mark.parametrize("setting", ["momentum", "l2", "l1"])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_a_setting_below_the_smallest_normal_is_0(which, dtype, setting):
+    """A momentum, l2 or l1 that is subnormal in the dtype acts as 0, whatever the caller's
+    floating-point mode (the engine flushes subnormals in its own threads; a kernel called from
+    Python runs in the caller's): the plain step, which leaves an infinite weight with g = 0 and
+    its velocity as they are. A velocity form would give 1e-40 x inf + 0 = inf there, a penalty
+    term -inf + 1e-40 x -inf = NaN."""
+    be = impl(which)
+    tiny = float(np.finfo(dtype).tiny) / 4  # subnormal, not 0
+    p = np.array([-np.inf, 0.5, 1.0], dtype)
+    vel = np.array([np.inf, 0, 0], dtype)
+    g = np.array([0, 0.25, -0.5], dtype)
+    kw = {"momentum": tiny} if setting == "momentum" else {setting: tiny}
+    with np.errstate(invalid="ignore", over="ignore"):
+        be.sgd_update(p, vel, g, 3, 0.1, nesterov=False, **kw)
+    np.testing.assert_array_equal(p, np.array([-np.inf, 0.5 - 0.1 * 0.25, 1.0 + 0.1 * 0.5], dtype))
+    np.testing.assert_array_equal(vel, np.array([np.inf, 0, 0], dtype))
+
+
+@pytest.mark.parametrize("which", IMPLS)
 @pytest.mark.parametrize("case", OPT_CASES.values(), ids=OPT_CASES.keys())
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_an_infinite_weight_without_a_penalty_stays_as_it_is(which, dtype, case):

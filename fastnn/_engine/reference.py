@@ -244,6 +244,13 @@ def loss_backward(loss, dZ, Z, T=None, labels=None, sw=None):
 
 
 # -- optimizers ------------------------------------------------------------------------------------
+def _setting(dt, x):
+    """A momentum or a penalty in the dtype dt, 0 where it is below dt's smallest normal (the
+    engine flushes subnormals: csrc/optimizers.c, setting). It decides the update's form."""
+    v = dt(x)
+    return v if abs(v) >= np.finfo(dt).tiny else dt(0)
+
+
 def _penalised(p, g, n_decay, lr, l2, l1, weight_decay):
     """g' = g + l2 p + l1 sign(p) and p (1 - lr wd) on the decayed prefix. Without a penalty
     (l2 = l1 = 0 in the dtype) there is no penalty term at all, as in the compiled loops' plain
@@ -251,8 +258,9 @@ def _penalised(p, g, n_decay, lr, l2, l1, weight_decay):
     dt = p.dtype.type
     g = g.copy()
     d = slice(0, n_decay)
-    if dt(l2) != 0 or dt(l1) != 0:
-        g[d] = g[d] + dt(l2) * p[d] + dt(l1) * np.sign(p[d])
+    l2, l1 = _setting(dt, l2), _setting(dt, l1)
+    if l2 != 0 or l1 != 0:
+        g[d] = g[d] + l2 * p[d] + l1 * np.sign(p[d])
     p[d] = p[d] * dt(1 - lr * weight_decay)
     return g
 
@@ -261,6 +269,7 @@ def sgd_update(p, vel, g, n_decay, lr, momentum=0.0, nesterov=False, l2=0.0, l1=
                form=0):
     dt = p.dtype.type
     g = _penalised(p, g, n_decay, lr, l2, l1, weight_decay)
+    momentum = _setting(dt, momentum)
     if form == FORMS["sklearn"] and momentum != 0:  # the velocity is the step (SGDOptimizer)
         vel[...] = dt(momentum) * vel - dt(lr) * g
         p += dt(momentum) * vel - dt(lr) * g if nesterov else vel
@@ -300,9 +309,9 @@ def _left_nonfinite(p, slots, g, n_decay, lr, optim):
     SGD leaves an element with g = 0 and neither penalty nor decay on it as it was: unchecked."""
     dt, P, kind = p.dtype.type, p.shape[0], optim["kind"]
     checked = slice(None)
-    if kind == OPTIMIZERS["sgd"] and optim["momentum"] == 0:
+    if kind == OPTIMIZERS["sgd"] and _setting(dt, optim["momentum"]) == 0:
         plain = np.ones(P, bool)
-        if dt(optim["l2"]) != 0 or dt(optim["l1"]) != 0 or dt(1 - lr * optim["weight_decay"]) != 1:
+        if _setting(dt, optim["l2"]) != 0 or _setting(dt, optim["l1"]) != 0 or dt(1 - lr * optim["weight_decay"]) != 1:
             plain[:max(n_decay, 0)] = False
         checked = ~plain | (g != 0)
     if not np.isfinite(p[checked]).all():
