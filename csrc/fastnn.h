@@ -197,6 +197,7 @@ void fnn_set_cpu_cap(int n);               /* CPUs this process may use (affinit
 int fnn_get_cpu_cap(void);                 /* the usable CPUs the default count is capped at */
 int fnn_profile_read(double *out, int size, int reset); /* profile.h: phases, or 0 unless built to profile */
 int fnn_get_thread_limit(void);            /* the calling thread's own cap, 0: none */
+int64_t fnn_teams_started(void);           /* calls so far that ran on several threads (for tests) */
 void fnn_set_thread_limit(int n);
 
 #define FNN_SELF "fastnn_api.h" /* its prototypes for float (_f32) and double (_f64) */

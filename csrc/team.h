@@ -24,5 +24,10 @@ int fnn_with_team(int n_threads, int (*body)(fnn_team *team, void *ctx), void *c
 void fnn_team_run(fnn_team *team, int64_t n_tasks, fnn_task_fn fn, void *ctx);
 /* Threads in the team (1 for NULL): the size of per-worker scratch to provide. */
 int fnn_team_size(const fnn_team *team);
+/* 1 when a call of fnn_with_team ended within the last FNN_TEAM_RECENT_NS (or without OpenMP):
+ * a team started now finds its workers still awake. A short call started after a pause runs on
+ * one thread (network.c, threads_for): waking a sleeping worker can cost milliseconds. */
+#define FNN_TEAM_RECENT_NS 2000000
+int fnn_team_recent(void);
 
 #endif

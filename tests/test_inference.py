@@ -508,6 +508,44 @@ def test_engine_predict_names_the_first_bad_argument():
 
 @needs_c
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("threads", [2, 3, 4])
+def test_a_few_rows_get_the_same_bits_when_their_large_products_are_split_across_threads(dtype, threads):
+    """A prediction of 1-4 rows that reads many weights is computed by a team: each larger product
+    is split into column slabs, one per thread, each with its share of the bias and activation.
+    The bits are those of one thread (each output summed over the same rows of the weights in the
+    same order), for every row count, slab edge (widths not a multiple of the slab) and input
+    (dense, sparse: fewer rows read, all zero), and close to the float64 forward pass."""
+    fastnn.set_backend("c")
+    layers = [fastnn.Dense(301, activation="relu"), fastnn.BatchNorm(), fastnn.Dense(97, activation="tanh"),
+              fastnn.Dense(250, activation="relu"), fastnn.Dense(5)]
+    model = fastnn.Sequential(layers, dtype=dtype, seed=2).compile("sgd", "cross_entropy").build(700)
+    rng = np.random.default_rng(threads)
+    for ly in model.layers:
+        if isinstance(ly, fastnn.Dense):
+            ly.kernel[...] = rng.standard_normal(ly.kernel.shape) * 0.1
+            ly.bias[...] = rng.standard_normal(ly.bias.shape) * 0.1
+    before = fastnn.get_num_threads()
+    try:
+        for rows in (1, 2, 3, 4):
+            dense = rng.standard_normal((rows, 700)).astype(dtype)
+            sparse = dense * (rng.random((rows, 700)) < 0.2)
+            for X in (dense, sparse, np.zeros_like(dense)):
+                fastnn.set_num_threads(1)
+                want = model.predict_proba(X)
+                fastnn.set_num_threads(threads)
+                np.testing.assert_array_equal(model.predict_proba(X), want)
+                np.testing.assert_array_equal(model.predict(X), want.argmax(1))
+        got = model.predict_proba(dense)
+        fastnn.set_backend("python")
+        np.testing.assert_allclose(got, model.predict_proba(dense), rtol=1e-4 if dtype == "float32" else 1e-10,
+                                   atol=1e-6 if dtype == "float32" else 1e-12)
+    finally:
+        fastnn.set_num_threads(before)
+        fastnn.set_backend("c")
+
+
+@needs_c
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("n", [1025, 1027, 1028, 1029, 2052, 3000])
 def test_a_rows_result_does_not_depend_on_the_inference_chunk(monkeypatch, dtype, n):
     """The compiled GEMM sums a product of 4 rows or fewer another way (bits differ in the last

@@ -61,6 +61,10 @@ def set_cpu_cap(int n):
 def get_cpu_cap():
     return fnn_get_cpu_cap()
 
+def teams_started():
+    """Engine calls so far in this process that ran on a team of several threads (for tests)."""
+    return fnn_teams_started()
+
 def constants():
     """{C name: value} of every csrc/fastnn.h enum member and constant the Python side uses
     (fastnn/_engine/codes.py holds the same values under Python names)."""

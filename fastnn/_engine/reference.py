@@ -62,6 +62,11 @@ def set_cpu_cap(n):
     pass
 
 
+def teams_started():
+    """Calls that ran on several threads: none here (one thread)."""
+    return 0
+
+
 def phase_times(reset=True):
     """The compiled engine's phase clock (csrc/profile.h); the NumPy backend has none."""
     return None
