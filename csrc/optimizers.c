@@ -284,11 +284,11 @@ static int FN(opt_body)(fnn_team *team, void *ctx) {
     return FNN_OK;
 }
 
-/* A momentum or a penalty in the dtype, 0 where it is below the dtype's smallest normal. On x86
- * the engine computes with subnormals flushed to 0 (team.c, fp_enter), so such a setting acts as
- * 0 there anyway; fp_enter sets no mode on other CPUs (aarch64). Made explicit so that the form
- * (plain, decay, penalised; with or without a velocity) is the same everywhere, and as the
- * oracle's (reference.py, _setting). */
+/* A rate, momentum, penalty or decay rate (beta1, beta2, rho) in the dtype, 0 where it is below
+ * the dtype's smallest normal. On x86 the engine computes with subnormals flushed to 0 (team.c,
+ * fp_enter), so such a setting acts as 0 there anyway; fp_enter sets no mode on other CPUs
+ * (aarch64). Made explicit so that the form (plain, decay, penalised; with or without a velocity)
+ * and the values are the same everywhere, and as the oracle's (reference.py, _setting). */
 static inline real FN(setting)(double x) {
     const real r = (real)x;
     return FABS(r) < REAL_MIN ? (real)0 : r;
@@ -299,7 +299,7 @@ static FN(fnn_opt_plan) FN(plan_common)(int kind, double lr, double l2, double l
     FN(fnn_opt_plan) q;
     memset(&q, 0, sizeof q);
     q.kind = kind;
-    q.lr = (real)lr; q.l2 = FN(setting)(l2); q.l1 = FN(setting)(l1); q.shrink = (real)(1 - lr * wd);
+    q.lr = FN(setting)(lr); q.l2 = FN(setting)(l2); q.l1 = FN(setting)(l1); q.shrink = (real)(1 - lr * wd);
     return q;
 }
 
@@ -318,7 +318,7 @@ static FN(opt_job) FN(opt_common)(int kind, real *p, real *s1, real *s2, const r
 static void FN(adam_constants)(FN(fnn_opt_plan) *q, int form, int64_t t, double lr, double beta1,
                                double beta2) {
     if (form == FNN_FORM_SKLEARN) {
-        q->c1 = (real)(lr * sqrt(1 - pow(beta2, (double)t)) / (1 - pow(beta1, (double)t)));
+        q->c1 = FN(setting)(lr * sqrt(1 - pow(beta2, (double)t)) / (1 - pow(beta1, (double)t)));
     } else {
         q->c1 = (real)(1 / (1 - pow(beta1, (double)t)));
         q->c2 = (real)(1 / (1 - pow(beta2, (double)t)));
@@ -335,11 +335,11 @@ void FN(fnn_opt_plan_init)(FN(fnn_opt_plan) *q, const fnn_optim *opt, double lr,
         q->nesterov = opt->nesterov;
         break;
     case FNN_OPT_ADAM:
-        q->b1 = (real)opt->beta1; q->b2 = (real)opt->beta2; q->eps = (real)opt->eps;
+        q->b1 = FN(setting)(opt->beta1); q->b2 = FN(setting)(opt->beta2); q->eps = (real)opt->eps;
         FN(adam_constants)(q, opt->form, t, lr, opt->beta1, opt->beta2);
         break;
     default:
-        q->rho = (real)opt->rho; q->eps = (real)opt->eps;
+        q->rho = FN(setting)(opt->rho); q->eps = (real)opt->eps;
     }
 }
 
@@ -381,7 +381,7 @@ void FN(fnn_adam_update_team)(fnn_team *team, real *p, real *m, real *v, const r
                               double eps, double l2, double l1, double weight_decay, int form) {
     FN(opt_job) j = FN(opt_common)(FNN_OPT_ADAM, p, m, v, g, n, n_decay, lr, l2, l1, weight_decay);
     j.q.form = form;
-    j.q.b1 = (real)beta1; j.q.b2 = (real)beta2; j.q.eps = (real)eps;
+    j.q.b1 = FN(setting)(beta1); j.q.b2 = FN(setting)(beta2); j.q.eps = (real)eps;
     FN(adam_constants)(&j.q, form, t, lr, beta1, beta2);
     FN(opt_run)(team, &j);
 }
@@ -390,7 +390,7 @@ void FN(fnn_rmsprop_update_team)(fnn_team *team, real *p, real *s, const real *g
                                  int64_t n_decay, double lr, double rho, double eps, double l2,
                                  double l1, double weight_decay) {
     FN(opt_job) j = FN(opt_common)(FNN_OPT_RMSPROP, p, s, NULL, g, n, n_decay, lr, l2, l1, weight_decay);
-    j.q.rho = (real)rho; j.q.eps = (real)eps;
+    j.q.rho = FN(setting)(rho); j.q.eps = (real)eps;
     FN(opt_run)(team, &j);
 }
 

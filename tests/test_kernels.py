@@ -991,6 +991,41 @@ def test_a_setting_below_the_smallest_normal_is_0(which, dtype, setting):
 
 
 @pytest.mark.parametrize("which", IMPLS)
+@pytest.mark.parametrize("case", ["sgd lr", "sgd-sklearn lr", "adam lr", "adam-sklearn lr", "adam beta1",
+                                  "adam beta2", "rmsprop lr", "rmsprop rho"])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_a_rate_or_decay_rate_below_the_smallest_normal_gives_the_update_with_0(which, dtype, case):
+    """The round-4 tester's finding: the compiled engine computes with subnormals flushed to 0, so
+    a learning rate, beta1, beta2 or rho below the dtype's smallest normal acted as 0 there and as
+    itself in the oracle (NaN against inf, a finite weight against -inf, status and counters).
+    Both give exactly the update with that setting at 0 (NaN where 0 x inf is one)."""
+    be = impl(which)
+    tiny = float(np.finfo(dtype).tiny) / 4
+    name, setting = case.split()
+    fn, form = name.replace("-sklearn", ""), 1 if "sklearn" in name else 0
+    huge = float(np.finfo(dtype).max) / 2
+
+    def update(value):
+        p = np.array([0.5, -1.0, 2.0, 0.0], dtype)  # 0 - a subnormal step would be subnormal
+        slots = [np.array([np.inf, huge, 0.25, 0.0], dtype), np.array([np.inf, huge, 0.5, 0.0], dtype)]
+        g = np.array([0.0, 0.5, -0.25, 1.0], dtype)
+        kw = {"lr": 0.1, setting: value}
+        with np.errstate(all="ignore"):
+            if fn == "sgd":
+                be.sgd_update(p, slots[0], g, 4, momentum=0.5, form=form, **kw)
+            elif fn == "adam":
+                be.adam_update(p, slots[0], slots[1], g, 4, 1, form=form, **kw)
+            else:
+                be.rmsprop_update(p, slots[0], g, 4, **kw)
+        return p, slots
+
+    (p, slots), (p0, slots0) = update(tiny), update(0.0)
+    np.testing.assert_array_equal(p, p0)
+    for s, s0 in zip(slots, slots0):
+        np.testing.assert_array_equal(s, s0)
+
+
+@pytest.mark.parametrize("which", IMPLS)
 @pytest.mark.parametrize("case", OPT_CASES.values(), ids=OPT_CASES.keys())
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_an_infinite_weight_without_a_penalty_stays_as_it_is(which, dtype, case):

@@ -250,8 +250,9 @@ def loss_backward(loss, dZ, Z, T=None, labels=None, sw=None):
 
 # -- optimizers ------------------------------------------------------------------------------------
 def _setting(dt, x):
-    """A momentum or a penalty in the dtype dt, 0 where it is below dt's smallest normal (the
-    engine flushes subnormals: csrc/optimizers.c, setting). It decides the update's form."""
+    """A rate, momentum, penalty or decay rate (beta1, beta2, rho) in the dtype dt, 0 where it is
+    below dt's smallest normal (the engine flushes subnormals: csrc/optimizers.c, setting). It
+    decides the update's form and values."""
     v = dt(x)
     return v if abs(v) >= np.finfo(dt).tiny else dt(0)
 
@@ -274,38 +275,40 @@ def sgd_update(p, vel, g, n_decay, lr, momentum=0.0, nesterov=False, l2=0.0, l1=
                form=0):
     dt = p.dtype.type
     g = _penalised(p, g, n_decay, lr, l2, l1, weight_decay)
-    momentum = _setting(dt, momentum)
+    momentum, rate = _setting(dt, momentum), _setting(dt, lr)
     if form == FORMS["sklearn"] and momentum != 0:  # the velocity is the step (SGDOptimizer)
-        vel[...] = dt(momentum) * vel - dt(lr) * g
-        p += dt(momentum) * vel - dt(lr) * g if nesterov else vel
+        vel[...] = momentum * vel - rate * g
+        p += momentum * vel - rate * g if nesterov else vel
         return
     if momentum != 0:
-        vel[...] = dt(momentum) * vel + g
-        step = g + dt(momentum) * vel if nesterov else vel
+        vel[...] = momentum * vel + g
+        step = g + momentum * vel if nesterov else vel
     else:
         step = g
-    p -= dt(lr) * step
+    p -= rate * step
 
 
 def adam_update(p, m, v, g, n_decay, t, lr, beta1=0.9, beta2=0.999, eps=1e-8, l2=0.0, l1=0.0,
                 weight_decay=0.0, form=0):
     dt = p.dtype.type
     g = _penalised(p, g, n_decay, lr, l2, l1, weight_decay)
-    m[...] = dt(beta1) * m + dt(1 - dt(beta1)) * g
-    v[...] = dt(beta2) * v + dt(1 - dt(beta2)) * g * g
+    b1, b2 = _setting(dt, beta1), _setting(dt, beta2)
+    m[...] = b1 * m + dt(1 - b1) * g
+    v[...] = b2 * v + dt(1 - b2) * g * g
     if form == FORMS["sklearn"]:  # AdamOptimizer: the bias corrections go into the rate
-        lr_t = dt(lr * math.sqrt(1 - beta2 ** t) / (1 - beta1 ** t))
+        lr_t = _setting(dt, lr * math.sqrt(1 - beta2 ** t) / (1 - beta1 ** t))
         p -= lr_t * m / (np.sqrt(v) + dt(eps))
         return
     c1, c2 = dt(1 / (1 - beta1 ** t)), dt(1 / (1 - beta2 ** t))
-    p -= dt(lr) * (m * c1) / (np.sqrt(v * c2) + dt(eps))
+    p -= _setting(dt, lr) * (m * c1) / (np.sqrt(v * c2) + dt(eps))
 
 
 def rmsprop_update(p, s, g, n_decay, lr, rho=0.99, eps=1e-8, l2=0.0, l1=0.0, weight_decay=0.0):
     dt = p.dtype.type
     g = _penalised(p, g, n_decay, lr, l2, l1, weight_decay)
-    s[...] = dt(rho) * s + dt(1 - dt(rho)) * g * g
-    p -= dt(lr) * g / (np.sqrt(s) + dt(eps))
+    r = _setting(dt, rho)
+    s[...] = r * s + dt(1 - r) * g * g
+    p -= _setting(dt, lr) * g / (np.sqrt(s) + dt(eps))
 
 
 def _left_nonfinite(p, slots, g, n_decay, lr, optim):
