@@ -12,7 +12,6 @@ import errno
 import os
 import secrets
 import stat
-import threading
 
 
 def atomic_write(path, write, check=None):
@@ -23,12 +22,18 @@ def atomic_write(path, write, check=None):
     its owner may not write (its mode, not only its directory's, must allow it); the same for
     each target of a symlink on the way.
 
+    The rename is the point of no return: Ctrl-C during the directory's fsync that follows it
+    is raised, and the file is then the new one. A file in a folder the process may not write
+    (or a sticky folder's file of another user) is refused even where open() could write it in
+    place: the save makes a new file there.
+
     A new file gets the mode open() gives (0666 less the umask); a replaced one keeps its mode and,
     where the process may give it (root), its owner; a setuid or setgid bit is kept only with
     its owner. The rename makes a new file: hard links to the old one keep the old content."""
     given = _as_str(path)
     path, st = check_target(given)
     directory, name = os.path.split(path)
+    directory = directory or os.curdir
     made, files = [], []  # the temporary file's name (from before it exists) and its file object
     try:
         f = _create_temporary(directory, name, given, made, files)
@@ -77,9 +82,25 @@ def check_target(path):
     if not stat.S_ISREG(st.st_mode):
         raise _named(errno.EINVAL, "not a regular file (a device, FIFO or socket): the file is written "
                      "beside it and renamed over it, which would replace it", path, given)
-    if not os.access(path, os.W_OK):  # the rename needs only the directory's permission
-        raise _named(errno.EACCES, "the file is read-only: the save would replace it", path, given)
+    _check_writable(path, given)  # the rename needs only the directory's permission
     return path, st
+
+
+def _check_writable(path, given):
+    """PermissionError (EACCES), or OSError EROFS on a read-only file system, where open() would
+    not write the file. Asked with the effective user id, as open() checks it (os.access's
+    default is the real one). An immutable file (Linux chattr +i) is refused as EACCES where
+    open() says EPERM. No descriptor is opened: an interrupt could leak it."""
+    effective = os.access in getattr(os, "supports_effective_ids", ())
+    if os.access(path, os.W_OK, effective_ids=effective):
+        return
+    try:
+        read_only = bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except (AttributeError, OSError):
+        read_only = False
+    if read_only:
+        raise _named(errno.EROFS, "read-only file system: the save would replace the file", path, given)
+    raise _named(errno.EACCES, "the file is read-only: the save would replace it", path, given)
 
 
 def _create_temporary(directory, name, path, made, files):
@@ -149,8 +170,8 @@ def _target(path):
             is_link = False
         except OSError as exc:
             raise _named(exc.errno, exc.strerror, now, given) from None
-        if not is_link:
-            return os.path.join(os.path.realpath(head or os.curdir), tail)
+        if not is_link:  # as given, not made absolute: a deep working folder's name may not fit
+            return now
         now = os.path.join(head, os.readlink(now))  # a relative target is relative to the link's folder
     raise _named(errno.ELOOP, os.strerror(errno.ELOOP), now, given)
 
@@ -160,16 +181,16 @@ def _check_name(path, given):
     as the name, a folder on the way that is missing or not a folder."""
     if path == "":
         raise _named(errno.ENOENT, "an empty path names no file", path, given)
-    if path.endswith(os.sep) or (os.altsep and path.endswith(os.altsep)):
-        raise _named(errno.EISDIR, "the path names a directory, not a file", path, given)
-    head, tail = os.path.split(path)
-    try:  # the folder as the kernel finds it
+    seps = os.sep + (os.altsep or "")
+    bare = path.rstrip(seps) or path[:1]  # 'a/b/' -> 'a/b'; '/' stays
+    head, tail = os.path.split(bare)
+    try:  # the folder as the kernel finds it, before it looks at the name (a final slash)
         folder = os.stat(head or os.curdir)
     except OSError as exc:
         raise _named(exc.errno, exc.strerror, path, given) from None
     if not stat.S_ISDIR(folder.st_mode):
         raise _named(errno.ENOTDIR, "not a directory", path, given)
-    if tail in (os.curdir, os.pardir):
+    if bare != path or tail in ("", os.curdir, os.pardir):
         raise _named(errno.EISDIR, "the path names a directory, not a file", path, given)
     return head, tail
 
@@ -195,18 +216,12 @@ def _temporary_prefix(name):
 
 
 def _fsync_directory(directory):
-    """Make the rename itself durable (POSIX); a no-op where directories cannot be opened. Run in
-    a thread of its own: a directory has no file object to own its descriptor, and no signal
-    handler's exception lands in a thread other than the main one, so the descriptor is closed
-    whatever interrupts the caller's wait."""
-    worker = threading.Thread(target=_fsync_directory_now, args=(directory,), name="fastnn-fsync-dir")
-    worker.start()
-    worker.join()
-
-
-def _fsync_directory_now(directory):
+    """Make the rename itself durable (POSIX); a no-op where directories cannot be opened. An
+    interrupt landing between os.open's return and `fd`'s assignment would leak the directory's
+    descriptor (no object owns a directory's descriptor from the C call on, as open() owns a
+    file's; a thread of its own for it made Ctrl-C inside threading's own locks hang a save)."""
     try:
-        fd = os.open(directory, os.O_RDONLY)
+        fd = os.open(directory, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
     except OSError:
         return
     try:
