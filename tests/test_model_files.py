@@ -765,42 +765,56 @@ def test_an_interrupt_before_any_bytecode_of_a_save_leaks_no_descriptor_and_no_f
     before or the new content. (A bare os.open descriptor leaked wherever the exception fell
     between the call's return and its owner.) One window is known and documented: the
     directory's fsync after the rename (_fsync_directory), whose descriptor nothing can own from
-    the C call on; it is not interrupted here."""
-    path = tmp_path / "f.bin"
-    path.write_bytes(b"old")
-    fds = sorted(os.listdir("/proc/self/fd"))
-    k = 0
-    while True:
-        k += 1
-        seen = [0]
+    the C call on; it is not interrupted here. In a child process: threads that other tests left
+    running open and close descriptors of their own."""
+    script = textwrap.dedent(f"""
+        import os, sys
+        sys.path.insert(0, {ROOT!r})
+        from fastnn.files import atomic
+        folder = {str(tmp_path)!r}
+        path = os.path.join(folder, "f.bin")
+        with open(path, "wb") as f:
+            f.write(b"old")
+        fds = sorted(os.listdir("/proc/self/fd"))
+        k = 0
+        while True:
+            k += 1
+            seen = [0]
 
-        def local(frame, event, arg):
-            if event == "opcode":
-                seen[0] += 1
-                if seen[0] == k:
-                    raise KeyboardInterrupt
-            return local
+            def local(frame, event, arg):
+                if event == "opcode":
+                    seen[0] += 1
+                    if seen[0] == k:
+                        raise KeyboardInterrupt
+                return local
 
-        def tracer(frame, event, arg):
-            if frame.f_code.co_filename != atomic.__file__ or frame.f_code.co_name == "_fsync_directory":
-                return None
-            frame.f_trace_opcodes = True
-            return local
+            def tracer(frame, event, arg):
+                if frame.f_code.co_filename != atomic.__file__ or frame.f_code.co_name == "_fsync_directory":
+                    return None
+                frame.f_trace_opcodes = True
+                return local
 
-        sys.settrace(tracer)
-        try:
-            atomic.atomic_write(path, lambda f: f.write(b"new"))
-            done = True
-        except KeyboardInterrupt:
-            done = False
-        finally:
-            sys.settrace(None)
-        assert sorted(os.listdir("/proc/self/fd")) == fds, k
-        assert os.listdir(tmp_path) == ["f.bin"] and path.read_bytes() in (b"old", b"new"), k
-        if done:
-            break
-        path.write_bytes(b"old")
-    assert k > 100  # the sweep went through the save's bytecodes
+            sys.settrace(tracer)
+            try:
+                atomic.atomic_write(path, lambda f: f.write(b"new"))
+                done = True
+            except KeyboardInterrupt:
+                done = False
+            finally:
+                sys.settrace(None)
+            with open(path, "rb") as f:
+                content = f.read()
+            assert sorted(os.listdir("/proc/self/fd")) == fds, (k, os.listdir("/proc/self/fd"))
+            assert os.listdir(folder) == ["f.bin"] and content in (b"old", b"new"), (k, os.listdir(folder))
+            if done:
+                break
+            with open(path, "wb") as f:
+                f.write(b"old")
+        print(k)
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert int(out.stdout) > 100  # the sweep went through the save's bytecodes
 
 
 @pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="needs root to change its uid")
