@@ -738,9 +738,6 @@ static void FN(gemm_rows_task)(void *ctx, int64_t s, int worker) {
     }
 }
 
-/* Threads take slabs of C, each packing into its own part of `work`: no barrier inside a call.
- * A few slabs per thread, handed out as threads come free, so a thread that the OS
- * descheduled (a busy, shared machine) costs one slab's delay, not half of the work. */
 /* A few rows of C against a large op(B) (single-sample inference): the columns of C split into one
  * slab per thread, each a whole-cache-line multiple, the product and its epilogue done by the
  * slab's task. Each thread reads only its slab of op(B)'s rows, so that the two halves of a
@@ -780,6 +777,9 @@ static void FN(skinny_split)(fnn_team *team, real *C, const real *A, const real 
     fnn_team_run(team, (n + j.cols - 1) / j.cols, FN(skinny_task), &j);
 }
 
+/* Threads take slabs of C, each packing into its own part of `work`: no barrier inside a call.
+ * A few slabs per thread, handed out as threads come free, so a thread that the OS
+ * descheduled (a busy, shared machine) costs one slab's delay, not half of the work. */
 static int FN(gemm_team)(fnn_team *team, real *C, const real *A, const real *B, int64_t m, int64_t n,
                          int64_t k, int64_t ldc, int64_t lda, int64_t ldb, int trans_a, int trans_b,
                          double alpha_d, double beta_d, real *work, int skip_zero,

@@ -27,14 +27,14 @@ int FN(fnn_gemm_fused_team)(fnn_team *team, real *C, const real *A, const real *
                             const FN(fnn_gemm_epi) *epi);
 /* The updates on a team (NULL: a team of their own when large enough). */
 void FN(fnn_sgd_update_team)(fnn_team *team, real *p, real *vel, const real *g, int64_t n,
-                            int64_t n_decay, double lr, double momentum, int nesterov, double l2,
-                            double l1, double weight_decay, int form);
+                             int64_t n_decay, double lr, double momentum, int nesterov, double l2,
+                             double l1, double weight_decay, int form);
 void FN(fnn_adam_update_team)(fnn_team *team, real *p, real *m, real *v, const real *g, int64_t n,
-                             int64_t n_decay, int64_t t, double lr, double beta1, double beta2,
-                             double eps, double l2, double l1, double weight_decay, int form);
+                              int64_t n_decay, int64_t t, double lr, double beta1, double beta2,
+                              double eps, double l2, double l1, double weight_decay, int form);
 void FN(fnn_rmsprop_update_team)(fnn_team *team, real *p, real *s, const real *g, int64_t n,
-                                int64_t n_decay, double lr, double rho, double eps, double l2,
-                                double l1, double weight_decay);
+                                 int64_t n_decay, double lr, double rho, double eps, double l2,
+                                 double l1, double weight_decay);
 /* An optimizer's update for one step, prepared once (rates, penalties, Adam's corrections at
  * step t) and then applied to ranges of the flat buffer [lo, hi) whose gradient is g[0:hi-lo]:
  * the online step (network.c) computes a weight row's gradient into a small buffer and updates

@@ -9,9 +9,9 @@
 # so another thread can read the progress of a running epoch. They return (status, raised):
 # status "ok", "interrupted", "nonfinite" (a loss or gradient was not finite: that batch was not
 # applied) or "overflow" (that batch's update left a NaN or an infinity in the parameters or the
-# optimizer state: it was applied, the counters were not advanced), and raised the KeyboardInterrupt or other exception a
-# signal handler raised between two batches (None otherwise), for the caller to re-raise once it
-# has tidied up.
+# optimizer state: it was applied, the counters were not advanced), and raised the
+# KeyboardInterrupt or other exception a signal handler raised between two batches (None
+# otherwise), for the caller to re-raise once it has tidied up.
 #
 # train_epoch's `shuffle` is the epoch's row order (csrc/fastnn.h fnn_order): 0 (False) rows in
 # order, 1 (True) the engine's shuffle, both written into perm; 2 the caller's perm[0:n], read as

@@ -319,7 +319,8 @@ def _left_nonfinite(p, slots, g, n_decay, lr, optim):
     checked = slice(None)
     if kind == OPTIMIZERS["sgd"] and _setting(dt, optim["momentum"]) == 0:
         plain = np.ones(P, bool)
-        if _setting(dt, optim["l2"]) != 0 or _setting(dt, optim["l1"]) != 0 or dt(1 - lr * optim["weight_decay"]) != 1:
+        if (_setting(dt, optim["l2"]) != 0 or _setting(dt, optim["l1"]) != 0
+                or dt(1 - lr * optim["weight_decay"]) != 1):
             plain[:max(n_decay, 0)] = False
         checked = ~plain | (g != 0)
     if not np.isfinite(p[checked]).all():
