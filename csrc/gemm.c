@@ -446,8 +446,10 @@ static void FN(epi_apply)(const FN(fnn_gemm_epi) *e, real *C, int64_t ldc, int64
             FN(fnn_activation_backward)(e->act, c, c, e->y + i * e->ldy + j0, 1, w, e->alpha);
         } else {
             if (e->bias) FN(fnn_bias_forward)(c, e->bias + j0, 1, w, w);
-            FN(fnn_activation_forward)(e->act, c, c, 1, w, e->alpha);
+            if (e->act != FNN_ACT_IDENTITY) FN(fnn_activation_forward)(e->act, c, c, 1, w, e->alpha);
         }
+        if (e->nonfinite && !FN(fnn_all_finite)(c, w))
+            atomic_store_explicit(e->nonfinite, 1, memory_order_relaxed);
     }
 }
 

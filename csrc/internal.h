@@ -1,6 +1,7 @@
 /* internal.h — declarations shared by the C files of fastnn, not exported to Python. */
 #ifndef FASTNN_INTERNAL_H
 #define FASTNN_INTERNAL_H
+#include <stdatomic.h>
 #include "fastnn.h"
 #include "team.h"
 

@@ -10,13 +10,17 @@ int FN(fnn_gemm_team)(fnn_team *team, real *C, const real *A, const real *B, int
  * backward (y != NULL): C *= f'(Y), Y the activation's output (m x n, row stride ldy).
  * f is act (FNN_ACT_*, elementwise: never softmax). Each element gets the same operations, in
  * the same order, as from fnn_bias_forward and fnn_activation_forward / _backward after the
- * product: the same bits. */
+ * product: the same bits. nonfinite (or NULL): set to 1 when a block holds a NaN or an infinity
+ * after the rest (a weight gradient checked while it is in cache, not in a pass of its own). */
 typedef struct FN(fnn_gemm_epi) {
     const real *bias, *y;
     int64_t ldy;
     int act;
     double alpha;
+    _Atomic int *nonfinite;
 } FN(fnn_gemm_epi);
+/* 1 when no element of x[0:n] is NaN or infinite (network.c). */
+int FN(fnn_all_finite)(const real *x, int64_t n);
 /* fnn_gemm_team with an epilogue (NULL: none), and skip_zero: for a few rows of C (m <= 4, no
  * trans_b, beta == 0) the rows of B that meet only zero values of A are not read: the same bits
  * when B is finite (gemm.c, gemm_skinny). The network's forward skips (an inf or NaN weight met

@@ -299,7 +299,7 @@ static inline FN(bits) FN(max_bits)(const real *x, int64_t n, FN(bits) mask) {
 }
 
 /* 1 when no element is NaN or infinite: the largest exponent field must not be all ones. */
-FNN_CLONES static int FN(all_finite)(const real *x, int64_t n) {
+FNN_CLONES int FN(fnn_all_finite)(const real *x, int64_t n) {
     return FN(max_bits)(x, n, REAL_EXPO) != REAL_EXPO;
 }
 
@@ -317,11 +317,11 @@ static void FN(finite_task)(void *ctx, int64_t t, int worker) {
     FN(finite_job) *f = (FN(finite_job) *)ctx;
     const int64_t lo = t * f->slice, hi = lo + f->slice < f->size ? lo + f->slice : f->size;
     (void)worker;
-    f->ok[t] = FN(all_finite)(f->x + lo, hi - lo);
+    f->ok[t] = FN(fnn_all_finite)(f->x + lo, hi - lo);
 }
 
 static int FN(finite_rows)(fnn_team *team, const real *x, int64_t size) {
-    if (size <= FINITE_SLICE || fnn_team_size(team) == 1) return FN(all_finite)(x, size);
+    if (size <= FINITE_SLICE || fnn_team_size(team) == 1) return FN(fnn_all_finite)(x, size);
     FN(finite_job) f;
     f.x = x;
     f.size = size;
@@ -332,6 +332,33 @@ static int FN(finite_rows)(fnn_team *team, const real *x, int64_t size) {
     fnn_team_run(team, tasks, FN(finite_task), &f);
     for (int64_t t = 0; t < tasks; t++)
         if (!f.ok[t]) return 0;
+    return 1;
+}
+
+/* Profiling builds only (profile.h): FNN_FUSED_CHECK=0 checks the whole gradient in a pass of
+ * its own after the products, as before the epilogue did it, to compare the two in one sitting. */
+static int FN(fused_check)(void) {
+#ifdef FNN_PROFILE
+    const char *e = getenv("FNN_FUSED_CHECK");
+    if (e) return atoi(e) != 0;
+#endif
+    return 1;
+}
+
+/* The rest of the check that forward_backward's epilogues began (nonfinite, set by them): the
+ * gradients no epilogue saw, from layer `lowest` up: biases, batch norm's scales and shifts. */
+static int FN(rest_finite)(const real *grads, const fnn_net *net, int64_t lowest, _Atomic int *nonfinite) {
+    if (atomic_load_explicit(nonfinite, memory_order_relaxed)) return 0; /* the team's join ordered it */
+    for (int64_t l = lowest; l < net->n_layers; l++) {
+        const fnn_layer *ly = &net->layers[l];
+        if (ly->kind == FNN_LAYER_DENSE) {
+            if (!FN(fnn_all_finite)(grads + ly->b_off, ly->n_out)) return 0;
+        } else if (ly->kind == FNN_LAYER_BATCHNORM) {
+            if (!FN(fnn_all_finite)(grads + ly->w_off, ly->n_out) ||
+                !FN(fnn_all_finite)(grads + ly->b_off, ly->n_out))
+                return 0;
+        }
+    }
     return 1;
 }
 
@@ -473,6 +500,12 @@ static int FN(forward_backward)(fnn_team *team, double *loss, int64_t *correct, 
         if (ly->kind == FNN_LAYER_DENSE) scan += nb * (ly->n_in + ly->n_out);
     }
     bounded = bounded && scan <= net->n_params / 4;
+    /* Once the bound fails (or from the start), each dense weight gradient is checked by its
+     * GEMM's epilogue, block by block while in cache (nonfinite), and the small rest (biases,
+     * batch norm) at the end; those of the layers above, where the bound held, are finite. With
+     * an l2_loss term, added after the products, the whole gradient is checked at the end. */
+    _Atomic int nonfinite = 0;
+    const FN(fnn_gemm_epi) check_epi = {NULL, NULL, 0, FNN_ACT_IDENTITY, 0, &nonfinite};
     for (int64_t l = lowest; l < L && !online; l++) {
         const fnn_layer *ly = &net->layers[l];
         if (ly->kind == FNN_LAYER_DENSE)
@@ -503,8 +536,9 @@ static int FN(forward_backward)(fnn_team *team, double *loss, int64_t *correct, 
                     const double ma = FN(abs_bound)(in, nb * ly->n_in), md = FN(abs_bound)(g, nb * n);
                     bounded = FN(dense_grads_finite)(nb, ma, md);
                 }
-                st = FN(fnn_gemm_team)(team, grads + ly->w_off, in, g, ly->n_in, n, nb, n, ly->n_in, n,
-                                       1, 0, 1.0, 0.0, ws->gemm_work);
+                const int check = !bounded && l2_loss == 0 && FN(fused_check)();
+                st = FN(fnn_gemm_fused_team)(team, grads + ly->w_off, in, g, ly->n_in, n, nb, n, ly->n_in,
+                                             n, 1, 0, 1.0, 0.0, ws->gemm_work, 0, check ? &check_epi : NULL);
                 if (st != FNN_OK) return st;
                 FNN_MARK(FNN_PH_DW_GEMM, l);
                 FN(fnn_bias_backward)(grads + ly->b_off, g, nb, n, n);
@@ -547,12 +581,15 @@ static int FN(forward_backward)(fnn_team *team, double *loss, int64_t *correct, 
         if (!isfinite(*loss)) return FNN_ENONFINITE;
     }
     /* teamed: on many cores the gradient lies in the caches of the threads that wrote it */
-    if (!bounded && !FN(finite_rows)(team, grads, net->n_params)) return FNN_ENONFINITE;
+    if (!bounded && (l2_loss != 0 || !FN(fused_check)()) && !FN(finite_rows)(team, grads, net->n_params))
+        return FNN_ENONFINITE;
+    if (!bounded && l2_loss == 0 && FN(fused_check)() && !FN(rest_finite)(grads, net, lowest, &nonfinite))
+        return FNN_ENONFINITE;
     /* batch statistics are committed to the running ones after this: they must be finite too
      * (a float variance can overflow while the normalised values stay finite) */
     for (int64_t l = 0; l < L; l++)
         if (net->layers[l].kind == FNN_LAYER_BATCHNORM &&
-            !FN(all_finite)(ws->stats[l], 2 * net->layers[l].n_out))
+            !FN(fnn_all_finite)(ws->stats[l], 2 * net->layers[l].n_out))
             return FNN_ENONFINITE;
     FNN_MARK(FNN_PH_CHECK, 0);
     return FNN_OK;

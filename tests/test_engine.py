@@ -559,8 +559,13 @@ def test_a_step_whose_weight_or_bias_gradient_overflows_is_refused_whole(backend
         assert np.isfinite(db0).all()
     else:
         assert not np.isfinite(db0).any() and np.isfinite(dW0).all()
-    with pytest.raises(fastnn.NonFiniteError):
+    # the step itself is refused, before its update: not an update that overflowed, undone with the
+    # epoch's copy (fit), or left in place (partial_fit keeps no copy)
+    with pytest.raises(fastnn.NonFiniteError, match="batch 0; .*that batch was not applied"):
         m.fit(X, y, epochs=1, batch_size=nb, shuffle=False)
+    np.testing.assert_array_equal(m.params, before)
+    with pytest.raises(fastnn.NonFiniteError, match="NaN or infinite in batch 0 "):
+        m.partial_fit(X, y)
     np.testing.assert_array_equal(m.params, before)
 
 
@@ -616,7 +621,11 @@ def test_a_step_whose_batchnorm_scale_gradient_overflows_is_refused_whole(backen
         dY = d1 @ out.kernel.T
         dgamma = (dY * xhat).sum()
     assert np.isfinite(loss) and np.isfinite(dY).all() and not np.isfinite(dgamma)
-    with pytest.raises(fastnn.NonFiniteError):
+    with pytest.raises(fastnn.NonFiniteError, match="batch 0; .*that batch was not applied"):
         m.fit(X, y, epochs=1, batch_size=nb, shuffle=False)
+    np.testing.assert_array_equal(m.params, before)
+    np.testing.assert_array_equal(m.state, state)
+    with pytest.raises(fastnn.NonFiniteError, match="NaN or infinite in batch 0 "):  # refused, not undone
+        m.partial_fit(X, y)
     np.testing.assert_array_equal(m.params, before)
     np.testing.assert_array_equal(m.state, state)
