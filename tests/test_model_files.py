@@ -757,6 +757,62 @@ def test_interrupts_at_random_moments_of_saves_leak_no_descriptor_and_no_file(tm
     assert listing.strip() == "['f.bin']", out.stdout
 
 
+@pytest.mark.skipif(not hasattr(signal, "setitimer") or not os.path.isdir("/proc/self/fd")
+                    or sys.version_info < (3, 11),
+                    reason="needs interval timers, /proc/self/fd, and CPython 3.11's points where signal "
+                           "handlers run (only after calls, at function starts and backward jumps)")
+def test_a_storm_of_interrupts_20_us_apart_leaves_no_temporary_file(tmp_path):
+    """Round 4's A5: a second interrupt landing in the cleanup after the first. A SIGALRM every
+    20 us raises KeyboardInterrupt again and again inside each save, its cleanup included. The
+    cleanup closed the files first (`with` blocks: a call, after which a handler runs) and left
+    880-900 temporary files in 1,000 saves; it now removes the name with its first call. After
+    them: no temporary file, as many descriptors as before, the target one of the complete
+    writes."""
+    script = textwrap.dedent(f"""
+        import os, random, signal, sys
+        sys.path.insert(0, {ROOT!r})
+        from fastnn.files import atomic
+
+        armed = False
+        def interrupt(*_):
+            if armed:
+                raise KeyboardInterrupt
+
+        signal.signal(signal.SIGALRM, interrupt)
+        folder = {str(tmp_path)!r}
+        path = os.path.join(folder, "f.bin")
+        atomic.atomic_write(path, lambda f: f.write(b"0" * 64))
+        before = len(os.listdir("/proc/self/fd"))
+        rng, interrupted = random.Random(0), 0
+        for i in range(400):
+            data = str(i % 10).encode() * rng.randint(64, 20000)
+            try:
+                try:
+                    armed = True
+                    signal.setitimer(signal.ITIMER_REAL, rng.uniform(1e-6, 4e-4), 2e-5)
+                    atomic.atomic_write(path, lambda f: f.write(data))
+                    armed = False
+                except KeyboardInterrupt:
+                    armed = False
+                    interrupted += 1
+            except KeyboardInterrupt:  # one more, in the handler above
+                armed = False
+                interrupted += 1
+            signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, signal.SIG_IGN)
+        after = len(os.listdir("/proc/self/fd"))
+        with open(path, "rb") as f:
+            data = f.read()
+        print(interrupted, before, after, len(set(data)), sorted(os.listdir(folder)))
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    interrupted, before, after, kinds, listing = out.stdout.split(" ", 4)
+    assert int(interrupted) > 300, out.stdout  # the storm reached nearly every save
+    assert after == before and kinds == "1", out.stdout
+    assert listing.strip() == "['f.bin']", out.stdout
+
+
 @pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc/self/fd")
 def test_an_interrupt_before_any_bytecode_of_a_save_leaks_no_descriptor_and_no_file(tmp_path):
     """The deterministic twin of the timed interrupts above: a trace function raises
