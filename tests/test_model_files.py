@@ -518,6 +518,13 @@ def test_a_save_refuses_the_paths_open_refuses_with_open_s_errors(tmp_path):
         with pytest.raises(error):
             big_model().save(path)
     assert plain.read_bytes() == b"before" and sorted(os.listdir(tmp_path)) == ["ff"]
+    for path in (os.fsencode(plain) + b"/", os.fsencode(tmp_path / "missing" / "x\xe9")):  # named as given
+        with pytest.raises(OSError) as opened:
+            open(path, "wb")
+        with pytest.raises(OSError) as saved_:
+            atomic.atomic_write(path, write)
+        assert (type(saved_.value), saved_.value.errno, saved_.value.filename) == \
+            (type(opened.value), opened.value.errno, opened.value.filename) and saved_.value.filename == path
     atomic.atomic_write(os.fsencode(tmp_path) + b"/b\xe9.bin", write)  # bytes, not UTF-8: kept as bytes
     assert (tmp_path / os.fsdecode(b"b\xe9.bin")).read_bytes() == b"new"
     model = big_model()

@@ -7,6 +7,7 @@ regular file (a directory, a device such as /dev/null, a FIFO, a socket) is refu
 would replace it with a regular file. The checks and the rename are separate steps: a path that
 another process turns into a symlink or a directory between them is replaced as it is then (a
 rename cannot be made conditional on what it replaces)."""
+import contextlib
 import errno
 import os
 import secrets
@@ -29,7 +30,11 @@ def atomic_write(path, write, check=None):
     A new file gets the mode open() gives (0666 less the umask); a replaced one keeps its mode and,
     where the process may give it (root), its owner; a setuid or setgid bit is kept only with
     its owner. The rename makes a new file: hard links to the old one keep the old content."""
-    given = _as_str(path)
+    with _named_as_given(path):
+        _atomic_write(_as_str(path), write, check)
+
+
+def _atomic_write(given, write, check):
     path, st = check_target(given)
     directory, name = os.path.split(path)
     directory = directory or os.curdir
@@ -80,7 +85,11 @@ def check_target(path):
     """(the path atomic_write replaces, its os.stat or None when absent), or the OSError (or
     TypeError, ValueError) that atomic_write would raise before writing anything. Errors name the
     path as given."""
-    given = _as_str(path)
+    with _named_as_given(path):
+        return _check_target(_as_str(path))
+
+
+def _check_target(given):
     path = _target(given)
     try:
         st = os.stat(path)
@@ -148,6 +157,19 @@ def _keep_owner_and_mode(fd, st):
         except OSError:  # another owner's setuid and setgid bits are not this process's to give
             mode &= ~(stat.S_ISUID | stat.S_ISGID)
     os.fchmod(fd, mode)  # after fchown, which clears those bits
+
+
+@contextlib.contextmanager
+def _named_as_given(path):
+    """An OSError naming the path names it as given: bytes for a bytes path, as open() does (the
+    work is done on its str form)."""
+    try:
+        yield
+    except OSError as exc:
+        raw = os.fspath(path) if isinstance(path, (str, bytes, os.PathLike)) else None
+        if isinstance(raw, bytes) and isinstance(exc.filename, str) and os.fsencode(exc.filename) == raw:
+            exc.filename = raw
+        raise
 
 
 def _as_str(path):
