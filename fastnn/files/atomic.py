@@ -68,6 +68,11 @@ def _atomic_write(given, write, check):
                 f.close()  # closes its descriptor once, whoever closed the file before
             except OSError:
                 pass
+        if made and os.name == "nt":  # Windows removes no file that is still open: again, closed
+            try:
+                os.unlink(made[0])
+            except OSError:
+                pass
         raise
     _fsync_directory(directory)
 
