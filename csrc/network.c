@@ -581,10 +581,12 @@ static int FN(forward_backward)(fnn_team *team, double *loss, int64_t *correct, 
         if (!isfinite(*loss)) return FNN_ENONFINITE;
     }
     /* teamed: on many cores the gradient lies in the caches of the threads that wrote it */
-    if (!bounded && (l2_loss != 0 || !FN(fused_check)()) && !FN(finite_rows)(team, grads, net->n_params))
-        return FNN_ENONFINITE;
-    if (!bounded && l2_loss == 0 && FN(fused_check)() && !FN(rest_finite)(grads, net, lowest, &nonfinite))
-        return FNN_ENONFINITE;
+    if (!bounded) {
+        const int whole = l2_loss != 0 || !FN(fused_check)(); /* no epilogue checked the weights */
+        const int ok = whole ? FN(finite_rows)(team, grads, net->n_params)
+                             : FN(rest_finite)(grads, net, lowest, &nonfinite);
+        if (!ok) return FNN_ENONFINITE;
+    }
     /* batch statistics are committed to the running ones after this: they must be finite too
      * (a float variance can overflow while the normalised values stay finite) */
     for (int64_t l = 0; l < L; l++)

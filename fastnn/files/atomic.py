@@ -35,7 +35,7 @@ def atomic_write(path, write, check=None):
 
 
 def _atomic_write(given, write, check):
-    path, st = check_target(given)
+    path, st = _check_target(given)
     directory, name = os.path.split(path)
     directory = directory or os.curdir
     made, files = [], []  # the temporary file's name (from before it exists) and its file object
