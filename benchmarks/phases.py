@@ -74,6 +74,8 @@ def main(argv=None):
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--rows", type=int, default=60000)
     ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--optimizer", choices=["adam", "sgd"], default="adam",
+                    help="Adam(1e-3), or plain SGD(0.01) as the batch-1 benchmark runs it")
     ap.add_argument("--gemm", action="store_true",
                     help="also time each GEMM of the step alone (fastnn.ops.gemm, best of 20)")
     ap.add_argument("--json")
@@ -85,7 +87,7 @@ def main(argv=None):
     X, y = X[:args.rows], y[:args.rows]
     model = fastnn.Sequential([fastnn.Dense(256, activation="relu"), fastnn.Dense(128, activation="relu"),
                                fastnn.Dense(10)], seed=0)
-    model.compile(fastnn.Adam(lr=1e-3), loss="cross_entropy")
+    model.compile(fastnn.Adam(lr=1e-3) if args.optimizer == "adam" else fastnn.SGD(lr=0.01), loss="cross_entropy")
     model.build(784)
     counts = [int(n) for n in args.threads.split(",")]
     table, walls = {}, {}
@@ -100,7 +102,7 @@ def main(argv=None):
             table[n] = _ext.phase_times(reset=True) / args.rounds
 
     names = PHASES
-    print(f"batch {args.batch}, {args.rows} rows, ms per epoch (best of nothing: mean of {args.rounds})")
+    print(f"batch {args.batch}, {args.rows} rows, {args.optimizer}, ms per epoch (best of nothing: mean of {args.rounds})")
     print(f"{'phase':<24}" + "".join(f"{str(n) + ' thr':>10}" for n in counts) + "   GFLOP/s")
     out = []
     for p, name in enumerate(names):
