@@ -1,10 +1,11 @@
 """Where an epoch's time goes: the training step's phases (csrc/profile.h), per epoch, at several
-thread counts, for the MNIST model of the benchmarks (784-256-128-10, relu, Adam, float32).
+thread counts, for the MNIST model of the benchmarks (784-256-128-10, relu, float32), trained with
+Adam(1e-3) or, with --optimizer sgd, plain SGD(0.01) as the batch-1 benchmark trains it.
 
 Needs a profiling build, which never ships:
 
     FASTNN_PROFILE=1 python setup.py build_ext --inplace --force
-    PYTHONPATH=. python benchmarks/phases.py [--threads 1,2,16] [--batch 128] [--rounds 2]
+    PYTHONPATH=. python benchmarks/phases.py [--threads 1,2,16] [--batch 128] [--rounds 2] [--optimizer sgd]
     python setup.py build_ext --inplace --force        # back to the normal build
 
 A profiling build also reads FNN_GEMM_GRID (csrc/gemm.c: 0 no grid of blocks, 1 the shared op(B)
