@@ -934,6 +934,44 @@ def test_a_read_only_file_is_refused_by_the_effective_user_as_open_refuses_it(tm
         shutil.rmtree(folder, ignore_errors=True)
 
 
+def _immutable(path, on):
+    """chattr +i / -i; False where it cannot be done (not root, no chattr, a file system without it)."""
+    try:
+        return subprocess.run(["chattr", "+i" if on else "-i", path], capture_output=True, timeout=30).returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        return False
+
+
+@pytest.mark.parametrize("compiled", [True, False], ids=["compiled-check", "python-check"])
+def test_an_immutable_file_is_refused_with_the_errno_open_gives(tmp_path, monkeypatch, compiled):
+    """An immutable file (Linux chattr +i): open() says EPERM, and so does a save where the
+    extension is built (it asks faccessat for the reason); the Python fallback, whose os.access
+    only says no, says EACCES. Either way a PermissionError naming the file, which is unchanged,
+    and no temporary file left."""
+    path = str(tmp_path / "m.bin")
+    with open(path, "wb") as f:
+        f.write(b"before")
+    if not _immutable(path, True):
+        pytest.skip("chattr +i is not available here (needs root and a file system that has it)")
+    try:
+        with pytest.raises(OSError) as opened:
+            open(path, "wb")
+        if not compiled:
+            monkeypatch.setattr(atomic, "_write_errno_in_c", None)
+        elif atomic._write_errno_in_c is None:
+            pytest.skip("the extension is not built")
+        with pytest.raises(PermissionError) as refused:
+            atomic.atomic_write(path, lambda f: f.write(b"new"))
+        assert refused.value.filename == path
+        assert refused.value.errno == (opened.value.errno if compiled else errno.EACCES), refused.value
+        assert ("immutable" if compiled else "read-only") in str(refused.value)
+    finally:
+        _immutable(path, False)
+    with open(path, "rb") as f:
+        assert f.read() == b"before"
+    assert os.listdir(tmp_path) == ["m.bin"]
+
+
 def test_a_short_relative_path_saves_in_a_deep_working_folder(tmp_path):
     """The round-4 tester's finding: the target was made absolute (realpath), and in a working
     folder of about 4,080 characters a 10-character name then failed with ENAMETOOLONG, where

@@ -109,11 +109,23 @@ def _check_target(given):
     return path, st
 
 
+_REFUSED = {errno.EROFS: "read-only file system: the save would replace the file",
+            errno.EACCES: "the file is read-only: the save would replace it",
+            errno.EPERM: "the file may not be written (immutable): the save would replace it"}
+
+
 def _check_writable(path, given):
-    """PermissionError (EACCES), or OSError EROFS on a read-only file system, where open() would
-    not write the file. Asked with the effective user id, as open() checks it (os.access's
-    default is the real one). An immutable file (Linux chattr +i) is refused as EACCES where
-    open() says EPERM. No descriptor is opened: an interrupt could leak it."""
+    """The OSError open() would raise where it would not write the file: PermissionError EACCES
+    (permission bits), EPERM (an immutable file, Linux chattr +i), OSError EROFS (a read-only
+    file system). Asked with the effective user id, as open() checks it (os.access's default is
+    the real one), and by the extension where it is built, which gives the reason's errno; without
+    it, os.access only says no, and an immutable file is refused as EACCES. No descriptor is
+    opened: an interrupt could leak it."""
+    if _write_errno_in_c is not None:
+        code = _write_errno_in_c(path)
+        if code and code != errno.ENOENT:  # gone since the stat: the save makes it anew
+            raise _named(code, _REFUSED.get(code, os.strerror(code)), path, given)
+        return
     effective = os.access in getattr(os, "supports_effective_ids", ())
     if os.access(path, os.W_OK, effective_ids=effective):
         return
@@ -121,9 +133,8 @@ def _check_writable(path, given):
         read_only = bool(os.statvfs(path).f_flag & os.ST_RDONLY)
     except (AttributeError, OSError):
         read_only = False
-    if read_only:
-        raise _named(errno.EROFS, "read-only file system: the save would replace the file", path, given)
-    raise _named(errno.EACCES, "the file is read-only: the save would replace it", path, given)
+    code = errno.EROFS if read_only else errno.EACCES
+    raise _named(code, _REFUSED[code], path, given)
 
 
 def _create_temporary(directory, name, path, made, files):
@@ -251,10 +262,10 @@ def _temporary_prefix(name):
     return f".{name}."
 
 
-try:  # the directory's fsync in one C call (fastnn/_engine/_files.pxi)
-    from .._engine._ext import _fsync_directory as _fsync_directory_in_c
-except ImportError:  # not built: the Python version below
-    _fsync_directory_in_c = None
+try:  # the directory's fsync in one C call, and why a file may not be written (fastnn/_engine/_files.pxi)
+    from .._engine._ext import _fsync_directory as _fsync_directory_in_c, _write_errno as _write_errno_in_c
+except ImportError:  # not built: the Python versions
+    _fsync_directory_in_c = _write_errno_in_c = None
 
 
 def _fsync_directory(directory):
