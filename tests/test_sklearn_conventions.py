@@ -10,7 +10,6 @@
 3. the proof: 3 epochs of the engine from scikit-learn's initial weights, in its batches, equal
    scikit-learn's own MLPClassifier / MLPRegressor fit (coefs_, intercepts_, loss_curve_) to 1e-6.
 """
-import itertools
 import math
 import warnings
 
@@ -41,6 +40,12 @@ def be(request):
     return _ext if request.param == "c" else reference
 
 
+def _pairs(seq):
+    """(s0, s1), (s1, s2), ...: itertools.pairwise, which Python 3.9 lacks."""
+    seq = list(seq)
+    return zip(seq[:-1], seq[1:])
+
+
 def close(got, want, dtype, what=""):
     np.testing.assert_allclose(got, want, rtol=RTOL[dtype], atol=RTOL[dtype] * 1e-3, err_msg=what)
 
@@ -48,9 +53,9 @@ def close(got, want, dtype, what=""):
 def mlp(be, units, loss, hidden_act="relu", dtype=np.float64, batch=32, seed=0, scale=0.5):
     """Dense layers of `units` (hidden activation, identity output: the loss holds the link), weights
     first in the flat buffer, uniform in [-scale, scale]: (engine, params, n_weights, n_params)."""
-    layers, n_w = [], sum(a * b for a, b in itertools.pairwise(units))
+    layers, n_w = [], sum(a * b for a, b in _pairs(units))
     w_off, b_off = 0, n_w
-    for i, (a, b) in enumerate(itertools.pairwise(units)):
+    for i, (a, b) in enumerate(_pairs(units)):
         last = i == len(units) - 2
         layers.append(dict(kind=0, activation=0 if last else ACTIVATIONS[hidden_act], n_in=a, n_out=b,
                            w_off=w_off, b_off=b_off))
@@ -491,7 +496,7 @@ def engine_fit(be, kind, solver, activation, sw):
                                  np.float64, SK_BATCH)
     rs = np.random.RandomState(SK_SEED)
     coefs, intercepts = [], []
-    for a, b in itertools.pairwise(units):  # MLP._init_coef
+    for a, b in _pairs(units):  # MLP._init_coef
         bound = np.sqrt((2.0 if activation == "logistic" else 6.0) / (a + b))
         coefs.append(rs.uniform(-bound, bound, (a, b)))
         intercepts.append(rs.uniform(-bound, bound, b))
@@ -514,10 +519,10 @@ def engine_fit(be, kind, solver, activation, sw):
                                     X, T, labels, sw, SK_BATCH, GIVEN, epoch)
         assert status == ("ok", None)
         curve.append(res["loss_sum"] / res["weight_sum"])
-    offsets = np.cumsum([0] + [a * b for a, b in itertools.pairwise(units)] + list(units[1:]))
-    pieces = [params[lo:hi] for lo, hi in itertools.pairwise(offsets)]
+    offsets = np.cumsum([0] + [a * b for a, b in _pairs(units)] + list(units[1:]))
+    pieces = [params[lo:hi] for lo, hi in _pairs(offsets)]
     L = len(units) - 1
-    return ([p.reshape(a, b) for p, (a, b) in zip(pieces[:L], itertools.pairwise(units))], pieces[L:], curve)
+    return ([p.reshape(a, b) for p, (a, b) in zip(pieces[:L], _pairs(units))], pieces[L:], curve)
 
 
 @pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
