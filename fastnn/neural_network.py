@@ -61,9 +61,11 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.class_weight import compute_class_weight
 try:  # L-BFGS-B's "iprint" only for scipy < 1.15, which deprecates it
     from sklearn.utils.fixes import _get_additional_lbfgs_options_dict
-except ImportError:  # an older scikit-learn (Python 3.9 has 1.6 at most): the same rule here
+except ImportError:  # an older scikit-learn (Python 3.9 has 1.6 at most): the same rule, from its parts
+    from sklearn.utils.fixes import parse_version, sp_version
+
     def _get_additional_lbfgs_options_dict(key, value):
-        return {} if tuple(int(v) for v in scipy.__version__.split(".")[:2]) >= (1, 15) else {key: value}
+        return {} if sp_version >= parse_version("1.15") else {key: value}
 from sklearn.utils.multiclass import _check_partial_fit_first_call, type_of_target, unique_labels
 from sklearn.utils.optimize import _check_optimize_result
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
