@@ -3,7 +3,9 @@
 Same parameters (names, defaults, order), validation, initial weights, batch order, updates,
 losses, stopping rule, messages and fitted attributes as scikit-learn 1.9's
 sklearn.neural_network estimators: on float64 data a fit equals scikit-learn's to rounding
-(tests/test_neural_network.py).
+(tests/test_neural_network.py). They follow 1.9 whichever scikit-learn (1.6 at least) is
+installed, so an older one's fit lacks some of what they take (sample_weight and loss='poisson'
+came in 1.7); the tests compare with the installed one on what it has.
 
 The estimators are front ends. Each holds a fastnn Sequential (`model_`) and translates:
 scikit-learn's parameters become layers, a loss with scikit-learn's conventions
@@ -45,6 +47,12 @@ from types import SimpleNamespace
 import numpy as np
 import scipy.optimize
 import scipy.sparse as sp
+import sklearn
+from sklearn.utils.fixes import parse_version
+
+if parse_version(sklearn.__version__) < parse_version("1.6"):  # validate_data, _fit_context's form
+    raise ImportError(f"fastnn's MLPClassifier and MLPRegressor need scikit-learn >= 1.6, found "
+                      f"{sklearn.__version__}: pip install -U 'fastnn[sklearn]'")
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, _fit_context, is_classifier
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import accuracy_score, r2_score
@@ -62,7 +70,7 @@ from sklearn.utils.class_weight import compute_class_weight
 try:  # L-BFGS-B's "iprint" only for scipy < 1.15, which deprecates it
     from sklearn.utils.fixes import _get_additional_lbfgs_options_dict
 except ImportError:  # an older scikit-learn (Python 3.9 has 1.6 at most): the same rule, from its parts
-    from sklearn.utils.fixes import parse_version, sp_version
+    from sklearn.utils.fixes import sp_version
 
     def _get_additional_lbfgs_options_dict(key, value):
         return {} if sp_version >= parse_version("1.15") else {key: value}
@@ -718,6 +726,9 @@ class _BaseMLP(BaseEstimator):
             refused.append(f"activation={acts[0]!r}")
         if self.solver not in ("lbfgs", "sgd", "adam"):
             refused.append(f"solver={self.solver!r}")
+        if getattr(self, "loss", "squared_error") != "squared_error" and "loss" not in sk_cls._get_param_names():
+            refused.append(f"loss={self.loss!r} (scikit-learn {sklearn.__version__} has no loss parameter; "
+                           f"1.7 added it)")
         if refused:
             raise ValueError(f"{type(self).__name__}.to_sklearn: scikit-learn's {sk_cls.__name__} cannot "
                              f"express {' and '.join(refused)}")

@@ -30,6 +30,7 @@ pytest.importorskip("sklearn")
 
 from fastnn.datasets import load_mnist  # noqa: E402
 from sklearn.exceptions import ConvergenceWarning  # noqa: E402
+from sklearn.neural_network import MLPClassifier  # noqa: E402
 
 N_WORKERS = 2
 MEMORY_LIMIT = 32 * 2 ** 20  # per worker; it keeps stored results under MEMORY_TARGET of this
@@ -339,10 +340,13 @@ def test_incremental_search_on_the_cluster(client, search):
     X, y = load_mnist("train", limit=2000)
     Xd, yd = da.from_array(X, chunks=(500, -1)), da.from_array(y, chunks=500)
     params = {"alpha": [1e-4, 1e-2], "learning_rate_init": [1e-3, 1e-2]}
-    est = fastnn.MLPClassifier((16,), random_state=0)
     kw = {"n_initial_parameters": 4, "max_iter": 3, "decay_rate": None} if search == "IncrementalSearchCV" \
         else {"max_iter": 3}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        s = getattr(ms, search)(est, params, random_state=0, **kw).fit(Xd, yd, classes=np.arange(10))
-    assert s.best_score_ > 0.5 and set(s.best_params_) == set(params)
+    searches = []
+    for est in (fastnn.MLPClassifier((16,), random_state=0), MLPClassifier((16,), random_state=0)):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            searches.append(getattr(ms, search)(est, params, random_state=0, **kw).fit(Xd, yd, classes=np.arange(10)))
+    ours, theirs = searches  # three partial_fit calls of 500 rows: about 0.4-0.5, as scikit-learn's own
+    assert ours.best_score_ == pytest.approx(theirs.best_score_, abs=0.02) and ours.best_score_ > 0.2
+    assert ours.best_params_ == theirs.best_params_ and set(ours.best_params_) == set(params)

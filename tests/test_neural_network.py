@@ -17,6 +17,7 @@ from sklearn.exceptions import ConvergenceWarning  # noqa: E402
 
 import fastnn  # noqa: E402
 from fastnn.neural_network import MLPClassifier, MLPRegressor  # noqa: E402
+from sklearn_versions import HAS_LOSS, make, need_string_early_stopping, weights  # noqa: E402
 
 N, D = 150, 6
 BASE = dict(hidden_layer_sizes=(7, 5), alpha=0.01, batch_size=32, max_iter=6, random_state=3,
@@ -56,7 +57,8 @@ def both(kind, weighted=False, **params):
     for cls in ((skn.MLPClassifier, MLPClassifier) if classifier else (skn.MLPRegressor, MLPRegressor)):
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            est = cls(**{**BASE, **params}).fit(X, y, sample_weight=sw if weighted else None)
+            est = make(cls, **{**BASE, **params})
+            est.fit(X, y, **weights(cls, sw if weighted else None))
         out.append((est, [w.category for w in caught]))
     (sk, sk_w), (fn, fn_w) = out
     return sk, fn, X, sk_w, fn_w
@@ -138,12 +140,12 @@ def test_partial_fit_and_warm_start_equal_scikit_learns(kind, solver):
     for cls in ((skn.MLPClassifier, MLPClassifier) if classifier else (skn.MLPRegressor, MLPRegressor)):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
-            a = cls(**params).fit(X, y, sample_weight=sw)
-            a.partial_fit(X[:70], y[:70], sample_weight=sw[:70])
+            a = make(cls, **params).fit(X, y, **weights(cls, sw))
+            a.partial_fit(X[:70], y[:70], **weights(cls, sw[:70]))
             a.partial_fit(X[70:], y[70:])
             snap = ([c.copy() for c in a.coefs_], list(a.loss_curve_), a.n_iter_, a.t_)
             a.set_params(warm_start=True, max_iter=3).fit(X, y)
-            b = cls(**params)
+            b = make(cls, **params)
             for _ in range(3):
                 b.partial_fit(X, y, **extra)
         fits.append((a, snap, b))
@@ -172,6 +174,8 @@ def test_partial_fit_refuses_unseen_classes_and_lbfgs_has_none():
 def test_early_stopping_equals_scikit_learns(kind, weighted):
     """The validation split (stratified for one output), the validation score per epoch, stopping
     on it and the best epoch's weights restored."""
+    if kind == "multiclass":  # string labels
+        need_string_early_stopping()
     sk, fn, X, sk_w, fn_w = both(kind, weighted, **SOLVERS["adam"], early_stopping=True,
                                  validation_fraction=0.2, max_iter=60, tol=1e-3, n_iter_no_change=3)
     assert_same_fit_early(sk, fn)
@@ -238,7 +242,7 @@ def test_params_clone_and_pickle_round_trip():
     assert MLPClassifier().get_params() == {**skn.MLPClassifier().get_params(), **extras, "class_weight": None}
     # scikit-learn's parameters first, in scikit-learn's order (positional calls work alike)
     for ours, theirs in ((MLPRegressor, skn.MLPRegressor), (MLPClassifier, skn.MLPClassifier)):
-        names = list(inspect.signature(ours).parameters)
+        names = [n for n in inspect.signature(ours).parameters if HAS_LOSS or n != "loss"]  # loss: 1.7
         sk_names = list(inspect.signature(theirs).parameters)
         assert names[:len(sk_names)] == sk_names
     est.set_params(alpha=0.5, batch_size=16)
@@ -289,6 +293,20 @@ def test_lazy_export_from_the_package(monkeypatch):
     monkeypatch.setitem(sys.modules, "sklearn", None)  # scikit-learn missing
     with pytest.raises(ImportError, match=r"fastnn.MLPClassifier needs scikit-learn: pip install fastnn\[sklearn\]"):
         fastnn.__getattr__("MLPClassifier")
+
+
+def test_a_scikit_learn_older_than_1_6_is_refused_in_one_line():
+    """In a fresh interpreter whose scikit-learn says 1.5.2: the first use raises ImportError naming
+    the version found and the one needed (1.6: sklearn.utils.validation.validate_data)."""
+    import subprocess
+    import sys
+    code = ("import sklearn; sklearn.__version__ = '1.5.2'\n"
+            "import fastnn\n"
+            "try:\n    fastnn.MLPRegressor\nexcept ImportError as e:\n    print('REFUSED', e)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == ("REFUSED fastnn's MLPClassifier and MLPRegressor need scikit-learn >= 1.6, "
+                                  "found 1.5.2: pip install -U 'fastnn[sklearn]'")
 
 
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")

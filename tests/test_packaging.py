@@ -29,6 +29,8 @@ def _can_build_wheels():
         major, minor = (int(x) for x in version("setuptools").split(".")[:2])
     except Exception:
         return False
+    if (major, minor) < (64, 0):  # pyproject.toml's build requirement (setup.py imports setuptools.errors)
+        return False
     return (major, minor) >= (70, 1) or importlib.util.find_spec("wheel") is not None
 
 

@@ -463,15 +463,18 @@ def sk_problem(kind):
 
 def sklearn_fit(kind, solver, activation, sw):
     from sklearn.neural_network import MLPClassifier, MLPRegressor
+    from sklearn_versions import make, weights
     X, y, _ = sk_problem(kind)
     classifier = kind in ("multiclass", "binary", "multilabel")
-    est = (MLPClassifier if classifier else MLPRegressor)(
+    cls = MLPClassifier if classifier else MLPRegressor
+    est = make(
+        cls,
         hidden_layer_sizes=SK_HIDDEN, activation=activation, alpha=SK_ALPHA, batch_size=SK_BATCH,
         max_iter=SK_EPOCHS, tol=0.0, n_iter_no_change=10**6, early_stopping=False, shuffle=True,
         random_state=SK_SEED, **SOLVERS[solver], **({} if classifier else {"loss": kind}))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # ConvergenceWarning: 3 epochs on purpose
-        est.fit(X, y, sample_weight=sw)
+        est.fit(X, y, **weights(cls, sw))
     return est
 
 

@@ -19,6 +19,7 @@ from sklearn.preprocessing import StandardScaler  # noqa: E402
 
 import fastnn.neural_network as fnn  # noqa: E402
 from fastnn.neural_network import MLPClassifier, MLPRegressor  # noqa: E402
+from sklearn_versions import make, need_string_early_stopping  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 
@@ -91,7 +92,7 @@ def assert_same_weights(a, b, rtol=0.0):
 def test_from_sklearn_predicts_scores_and_keeps_the_fitted_attributes(kind, solver, dtype):
     X, y = data(kind, dtype=dtype)
     ours, theirs = classes_of(kind)
-    sk = theirs(**params_of(kind, **SOLVERS[solver])).fit(X, y)
+    sk = make(theirs, **params_of(kind, **SOLVERS[solver])).fit(X, y)
     fn = ours.from_sklearn(sk)
     assert type(fn) is ours and fn.get_params() == {**ours().get_params(), **sk.get_params()}
     assert_same_fitted(fn, sk)
@@ -109,7 +110,7 @@ def test_training_goes_on_after_from_sklearn_as_scikit_learns_own(kind, solver):
     scikit-learn's; a warm-started fit starts a new optimizer in both."""
     X, y = data(kind)
     ours, theirs = classes_of(kind)
-    sk = theirs(**params_of(kind, **SOLVERS[solver])).fit(X, y)
+    sk = make(theirs, **params_of(kind, **SOLVERS[solver])).fit(X, y)
     fn = ours.from_sklearn(sk)
     before = [c.copy() for c in fn.coefs_]
     sk.partial_fit(X[:70], y[:70])
@@ -150,6 +151,7 @@ def test_early_stopping_state_converts_both_ways():
     scikit-learn's coefs_ *is* its _best_coefs list, so training on moves its "best" weights too,
     and a warm-started fit that never beats the best score ends on its last epoch's weights, where
     fastnn restores the best epoch's (as here)."""
+    need_string_early_stopping()
     X, y = data("strings", n=200)
     params = params_of("strings", **SOLVERS["adam"], early_stopping=True, max_iter=6)
     sk = skn.MLPClassifier(**params).fit(X, y)
@@ -207,6 +209,20 @@ def test_to_sklearn_refuses_what_scikit_learn_cannot_express():
     same = MLPClassifier(**{**BASE, "activation": ["tanh", "tanh"]}).fit(X, y)
     assert same.to_sklearn().activation == "tanh"
     assert_same_outputs(same.to_sklearn(), same, X)
+
+
+def test_to_sklearn_of_a_poisson_model_needs_a_scikit_learn_with_loss(monkeypatch):
+    """scikit-learn before 1.7 has no loss parameter (its MLPRegressor is always squared error):
+    a poisson model is refused there, naming the version, and a squared-error one converts. The
+    older class is played by 1.9's with loss taken out of its parameter names."""
+    X, y = data("poisson")
+    poisson = MLPRegressor(**params_of("poisson")).fit(X, y)
+    squared = MLPRegressor(**params_of("squared_error")).fit(*data("squared_error"))
+    names = [n for n in skn.MLPRegressor._get_param_names() if n != "loss"]
+    monkeypatch.setattr(skn.MLPRegressor, "_get_param_names", classmethod(lambda cls: names))
+    with pytest.raises(ValueError, match=r"cannot express loss='poisson' \(scikit-learn .* has no loss parameter"):
+        poisson.to_sklearn()
+    assert "loss" not in squared.to_sklearn().get_params()
 
 
 def test_conversions_refuse_unfitted_models_and_other_classes():
@@ -389,7 +405,7 @@ def test_pickles_predict_bit_identically_and_train_on_alike(kind):
     X, y = data(kind)
     ours, theirs = classes_of(kind)
     for est in (ours(**params_of(kind, **SOLVERS["sgd"])).fit(X, y),
-                ours.from_sklearn(theirs(**params_of(kind, **SOLVERS["adam"])).fit(X, y))):
+                ours.from_sklearn(make(theirs, **params_of(kind, **SOLVERS["adam"])).fit(X, y))):
         back = pickle.loads(pickle.dumps(est))
         np.testing.assert_array_equal(back.predict(X), est.predict(X))
         if hasattr(est, "predict_proba"):

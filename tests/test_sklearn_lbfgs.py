@@ -17,6 +17,7 @@ from sklearn.exceptions import ConvergenceWarning  # noqa: E402
 import fastnn  # noqa: E402
 import fastnn.nn._inference as _inference  # noqa: E402
 from fastnn.neural_network import MLPClassifier, MLPRegressor  # noqa: E402
+from sklearn_versions import make, weights  # noqa: E402
 
 N, D = 120, 5
 BASE = dict(hidden_layer_sizes=(6, 4), solver="lbfgs", alpha=0.01, max_iter=25, random_state=2)
@@ -55,9 +56,9 @@ def fit_both(kind, weighted=False, dtype=np.float64, fit_twice=False, **params):
     for cls in classes(kind):
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            est = cls(**params)
+            est = make(cls, **params)
             for _ in range(2 if fit_twice else 1):
-                est.fit(X, y, sample_weight=sw if weighted else None)
+                est.fit(X, y, **weights(cls, sw if weighted else None))
         out.append((est, [w for w in caught if w.category is ConvergenceWarning]))
     (sk, sk_w), (fn, fn_w) = out
     return sk, fn, X, sk_w, fn_w
@@ -126,7 +127,8 @@ def test_lbfgs_convergence_warning_equals_scikit_learns(limit):
     sk, fn, _, sk_w, fn_w = fit_both("multiclass", **limit)
     assert_same_fit(sk, fn)
     assert len(sk_w) == 1 and messages(fn_w) == messages(sk_w)
-    assert ("max_iter=3" in messages(fn_w)[0]) == ("max_iter" in limit and limit["max_iter"] == 3)
+    if "max_iter=" in messages(sk_w)[0]:  # newer scikit-learn names the limit (1.9 does, 1.6 not)
+        assert ("max_iter=3" in messages(fn_w)[0]) == ("max_iter" in limit and limit["max_iter"] == 3)
     assert "lbfgs failed to converge" in messages(fn_w)[0]
 
 
@@ -201,15 +203,32 @@ def test_lbfgs_class_weight_is_the_matching_sample_weight():
     assert_same_fit(a, b, rtol=1e-12, atol=0)
 
 
-def test_lbfgs_verbose_prints_what_scikit_learn_prints(capfd):
+def test_lbfgs_verbose_prints_what_scikit_learn_prints(capfd, monkeypatch):
+    """verbose=True: L-BFGS-B gets scikit-learn's options (iprint=1 below scipy 1.15, whose Fortran
+    code then prints each iteration through its own buffered stdout; 1.15 on takes no iprint and
+    prints nothing), and Python prints what scikit-learn's prints."""
+    import scipy.optimize
+    from sklearn.utils.fixes import parse_version, sp_version
+    minimize, calls = scipy.optimize.minimize, []
+
+    def spy(*args, **kwargs):
+        calls.append((kwargs.get("method"), dict(kwargs.get("options", {}))))
+        return minimize(*args, **kwargs)
+
+    monkeypatch.setattr(scipy.optimize, "minimize", spy)
     out = []
     for cls in classes("multiclass"):
         buf = io.StringIO()
         with redirect_stdout(buf), warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
             cls(**BASE, verbose=True).fit(*problem("multiclass")[:2])
-        out.append(buf.getvalue() + capfd.readouterr().out)
+        out.append(buf.getvalue())
     assert out[0] == out[1]
+    assert len(calls) == 2 and calls[0] == calls[1] and calls[0][0] == "L-BFGS-B"
+    if sp_version >= parse_version("1.15"):
+        assert "iprint" not in calls[0][1] and capfd.readouterr().out == ""
+    else:
+        assert calls[0][1]["iprint"] == 1
 
 
 def test_lbfgs_on_overflowing_data_ends_as_scikit_learns():
