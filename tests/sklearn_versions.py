@@ -25,8 +25,9 @@ HAS_LOSS = "loss" in inspect.signature(skn.MLPRegressor).parameters
 
 
 def _string_labels_with_early_stopping():
-    """scikit-learn 1.7.0-1.8.0's own MLPClassifier fails early stopping on string labels (its
-    validation score calls np.isnan on the predicted labels): True where it works."""
+    """scikit-learn before 1.9 (1.6.1, 1.7.2 and 1.8.0 here): its own MLPClassifier fails early
+    stopping on string labels (its validation score calls np.isnan on the predicted labels). True
+    where it works."""
     X = np.arange(20.0).reshape(10, 2)
     y = np.array(["a", "b"] * 5)
     try:
