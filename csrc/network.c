@@ -747,25 +747,70 @@ static void FN(online_task)(void *ctx, int64_t task, int worker) {
     FN(online_flag)(j, bad);
 }
 
+/* The dense layers' updates of one online step, in one job of the team: their tasks are
+ * independent (every dZ was formed first), so one join serves them all, where a job per layer
+ * joined three times a step in a 3-layer network. ONLINE_JOBS layers at most per job. */
+#define ONLINE_JOBS 8
+typedef struct FN(online_run) {
+    FN(online_job) jobs[ONLINE_JOBS];
+    int64_t first[ONLINE_JOBS + 1]; /* jobs[k]'s tasks are [first[k], first[k + 1]) */
+    int n;
+} FN(online_run);
+
+static void FN(online_run_task)(void *ctx, int64_t task, int worker) {
+    FN(online_run) *r = (FN(online_run) *)ctx;
+    int k = 0;
+    while (task >= r->first[k + 1]) k++;
+    FN(online_task)(&r->jobs[k], task - r->first[k], worker);
+}
+
+/* Profiling builds only: FNN_ONLINE_JOBS=1 runs a job per layer, as before, to compare in one sitting. */
+static int FN(online_jobs)(void) {
+#ifdef FNN_PROFILE
+    const char *e = getenv("FNN_ONLINE_JOBS");
+    if (e && atoi(e) >= 1 && atoi(e) <= ONLINE_JOBS) return atoi(e);
+#endif
+    return ONLINE_JOBS;
+}
+
+static int64_t FN(online_chunk)(void) {
+#ifdef FNN_PROFILE
+    const char *e = getenv("FNN_ONLINE_CHUNK");
+    if (e && atoi(e) >= 64) return atoi(e);
+#endif
+    return ONLINE_CHUNK;
+}
+
 static int FN(online_update)(fnn_team *team, FN(fnn_workspace) *ws, const fnn_net *net,
                               const fnn_optim *opt, real *params, real *slots, const real *x,
                               int64_t nb, double lr, int64_t t) {
     FN(fnn_opt_plan) plan;
     FN(fnn_opt_plan_init)(&plan, opt, lr, t);
     int overflowed = 0;
+    FN(online_run) run;
+    const int most = FN(online_jobs)();
+    run.n = 0;
+    run.first[0] = 0;
     for (int64_t l = 0; l < net->n_layers; l++) {
         const fnn_layer *ly = &net->layers[l];
-        if (ly->kind != FNN_LAYER_DENSE) continue;
-        FN(online_job) j;
-        j.plan = &plan; j.net = net; j.ly = ly; j.ws = ws; j.params = params; j.slots = slots;
-        j.in = l > 0 ? ws->acts[l - 1] : x;
-        j.delta = ws->delta[l];
-        j.nb = nb;
-        j.rows_per_task = ONLINE_CHUNK / ly->n_out > 0 ? ONLINE_CHUNK / ly->n_out : 1;
-        j.row_tasks = (ly->n_in + j.rows_per_task - 1) / j.rows_per_task;
-        j.skip_zero = FN(fnn_opt_plan_is_identity_at_zero)(&plan);
-        j.overflowed = &overflowed;
-        fnn_team_run(fnn_team_size(team) > 1 ? team : NULL, j.row_tasks + 1, FN(online_task), &j);
+        if (ly->kind == FNN_LAYER_DENSE) {
+            FN(online_job) *j = &run.jobs[run.n];
+            j->plan = &plan; j->net = net; j->ly = ly; j->ws = ws; j->params = params; j->slots = slots;
+            j->in = l > 0 ? ws->acts[l - 1] : x;
+            j->delta = ws->delta[l];
+            j->nb = nb;
+            const int64_t chunk = FN(online_chunk)();
+            j->rows_per_task = chunk / ly->n_out > 0 ? chunk / ly->n_out : 1;
+            j->row_tasks = (ly->n_in + j->rows_per_task - 1) / j->rows_per_task;
+            j->skip_zero = FN(fnn_opt_plan_is_identity_at_zero)(&plan);
+            j->overflowed = &overflowed;
+            run.first[run.n + 1] = run.first[run.n] + j->row_tasks + 1; /* + 1: the bias */
+            run.n++;
+        }
+        if (run.n > 0 && (run.n == most || l == net->n_layers - 1)) {
+            fnn_team_run(fnn_team_size(team) > 1 ? team : NULL, run.first[run.n], FN(online_run_task), &run);
+            run.n = 0;
+        }
     }
     return overflowed ? FNN_EOVERFLOW : FNN_OK; /* the team's join orders the tasks' stores first */
 }

@@ -36,6 +36,8 @@ ARCHS = {
     "relu": lambda k: [fastnn.Dense(17, activation="relu"), fastnn.Dense(k)],
     "dropout-tanh": lambda k: [fastnn.Dense(19, activation="leaky_relu", alpha=0.1), fastnn.Dropout(0.3),
                                fastnn.Dense(11, activation="tanh"), fastnn.Activation("sigmoid"), fastnn.Dense(k)],
+    # 11 dense layers: more than one job of the team holds (ONLINE_JOBS, 8), so a step runs two
+    "deep": lambda k: [fastnn.Dense(n, activation="tanh") for n in (9, 7, 12, 5, 8, 6, 10, 7, 9, 6)] + [fastnn.Dense(k)],
 }
 
 
@@ -65,6 +67,15 @@ def test_small_batches_match_the_oracle_for_every_optimizer(opt, batch, dtype):
 def test_dropout_activations_and_sample_weights(opt, batch):
     a = train("c", "dropout-tanh", opt, "float64", batch, sample_weight=True)
     b = train("python", "dropout-tanh", opt, "float64", batch, sample_weight=True)
+    assert_same_training(a, b, "float64")
+
+
+@needs_c
+@pytest.mark.parametrize("batch", [1, 5])
+@pytest.mark.parametrize("opt", ["sgd", "adam"])
+def test_a_network_of_more_dense_layers_than_one_job_holds(opt, batch):
+    a = train("c", "deep", opt, "float64", batch)
+    b = train("python", "deep", opt, "float64", batch)
     assert_same_training(a, b, "float64")
 
 
