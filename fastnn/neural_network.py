@@ -38,6 +38,7 @@ Needs scikit-learn (pip install fastnn[sklearn]).
 import copy
 import functools
 import os
+import re
 import sys
 import threading
 import warnings
@@ -48,11 +49,10 @@ import numpy as np
 import scipy.optimize
 import scipy.sparse as sp
 import sklearn
-from sklearn.utils.fixes import parse_version
 
-if parse_version(sklearn.__version__) < parse_version("1.6"):  # validate_data, _fit_context's form
+if tuple(int(p) for p in re.findall(r"\d+", sklearn.__version__)[:2]) < (1, 6):  # validate_data
     raise ImportError(f"fastnn's MLPClassifier and MLPRegressor need scikit-learn >= 1.6, found "
-                      f"{sklearn.__version__}: pip install -U 'fastnn[sklearn]'")
+                      f"{sklearn.__version__}: pip install -U 'scikit-learn>=1.6'")
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, _fit_context, is_classifier
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import accuracy_score, r2_score
@@ -70,7 +70,7 @@ from sklearn.utils.class_weight import compute_class_weight
 try:  # L-BFGS-B's "iprint" only for scipy < 1.15, which deprecates it
     from sklearn.utils.fixes import _get_additional_lbfgs_options_dict
 except ImportError:  # an older scikit-learn (Python 3.9 has 1.6 at most): the same rule, from its parts
-    from sklearn.utils.fixes import sp_version
+    from sklearn.utils.fixes import parse_version, sp_version
 
     def _get_additional_lbfgs_options_dict(key, value):
         return {} if sp_version >= parse_version("1.15") else {key: value}
@@ -1039,6 +1039,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
 
     _parameter_constraints: dict = _constraints(_SkMLPRegressor._parameter_constraints)
     _parameter_constraints.pop("class_weight")
+    _parameter_constraints["loss"] = [StrOptions({"squared_error", "poisson"})]  # 1.7's, absent in 1.6
     _sklearn_class = _SkMLPRegressor
     _SK_FITTED_OWN = ()
 

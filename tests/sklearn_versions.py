@@ -3,8 +3,10 @@
 fastnn's MLPClassifier and MLPRegressor follow scikit-learn 1.9 whichever scikit-learn (1.6 at
 least) is installed. Python 3.9 gets 1.6.1 at most and Python 3.10 1.7.2, which lack some of it.
 A comparison with scikit-learn's own estimator is made on what the installed one has: a
-comparison of something it lacks is skipped, naming the installed version and the missing part,
-and the rest runs. fastnn's side runs either way (the tests of the extras use fastnn alone).
+comparison of something it lacks is skipped, naming the installed version and the missing part
+(the whole test: fastnn's side of it too), and the rest runs. fastnn's own behaviour on an older
+scikit-learn is tested where it can differ (tests/test_neural_network.py: the loss check, the
+version floor; tests/test_sklearn_interop.py: to_sklearn of a poisson model).
 
 Each capability is read from the installed scikit-learn itself (its signatures, or one tiny fit),
 never from a version table.

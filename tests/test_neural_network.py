@@ -295,6 +295,29 @@ def test_lazy_export_from_the_package(monkeypatch):
         fastnn.__getattr__("MLPClassifier")
 
 
+@pytest.mark.parametrize("bad", ["'absolute_error'", "None", "(7,)"])
+def test_loss_is_validated_where_scikit_learns_table_has_no_loss(bad):
+    """scikit-learn 1.6's MLPRegressor has no loss, so its parameter table (which the drop-in
+    widens) has no entry for it: the drop-in adds its own. Played in a fresh interpreter by
+    taking loss out of 1.9's table before fastnn reads it; (7,) is hidden_layer_sizes passed first
+    as in 1.6, where the drop-in's first parameter is loss."""
+    import subprocess
+    import sys
+    code = ("import numpy as np, sklearn.neural_network as skn\n"
+            "del skn.MLPRegressor._parameter_constraints['loss']\n"
+            "from sklearn.utils._param_validation import InvalidParameterError\n"
+            "import fastnn\n"
+            "X = np.random.default_rng(0).standard_normal((30, 3))\n"
+            "try:\n"
+            f"    fastnn.MLPRegressor({bad}, max_iter=2).fit(X, X[:, 0])\n"
+            "except InvalidParameterError as e:\n"
+            "    print('REFUSED', e)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("REFUSED The 'loss' parameter of MLPRegressor must be a str among"), out.stdout
+    assert "poisson" in out.stdout and "squared_error" in out.stdout
+
+
 def test_a_scikit_learn_older_than_1_6_is_refused_in_one_line():
     """In a fresh interpreter whose scikit-learn says 1.5.2: the first use raises ImportError naming
     the version found and the one needed (1.6: sklearn.utils.validation.validate_data)."""
@@ -306,7 +329,7 @@ def test_a_scikit_learn_older_than_1_6_is_refused_in_one_line():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == ("REFUSED fastnn's MLPClassifier and MLPRegressor need scikit-learn >= 1.6, "
-                                  "found 1.5.2: pip install -U 'fastnn[sklearn]'")
+                                  "found 1.5.2: pip install -U 'scikit-learn>=1.6'")
 
 
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
