@@ -1,6 +1,7 @@
 """Shared fixtures. Keep this file small and generic; fixtures of the kernel tests are prefixed
 `kernel_`."""
 import os
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,13 @@ import fastnn
 _REPO_DATA = Path(__file__).resolve().parents[1] / "data"
 if (_REPO_DATA / "mnist").is_dir():
     os.environ.setdefault("FASTNN_DATA", str(_REPO_DATA))
+
+# The Ctrl-C tests send SIGINT to this process and to the processes it starts. A suite started
+# in the background by a non-interactive shell (`cmd &`, nohup) inherits SIGINT ignored, where
+# Python installs no KeyboardInterrupt handler and its children inherit the same: Python's
+# handler again, for this process and (as a handled signal is reset at exec) its children.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 try:
     from fastnn._engine import _ext
