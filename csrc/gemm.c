@@ -12,6 +12,7 @@
 #include "fastnn.h"
 #include "gemm_kernels.h"
 #include "internal.h"
+#include "profile.h"
 #include "simd.h"
 
 #define REF_MR 4
@@ -744,21 +745,9 @@ static int FN(grid_shape)(int64_t rp, int64_t cp, int64_t MR, int64_t NR, int nt
  * FNN_GEMM_GRID=0 no grid, 1 the shared op(B) path first where both apply, 3 the grid wherever
  * grid_shape picks one (2, the default: see gemm_team); FNN_PAR_MIN: the m*n*k below which a
  * product runs on one thread. */
-static int FN(grid_mode)(void) {
-#ifdef FNN_PROFILE
-    const char *e = getenv("FNN_GEMM_GRID");
-    if (e) return atoi(e);
-#endif
-    return 2;
-}
+static int FN(grid_mode)(void) { return (int)fnn_prof_knob("FNN_GEMM_GRID", 2); }
 
-static double FN(par_min)(void) {
-#ifdef FNN_PROFILE
-    const char *e = getenv("FNN_PAR_MIN");
-    if (e) return atof(e);
-#endif
-    return PAR_MIN_FLOPS;
-}
+static double FN(par_min)(void) { return fnn_prof_knob("FNN_PAR_MIN", PAR_MIN_FLOPS); }
 
 /* Shared op(B) (see gemm_team): task t packs panel t % nb of k block t / nb. */
 static void FN(gemm_pack_b_task)(void *ctx, int64_t t, int worker) {

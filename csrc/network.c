@@ -337,13 +337,7 @@ static int FN(finite_rows)(fnn_team *team, const real *x, int64_t size) {
 
 /* Profiling builds only (profile.h): FNN_FUSED_CHECK=0 checks the whole gradient in a pass of
  * its own after the products, as before the epilogue did it, to compare the two in one sitting. */
-static int FN(fused_check)(void) {
-#ifdef FNN_PROFILE
-    const char *e = getenv("FNN_FUSED_CHECK");
-    if (e) return atoi(e) != 0;
-#endif
-    return 1;
-}
+static int FN(fused_check)(void) { return (int)fnn_prof_knob("FNN_FUSED_CHECK", 1) != 0; }
 
 /* The rest of the check that forward_backward's epilogues began (nonfinite, set by them): the
  * gradients no epilogue saw, from layer `lowest` up: biases, batch norm's scales and shifts. */
@@ -768,19 +762,13 @@ static void FN(online_run_task)(void *ctx, int64_t task, int worker) {
  * before; FNN_ONLINE_CHUNK sets the parameters per task (16384, 8192 and 4096 measured alike on
  * the 2-core VM). */
 static int FN(online_jobs)(void) {
-#ifdef FNN_PROFILE
-    const char *e = getenv("FNN_ONLINE_JOBS");
-    if (e && atoi(e) >= 1 && atoi(e) <= ONLINE_JOBS) return atoi(e);
-#endif
-    return ONLINE_JOBS;
+    const int n = (int)fnn_prof_knob("FNN_ONLINE_JOBS", ONLINE_JOBS);
+    return n >= 1 && n <= ONLINE_JOBS ? n : ONLINE_JOBS;
 }
 
 static int64_t FN(online_chunk)(void) {
-#ifdef FNN_PROFILE
-    const char *e = getenv("FNN_ONLINE_CHUNK");
-    if (e && atoi(e) >= 64) return atoi(e);
-#endif
-    return ONLINE_CHUNK;
+    const int64_t n = (int64_t)fnn_prof_knob("FNN_ONLINE_CHUNK", ONLINE_CHUNK);
+    return n >= 64 ? n : ONLINE_CHUNK;
 }
 
 static int FN(online_update)(fnn_team *team, FN(fnn_workspace) *ws, const fnn_net *net,
@@ -791,6 +779,7 @@ static int FN(online_update)(fnn_team *team, FN(fnn_workspace) *ws, const fnn_ne
     int overflowed = 0;
     FN(online_run) run;
     const int most = FN(online_jobs)();
+    const int64_t chunk = FN(online_chunk)();
     run.n = 0;
     run.first[0] = 0;
     for (int64_t l = 0; l < net->n_layers; l++) {
@@ -801,7 +790,6 @@ static int FN(online_update)(fnn_team *team, FN(fnn_workspace) *ws, const fnn_ne
             j->in = l > 0 ? ws->acts[l - 1] : x;
             j->delta = ws->delta[l];
             j->nb = nb;
-            const int64_t chunk = FN(online_chunk)();
             j->rows_per_task = chunk / ly->n_out > 0 ? chunk / ly->n_out : 1;
             j->row_tasks = (ly->n_in + j->rows_per_task - 1) / j->rows_per_task;
             j->skip_zero = FN(fnn_opt_plan_is_identity_at_zero)(&plan);

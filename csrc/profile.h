@@ -37,4 +37,20 @@ void fnn_prof_mark(int phase, int64_t layer);
 #define FNN_MARK(phase, layer) ((void)0)
 #endif
 
+/* A knob of a profiling build, to compare variants in one process (benchmarks/phases.py): the
+ * environment variable `name` as a number, or `dflt` where it is unset, and always in every
+ * other build. */
+#ifdef FNN_PROFILE
+#include <stdlib.h>
+static inline double fnn_prof_knob(const char *name, double dflt) {
+    const char *e = getenv(name);
+    return e ? atof(e) : dflt;
+}
+#else
+static inline double fnn_prof_knob(const char *name, double dflt) {
+    (void)name;
+    return dflt;
+}
+#endif
+
 #endif
