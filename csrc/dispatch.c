@@ -10,6 +10,7 @@
 #include <string.h>
 #include "fastnn.h"
 #include "gemm_kernels.h"
+#include "profile.h"
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -26,6 +27,31 @@ const fnn_arch *const fnn_all_archs[] = {
 static const fnn_arch *active = NULL;
 static int request = FNN_OK; /* what became of FASTNN_ARCH: see fnn_arch_request */
 static int n_threads = 0; /* 0: not set yet */
+
+#ifdef FNN_PROFILE
+/* A profiling build's knobs FNN_MC, FNN_KC, FNN_NC (float) and FNN_DMC, FNN_DKC, FNN_DNC (double):
+ * the picked kernel's cache blocks, read once when it is picked, to compare them on a machine in
+ * one sitting (a process per setting). fnn_gemm_work_size_for sizes for the active entry too. */
+static fnn_arch tuned;
+static int64_t block_knob(const char *name, int64_t dflt, int64_t unit) {
+    const int64_t v = (int64_t)fnn_prof_knob(name, 0);
+    return v <= 0 ? dflt : (v + unit - 1) / unit * unit;
+}
+static const fnn_arch *tune(const fnn_arch *a) {
+    if (!a) return a;
+    tuned = *a;
+    tuned.f32.mc = block_knob("FNN_MC", a->f32.mc, a->f32.mr);
+    tuned.f32.kc = block_knob("FNN_KC", a->f32.kc, 1);
+    tuned.f32.nc = block_knob("FNN_NC", a->f32.nc, a->f32.nr);
+    tuned.f64.mc = block_knob("FNN_DMC", a->f64.mc, a->f64.mr);
+    tuned.f64.kc = block_knob("FNN_DKC", a->f64.kc, 1);
+    tuned.f64.nc = block_knob("FNN_DNC", a->f64.nc, a->f64.nr);
+    return &tuned;
+}
+#define FNN_TUNED(a) tune(a)
+#else
+#define FNN_TUNED(a) (a)
+#endif
 
 static int runnable(const fnn_arch *a) { return a->available == NULL || a->available(); }
 
@@ -47,7 +73,7 @@ const fnn_arch *fnn_active_arch(void) {
     if (!pick)
         for (const fnn_arch *const *a = fnn_all_archs; *a && !pick; a++)
             if (runnable(*a)) pick = *a;
-    active = pick;
+    active = FNN_TUNED(pick);
     return active;
 }
 
@@ -66,7 +92,7 @@ int fnn_arch_available(const char *name) {
 int fnn_set_arch(const char *name) {
     const fnn_arch *a = find(name);
     if (!a || !runnable(a)) return FNN_EUNSUPPORTED;
-    active = a;
+    active = FNN_TUNED(a);
     return FNN_OK;
 }
 

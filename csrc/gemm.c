@@ -284,6 +284,14 @@ size_t FN(fnn_gemm_work_size_for)(int64_t m, int64_t n, int64_t k) {
 #endif
         if (s > most) most = s;
     }
+#ifdef FNN_PROFILE /* dispatch.c's block knobs */
+#if REAL_IS_FLOAT
+    const size_t s = FN(per_thread_for)(&fnn_active_arch()->f32, m, n, k);
+#else
+    const size_t s = FN(per_thread_for)(&fnn_active_arch()->f64, m, n, k);
+#endif
+    if (s > most) most = s;
+#endif
     return most * (size_t)fnn_max_threads();
 }
 
