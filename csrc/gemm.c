@@ -460,15 +460,27 @@ static void FN(epi_apply)(const FN(fnn_gemm_epi) *e, real *C, int64_t ldc, int64
             if (e->act != FNN_ACT_IDENTITY) FN(fnn_activation_forward)(e->act, c, c, 1, w, e->alpha);
         }
     }
-    if (!e->nonfinite) return;
-    /* whole rows of C lie one after another: one call for the block (a layer of one output, or
-     * ten, made as many calls as the block's rows, each of a few values: +14-21 % a step) */
-    int bad = 0;
-    if (w == ldc)
-        bad = !FN(fnn_all_finite)(C + i0 * ldc, (i1 - i0) * w);
-    else
-        for (int64_t i = i0; i < i1 && !bad; i++) bad = !FN(fnn_all_finite)(C + i * ldc + j0, w);
-    if (bad) atomic_store_explicit(e->nonfinite, 1, memory_order_relaxed);
+    if (e->nonfinite) {
+        /* whole rows of C lie one after another: one call for the block (a layer of one output,
+         * or ten, made as many calls as the block's rows, each of a few values: +14-21 % a step) */
+        int bad = 0;
+        if (w == ldc)
+            bad = !FN(fnn_all_finite)(C + i0 * ldc, (i1 - i0) * w);
+        else
+            for (int64_t i = i0; i < i1 && !bad; i++) bad = !FN(fnn_all_finite)(C + i * ldc + j0, w);
+        if (bad) atomic_store_explicit(e->nonfinite, 1, memory_order_relaxed);
+    }
+    if (e->plan) { /* the same: one call where the block's rows are whole */
+        int over = 0;
+        if (w == ldc)
+            over = FN(fnn_opt_plan_apply)(e->plan, e->params, e->slots, e->n_params, e->n_decay,
+                                          C + i0 * ldc, e->off + i0 * ldc, e->off + i1 * ldc);
+        else
+            for (int64_t i = i0; i < i1; i++)
+                over |= FN(fnn_opt_plan_apply)(e->plan, e->params, e->slots, e->n_params, e->n_decay,
+                                               C + i * ldc + j0, e->off + i * ldc + j0, e->off + i * ldc + j1);
+        if (over) __atomic_store_n(e->overflowed, 1, __ATOMIC_RELAXED);
+    }
 }
 
 /* The depth of gemm's k blocks: k in blocks of equal depth (at most kc), no thin last block whose
@@ -896,7 +908,11 @@ static int FN(gemm_team)(fnn_team *team, real *C, const real *A, const real *B, 
     const int grid_mode = FN(grid_mode)();
     int64_t gtm = 1, gtn = 1;
     const int slabs_share = (share_a && col_panels >= 2 * nt) || (share_b && row_panels >= 2 * nt);
-    const int grid = nt >= GRID_MIN_THREADS && grid_mode > 0 && (grid_mode != 2 || !slabs_share) &&
+    /* an optimizer's epilogue (a weight gradient updated block by block) updates whole rows of C
+     * in one call each, many short rows of column slabs or grid blocks in a call a row: on 2
+     * threads the column slabs of 256 x 128 x 16 made the step slower than a pass of its own */
+    const int whole_rows = epi && epi->plan;
+    const int grid = !whole_rows && nt >= GRID_MIN_THREADS && grid_mode > 0 && (grid_mode != 2 || !slabs_share) &&
                      FN(grid_shape)(row_panels, col_panels, j.K.mr, j.K.nr, nt, &gtm, &gtn);
     /* Shared op(B), where the grid does not apply (3 threads, or one row or column of blocks): neither
      * operand fits one block (k > KC: the first layer's 128 x 784 x 256), so every slab would
@@ -929,6 +945,8 @@ static int FN(gemm_team)(fnn_team *team, real *C, const real *A, const real *B, 
     }
     if (nt == 1)
         j.by_cols = 1;
+    else if (whole_rows && row_panels >= nt)
+        j.by_cols = 0;
     else if (share_a && col_panels >= 2 * nt)
         j.by_cols = 1;
     else if (share_b && row_panels >= 2 * nt)

@@ -3,6 +3,15 @@
 int FN(fnn_gemm_team)(fnn_team *team, real *C, const real *A, const real *B, int64_t m, int64_t n,
                       int64_t k, int64_t ldc, int64_t lda, int64_t ldb, int trans_a, int trans_b,
                       double alpha, double beta, real *work);
+/* An optimizer's update for one step, prepared once (rates, penalties, Adam's corrections at
+ * step t) and then applied to ranges of the flat buffer [lo, hi) whose gradient is g[0:hi-lo]:
+ * the online step (network.c) computes a weight row's gradient into a small buffer and updates
+ * that row at once, so the whole gradient is never written. Penalties below n_decay, as in the
+ * whole-buffer updates. */
+typedef struct FN(fnn_opt_plan) {
+    int kind, form, nesterov, check; /* check: report a non-finite value left (fnn_optim.overflow_check) */
+    real lr, mu, b1, b2, rho, eps, l2, l1, shrink, c1, c2;
+} FN(fnn_opt_plan);
 /* A dense layer's elementwise work done by gemm_team on each block of C as soon as its sum is
  * complete, by the thread that computed it, while the block is in that core's cache (on many
  * cores, a separate pass on one thread would draw every block back from the others):
@@ -18,6 +27,15 @@ typedef struct FN(fnn_gemm_epi) {
     int act;
     double alpha;
     _Atomic int *nonfinite;
+    /* plan (or NULL): C is a weight gradient, the elements [off, off + m * ldc) of the flat
+     * buffer of params and slots laid out as C (the block's columns, ldc = n: whole rows), and
+     * each block is applied at once by fnn_opt_plan_apply (the online step's GEMM form: the
+     * gradient read back from this core's cache, not in a pass of its own); overflowed is set
+     * (relaxed) where that answers 1. After anything above. */
+    const FN(fnn_opt_plan) *plan;
+    real *params, *slots;
+    int64_t n_params, n_decay, off;
+    int *overflowed;
 } FN(fnn_gemm_epi);
 /* 1 when no element of x[0:n] is NaN or infinite (network.c). */
 int FN(fnn_all_finite)(const real *x, int64_t n);
@@ -39,15 +57,6 @@ void FN(fnn_adam_update_team)(fnn_team *team, real *p, real *m, real *v, const r
 void FN(fnn_rmsprop_update_team)(fnn_team *team, real *p, real *s, const real *g, int64_t n,
                                  int64_t n_decay, double lr, double rho, double eps, double l2,
                                  double l1, double weight_decay);
-/* An optimizer's update for one step, prepared once (rates, penalties, Adam's corrections at
- * step t) and then applied to ranges of the flat buffer [lo, hi) whose gradient is g[0:hi-lo]:
- * the online step (network.c) computes a weight row's gradient into a small buffer and updates
- * that row at once, so the whole gradient is never written. Penalties below n_decay, as in the
- * whole-buffer updates. */
-typedef struct FN(fnn_opt_plan) {
-    int kind, form, nesterov, check; /* check: report a non-finite value left (fnn_optim.overflow_check) */
-    real lr, mu, b1, b2, rho, eps, l2, l1, shrink, c1, c2;
-} FN(fnn_opt_plan);
 void FN(fnn_opt_plan_init)(FN(fnn_opt_plan) *plan, const fnn_optim *opt, double lr, int64_t t);
 /* plan->check: 1 when the range's update left a NaN or an infinity in a parameter it changed, or
  * in Adam's v or RMSprop's s (it overflowed, or met such a value written by hand; optimizers.c,

@@ -35,16 +35,29 @@ struct FN(fnn_workspace) {
     real *gemm_work;                /* GEMM packing buffers */
     real **delta;                   /* online step: per dense layer dZ, online_rows x n_out */
     real *rows;                     /* online step: a gradient row per thread, width each */
-    int64_t online_rows;            /* min(batch, ONLINE_MAX_ROWS) */
+    int64_t online_rows;            /* min(batch, DEFER_MAX_ROWS); ONLINE_MAX_ROWS where the dZ
+                                       kept would pass DEFER_MAX_BYTES */
     void *block;
 };
 
-/* The online step (batches of at most this many rows): see online_update. */
+/* The online step: see online_update. Up to ONLINE_MAX_ROWS rows a weight row's gradient is a sum
+ * of outer products (outer_rows); above, up to DEFER_MAX_ROWS (online_rows), each layer's weight
+ * gradient is the general step's product, updated block by block by its epilogue
+ * (online_gemm_update). Either way every dZ is formed and checked before the first update. */
 #define ONLINE_MAX_ROWS 8
+#define DEFER_MAX_ROWS 256 /* at most every kernel's KC: the product is one k block, as the general step's */
+#define DEFER_MAX_BYTES ((size_t)64 << 20) /* the dZ it keeps, at most: beyond, the general step */
 #define ONLINE_BLOCK 4 /* weight rows whose gradient the online step forms at once (outer_rows) */
 #define ONLINE_LIST 256 /* rows listed at a time when rows of zero inputs are skipped (online_task) */
 
 static size_t FN(round64)(size_t bytes) { return (bytes + 63) & ~(size_t)63; }
+
+/* Profiling builds only, to compare in one sitting: FNN_DEFER_ROWS, the largest batch the online
+ * step takes (8: the outer products alone, as before). */
+static int64_t FN(online_max_rows)(void) {
+    const int64_t n = (int64_t)fnn_prof_knob("FNN_DEFER_ROWS", DEFER_MAX_ROWS);
+    return n < 1 ? 1 : n > DEFER_MAX_ROWS ? DEFER_MAX_ROWS : n;
+}
 
 /* 1 when [off, off + len) lies inside [0, size). */
 static int FN(inside)(int64_t off, int64_t len, int64_t size) {
@@ -118,11 +131,16 @@ int FN(fnn_workspace_new)(FN(fnn_workspace) **out, const fnn_net *net, int64_t b
     }
     sz += 2 * FN(round64)((size_t)(B * width) * sizeof(real));
     sz += FN(round64)((size_t)(net->n_params > 0 ? net->n_params : 1) * sizeof(real));
-    const int64_t OB = B < ONLINE_MAX_ROWS ? B : ONLINE_MAX_ROWS;
+    int64_t OB = B < DEFER_MAX_ROWS ? B : DEFER_MAX_ROWS, dense_out = 0;
+    for (int64_t l = 0; l < L; l++)
+        if (net->layers[l].kind == FNN_LAYER_DENSE) dense_out += net->layers[l].n_out;
+    if ((double)OB * (double)dense_out * sizeof(real) > (double)DEFER_MAX_BYTES)
+        OB = B < ONLINE_MAX_ROWS ? B : ONLINE_MAX_ROWS;
     for (int64_t l = 0; l < L; l++)
         if (net->layers[l].kind == FNN_LAYER_DENSE)
             sz += FN(round64)((size_t)(OB * net->layers[l].n_out) * sizeof(real));
     sz += FN(round64)((size_t)(ONLINE_BLOCK * width) * (size_t)fnn_max_threads() * sizeof(real));
+
     /* GEMM shapes of a step: forward B x n_out x n_in, dW n_in x n_out x B, dX B x n_in x n_out */
     const int64_t big = B > width ? B : width;
     const size_t gemm_work = FN(fnn_gemm_work_size_for)(big, width, big);
@@ -523,8 +541,8 @@ static int FN(forward_backward)(fnn_team *team, double *loss, int64_t *correct, 
             g_ready = 0;
             FNN_MARK(FNN_PH_ACT_BWD, l);
             /* dW = in^T g ; db += colsum g ; dX = g W^T */
-            if (online) {
-                memcpy(ws->delta[l], g, (size_t)(nb * n) * sizeof(real));
+            if (online) { /* dZ is there already where the product above wrote it */
+                if (g != ws->delta[l]) memcpy(ws->delta[l], g, (size_t)(nb * n) * sizeof(real));
             } else {
                 if (bounded) {
                     const double ma = FN(abs_bound)(in, nb * ly->n_in), md = FN(abs_bound)(g, nb * n);
@@ -542,14 +560,16 @@ static int FN(forward_backward)(fnn_team *team, double *loss, int64_t *correct, 
                 const fnn_layer *lb = &net->layers[l - 1];
                 const int fused = FN(act_in_epilogue)(lb);
                 const FN(fnn_gemm_epi) epi = {NULL, ws->acts[l - 1], ly->n_in, lb->activation, lb->alpha};
-                st = FN(fnn_gemm_fused_team)(team, spare, g, params + ly->w_off, nb, ly->n_in, n, ly->n_in,
+                /* online, a dense layer's dZ goes where the update reads it (delta), not through a
+                 * copy; g0 and g1 stay scratch: spare is whichever g is not */
+                real *dst = online && lb->kind == FNN_LAYER_DENSE ? ws->delta[l - 1] : spare;
+                st = FN(fnn_gemm_fused_team)(team, dst, g, params + ly->w_off, nb, ly->n_in, n, ly->n_in,
                                              n, n, 0, 1, 1.0, 0.0, ws->gemm_work, 0, fused ? &epi : NULL);
                 if (st != FNN_OK) return st;
                 g_ready = fused;
                 FNN_MARK(FNN_PH_DX_GEMM, l);
-                real *tmp = g;
-                g = spare;
-                spare = tmp;
+                g = dst;
+                spare = g == ws->g0 ? ws->g1 : ws->g0;
             }
             break;
         case FNN_LAYER_ACTIVATION:
@@ -599,10 +619,11 @@ static int FN(forward_backward)(fnn_team *team, double *loss, int64_t *correct, 
  * is never written nor read back, and the optimizer streams each parameter and its slots once.
  * With plain SGD and no penalty, a row whose inputs are all zero (most of an MNIST image) would
  * not change and is not touched. forward_backward(online) checked everything first (online_check),
- * so the updates cannot fail half way. */
+ * so the updates cannot fail half way. Batches of ONLINE_MAX_ROWS + 1 to online_rows rows take the
+ * GEMM form (online_gemm_update), under the same check. */
 static int FN(online_fits)(const fnn_net *net, const fnn_optim *opt, const FN(fnn_workspace) *ws,
                            int64_t nb) {
-    if (nb > ws->online_rows || opt->l2_loss != 0) return 0;
+    if (nb > ws->online_rows || nb > FN(online_max_rows)() || opt->l2_loss != 0) return 0;
     for (int64_t l = 0; l < net->n_layers; l++)
         if (net->layers[l].kind == FNN_LAYER_BATCHNORM) return 0;
     return 1;
@@ -771,11 +792,49 @@ static int64_t FN(online_chunk)(void) {
     return n >= 64 ? n : ONLINE_CHUNK;
 }
 
+/* The online step's GEMM form (more than ONLINE_MAX_ROWS rows): each dense layer's weight
+ * gradient is the general step's product, in^T dZ on the team, and each block of it is updated
+ * by the product's epilogue as soon as its sum is complete, in the cache of the core that
+ * formed it; the bias after it. The flat gradient is not read back by an update pass of its
+ * own, and the step joins its team once a layer instead of once more for the update. The same
+ * products with the same blocks: the same bits as the general step. */
+static int FN(online_gemm_update)(fnn_team *team, FN(fnn_workspace) *ws, const fnn_net *net,
+                                  const FN(fnn_opt_plan) *plan, real *params, real *slots, const real *x,
+                                  int64_t nb) {
+    int overflowed = 0;
+    for (int64_t l = 0; l < net->n_layers; l++) {
+        const fnn_layer *ly = &net->layers[l];
+        if (ly->kind != FNN_LAYER_DENSE) continue;
+        const int64_t n = ly->n_out;
+        const real *in = l > 0 ? ws->acts[l - 1] : x, *d = ws->delta[l];
+        FN(fnn_gemm_epi) epi;
+        memset(&epi, 0, sizeof epi);
+        epi.act = FNN_ACT_IDENTITY;
+        epi.plan = plan;
+        epi.params = params;
+        epi.slots = slots;
+        epi.n_params = net->n_params;
+        epi.n_decay = net->n_decay;
+        epi.off = ly->w_off;
+        epi.overflowed = &overflowed;
+        const int st = FN(fnn_gemm_fused_team)(team, ws->grads + ly->w_off, in, d, ly->n_in, n, nb, n, ly->n_in,
+                                               n, 1, 0, 1.0, 0.0, ws->gemm_work, 0, &epi);
+        if (st != FNN_OK) return st; /* cannot happen: the general step's call, checked dimensions */
+        real *row = ws->rows;
+        memset(row, 0, (size_t)n * sizeof(real));
+        FN(fnn_bias_backward)(row, d, nb, n, n);
+        overflowed |= FN(fnn_opt_plan_apply)(plan, params, slots, net->n_params, net->n_decay, row, ly->b_off,
+                                             ly->b_off + n);
+    }
+    return overflowed ? FNN_EOVERFLOW : FNN_OK; /* the team's join orders the tasks' stores first */
+}
+
 static int FN(online_update)(fnn_team *team, FN(fnn_workspace) *ws, const fnn_net *net,
                               const fnn_optim *opt, real *params, real *slots, const real *x,
                               int64_t nb, double lr, int64_t t) {
     FN(fnn_opt_plan) plan;
     FN(fnn_opt_plan_init)(&plan, opt, lr, t);
+    if (nb > ONLINE_MAX_ROWS) return FN(online_gemm_update)(team, ws, net, &plan, params, slots, x, nb);
     int overflowed = 0;
     FN(online_run) run;
     const int most = FN(online_jobs)();

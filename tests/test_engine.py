@@ -528,10 +528,11 @@ def _one_gradient_overflows(dtype, where, n_in=300, hidden=40, nb=64, col=299):
     return m, X, y
 
 
-# (batch, hidden units): 64 x 40 checks the whole gradient; 16 x 128 takes the compiled step's bound
-# on its inputs and dZ instead (nb (n_in + n_out) summed over the layers, 8,928 values, is at most
-# a quarter of the 38,786 parameters), which fails here and falls back to the gradient itself;
-# 8 and 6 rows take the online step, whose bound fails too and hands the step to the general one
+# (batch, hidden units): the compiled step first takes the online step (6 and 8 rows its outer
+# products, 16 and 64 its GEMM form), whose bound on inputs and dZ fails here and hands the step to
+# the general one; there 64 x 40 checks the whole gradient, 16 x 128 takes the general step's own
+# bound (nb (n_in + n_out) summed over the layers, 8,928 values, is at most a quarter of the 38,786
+# parameters), which fails too and falls back to the gradient itself
 SHAPES = [(64, 40), (16, 128), (8, 40), (6, 40)]
 
 

@@ -1,9 +1,11 @@
 """The online step (csrc/network.c, online_update): batches of at most 8 rows through Dense,
 Activation and Dropout layers update each weight row from a gradient row computed just before,
 without forming the flat gradient; plain SGD without penalties leaves rows whose inputs are all
-zero untouched. Checked against the NumPy oracle (which forms the whole gradient, then updates)
-for every optimizer, batch sizes on both sides of the limit, zero-heavy inputs, sample weights;
-and the guarantee that a failed step changes nothing."""
+zero untouched. Batches of 9 to 256 rows take its GEMM form (online_gemm_update): each layer's
+weight gradient is one product whose blocks the optimizer updates as they are formed. Checked
+against the NumPy oracle (which forms the whole gradient, then updates) for every optimizer,
+batch sizes on both sides of each limit, zero-heavy inputs, sample weights; and the guarantee that
+a failed step changes nothing."""
 import numpy as np
 import pytest
 
@@ -53,7 +55,7 @@ def train(backend, arch, opt, dtype, batch, epochs=2, sample_weight=False, shuff
 
 @needs_c
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
-@pytest.mark.parametrize("batch", [1, 3, 8, 9])  # 9: the general step, just past the online limit
+@pytest.mark.parametrize("batch", [1, 3, 8, 9, 61])  # 9: the GEMM form, just past the outer products; 61: all rows
 @pytest.mark.parametrize("opt", sorted(OPTIMIZERS))
 def test_small_batches_match_the_oracle_for_every_optimizer(opt, batch, dtype):
     a = train("c", "relu", opt, dtype, batch)
@@ -62,7 +64,7 @@ def test_small_batches_match_the_oracle_for_every_optimizer(opt, batch, dtype):
 
 
 @needs_c
-@pytest.mark.parametrize("batch", [1, 2, 7])
+@pytest.mark.parametrize("batch", [1, 2, 7, 9, 24])
 @pytest.mark.parametrize("opt", ["sgd", "adam", "rmsprop", "sgd-nesterov"])
 def test_dropout_activations_and_sample_weights(opt, batch):
     a = train("c", "dropout-tanh", opt, "float64", batch, sample_weight=True)
@@ -71,7 +73,7 @@ def test_dropout_activations_and_sample_weights(opt, batch):
 
 
 @needs_c
-@pytest.mark.parametrize("batch", [1, 5])
+@pytest.mark.parametrize("batch", [1, 5, 12])
 @pytest.mark.parametrize("opt", ["sgd", "adam"])
 def test_a_network_of_more_dense_layers_than_one_job_holds(opt, batch):
     a = train("c", "deep", opt, "float64", batch)
@@ -112,6 +114,7 @@ def test_online_training_does_not_depend_on_the_thread_count():
         for opt in (fastnn.SGD(lr=0.01), fastnn.Adam(1e-3)):
             m.compile(opt, "cross_entropy").fit(X, y, epochs=1, batch_size=1)
             m.fit(X, y, epochs=1, batch_size=5)
+            m.fit(X, y, epochs=1, batch_size=40)  # the GEMM form: the product's blocks split by the team
         return m
 
     assert_same_on_1_2_3_threads(train)
@@ -196,7 +199,7 @@ def test_a_few_rows_near_overflow_are_refused_whole():
 @needs_c
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("opt", ["adam", "sgd"])
-@pytest.mark.parametrize("nb", [6, 8])
+@pytest.mark.parametrize("nb", [6, 8, 9, 40])
 def test_a_finite_step_whose_online_bound_overflows_is_taken_as_the_oracle_takes_it(dtype, opt, nb):
     """Row 5 holds an input of fmax/2 but is classified right with certainty, so its dZ is exactly
     0: every gradient element is finite though nb max|input| max|dZ| overflows. The online step's
@@ -237,4 +240,40 @@ def test_plain_sgd_on_many_inputs_matches_the_oracle(batch):
         model.compile(fastnn.SGD(lr=0.05), loss="cross_entropy")
         hist = model.fit(X, y, epochs=2, batch_size=batch)
         got[backend] = (model, hist)
+    assert_same_training(got["c"], got["python"], "float64")
+
+
+@needs_c
+@pytest.mark.parametrize("opt", ["adam", "sgd-momentum", "rmsprop"])
+@pytest.mark.parametrize("batch", [255, 256, 257])
+def test_the_gemm_form_at_its_limit_matches_the_oracle(opt, batch):
+    """256 rows: the last batch size the GEMM form takes (DEFER_MAX_ROWS), 257 the first the general
+    step takes; 600 rows, so that each epoch also ends with a short batch (88, 88 and 86 rows)."""
+    rng = np.random.default_rng(5)
+    X = rng.standard_normal((600, 30))
+    X[rng.random(X.shape) < 0.5] = 0.0
+    y = rng.integers(0, 3, 600)
+    got = {}
+    for backend in ("c", "python"):
+        fastnn.set_backend(backend)
+        model = fastnn.Sequential([fastnn.Dense(21, activation="relu"), fastnn.Dropout(0.2),
+                                   fastnn.Dense(13, activation="tanh"), fastnn.Dense(3)], seed=6, dtype="float64")
+        model.compile(OPTIMIZERS[opt](), loss="cross_entropy")
+        got[backend] = (model, model.fit(X, y, epochs=2, batch_size=batch))
+    assert_same_training(got["c"], got["python"], "float64")
+
+
+@needs_c
+@pytest.mark.parametrize("opt", ["adam", "sgd-nesterov"])
+def test_the_gemm_form_updates_a_layer_wider_than_a_cache_block(opt):
+    """2,100 outputs in float64: wider than the NC block of columns of every kernel (2,048 at most),
+    so blocks of the weight gradient hold parts of rows, each updated at its own offset."""
+    rng = np.random.default_rng(8)
+    X, y = rng.standard_normal((36, 6)), rng.integers(0, 3, 36)
+    got = {}
+    for backend in ("c", "python"):
+        fastnn.set_backend(backend)
+        model = fastnn.Sequential([fastnn.Dense(2100, activation="relu"), fastnn.Dense(3)], seed=9, dtype="float64")
+        model.compile(OPTIMIZERS[opt](), loss="cross_entropy")
+        got[backend] = (model, model.fit(X, y, epochs=2, batch_size=12))
     assert_same_training(got["c"], got["python"], "float64")
