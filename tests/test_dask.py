@@ -135,7 +135,10 @@ def _own_environment():
 @pytest.fixture
 def client(cluster):
     """The module's client, under a deadline: past it, a watchdog closes the client so the
-    computation in progress raises; the workers must be the ones the module started with."""
+    computation in progress raises; the workers it starts with must last it. A worker the
+    scheduler lost between tests (missed heartbeats on a starved machine: CI once found none
+    registered at a test's start, then two new ones) is waited for first."""
+    cluster.wait_for_workers(N_WORKERS, timeout=60)
     workers = sorted(cluster.scheduler_info()["workers"])
     watchdog = threading.Timer(DEADLINE_S, cluster.close)
     watchdog.daemon = True
