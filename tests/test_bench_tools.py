@@ -80,3 +80,31 @@ def test_run_reports_a_failed_process_and_no_stale_file(tmp_path, monkeypatch):
     assert calls[0][:3] == [sys.executable, "-m", "pytest"] and calls[0][-2:] == ["-k", "fastnn"]
     with pytest.raises(SystemExit):
         run.main(["--out", str(tmp_path), "--bogus"])
+
+
+def test_alternate_rotates_the_order_and_takes_the_median_of_per_round_ratios():
+    """benchmarks/alternate.py: each round times every implementation once, starting one later each
+    round; a peer's figure is the median over rounds of its time over fastnn's in that round, so a
+    machine that slows down for a while moves both sides of each ratio alike."""
+    alt = _module("alternate")
+    calls, clock = [], iter([1.0, 2.0, 9.0, 4.0, 8.0, 9.0, 9.0, 1.0, 2.0])
+    impls = {n: (lambda n=n: calls.append(n) or next(clock)) for n in ("fastnn", "numpy", "torch")}
+    times = alt.alternate(impls, rounds=3, pause=0)
+    assert calls == ["fastnn", "numpy", "torch", "numpy", "torch", "fastnn", "torch", "fastnn", "numpy"]
+    assert times == {"fastnn": [1.0, 9.0, 1.0], "numpy": [2.0, 4.0, 2.0], "torch": [9.0, 8.0, 9.0]}
+    row = alt.summarize("case", times, flops=2e9)
+    assert row["best"] == {"fastnn": 1.0, "numpy": 2.0, "torch": 8.0}
+    # per round: numpy 2, 4/9, 2 -> median 2; torch 9, 8/9, 9 -> median 9 (the slow round's 0.44 and
+    # 0.89 are outvoted, where the ratio of best times would say 2 and 8)
+    assert row["ratio"] == {"numpy": 2.0, "torch": 9.0}
+    assert row["gflops"]["fastnn"] == 2.0
+
+
+def test_alternate_runs_its_gemm_case_and_refuses_an_unknown_one(capsys):
+    alt = _module("alternate")
+    rows = alt.main(["--cases", "gemm", "--rounds", "2", "--pause", "0", "--min-time", "0.0005"])
+    assert [r["case"] for r in rows][:2] == ["gemm-1024x1024x1024", "gemm-128x784x256"] and len(rows) == 7
+    assert all(set(r["ratio"]) >= {"numpy"} and r["gflops"]["fastnn"] > 0 for r in rows)
+    assert "gemm-784x128x256-tA" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        alt.main(["--cases", "gemm,speed"])
