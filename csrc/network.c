@@ -140,7 +140,6 @@ int FN(fnn_workspace_new)(FN(fnn_workspace) **out, const fnn_net *net, int64_t b
         if (net->layers[l].kind == FNN_LAYER_DENSE)
             sz += FN(round64)((size_t)(OB * net->layers[l].n_out) * sizeof(real));
     sz += FN(round64)((size_t)(ONLINE_BLOCK * width) * (size_t)fnn_max_threads() * sizeof(real));
-
     /* GEMM shapes of a step: forward B x n_out x n_in, dW n_in x n_out x B, dX B x n_in x n_out */
     const int64_t big = B > width ? B : width;
     const size_t gemm_work = FN(fnn_gemm_work_size_for)(big, width, big);
