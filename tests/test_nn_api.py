@@ -395,7 +395,8 @@ def test_partial_fit_reports_an_update_that_overflows_where_no_setting_does(back
            "momentum": fastnn.SGD(1e30, momentum=0.9)}[case]
     if case in ("adam-v", "rmsprop-s", "momentum"):  # gradients of about 1e21: finite, their squares not
         X, big = X * np.float32(1e22), True
-    for call in (lambda m: m.train_on_batch(X, y), lambda m: m.partial_fit(X, y, batch_size=8)):
+    for name, call in (("train_on_batch", lambda m: m.train_on_batch(X, y)),
+                       ("partial_fit", lambda m: m.partial_fit(X, y, batch_size=8))):
         m = fastnn.Sequential([fastnn.Dense(5, activation="relu"), fastnn.Dense(3)], seed=1)
         m.compile(opt, loss).build(4)
         if not big:
@@ -403,7 +404,8 @@ def test_partial_fit_reports_an_update_that_overflows_where_no_setting_does(back
             w[0][0, 0] = 2.0
             m.set_weights(w)
         counters = m._built.counters.copy()
-        with pytest.raises(fastnn.NonFiniteError, match="batch 0 .* left NaN or infinite values .* It was applied"):
+        with pytest.raises(fastnn.NonFiniteError,
+                           match=f"batch 0 of this {name} .* left NaN or infinite values .* It was applied.*; {name} keeps"):
             call(m)
         assert not (np.isfinite(m._built.params).all() and np.isfinite(m._built.slots).all())
         np.testing.assert_array_equal(m._built.counters, counters)

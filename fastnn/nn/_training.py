@@ -395,15 +395,16 @@ def fit(model, X, y, epochs, batch_size, validation_data, validation_split, shuf
     return history
 
 
-def partial_fit(model, X, y, sample_weight, batch_size):
+def partial_fit(model, X, y, sample_weight, batch_size, call="partial_fit"):
     """One pass over the given rows, in order, in mini-batches of batch_size (None: all rows, one
-    optimizer step); returns the mean loss of the applied batches."""
+    optimizer step); returns the mean loss of the applied batches. `call`: the method the errors
+    name (train_on_batch is partial_fit of one batch)."""
     X, T, labels, sw = model._check_xy(X, y, sample_weight, build=True)
     n = X.shape[0]
     batch = n if batch_size is None else min(check_positive_int(batch_size, "batch_size"), n)
     sched = model.optimizer.schedule
     if sched.name == "cosine" and sched.total_steps is None:
-        raise ValueError("partial_fit cannot know when training ends: give CosineDecay(total_steps=...)")
+        raise ValueError(f"{call} cannot know when training ends: give CosineDecay(total_steps=...)")
     built = model._built
     _check_batchnorm(model, n, batch)
     engine, engine_lock = built.pool.get(batch)
@@ -413,7 +414,7 @@ def partial_fit(model, X, y, sample_weight, batch_size):
     optim = _optim(model, built, 0, overflow_check=1)
     # the rate of this call's first step, its largest (the schedules never rise)
     lr = _next_rate(model, built, optim, model.epochs_trained)
-    _check_update_scalars(model, built, lr, "partial_fit")
+    _check_update_scalars(model, built, lr, call)
     with engine_lock:
         if batch == n:  # one step on the rows as they are: no gather, threads only when worth it
             status, raised = engine.train_step(result, built.params, built.slots, built.state,
@@ -430,18 +431,18 @@ def partial_fit(model, X, y, sample_weight, batch_size):
         if status == "overflow":
             k, done = result["bad_batch"], result["batches"]
             raise NonFiniteError(
-                f"the update of batch {k} of this partial_fit (rows {k * batch} to "
+                f"the update of batch {k} of this {call} (rows {k * batch} to "
                 f"{min((k + 1) * batch, n) - 1}) left NaN or infinite values in the model's weights "
                 f"or optimizer state: it overflowed {built.params.dtype} (a rate, penalty or input "
                 f"too large), or met such values written by hand. It was applied"
                 + (f", as were the {done} batch(es) before it" if done else "")
-                + "; partial_fit keeps no copy to go back to (fit does, per epoch): set finite "
+                + f"; {call} keeps no copy to go back to (fit does, per epoch): set finite "
                 "weights with set_weights, or load a saved model")
         if not built.finite():
             raise _nonfinite_state()
         done = result["batches"]
         raise NonFiniteError(
-            f"training diverged in partial_fit: the loss or a gradient became NaN or infinite in "
+            f"training diverged in {call}: the loss or a gradient became NaN or infinite in "
             f"batch {result['bad_batch']} (rows {result['bad_batch'] * batch} to "
             f"{min((result['bad_batch'] + 1) * batch, n) - 1}); "
             + (f"the {done} batch(es) before it were applied, " if done else "")

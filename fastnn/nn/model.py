@@ -512,12 +512,15 @@ class Sequential(Configurable):
         partial_fit); batch_size=None takes the whole input as one batch: one optimizer step (Keras's
         train_on_batch). Builds the model on first use. Returns the mean loss of the pass. If a
         batch diverges, the batches before it stay applied and NonFiniteError says how many."""
-        with self._exclusive("partial_fit", training=True):
-            return _training.partial_fit(self, X, y, sample_weight, batch_size)
+        return self._partial_fit(X, y, sample_weight, batch_size, "partial_fit")
 
     def train_on_batch(self, X, y, sample_weight=None):
         """One optimizer step on the whole batch; returns its loss."""
-        return self.partial_fit(X, y, sample_weight)
+        return self._partial_fit(X, y, sample_weight, None, "train_on_batch")
+
+    def _partial_fit(self, X, y, sample_weight, batch_size, call):
+        with self._exclusive(call, training=True):
+            return _training.partial_fit(self, X, y, sample_weight, batch_size, call)
 
     # -- inference (fastnn/nn/_inference.py) ------------------------------------------------------
     def _outputs(self, X, link, b=None):
