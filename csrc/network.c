@@ -704,6 +704,16 @@ FNN_CLONES static void FN(outer_rows)(real *restrict rows, const real *restrict 
 }
 #endif
 
+/* A dense layer's bias gradient, colsum of its nb x n_out dZ, into row, and its update: the
+ * online step's forms both end a layer with it. 1 as fnn_opt_plan_apply answers. */
+static int FN(bias_update)(const FN(fnn_opt_plan) *plan, real *params, real *slots, const fnn_net *net,
+                           const fnn_layer *ly, const real *d, int64_t nb, real *row) {
+    const int64_t n = ly->n_out;
+    memset(row, 0, (size_t)n * sizeof(real));
+    FN(fnn_bias_backward)(row, d, nb, n, n);
+    return FN(fnn_opt_plan_apply)(plan, params, slots, net->n_params, net->n_decay, row, ly->b_off, ly->b_off + n);
+}
+
 static void FN(online_flag)(const FN(online_job) *j, int bad) {
     if (bad) __atomic_store_n(j->overflowed, 1, __ATOMIC_RELAXED);
 }
@@ -715,11 +725,8 @@ static void FN(online_task)(void *ctx, int64_t task, int worker) {
     real *restrict row = j->ws->rows + (int64_t)worker * ONLINE_BLOCK * j->ws->width;
     const real *restrict d = j->delta;
     int bad = 0;
-    if (task == j->row_tasks) { /* the bias: colsum dZ */
-        memset(row, 0, (size_t)n * sizeof(real));
-        FN(fnn_bias_backward)(row, d, nb, n, n);
-        FN(online_flag)(j, FN(fnn_opt_plan_apply)(j->plan, j->params, j->slots, P, j->net->n_decay, row,
-                                                  ly->b_off, ly->b_off + n));
+    if (task == j->row_tasks) { /* the bias */
+        FN(online_flag)(j, FN(bias_update)(j->plan, j->params, j->slots, j->net, ly, d, nb, row));
         return;
     }
     const int64_t i0 = task * j->rows_per_task;
@@ -819,11 +826,7 @@ static int FN(online_gemm_update)(fnn_team *team, FN(fnn_workspace) *ws, const f
         const int st = FN(fnn_gemm_fused_team)(team, ws->grads + ly->w_off, in, d, ly->n_in, n, nb, n, ly->n_in,
                                                n, 1, 0, 1.0, 0.0, ws->gemm_work, 0, &epi);
         if (st != FNN_OK) return st; /* cannot happen: the general step's call, checked dimensions */
-        real *row = ws->rows;
-        memset(row, 0, (size_t)n * sizeof(real));
-        FN(fnn_bias_backward)(row, d, nb, n, n);
-        overflowed |= FN(fnn_opt_plan_apply)(plan, params, slots, net->n_params, net->n_decay, row, ly->b_off,
-                                             ly->b_off + n);
+        overflowed |= FN(bias_update)(plan, params, slots, net, ly, d, nb, ws->rows);
     }
     return overflowed ? FNN_EOVERFLOW : FNN_OK; /* the team's join orders the tasks' stores first */
 }
