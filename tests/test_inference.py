@@ -575,7 +575,7 @@ def test_many_rows_are_predicted_in_chunks_of_256_rows_per_thread_or_1024(monkey
     model = lean_model("float32")
     sizes = []
     real_get = model._built.pool.get
-    monkeypatch.setattr(model._built.pool, "get", lambda n, kind: sizes.append(n) or real_get(n, kind))
+    monkeypatch.setattr(model._built.pool, "get", lambda n, kind, *module: sizes.append(n) or real_get(n, kind, *module))
     from fastnn import _engine
     threads = _engine.current().get_num_threads()
     per_team = max(1024, 256 * threads)  # 1024 on up to 4 threads, 4096 on 16

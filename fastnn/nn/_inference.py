@@ -30,10 +30,11 @@ def outputs(built, X, link):
     with rows) takes the lean path of a single prediction: one engine call checks it, allocates
     the output and checks X for NaN and infinity. Anything else goes through check_matrix first.
     Both refuse the same inputs with the same errors."""
-    plan = built.plan
-    n = _backend.current().lean_rows(X, built.params, plan.n_inputs)  # only a candidate takes an engine
+    plan, module = built.plan, _backend.current()
+    n = module.lean_rows(X, built.params, plan.n_inputs)  # only a candidate takes an engine
     if n:  # an engine serves one call at a time itself
-        out = built.pool.get(predict_rows(n), "infer")[0].predict_lean(built.params, built.state, X, link)
+        engine = built.pool.get(n if n <= PREDICT_CHUNK else predict_rows(n), "infer", module)[0]
+        out = engine.predict_lean(built.params, built.state, X, link)
         if out is not None:
             return out
     dtype = built.params.dtype

@@ -80,9 +80,12 @@ class EnginePool:
         self._pools = {}
         self._answers = {}  # (rows, purpose, backend) -> the pair get() gave: a repeated call's answer
 
-    def get(self, rows, purpose="train"):
-        module = _backend.current()
-        key = (rows, purpose, module.BACKEND)
+    def get(self, rows, purpose="train", module=None):
+        """(engine, lock) for calls of up to `rows` rows on `module` (the current backend when
+        None: a caller that has it saves the lookup)."""
+        if module is None:
+            module = _backend.current()
+        key = (rows, purpose, module)
         pair = self._answers.get(key)  # one dict lookup (atomic under the GIL) for a repeated call
         if pair is not None:
             return pair
