@@ -25,7 +25,8 @@
                                         each) 20-21 to 15-16 ms at batch 128, 12.2 to 10.2 ms at
                                         batch 32. A standalone call starts a team only from
                                         2^21 (fnn_gemm). */
-#define SLABS_PER_THREAD 4           /* slabs of C handed out per thread and call */
+#define SLABS_PER_THREAD 4           /* fixed slabs of C per thread and call (profiling builds'
+                                        FNN_GUIDED=0; else guided slabs where they share an operand) */
 #define SKINNY_SEG 1024              /* rows of B listed at a time by skinny_row */
 #define UNPACKED_B_M 32              /* up to this many rows of C, op(B) is not packed (no trans_b):
                                         1.2-1.6x on 16 and 32 x 784 x 256, slower from 64 rows */
@@ -179,6 +180,29 @@ static int have_avx(void) {
     return known;
 }
 #endif
+
+/* Guided slabs, for slabs that share a packed operand: each takes 1 / nt of the panels that the
+ * slabs before it left (rounded up), so that the first nt take most of the work in large pieces
+ * and the last are single panels that even out the threads' finish (a thread that woke late, or
+ * was descheduled, takes fewer). guided_start: the first panel of slab s, `panels` when s is the
+ * slab count. Against fixed slabs of a quarter of a thread's panels, on 2 threads of the Zen 3
+ * VM, one process alternating the two (profiling builds' FNN_GUIDED=0):
+ *   - 256 x 128 x 128 with trans_a, medians of 9 rounds: 92 -> 103 and 107 -> 112 GFLOP/s; 784 x
+ *     128 x 256 with trans_a 123 -> 134 and 139 -> 139;
+ *   - the batch-128 epoch of 20,000 MNIST rows, best of 25: 179 -> 176 and 175 -> 169 ms (its
+ *     weight gradients with their update 74 -> 72 and 74 -> 70); batch 32: 228 -> 219 ms;
+ *   - batch 16: the weight gradients with their update 119 -> 110 and 289 -> 214 ms, the dX
+ *     products 12.9 -> 13.2 and 22.4 -> 26.3 ms.
+ * Equal slabs (no short last one) were slower than the fixed ones (256 x 128 x 128: 132 -> 125). */
+static inline int64_t guided_next(int64_t at, int64_t panels, int64_t nt) {
+    return at + (panels - at + nt - 1) / nt; /* at least one panel while at < panels */
+}
+
+static int64_t guided_start(int64_t s, int64_t panels, int64_t nt) {
+    int64_t at = 0;
+    for (int64_t q = 0; q < s && at < panels; q++) at = guided_next(at, panels, nt);
+    return at < panels ? at : panels;
+}
 
 #define FNN_SELF "gemm.c"
 #include "instantiate.h"
@@ -676,6 +700,7 @@ typedef struct FN(gemm_job) {
     real *C;
     const real *A, *B;
     int64_t m, n, k, ldc, lda, ldb, step, per_slab, extent;
+    int64_t guided; /* 0: slab s is panels [s * per_slab, (s + 1) * per_slab); else its team's size (guided_start) */
     int trans_a, trans_b, by_cols;
     real alpha, beta, *work;
     /* keep_a / keep_b: the operand every slab needs fits one block, so each thread packs it once
@@ -703,8 +728,10 @@ static void FN(gemm_slab)(void *ctx, int64_t s, int worker) {
     FN(gemm_job) *j = (FN(gemm_job) *)ctx;
     real *pa = (real *)align64(j->work + j->per_thread * (size_t)worker);
     real *pb = (real *)align64(pa + j->pa_size);
-    const int64_t lo = s * j->per_slab * j->step;
-    const int64_t hi = min64((s + 1) * j->per_slab * j->step, j->extent);
+    const int64_t panels = (j->extent + j->step - 1) / j->step;
+    const int64_t p0 = j->guided ? guided_start(s, panels, j->guided) : s * j->per_slab;
+    const int64_t p1 = j->guided ? guided_start(s + 1, panels, j->guided) : (s + 1) * j->per_slab;
+    const int64_t lo = p0 * j->step, hi = min64(p1 * j->step, j->extent);
     const int64_t MR = j->K.mr, NR = j->K.nr;
     if (j->keep_a && !j->packed[worker]) { /* all of op(A), once per thread and call */
         for (int64_t ip = 0; ip * MR < j->m; ip++)
@@ -844,8 +871,9 @@ static void FN(skinny_split)(fnn_team *team, real *C, const real *A, const real 
 }
 
 /* Threads take slabs of C, each packing into its own part of `work`: no barrier inside a call.
- * A few slabs per thread, handed out as threads come free, so a thread that the OS
- * descheduled (a busy, shared machine) costs one slab's delay, not half of the work. */
+ * Slabs that share a packed operand are guided (guided_start), handed out as threads come free,
+ * so a thread that the OS descheduled (a busy, shared machine) costs one small slab's delay, not
+ * half of the work. */
 static int FN(gemm_team)(fnn_team *team, real *C, const real *A, const real *B, int64_t m, int64_t n,
                          int64_t k, int64_t ldc, int64_t lda, int64_t ldb, int trans_a, int trans_b,
                          double alpha_d, double beta_d, real *work, int skip_zero,
@@ -967,7 +995,14 @@ static int FN(gemm_team)(fnn_team *team, real *C, const real *A, const real *B, 
         j.per_slab = (panels + per_thread_slabs * nt - 1) / (per_thread_slabs * nt);
         if (j.per_slab < 2) j.per_slab = 2;
     }
-    const int64_t slabs = (panels + j.per_slab - 1) / j.per_slab;
+    int64_t slabs = (panels + j.per_slab - 1) / j.per_slab;
+    /* guided slabs where they share an operand (profiling builds: FNN_GUIDED=0, the fixed slabs) */
+    j.guided = 0;
+    if (nt > 1 && (j.by_cols ? share_a : share_b) && fnn_prof_knob("FNN_GUIDED", 1) != 0) {
+        j.guided = nt;
+        slabs = 0;
+        for (int64_t at = 0; at < panels; at = guided_next(at, panels, nt)) slabs++;
+    }
     j.keep_a = slabs > 1 && j.by_cols && share_a;
     j.keep_b = slabs > 1 && !j.by_cols && share_b && !j.unpacked_b;
     memset(j.packed, 0, sizeof j.packed);
