@@ -81,6 +81,7 @@ from sklearn.utils.validation import _check_sample_weight, check_is_fitted, vali
 from ._engine import thread_limit
 from ._engine.codes import CTR_STEP
 from ._engine.errors import NonFiniteError
+from ._engine.validation import cast_finite
 from .nn import Activation, BatchNorm, Dense, Dropout, Sequential
 from .nn.callbacks import Callback
 from .nn.optimizers import AdamW, RMSprop, SklearnAdam, SklearnSGD
@@ -436,7 +437,7 @@ class _BaseMLP(BaseEstimator):
     # -- fit -----------------------------------------------------------------------------------
     @_one_fit_at_a_time
     def _fit(self, X, y, sample_weight=None, incremental=False):
-        with thread_limit(self.n_threads):
+        with self._thread_limit():
             return self._fit_limited(X, y, sample_weight, incremental)
 
     def _fit_limited(self, X, y, sample_weight, incremental):
@@ -487,7 +488,7 @@ class _BaseMLP(BaseEstimator):
             if X_val.shape[0] < 2:
                 raise ValueError("The validation set is too small. Increase 'validation_fraction' "
                                  "or the size of your dataset.")
-            X_val = np.ascontiguousarray(X_val, dtype=model.dtype)
+            X_val = cast_finite(X_val, model.dtype, "X")
             targets_val = self._engine_targets(y_val, model.dtype)
             if is_classifier(self):
                 y_val = self._label_binarizer.inverse_transform(y_val)
@@ -503,7 +504,7 @@ class _BaseMLP(BaseEstimator):
             batch = int(np.clip(self.batch_size, 1, n))
 
         T, labels = self._engine_targets(y, model.dtype)
-        X = np.ascontiguousarray(X, dtype=model.dtype)
+        X = cast_finite(X, model.dtype, "X")
         rule = _SklearnEpochs(self, n, incremental, val)
         live = [_LiveBar()] if self.verbose and _is_terminal() else []
         self.n_iter_ = 0
@@ -563,7 +564,7 @@ class _BaseMLP(BaseEstimator):
         sample_weight = self._weighted(y, sample_weight, False)
         T, labels = self._engine_targets(y, model.dtype)
         sw = None if sample_weight is None else np.ascontiguousarray(sample_weight, dtype=model.dtype)
-        loss_and_gradient = model.whole_gradient(np.ascontiguousarray(X, dtype=model.dtype),
+        loss_and_gradient = model.whole_gradient(cast_finite(X, model.dtype, "X"),
                                                  labels if labels is not None else T, sw)
         S = X.shape[0] if sample_weight is None else sample_weight.sum()
         params, n_decay, alpha = model.params, model.n_decay, float(self.alpha)
@@ -599,13 +600,22 @@ class _BaseMLP(BaseEstimator):
         from .files import model_file
         model_file.save(self, path)
 
+    def _thread_limit(self):
+        """thread_limit(n_threads), naming the parameter when it is bad (set after a fit, say:
+        predict does not validate parameters as fit does)."""
+        try:
+            return thread_limit(self.n_threads)
+        except ValueError:
+            raise ValueError(f"The 'n_threads' parameter of {type(self).__name__} must be an int in the "
+                             f"range [1, inf) or None. Got {self.n_threads!r} instead.") from None
+
     def _forward_pass_fast(self, X, check_input=True):
         """The output layer's activation (probabilities, means), as scikit-learn's."""
         if check_input:
             X = validate_data(self, X, accept_sparse=_SPARSE, dtype=(np.float64, np.float32), reset=False)
         model = self.model_
         run = model.predict_proba if is_classifier(self) else model.predict
-        with thread_limit(self.n_threads):
+        with self._thread_limit():
             return _chunked(run, X) if sp.issparse(X) else run(X)
 
     def __sklearn_tags__(self):

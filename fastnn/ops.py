@@ -13,7 +13,7 @@ from ._engine import activations as _activations, losses as _losses
 from ._engine.validation import FLOAT_DTYPES
 
 
-def _array(a, name, ndim=None, dtype=None, contiguous=True):
+def _array(a, name, ndim=None, dtype=None, contiguous=True, written=False):
     if not isinstance(a, np.ndarray):
         raise TypeError(f"{name} must be a numpy.ndarray, not {type(a).__name__}")
     if a.dtype not in FLOAT_DTYPES:
@@ -24,6 +24,8 @@ def _array(a, name, ndim=None, dtype=None, contiguous=True):
         raise ValueError(f"{name} must be {ndim}-D, got shape {a.shape}")
     if contiguous and not a.flags.c_contiguous:
         raise ValueError(f"{name} must be C-contiguous (use numpy.ascontiguousarray)")
+    if written and not a.flags.writeable:
+        raise ValueError(f"{name} is written in place but is read-only")
     return a
 
 
@@ -61,7 +63,7 @@ def gemm(A, B, C=None, trans_a=False, trans_b=False, alpha=1.0, beta=0.0):
             raise ValueError("beta != 0 needs a C to scale")
         C = np.empty((m, n), A.dtype)
     else:
-        C = _rows_ok(_array(C, "C", 2, A.dtype, contiguous=False), "C")
+        C = _rows_ok(_array(C, "C", 2, A.dtype, contiguous=False, written=True), "C")
         if C.shape != (m, n):
             raise ValueError(f"C must have shape {(m, n)}, got {C.shape}")
         # three plain ndarrays that each allocated their memory (owndata) are three allocations:
@@ -78,7 +80,7 @@ def gemm(A, B, C=None, trans_a=False, trans_b=False, alpha=1.0, beta=0.0):
 
 def bias_add(Y, b):
     """Y += b on every row (in place); returns Y."""
-    Y = _array(Y, "Y", 2)
+    Y = _array(Y, "Y", 2, written=True)
     b = _array(b, "b", 1, Y.dtype)
     if b.shape[0] != Y.shape[1]:
         raise ValueError(f"b has {b.shape[0]} entries, Y has {Y.shape[1]} columns")

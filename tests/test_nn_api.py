@@ -5,6 +5,7 @@ import copy
 import json
 import pickle
 import threading
+import warnings
 
 import numpy as np
 import pytest
@@ -1000,3 +1001,80 @@ def test_a_learning_rate_the_dtype_cannot_hold_is_refused_and_no_step_is_taken(b
     assert status == "nonfinite"
     for a, b in zip(w, m.get_weights()):
         np.testing.assert_array_equal(a, b)
+
+
+# -- hostile round 14 --------------------------------------------------------------------------------
+def test_setstate_on_a_live_layer_or_optimizer_is_refused():
+    """Layer.__setstate__ on a built model's layer made it disagree with the model, whose save then
+    replaced a good file with one that cannot load; pickle calls it on new, empty objects only."""
+    X, y = blobs()
+    m = mlp(bn=False)
+    m.fit(X, y)
+    before = m.get_weights()
+    with pytest.raises(RuntimeError, match="new, empty object"):
+        m.layers[0].__setstate__({"units": 100})
+    with pytest.raises(RuntimeError, match="new, empty object"):
+        fastnn.Dense(3).__setstate__({"units": 100})  # unbound: also refused, for one rule
+    assert m.layers[0].units == 16 and m.layers[0].get_config() == pickle.loads(pickle.dumps(m)).layers[0].get_config()
+    opt = fastnn.Adam(1e-3)
+    with pytest.raises(AttributeError, match="cannot change once made"):
+        opt.__setstate__({"lr": 5.0})
+    assert opt.lr == 1e-3 and pickle.loads(pickle.dumps(opt)).lr == 1e-3
+    assert copy.deepcopy(opt).get_config() == opt.get_config()
+    assert all((a == b).all() for a, b in zip(m.get_weights(), before))
+
+
+def test_a_progress_callback_is_told_why_it_cannot_change_its_model():
+    """on_epoch_progress runs in a thread of its own while the epoch holds the model: the error said
+    the model was being trained in another thread, to the model's own callback."""
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((20000, 16)).astype(np.float32), rng.integers(0, 3, 20000)
+    m = fastnn.Sequential([fastnn.Dense(64, activation="relu"), fastnn.Dense(3)]).compile("adam", "cross_entropy")
+    errors = []
+
+    class Change(fastnn.Callback):
+        def on_epoch_progress(self, epoch, logs):
+            if not errors:
+                try:
+                    m.set_weights(m.get_weights())
+                except RuntimeError as exc:
+                    errors.append(str(exc))
+
+        def on_epoch_end(self, epoch, logs=None):
+            m.set_weights(m.get_weights())  # allowed here
+
+    m.fit(X, y, epochs=1, batch_size=32, callbacks=[Change()])
+    assert errors == ["cannot set the weights from on_epoch_progress: it runs in a thread of its own "
+                      "while the epoch trains this model; do it in on_epoch_end"]
+
+
+def test_sequential_attribute_errors_name_sequential():
+    m = mlp(bn=False)
+    with pytest.raises(ValueError, match="'lr_scale' parameter of Sequential must be"):
+        m.lr_scale = -1
+    with pytest.raises(ValueError, match="'epochs_trained' parameter of Sequential must be"):
+        m.epochs_trained = -1
+
+
+def test_float64_beyond_float32_range_is_refused_by_name_without_a_numpy_warning():
+    m = fastnn.Sequential([fastnn.Dense(3)]).compile("adam", "cross_entropy").build(2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ValueError, match=r"X holds values beyond the range of float32"):
+            m.predict(np.array([[1e39, 0.0]]))
+        with pytest.raises(ValueError, match=r"X contains 1 NaN or infinite"):
+            m.predict(np.array([[np.inf, 0.0]]))
+        with pytest.raises(ValueError, match=r"beyond the range of float32"):
+            m.fit(np.array([[1e39, 0.0], [0.0, 1.0]]), [0, 1], verbose=0)
+
+
+def test_ops_name_a_read_only_output():
+    A = np.ones((2, 2), np.float32)
+    C = np.zeros((2, 2), np.float32)
+    C.flags.writeable = False
+    with pytest.raises(ValueError, match="C is written in place but is read-only"):
+        ops.gemm(A, A, C)
+    with pytest.raises(ValueError, match="Y is written in place but is read-only"):
+        ops.bias_add(C, np.ones(2, np.float32))
+    assert not C.any()
+    np.testing.assert_array_equal(ops.gemm(A, A, np.zeros((2, 2), np.float32)), 2 * A)

@@ -87,6 +87,10 @@ def test_estimator_n_threads_holds_during_fit_and_predict(two_threads):
         assert fastnn.get_num_threads() == full  # restored after fit
     with pytest.raises(ValueError, match="n_threads"):
         fastnn.MLPClassifier(n_threads=0).fit(X, y)
+    est.set_params(n_threads=0)  # after the fit: predict names the parameter too
+    for call in (est.predict, est.predict_proba):
+        with pytest.raises(ValueError, match="The 'n_threads' parameter of MLPClassifier must be an int"):
+            call(X)
 
 
 needs_team = pytest.mark.skipif(

@@ -48,12 +48,40 @@ def check_matrix(X, name, dtype, allow_nan=False, min_rows=1, n_cols=None):
         raise ValueError(f"{name} has no features (shape {arr.shape})")
     if n_cols is not None and arr.shape[1] != n_cols:
         raise ValueError(f"{name} has {arr.shape[1]} features, but the model expects {n_cols}")
-    arr = np.ascontiguousarray(arr, dtype=dtype)
+    source = arr
+    if allow_nan:
+        arr = np.ascontiguousarray(arr, dtype=dtype)
+    else:  # a value beyond dtype's range becomes inf: refused below, by name
+        with np.errstate(over="ignore"):
+            arr = np.ascontiguousarray(arr, dtype=dtype)
     if not arr.flags.aligned:  # the compiled engine reads whole, aligned elements
         arr = arr.copy()
     if not allow_nan and not _all_finite(arr):
+        _refuse_overflow(source, arr, name)
         raise nonfinite_error(name, arr)
     return arr
+
+
+def cast_finite(arr, dtype, name):
+    """np.ascontiguousarray(arr, dtype) of a finite numeric array (scikit-learn's validate_data
+    checked it), where a value beyond dtype's range (1e300 as float32) is refused by name, not
+    made inf with NumPy's overflow warning (and then refused as "infinite")."""
+    with np.errstate(over="ignore"):
+        out = np.ascontiguousarray(arr, dtype=dtype)
+    if _narrowed(arr, out) and not _all_finite(out):
+        _refuse_overflow(arr, out, name)
+    return out
+
+
+def _narrowed(source, out):
+    return source.dtype.kind == "f" and out.dtype.kind == "f" and out.dtype.itemsize < source.dtype.itemsize
+
+
+def _refuse_overflow(source, out, name):
+    """ValueError when a finite value of `source` became inf in `out` (its cast to a narrower float)."""
+    if _narrowed(source, out) and bool(np.isinf(out[np.isfinite(np.asarray(source))]).any()):
+        raise ValueError(f"{name} holds values beyond the range of {out.dtype} (at most "
+                         f"{np.finfo(out.dtype).max:.4g} in magnitude), this model's dtype")
 
 
 def nonfinite_error(name, arr):

@@ -123,7 +123,8 @@ def checked(cls, params):
         else:
             kinds = [str(c) for c in constraints]
             must = kinds[0] if len(kinds) == 1 else ", ".join(kinds[:-1]) + " or " + kinds[-1]
-            raise ValueError(f"The {name!r} parameter of {cls.__name__} must be {must}. "
+            owner = cls.__dict__.get("config_name", cls.__name__)
+            raise ValueError(f"The {name!r} parameter of {owner} must be {must}. "
                              f"Got {value!r} instead.")
     return out
 
@@ -182,6 +183,10 @@ class Frozen:
         object.__setattr__(self, name, value)
 
     def __setstate__(self, state):  # a pickle cannot smuggle in values the constructor refuses
+        if self.__dict__.get("_frozen"):  # pickle calls it on a new, empty object only
+            raise AttributeError(f"{type(self).__name__} cannot change once made: __setstate__ restores "
+                                 f"a pickled one into a new, empty object; make a new one with "
+                                 f"{type(self).__name__}.from_config(config)")
         if not isinstance(state, dict):
             raise TypeError(f"cannot restore a {type(self).__name__} from {type(state).__name__}")
         params = {k: state[k] for k in type(self)._parameter_constraints if k in state}

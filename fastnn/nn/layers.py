@@ -114,6 +114,10 @@ class Layer(Configurable):
         return new
 
     def __setstate__(self, state):
+        if self.__dict__:  # pickle calls it on a new, empty object only
+            raise RuntimeError(f"__setstate__ restores a pickled layer into a new, empty object; this "
+                               f"{type(self).__name__} is already set up (and may belong to a built "
+                               f"model): make a new layer with type(layer).from_config(config)")
         if not isinstance(state, dict):
             raise TypeError(f"cannot restore a {type(self).__name__} from {type(state).__name__}")
         params = {k: state[k] for k in type(self)._parameter_constraints if k in state}

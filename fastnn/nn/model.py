@@ -40,6 +40,7 @@ from ._config import (Configurable, InstanceOf, Integral, Interval, Real, checke
 from ._layout import following_activation, make_plan
 from .layers import Layer
 from .optimizers import Optimizer, get_optimizer
+from .progress import in_progress_callback
 
 
 _LIVE_MODELS = weakref.WeakSet()
@@ -84,13 +85,13 @@ def _dtype(v):
 
 class _LrScale:
     _parameter_constraints = {"lr_scale": [Interval(Real, 0, None, closed="neither")]}
-    __name__ = "Sequential"
+    config_name = "Sequential"  # the class errors name
 
 
 class _Epochs:
     _parameter_constraints = {"epochs_trained": [Interval(Integral, 0, 2 ** 62)],
                               "step": [Interval(Integral, 0, 2 ** 63 - 1)]}
-    __name__ = "Sequential"
+    config_name = "Sequential"  # the class errors name
 
 
 class Sequential(Configurable):
@@ -125,6 +126,9 @@ class Sequential(Configurable):
     @contextlib.contextmanager
     def _exclusive(self, what, training=False, from_callback_ok=False):
         if not self._lock.acquire(blocking=False):
+            if in_progress_callback():
+                raise RuntimeError(f"cannot {what} from on_epoch_progress: it runs in a thread of its "
+                                   f"own while the epoch trains this model; do it in on_epoch_end")
             raise RuntimeError(f"cannot {what}: this model is being trained in another thread")
         try:
             if self._busy and not from_callback_ok:

@@ -115,6 +115,14 @@ def for_verbose(verbose, stream=None):
     return ProgressBar(stream) if verbose == 1 and tty else EpochLogger(stream)
 
 
+_POLLER_THREADS = set()  # the threads of the running Pollers (see in_progress_callback)
+
+
+def in_progress_callback():
+    """Whether the calling thread is a Poller's: on_epoch_progress, while its epoch runs."""
+    return threading.current_thread() in _POLLER_THREADS
+
+
 class Poller:
     """While an epoch runs, read the engine's live result record about every `interval` seconds
     and pass {'batch', 'batches', 'samples', 'loss', 'accuracy', 'elapsed'} to
@@ -151,9 +159,11 @@ class Poller:
 
     def __enter__(self):
         self.t0 = time.perf_counter()
+        _POLLER_THREADS.add(self._thread)
         self._thread.start()
         return self
 
     def __exit__(self, *exc):
         self._stop.set()
         self._thread.join()
+        _POLLER_THREADS.discard(self._thread)
