@@ -5,8 +5,13 @@ matplotlib is an optional extra (pip install fastnn[plot]) imported only when a 
 fastnn imports without it. Writing a file with no `ax` given builds a bare Figure on an Agg
 canvas: pyplot is not imported, the user's backend is not changed and no window opens. Without
 `path` or `ax` the figure comes from pyplot, for plt.show() or a notebook to display.
+
+A figure is written to exactly the path given, in the format its extension names (PNG when it has
+none: matplotlib's savefig would write 'curves' to 'curves.png'), in one step as model files are
+(fastnn.files.atomic): a failed or interrupted write leaves the file that was there.
 """
 import math
+import os
 from collections.abc import Mapping
 
 _HINT = "plotting needs matplotlib, which is not installed: pip install fastnn[plot]"
@@ -59,11 +64,12 @@ def plot_history(history, path=None, ax=None, *, title=None, figsize=None, dpi=1
     (orange), against the epoch, 1 to n; every line is labelled '<training|validation> <metric>'.
     history: a History (what fit returns), a fitted model or estimator (its history / history_),
         or a dict {'loss': [...], 'val_loss': [...], 'accuracy': [...], ...}.
-    path: also write the figure there (PNG, SVG, PDF... by the extension).
+    path: also write the figure to that file (PNG, SVG, PDF... by its extension; PNG without one).
     ax: draw into this Axes (accuracy, dashed, then goes on a twin axis on the right) or into
         these Axes (one per panel); by default a new figure is made.
     """
     _require_matplotlib()
+    fmt = None if path is None else _format(path)
     curves, epochs = _curves(history)
     panels = [(m, style) for m, style in _PANELS if m in curves or "val_" + m in curves]
     twin = ax is not None and _is_axes(ax) and len(panels) > 1
@@ -92,8 +98,25 @@ def plot_history(history, path=None, ax=None, *, title=None, figsize=None, dpi=1
     if ax is None:
         fig.tight_layout()
     if path is not None:
-        fig.savefig(path, dpi=dpi)
+        from .files.atomic import atomic_write
+        atomic_write(path, lambda f: fig.savefig(f, format=fmt, dpi=dpi))
     return fig
+
+
+def _format(path):
+    """The image format that path's extension names ('png' when it has none), checked against
+    matplotlib's before anything is drawn."""
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    try:
+        name = os.fsdecode(os.fspath(path))
+    except TypeError:
+        raise TypeError(f"path must be a file name, not {type(path).__name__}") from None
+    fmt = os.path.splitext(name)[1][1:].lower() or "png"
+    known = FigureCanvasBase.get_supported_filetypes()
+    if fmt not in known:
+        raise ValueError(f"cannot write a plot as {fmt!r} ({name!r}): the formats are {', '.join(sorted(known))}")
+    return fmt
 
 
 def _is_axes(ax):

@@ -212,6 +212,8 @@ def _hostile_files(d):
 ERRORS = [  # (arguments, exit status, what the line says)
     (["train", "--data", "flowers.csv", "--target", "species", "--lr", "-1"], 2, "'lr' parameter of Adam"),
     (["train", "--hidden", "64,x"], 2, "argument --hidden: '64,x' is not a comma-separated list"),
+    (["train", "--data", "flowers.csv", "--target", "species", "--hidden", "99999999999999999999"], 2,
+     "a model of 799,999,999,999,999,999,995 parameters is more than an array can hold"),
     (["train", "--epochs", "0"], 2, "argument --epochs: 0 is below 1"),
     (["train", "--activation", "swish"], 2, "argument --activation: invalid choice: 'swish'"),
     (["train", "--validation-split", "1.5"], 2, "argument --validation-split: 1.5 is not in [0, 1)"),
@@ -347,3 +349,33 @@ def test_estimator_files_answer_in_their_classes(work):
     assert (s1, s2) == (0, 0), (e1, e2)
     assert pred.splitlines()[0] == "prediction" and set(pred.splitlines()[1:]) <= set(SPECIES)
     assert "kind MLPClassifier" in info and "3 classes (setosa, versicolor, virginica)" in info
+
+
+def test_a_network_too_large_for_memory_is_one_line(work, monkeypatch, capsys):
+    """MemoryError while the model is built: the reason in one line, not an "unexpected" error."""
+    from fastnn import cli as fastnn_cli
+    from fastnn.nn import _training
+
+    def no_memory(*args):
+        raise MemoryError("Unable to allocate 37.5 GiB for an array")
+
+    d, _ = work
+    monkeypatch.chdir(d)
+    monkeypatch.setattr(_training.Built, "allocate", classmethod(lambda cls, *a: no_memory()))
+    status = fastnn_cli.main(["train", "--data", "flowers.csv", "--target", "species", "--epochs", "1"])
+    line = one_line_error(capsys.readouterr().err)
+    assert status == 1 and line == ("fastnn train: error: the network does not fit in memory: Unable to "
+                                    "allocate 37.5 GiB for an array"), line
+
+
+@pytest.mark.skipif(importlib.util.find_spec("matplotlib") is None, reason="needs matplotlib")
+def test_a_plot_path_that_cannot_be_written_is_refused_before_training(work):
+    d, _ = work
+    (d / "plots").mkdir(exist_ok=True)
+    base = ["train", "--data", "flowers.csv", "--target", "species", "--epochs", "1", "-o", "refused.safetensors"]
+    results = cli_many([base + ["--plot", "plots"], base + ["--plot", "curves.xyz"]], d)
+    lines = [(status, one_line_error(err)) for status, _, err in results]
+    assert lines == [(2, "fastnn train: error: --plot 'plots' is a directory"),
+                     (2, "fastnn train: error: --plot: cannot write a plot as 'xyz' ('curves.xyz'): the "
+                         "formats are " + lines[1][1].split("the formats are ")[-1])], lines
+    assert "png" in lines[1][1] and not (d / "refused.safetensors").exists() and not (d / "plots.png").exists()

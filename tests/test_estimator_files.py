@@ -187,7 +187,25 @@ HOSTILE = {
     "stray tensor": lambda d, t: t.update({"best_weights.0": np.zeros(3)}),
     "estimator keys": lambda d, t: d["estimator"].update(n_best_weights=9),
     "loss mismatch": lambda d, t: d["compile_config"].update(loss="sklearn_log_loss"),
+    # the parameters as fit checks them (the hostile tester's file loaded, then predict raised)
+    "n_threads a string": lambda d, t: d["estimator"]["params"].update(n_threads="x"),
+    "beta_2 a list": lambda d, t: d["estimator"]["params"].update(beta_2=[]),
+    "batch_norm 1.5": lambda d, t: d["estimator"]["params"].update(batch_norm=1.5),
+    "activation list unknown": lambda d, t: d["estimator"]["params"].update(activation=["swish"]),
+    "dropout rate 2": lambda d, t: d["estimator"]["params"].update(dropout=[2.0]),
+    "hidden size 0": lambda d, t: d["estimator"]["params"].update(hidden_layer_sizes={"__tuple__": [0]}),
 }
+
+
+def test_parameters_set_after_the_fit_save_and_load_as_they_pickle(tmp_path):
+    """set_params after a fit changes the parameters, not the network: such an estimator saves and
+    loads (valid values are not compared with the network), and predicts as before."""
+    est, X, y = _fitted("binary-strings")
+    est.set_params(hidden_layer_sizes=(50, 7), activation="tanh", n_threads=1)
+    est.save(tmp_path / "est.safetensors")
+    back = fastnn.load(tmp_path / "est.safetensors")
+    assert back.get_params()["hidden_layer_sizes"] == (50, 7) and back.get_params()["activation"] == "tanh"
+    np.testing.assert_array_equal(back.predict_proba(X), est.predict_proba(X))
 
 
 @pytest.mark.parametrize("edit", sorted(HOSTILE))

@@ -171,3 +171,37 @@ def test_an_estimators_history_plots(tmp_path):
     keys = [k for k in ("loss", "accuracy", "val_loss", "val_accuracy") if k in clf.history_.history]
     _assert_draws(fig, clf.history_, keys, [1, 2, 3, 4])
     assert _lines(fastnn.plot_history(clf, tmp_path / "est.png")).keys() == _lines(fig).keys()
+
+
+@needs_matplotlib
+def test_a_plot_is_written_to_exactly_the_path_given_in_one_step(tmp_path, monkeypatch):
+    """matplotlib's savefig writes 'curves' to 'curves.png' and a directory 'plots' to
+    'plots.png'; plot_history writes exactly the file named (PNG without an extension), refuses a
+    directory and an unknown format before drawing, and a write that fails leaves the old file."""
+    from matplotlib.figure import Figure
+
+    history, _ = _fit()
+    history.plot(tmp_path / "curves")
+    assert (tmp_path / "curves").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["curves"]
+    fastnn.plot_history(history, str(tmp_path / "curves.SVG"))
+    assert b"<svg" in (tmp_path / "curves.SVG").read_bytes()[:1000]
+    (tmp_path / "plots").mkdir()
+    with pytest.raises(IsADirectoryError):
+        history.plot(tmp_path / "plots")
+    with pytest.raises(ValueError, match="cannot write a plot as 'xyz'"):
+        history.plot(tmp_path / "curves.xyz")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["curves", "curves.SVG", "plots"]
+
+    old = (tmp_path / "curves").read_bytes()
+    real = Figure.savefig
+
+    def fails_half_way(self, f, **kw):
+        real(self, f, **kw)
+        raise OSError("disk full")
+
+    monkeypatch.setattr(Figure, "savefig", fails_half_way)
+    with pytest.raises(OSError, match="disk full"):
+        history.plot(tmp_path / "curves", title="new")
+    assert (tmp_path / "curves").read_bytes() == old
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["curves", "curves.SVG", "plots"]

@@ -172,6 +172,14 @@ def run(args):
     if args.threads is not None:
         fastnn.set_num_threads(args.threads)
     plot = _plotter() if args.plot else None
+    if plot is not None:  # before training, as --output below
+        from ..plots import _format
+        if os.path.isdir(args.plot):
+            raise c.UsageError(f"--plot {args.plot!r} is a directory")
+        try:
+            _format(args.plot)
+        except ValueError as exc:
+            raise c.UsageError(f"--plot: {exc}") from None
     if args.output and os.path.isdir(args.output):
         raise c.UsageError(f"--output {args.output!r} is a directory")
     if args.output and not os.path.isdir(os.path.dirname(os.path.abspath(args.output))):
@@ -235,7 +243,12 @@ def run(args):
     if args.early_stopping is not None:
         callbacks.append(fastnn.EarlyStopping(monitor="val_loss" if fit_val else "loss",
                                               patience=args.early_stopping, restore_best_weights=True))
-    model.build(train_X.shape[1])
+    try:
+        model.build(train_X.shape[1])
+    except ValueError as exc:
+        raise c.UsageError(str(exc)) from None
+    except MemoryError as exc:
+        raise c.CLIError(f"the network does not fit in memory: {exc}") from None
     model.summary(print_fn=lambda s: print(s, flush=True))
     print(f"training: {epochs} epoch{'s' if epochs > 1 else ''}, batch {batch}, {len(train_X)} rows"
           + (f", validating on {len(val[0])} {'test' if split == 0 else 'held-out'} rows" if val else "")

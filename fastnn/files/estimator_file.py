@@ -160,9 +160,25 @@ def _decoder(cls):
         if unknown:
             raise ValueError(f"unknown {cls.__name__} parameters {sorted(unknown)}")
         est = cls(**params)
+        _check_params(est)
         _restore_fitted(est, cls.__name__, model, _expect(doc["fitted"], dict, "fitted"))
         return est
     return decode
+
+
+def _check_params(est):
+    """The parameters as fit checks them (scikit-learn's constraints, then the per-layer lists),
+    so that a bad value is refused here, naming the file, not by a later predict or fit. They are
+    not compared with the network: set_params after a fit changes them and not the network, and
+    such an estimator saves and loads as it pickles."""
+    try:
+        est._validate_params()
+        hidden = est._hidden()
+        est._activations(len(hidden))
+        est._dropout_rates(len(hidden))
+        est._callbacks()
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"the estimator's parameters: {exc}") from None
 
 
 def _restore_fitted(est, kind, model, fitted):

@@ -132,6 +132,8 @@ class Built:
 
     @classmethod
     def allocate(cls, plan, dtype, n_slots):
+        if plan.n_params * (1 + n_slots) * np.dtype(dtype).itemsize > np.iinfo(np.intp).max:
+            raise ValueError(f"a model of {plan.n_params:,} parameters is more than an array can hold")
         return cls(plan, dtype, np.zeros(plan.n_params, dtype),
                    np.zeros(n_slots * plan.n_params, dtype), np.zeros(max(plan.n_state, 1), dtype),
                    np.zeros(N_COUNTERS, np.int64), n_slots)
