@@ -825,7 +825,8 @@ def _dense_arrays(layers, weights, dtype):
 def _dense(X, dtype):
     """X as a dense C-contiguous array; a sparse X is densified once, straight into `dtype`."""
     if sp.issparse(X):
-        return X.astype(dtype).toarray(order="C")
+        X = X.tocsr()
+        return sp.csr_matrix((cast_finite(X.data, dtype, "X"), X.indices, X.indptr), shape=X.shape).toarray(order="C")
     return X
 
 

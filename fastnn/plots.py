@@ -12,6 +12,7 @@ none: matplotlib's savefig would write 'curves' to 'curves.png'), in one step as
 """
 import math
 import os
+import stat
 from collections.abc import Mapping
 
 _HINT = "plotting needs matplotlib, which is not installed: pip install fastnn[plot]"
@@ -69,7 +70,7 @@ def plot_history(history, path=None, ax=None, *, title=None, figsize=None, dpi=1
         these Axes (one per panel); by default a new figure is made.
     """
     _require_matplotlib()
-    fmt = None if path is None else _format(path)
+    fmt = None if path is None or _is_file_object(path) else _format(path)
     curves, epochs = _curves(history)
     panels = [(m, style) for m, style in _PANELS if m in curves or "val_" + m in curves]
     twin = ax is not None and _is_axes(ax) and len(panels) > 1
@@ -98,9 +99,30 @@ def plot_history(history, path=None, ax=None, *, title=None, figsize=None, dpi=1
     if ax is None:
         fig.tight_layout()
     if path is not None:
-        from .files.atomic import atomic_write
-        atomic_write(path, lambda f: fig.savefig(f, format=fmt, dpi=dpi))
+        _write(fig, path, fmt, dpi)
     return fig
+
+
+def _is_file_object(path):
+    return hasattr(path, "write")
+
+
+def _write(fig, path, fmt, dpi):
+    """A file object (a BytesIO, an open file) gets the figure as savefig writes it (PNG unless
+    rcParams say otherwise); a path that names an existing non-regular file (/dev/null, a FIFO)
+    is written in place; any other path is written in one step (atomic_write)."""
+    if _is_file_object(path):
+        fig.savefig(path, dpi=dpi)
+        return
+    try:
+        special = not stat.S_ISREG(os.stat(path).st_mode) and not stat.S_ISDIR(os.stat(path).st_mode)
+    except OSError:
+        special = False
+    if special:
+        fig.savefig(path, format=fmt, dpi=dpi)
+        return
+    from .files.atomic import atomic_write
+    atomic_write(path, lambda f: fig.savefig(f, format=fmt, dpi=dpi))
 
 
 def _format(path):

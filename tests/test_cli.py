@@ -373,8 +373,11 @@ def test_a_plot_path_that_cannot_be_written_is_refused_before_training(work):
     d, _ = work
     (d / "plots").mkdir(exist_ok=True)
     base = ["train", "--data", "flowers.csv", "--target", "species", "--epochs", "1", "-o", "refused.safetensors"]
-    results = cli_many([base + ["--plot", "plots"], base + ["--plot", "curves.xyz"]], d)
+    results = cli_many([base + ["--plot", "plots"], base + ["--plot", "curves.xyz"],
+                        base + ["--plot", "missing/curves.png"]], d)
     lines = [(status, one_line_error(err)) for status, _, err in results]
+    assert lines.pop() == (1, "fastnn train: error: cannot write the plot to missing/curves.png: its "
+                              "directory does not exist")
     assert lines == [(2, "fastnn train: error: --plot 'plots' is a directory"),
                      (2, "fastnn train: error: --plot: cannot write a plot as 'xyz' ('curves.xyz'): the "
                          "formats are " + lines[1][1].split("the formats are ")[-1])], lines

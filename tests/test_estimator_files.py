@@ -245,3 +245,13 @@ def test_onnx_export_of_estimators_equals_their_predictions(case):
     np.testing.assert_allclose(got.reshape(want.shape), want, rtol=tol, atol=tol)
     if case == "binary-strings":
         assert got.shape == (len(X), 2)
+
+
+def test_an_lbfgs_fit_saves_and_loads(tmp_path, _quiet):
+    """encode_estimator read the stochastic solvers' current rate, which an lbfgs fit never sets."""
+    X, y = _data("strings")
+    est = MLPClassifier(hidden_layer_sizes=(3,), solver="lbfgs", max_iter=3, random_state=0).fit(X, y)
+    est.save(tmp_path / "lbfgs.safetensors")
+    back = fastnn.load(tmp_path / "lbfgs.safetensors")
+    np.testing.assert_array_equal(back.predict_proba(X), est.predict_proba(X))
+    assert back.get_params() == est.get_params()

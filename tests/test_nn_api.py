@@ -1078,3 +1078,48 @@ def test_ops_name_a_read_only_output():
         ops.bias_add(C, np.ones(2, np.float32))
     assert not C.any()
     np.testing.assert_array_equal(ops.gemm(A, A, np.zeros((2, 2), np.float32)), 2 * A)
+
+
+def test_a_progress_callback_touching_another_training_model_is_told_it_trains_elsewhere():
+    """The on_epoch_progress wording is for the callback's own model only: another model that a
+    thread is training is "being trained in another thread", as from anywhere."""
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((20000, 16)).astype(np.float32), rng.integers(0, 3, 20000)
+    other = fastnn.Sequential([fastnn.Dense(64, activation="relu"), fastnn.Dense(3)]).compile("adam", "cross_entropy")
+    started, finish = threading.Event(), threading.Event()
+
+    class Hold(fastnn.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            started.set()
+            finish.wait(60)
+
+    t = threading.Thread(target=lambda: other.fit(X[:100], y[:100], epochs=1, callbacks=[Hold()]), daemon=True)
+    t.start()
+    assert started.wait(60)
+    errors = []
+
+    class Touch(fastnn.Callback):
+        def on_epoch_progress(self, epoch, logs):
+            if not errors:
+                try:
+                    other.set_weights(other.get_weights())
+                except RuntimeError as exc:
+                    errors.append(str(exc))
+
+    try:
+        mine = fastnn.Sequential([fastnn.Dense(8), fastnn.Dense(3)]).compile("adam", "cross_entropy")
+        mine.fit(X, y, epochs=1, batch_size=32, callbacks=[Touch()])
+    finally:
+        finish.set()
+        t.join(60)
+    assert errors == ["cannot set the weights: this model is being trained in another thread"]
+
+
+def test_a_huge_layer_is_counted_exactly_and_refused():
+    """make_plan counted with np.prod, which wraps past int64: --hidden 4000000000000000000 was
+    reported as 5.6e18 parameters, and a width whose count wrapped to a small number built."""
+    m = fastnn.Sequential([fastnn.Dense(4 * 10 ** 18), fastnn.Dense(3)]).compile("adam", "cross_entropy")
+    n = 5 * 4 * 10 ** 18 + (4 * 10 ** 18 + 1) * 3
+    with pytest.raises(ValueError, match=f"a model of {n:,} parameters is more than an array can hold"):
+        m.build(4)
+    assert not m.built

@@ -205,3 +205,22 @@ def test_a_plot_is_written_to_exactly_the_path_given_in_one_step(tmp_path, monke
         history.plot(tmp_path / "curves", title="new")
     assert (tmp_path / "curves").read_bytes() == old
     assert sorted(p.name for p in tmp_path.iterdir()) == ["curves", "curves.SVG", "plots"]
+
+
+@needs_matplotlib
+def test_a_plot_goes_into_a_file_object_or_a_special_file_as_savefig_writes_it(tmp_path):
+    """The atomic write is for paths of regular files: a BytesIO or an open file gets the figure
+    as savefig writes it, and /dev/null (a special file) is written in place."""
+    import io
+
+    history, _ = _fit()
+    buf = io.BytesIO()
+    history.plot(buf)
+    assert buf.getvalue().startswith(b"\x89PNG\r\n\x1a\n")
+    with open(tmp_path / "open.png", "wb") as f:
+        fastnn.plot_history(history, f)
+    assert (tmp_path / "open.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+    if os.path.exists(os.devnull):
+        history.plot(os.devnull)
+    with pytest.raises(FileNotFoundError):
+        history.plot(tmp_path / "missing" / "x.png")

@@ -861,6 +861,12 @@ def test_huge_values_in_float32_are_refused_before_training():
     est = MLPClassifier(dtype="float32", max_iter=1).fit(X, y)
     with pytest.raises(ValueError, match="beyond the range of float32"):
         est.predict(X * 1e300)
+    import scipy.sparse
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # no NumPy overflow warning first
+        for solver in ("adam", "lbfgs"):
+            with pytest.raises(ValueError, match="beyond the range of float32"):
+                MLPClassifier(dtype="float32", solver=solver, max_iter=1).fit(scipy.sparse.csr_matrix(X * 1e300), y)
 
 
 def test_one_class_and_one_sample_fit_like_scikit_learn():

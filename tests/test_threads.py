@@ -87,6 +87,15 @@ def test_estimator_n_threads_holds_during_fit_and_predict(two_threads):
         assert fastnn.get_num_threads() == full  # restored after fit
     with pytest.raises(ValueError, match="n_threads"):
         fastnn.MLPClassifier(n_threads=0).fit(X, y)
+    est.set_params(n_threads=np.int64(1))  # NumPy integers, as a search over np.arange gives them
+    with pytest.warns(ConvergenceWarning):
+        est.fit(X, y)
+    assert counts[-1] == 1 and est.predict(X).shape == (60,)
+    with fastnn.thread_limit(np.int64(1)):
+        assert fastnn.get_num_threads() == 1
+    for bad in (True, np.bool_(True), 1.0, np.int64(0)):
+        with pytest.raises(ValueError, match="a thread limit must be a positive int or None"):
+            fastnn.thread_limit(bad)
     est.set_params(n_threads=0)  # after the fit: predict names the parameter too
     for call in (est.predict, est.predict_proba):
         with pytest.raises(ValueError, match="The 'n_threads' parameter of MLPClassifier must be an int"):

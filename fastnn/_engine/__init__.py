@@ -9,8 +9,11 @@ FASTNN_ARCH picks the compiled GEMM kernel when the extension loads; csrc/dispat
 value it cannot use, and this module then warns once, saying why (ARCH_PROBLEM keeps the sentence
 for show_config)."""
 import importlib.util
+import numbers
 import os
 import warnings
+
+import numpy as np
 
 from . import reference as _reference
 from .codes import STATUSES
@@ -101,9 +104,9 @@ class thread_limit:
     Blocks nest; leaving one restores the cap it found."""
 
     def __init__(self, n):
-        if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
+        if n is not None and (isinstance(n, (bool, np.bool_)) or not isinstance(n, numbers.Integral) or n < 1):
             raise ValueError(f"a thread limit must be a positive int or None, not {n!r}")
-        self.n = n if n is None else min(n, 1 << 20)  # any larger cap is none (the C int's range)
+        self.n = n if n is None else min(int(n), 1 << 20)  # any larger cap is none (the C int's range)
 
     def __enter__(self):
         self._saved = [(b, b.get_thread_limit()) for b in _BACKENDS.values()]

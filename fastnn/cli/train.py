@@ -176,6 +176,8 @@ def run(args):
         from ..plots import _format
         if os.path.isdir(args.plot):
             raise c.UsageError(f"--plot {args.plot!r} is a directory")
+        if not os.path.isdir(os.path.dirname(os.path.abspath(args.plot))):
+            raise c.DataError(f"cannot write the plot to {args.plot}: its directory does not exist")
         try:
             _format(args.plot)
         except ValueError as exc:

@@ -135,9 +135,12 @@ def encode_estimator(est):
     model = est.model_
     tensors, documents = model_file.encode_sequential(model)
     fitted = {name: _scalar(getattr(est, name, None), name) for name in _FITTED_NUMBERS + _FITTED_INTS}
+    if fitted["_no_improvement_count"] is None:  # an lbfgs fit counts no epochs without improvement
+        fitted["_no_improvement_count"] = 0
     fitted.update({name: _number_list(getattr(est, name, None), name) for name in _FITTED_LISTS})
     fitted["out_activation_"] = est.out_activation_
-    fitted["learning_rate"] = float(est._learning_rate)
+    # the stochastic solvers' current rate; lbfgs has none (its fits never read one)
+    fitted["learning_rate"] = float(getattr(est, "_learning_rate", est.learning_rate_init))
     fitted["optimizer_ready"] = bool(getattr(est, "_optimizer_ready", False))
     names = getattr(est, "feature_names_in_", None)
     fitted["feature_names_in_"] = None if names is None else _labels(names, "feature_names_in_")

@@ -7,6 +7,7 @@ new one, and an engine (with its workspace) is made from one plan and never sees
     state  = [running statistics]
 """
 import dataclasses
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -137,13 +138,13 @@ def make_plan(layers, n_inputs, loss, seed):
         for i, name, shape in group:
             per_layer[i].append((name, "params", off, shape))
             offsets[i][name] = off
-            off += int(np.prod(shape))
-    n_params, n_decay = off, sum(int(np.prod(s)) for _, _, s in decayed)
+            off += math.prod(shape)  # Python ints: a huge layer's count cannot wrap as np.prod's does
+    n_params, n_decay = off, sum(math.prod(s) for _, _, s in decayed)
     off = 0
     for i, name, shape in stats:
         per_layer[i].append((name, "state", off, shape))
         offsets[i][name] = off
-        off += int(np.prod(shape))
+        off += math.prod(shape)
     n_state = off
     activations = tuple(ly.activation for ly in layers)
     acts = engine_activations(activations, loss)

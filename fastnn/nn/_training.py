@@ -344,7 +344,7 @@ def fit(model, X, y, epochs, batch_size, validation_data, validation_split, shuf
             t0 = time.perf_counter()
             # the poller's thread starts and stops outside the engine's lock: whatever a progress
             # callback waits for, joining it never waits on that lock
-            poller = Poller(cbs, epoch, result, acc_den) if cbs.wants_progress else None
+            poller = Poller(cbs, epoch, result, acc_den, model=model) if cbs.wants_progress else None
             with poller if poller is not None else contextlib.nullcontext():
                 with engine_lock:
                     status, raised = engine.train_epoch(*args)

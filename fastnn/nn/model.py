@@ -40,7 +40,7 @@ from ._config import (Configurable, InstanceOf, Integral, Interval, Real, checke
 from ._layout import following_activation, make_plan
 from .layers import Layer
 from .optimizers import Optimizer, get_optimizer
-from .progress import in_progress_callback
+from .progress import progress_model
 
 
 _LIVE_MODELS = weakref.WeakSet()
@@ -126,7 +126,7 @@ class Sequential(Configurable):
     @contextlib.contextmanager
     def _exclusive(self, what, training=False, from_callback_ok=False):
         if not self._lock.acquire(blocking=False):
-            if in_progress_callback():
+            if progress_model() is self:
                 raise RuntimeError(f"cannot {what} from on_epoch_progress: it runs in a thread of its "
                                    f"own while the epoch trains this model; do it in on_epoch_end")
             raise RuntimeError(f"cannot {what}: this model is being trained in another thread")

@@ -115,12 +115,12 @@ def for_verbose(verbose, stream=None):
     return ProgressBar(stream) if verbose == 1 and tty else EpochLogger(stream)
 
 
-_POLLER_THREADS = set()  # the threads of the running Pollers (see in_progress_callback)
+_POLLER_THREADS = {}  # thread -> the model whose epoch its Poller reports (see progress_model)
 
 
-def in_progress_callback():
-    """Whether the calling thread is a Poller's: on_epoch_progress, while its epoch runs."""
-    return threading.current_thread() in _POLLER_THREADS
+def progress_model():
+    """The model whose epoch the calling thread reports (on_epoch_progress), or None."""
+    return _POLLER_THREADS.get(threading.current_thread())
 
 
 class Poller:
@@ -128,8 +128,8 @@ class Poller:
     and pass {'batch', 'batches', 'samples', 'loss', 'accuracy', 'elapsed'} to
     callbacks.on_epoch_progress from a helper thread. A context manager around the epoch call."""
 
-    def __init__(self, callbacks, epoch, result, accuracy_denominator, interval=0.1):
-        self.callbacks, self.epoch, self.result = callbacks, epoch, result
+    def __init__(self, callbacks, epoch, result, accuracy_denominator, interval=0.1, model=None):
+        self.callbacks, self.epoch, self.result, self.model = callbacks, epoch, result, model
         self.acc_den, self.interval = accuracy_denominator, interval
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="fastnn-progress", daemon=True)
@@ -159,11 +159,11 @@ class Poller:
 
     def __enter__(self):
         self.t0 = time.perf_counter()
-        _POLLER_THREADS.add(self._thread)
+        _POLLER_THREADS[self._thread] = self.model
         self._thread.start()
         return self
 
     def __exit__(self, *exc):
         self._stop.set()
         self._thread.join()
-        _POLLER_THREADS.discard(self._thread)
+        _POLLER_THREADS.pop(self._thread, None)
