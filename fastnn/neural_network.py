@@ -1116,7 +1116,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         return "sklearn_" + self.loss
 
     def _engine_targets(self, y, dtype):
-        return np.ascontiguousarray(np.asarray(y).reshape(len(y), -1), dtype=dtype), None
+        return cast_finite(np.asarray(y).reshape(len(y), -1), dtype, "y"), None
 
     _score_function = staticmethod(r2_score)
 

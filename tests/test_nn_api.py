@@ -1066,6 +1066,11 @@ def test_float64_beyond_float32_range_is_refused_by_name_without_a_numpy_warning
             m.predict(np.array([[np.inf, 0.0]]))
         with pytest.raises(ValueError, match=r"beyond the range of float32"):
             m.fit(np.array([[1e39, 0.0], [0.0, 1.0]]), [0, 1], verbose=0)
+        r = fastnn.Sequential([fastnn.Dense(1)]).compile("adam", "mse").build(2)
+        with pytest.raises(ValueError, match=r"y holds values beyond the range of float32"):
+            r.fit(np.ones((2, 2)), np.array([1e39, 0.0]), verbose=0)
+        with pytest.raises(ValueError, match=r"sample_weight overflows float32"):
+            r.fit(np.ones((2, 2)), np.array([1.0, 0.0]), sample_weight=np.array([1e39, 1.0]), verbose=0)
 
 
 def test_ops_name_a_read_only_output():

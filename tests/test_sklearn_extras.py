@@ -867,6 +867,8 @@ def test_huge_values_in_float32_are_refused_before_training():
         for solver in ("adam", "lbfgs"):
             with pytest.raises(ValueError, match="beyond the range of float32"):
                 MLPClassifier(dtype="float32", solver=solver, max_iter=1).fit(scipy.sparse.csr_matrix(X * 1e300), y)
+        with pytest.raises(ValueError, match="y holds values beyond the range of float32"):
+            MLPRegressor(dtype="float32", max_iter=1).fit(X, np.full(len(X), 1e300))
 
 
 def test_one_class_and_one_sample_fit_like_scikit_learn():

@@ -155,8 +155,11 @@ def check_targets(y, n, n_outputs, dtype, name="y"):
         raise ValueError(f"{name} has {arr.shape[0]} rows but X has {n} samples")
     if arr.shape[1] != n_outputs:
         raise ValueError(f"{name} has {arr.shape[1]} outputs, but the model has {n_outputs}")
-    arr = np.ascontiguousarray(arr, dtype=dtype)
+    source = arr
+    with np.errstate(over="ignore"):  # beyond dtype's range: refused below, by name
+        arr = np.ascontiguousarray(arr, dtype=dtype)
     if not np.isfinite(arr).all():
+        _refuse_overflow(source, arr, name)
         raise ValueError(f"{name} contains NaN or infinite values")
     return arr
 
@@ -178,7 +181,8 @@ def check_sample_weight(sw, n, dtype):
     if ((arr > 0) & (arr < tiny)).any():
         raise ValueError(f"sample_weight holds values below {tiny:.3g}, the smallest normal {np.dtype(dtype)}, "
                          f"which the engine flushes to zero: rescale the weights")
-    arr = np.ascontiguousarray(arr, dtype=dtype)
+    with np.errstate(over="ignore"):
+        arr = np.ascontiguousarray(arr, dtype=dtype)
     if not np.isfinite(arr).all():
         raise ValueError(f"sample_weight overflows {np.dtype(dtype)}: rescale the weights")
     if arr.sum() <= 0:
