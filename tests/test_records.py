@@ -173,6 +173,15 @@ def test_record_helpers_fill_documented_defaults_and_reject_unknown_or_missing_f
         records.net_record(loss=0, n_inputs=1, n_outputs=1, n_params=1, n_layers=2)
     with pytest.raises(TypeError, match="needs a value for n_in, n_out"):
         records.layer_records([{"kind": 0}])
+    # an integer field takes a whole float as that integer, and refuses any other (NumPy truncated)
+    assert records.as_dict(records.optim_record(kind=0, lr=0.1, overflow_check=1.0))["overflow_check"] == 1
+    for bad in (1.5, float("nan"), np.float32(0.5)):
+        with pytest.raises(ValueError, match="the 'overflow_check' field is an integer"):
+            records.optim_record(kind=0, lr=0.1, overflow_check=bad)
+    with pytest.raises(ValueError, match="the 'n_in' field is an integer, not 2.5"):
+        records.layer_records([{"kind": 0, "n_in": 2.5, "n_out": 3}])
+    with pytest.raises(ValueError, match="the 'seed' field is an integer"):
+        records.net_record(loss=0, n_inputs=1, n_outputs=1, n_params=1, seed=0.5)
 
 
 # -- engines ------------------------------------------------------------------------------------------

@@ -110,11 +110,21 @@ def _packer(dtype):
 _PACKERS = {id(dt): (dt, _packer(dt)) for dt in (LAYER, NET, OPTIM, RESULT)}
 
 
+def _whole(values, dtype):
+    """A float given for an integer field must be a whole number: NumPy's conversion truncates
+    (overflow_check=1.5 became 1)."""
+    for name, v in zip(dtype.names, values):
+        if (dtype.fields[name][0].kind in "iu" and isinstance(v, (float, np.floating))
+                and not float(v).is_integer()):
+            raise ValueError(f"the {name!r} field is an integer, not {v!r}")
+
+
 def _record(values, dtype):
     """0-d record of `dtype` holding `values` (in field order)."""
     try:
         raw = bytearray(_PACKERS[id(dtype)][1].pack(*values))
     except struct.error:  # a float for an integer field, say: NumPy's conversions decide
+        _whole(values, dtype)
         out = np.empty((), dtype)
         out[()] = values
         return out
@@ -125,7 +135,9 @@ def layer_records(layers):
     """1-D LAYER array from a list of {field: value} dicts, one per layer."""
     out = np.zeros(len(layers), LAYER)
     for i, fields in enumerate(layers):
-        out[i] = _values(fields, LAYER, LAYER_DEFAULTS, "LAYER")
+        values = _values(fields, LAYER, LAYER_DEFAULTS, "LAYER")
+        _whole(values, LAYER)
+        out[i] = values
     return out
 
 
