@@ -293,10 +293,12 @@ def test_one_model_cannot_be_trained_from_two_threads_at_once():
     m.build(X.shape[1])
     errors, inside, leave = [], threading.Event(), threading.Event()
 
-    def hold():  # as if another thread were inside fit
+    def hold():  # as if another thread were inside fit (which marks the model busy once it holds the lock)
         with m._lock:
+            m._busy = "fit"
             inside.set()
             leave.wait(10)
+            m._busy = None
 
     t = threading.Thread(target=hold)
     t.start()

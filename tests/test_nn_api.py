@@ -1128,3 +1128,30 @@ def test_a_huge_layer_is_counted_exactly_and_refused():
     with pytest.raises(ValueError, match=f"a model of {n:,} parameters is more than an array can hold"):
         m.build(4)
     assert not m.built
+
+
+def test_two_threads_copying_one_model_at_once_both_succeed():
+    """A copy held the model's lock without blocking others' copies out politely: dask pickling one
+    result for two destinations at once got "this model is being trained in another thread". A
+    short call of another thread is waited for; a training call is still refused."""
+    X, y = blobs()
+    m = mlp(bn=True)
+    m.fit(X, y)
+    errors, go = [], threading.Barrier(4)
+
+    def copy_many():
+        go.wait()
+        for _ in range(200):
+            try:
+                pickle.loads(pickle.dumps(m))
+                copy.deepcopy(m)
+            except Exception as exc:  # pragma: no cover - the failure being tested
+                errors.append(exc)
+                return
+
+    threads = [threading.Thread(target=copy_many) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert errors == []

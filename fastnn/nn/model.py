@@ -125,7 +125,13 @@ class Sequential(Configurable):
     # -- the lock ------------------------------------------------------------------------------
     @contextlib.contextmanager
     def _exclusive(self, what, training=False, from_callback_ok=False):
-        if not self._lock.acquire(blocking=False):
+        # another thread's short call (a copy, set_weights, compile: no user code runs in them)
+        # is waited for: two threads pickling one model at once (dask sending a result twice)
+        # must both succeed. A training call (_busy, set once it holds the lock) is refused.
+        acquired = self._lock.acquire(blocking=False)
+        while not acquired and self._busy is None:
+            acquired = self._lock.acquire(timeout=0.005)
+        if not acquired:
             if progress_model() is self:
                 raise RuntimeError(f"cannot {what} from on_epoch_progress: it runs in a thread of its "
                                    f"own while the epoch trains this model; do it in on_epoch_end")
