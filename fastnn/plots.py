@@ -115,7 +115,8 @@ def _write(fig, path, fmt, dpi):
         fig.savefig(path, dpi=dpi)
         return
     try:
-        special = not stat.S_ISREG(os.stat(path).st_mode) and not stat.S_ISDIR(os.stat(path).st_mode)
+        mode = os.stat(path).st_mode
+        special = not stat.S_ISREG(mode) and not stat.S_ISDIR(mode)
     except OSError:
         special = False
     if special:
