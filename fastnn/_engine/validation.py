@@ -24,8 +24,8 @@ def _reject_unsupported(X, name):
                         f"values first ({name}.filled(value) or {name}.compressed())")
 
 
-def check_matrix(X, name, dtype, allow_nan=False, min_rows=1, n_cols=None):
-    """Any array-like -> C-contiguous 2-D array of `dtype`, finite (unless allow_nan)."""
+def check_matrix(X, name, dtype, min_rows=1, n_cols=None):
+    """Any array-like -> C-contiguous 2-D array of `dtype`, finite."""
     if X is None:
         raise ValueError(f"{name} is None")
     _reject_unsupported(X, name)
@@ -49,14 +49,10 @@ def check_matrix(X, name, dtype, allow_nan=False, min_rows=1, n_cols=None):
     if n_cols is not None and arr.shape[1] != n_cols:
         raise ValueError(f"{name} has {arr.shape[1]} features, but the model expects {n_cols}")
     source = arr
-    if allow_nan:
-        arr = np.ascontiguousarray(arr, dtype=dtype)
-    else:  # a value beyond dtype's range becomes inf: refused below, by name
-        with np.errstate(over="ignore"):
-            arr = np.ascontiguousarray(arr, dtype=dtype)
+    arr = _cast(arr, dtype)
     if not arr.flags.aligned:  # the compiled engine reads whole, aligned elements
         arr = arr.copy()
-    if not allow_nan and not _all_finite(arr):
+    if not _all_finite(arr):
         _refuse_overflow(source, arr, name)
         raise nonfinite_error(name, arr)
     return arr
@@ -66,11 +62,17 @@ def cast_finite(arr, dtype, name):
     """np.ascontiguousarray(arr, dtype) of a finite numeric array (scikit-learn's validate_data
     checked it), where a value beyond dtype's range (1e300 as float32) is refused by name, not
     made inf with NumPy's overflow warning (and then refused as "infinite")."""
-    with np.errstate(over="ignore"):
-        out = np.ascontiguousarray(arr, dtype=dtype)
+    out = _cast(arr, dtype)
     if _narrowed(arr, out) and not _all_finite(out):
         _refuse_overflow(arr, out, name)
     return out
+
+
+def _cast(arr, dtype):
+    """np.ascontiguousarray(arr, dtype) without NumPy's overflow warning: a finite value beyond
+    dtype's range becomes inf, which the caller refuses by name (_refuse_overflow)."""
+    with np.errstate(over="ignore"):
+        return np.ascontiguousarray(arr, dtype=dtype)
 
 
 def _narrowed(source, out):
@@ -156,8 +158,7 @@ def check_targets(y, n, n_outputs, dtype, name="y"):
     if arr.shape[1] != n_outputs:
         raise ValueError(f"{name} has {arr.shape[1]} outputs, but the model has {n_outputs}")
     source = arr
-    with np.errstate(over="ignore"):  # beyond dtype's range: refused below, by name
-        arr = np.ascontiguousarray(arr, dtype=dtype)
+    arr = _cast(arr, dtype)
     if not np.isfinite(arr).all():
         _refuse_overflow(source, arr, name)
         raise ValueError(f"{name} contains NaN or infinite values")
@@ -181,8 +182,7 @@ def check_sample_weight(sw, n, dtype):
     if ((arr > 0) & (arr < tiny)).any():
         raise ValueError(f"sample_weight holds values below {tiny:.3g}, the smallest normal {np.dtype(dtype)}, "
                          f"which the engine flushes to zero: rescale the weights")
-    with np.errstate(over="ignore"):
-        arr = np.ascontiguousarray(arr, dtype=dtype)
+    arr = _cast(arr, dtype)
     if not np.isfinite(arr).all():
         raise ValueError(f"sample_weight overflows {np.dtype(dtype)}: rescale the weights")
     if arr.sum() <= 0:
