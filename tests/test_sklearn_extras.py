@@ -696,6 +696,69 @@ def test_assigning_coefs_and_intercepts_checks_them_all_or_nothing():
         MLPClassifier().coefs_ = new
 
 
+def test_assigning_one_item_of_coefs_or_intercepts_changes_the_model_as_in_scikit_learn():
+    """Defect: coefs_[0] = W went into a list made for that access and changed nothing."""
+    X, y = data()
+    ours = MLPClassifier((5, 4), max_iter=3, random_state=0).fit(X, y)
+    theirs = skn.MLPClassifier((5, 4), max_iter=3, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        theirs.fit(X, y)
+    rng = np.random.default_rng(1)
+    W0, b2 = rng.standard_normal((4, 5)), rng.standard_normal(3)
+    for est in (ours, theirs):
+        est.coefs_[0] = W0
+        est.intercepts_[-1] = b2
+        est.coefs_[1:] = [np.zeros((5, 4)), est.coefs_[2]]  # a slice, as a list takes it
+        est.intercepts_[0] += 1  # in place, through the view
+    np.testing.assert_array_equal(ours.coefs_[0], W0)
+    np.testing.assert_array_equal(ours.intercepts_[2], b2)
+    for a, b in zip(ours.coefs_ + ours.intercepts_, theirs.coefs_ + theirs.intercepts_):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=0)
+    np.testing.assert_allclose(ours.predict_proba(X), theirs.predict_proba(X), rtol=1e-9, atol=1e-12)
+    # checked as the whole-list assignment is, and nothing written on a refusal
+    before = [a.copy() for a in ours.coefs_]
+    with pytest.raises(ValueError, match=r"has shape \(5, 4\), got \(4, 5\)"):
+        ours.coefs_[1] = np.zeros((4, 5))
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        ours.coefs_[-1] = np.full((4, 3), np.nan)
+    with pytest.raises(ValueError, match="a slice of 2 given 1"):
+        ours.coefs_[:2] = [W0]
+    with pytest.raises(IndexError):
+        ours.coefs_[3] = W0
+    with pytest.raises(TypeError):
+        ours.coefs_["0"] = W0
+    for refused in (lambda c: c.append(W0), lambda c: c.pop(), lambda c: c.__delitem__(0),
+                    lambda c: c.extend([W0]), lambda c: c.insert(0, W0), lambda c: c.clear(),
+                    lambda c: c.sort(), lambda c: c.reverse(), lambda c: c.remove(c[0])):
+        with pytest.raises(TypeError, match="one array per Dense layer"):
+            refused(ours.coefs_)
+    c = ours.coefs_
+    with pytest.raises(TypeError, match="one array per Dense layer"):
+        c += [W0]
+    for got, want in zip(ours.coefs_, before):
+        np.testing.assert_array_equal(got, want)
+    # the list pickles and copies as a plain list of arrays, without the model
+    for other in (pickle.loads(pickle.dumps(ours.coefs_)), copy.copy(ours.coefs_), copy.deepcopy(ours.coefs_)):
+        assert type(other) is list and len(other) == 3
+        for got, want in zip(other, before):
+            np.testing.assert_array_equal(got, want)
+    assert isinstance(ours.coefs_, list) and len(ours.coefs_ + ours.intercepts_) == 6
+
+
+def test_a_sequentials_coefs_list_writes_through_counting_dense_layers_only():
+    m = fastnn.Sequential([Dense(3, activation="relu"), BatchNorm(), Dense(2)], seed=0)
+    m.compile("sgd", loss="mse")
+    m.build(4)
+    X = np.random.default_rng(0).standard_normal((6, 4))
+    m.coefs_[1] = np.ones((3, 2))  # the second Dense layer, counting Dense layers only
+    m.intercepts_[1] = np.array([0.5, -0.5])
+    np.testing.assert_array_equal(m.get_weights()[6], np.ones((3, 2)))
+    np.testing.assert_array_equal(m.get_weights()[7], [0.5, -0.5])
+    np.testing.assert_array_equal(m.layers[2].kernel, np.ones((3, 2)))
+    assert np.isfinite(m.predict(X)).all()
+
+
 # == hostile use: re-entry, threads, changed parameters, copies ====================================
 class Refit(fastnn.Callback):
     def __init__(self, est, how):

@@ -46,6 +46,57 @@ from .progress import progress_model
 _LIVE_MODELS = weakref.WeakSet()
 
 
+class _DenseArrays(list):
+    """Sequential.coefs_ / intercepts_: the Dense layers' kernels (biases) as views of the model's
+    buffer. Assigning an item or a slice sets those arrays of the model (checked as set_weights
+    checks them, all or nothing), as an assignment into scikit-learn's coefs_ changes its model;
+    the list's length is the model's, so what would change it is refused. It pickles and copies
+    as a plain list of arrays."""
+
+    _FIXED = "has one array per Dense layer: assign an item (coefs_[i] = W) or the whole list"
+
+    def __init__(self, model, name):
+        model._require_built()
+        super().__init__(ly.kernel if name == "kernel" else ly.bias
+                         for ly in model._layers if name in ly.array_names())
+        self._model, self._name = model, name
+
+    def __setitem__(self, index, value):
+        n = len(self)
+        if isinstance(index, slice):
+            positions = range(n)[index]
+            try:
+                values = list(value)
+            except TypeError:
+                raise TypeError(f"can only assign an iterable of arrays to a slice of {self._what()}") from None
+            if len(values) != len(positions):
+                raise ValueError(f"{self._what()} {self._FIXED}: a slice of {len(positions)} "
+                                 f"given {len(values)} arrays")
+        else:
+            positions, values = [range(n)[index]], [value]  # IndexError / TypeError as a list's
+        self._model._set_some(self._name, dict(zip(positions, values)))
+        for j in positions:  # the views themselves, as a fresh coefs_ would hold them
+            list.__setitem__(self, j, _DenseArrays(self._model, self._name)[j])
+
+    def _what(self):
+        return "coefs_" if self._name == "kernel" else "intercepts_"
+
+    def _refuse(self, *args, **kwargs):
+        raise TypeError(f"{self._what()} {self._FIXED}")
+
+    __delitem__ = append = extend = insert = pop = remove = clear = sort = reverse = _refuse
+    __iadd__ = __imul__ = _refuse
+
+    def __reduce__(self):
+        return list, (list(self),)
+
+    def __copy__(self):
+        return list(self)
+
+    def __deepcopy__(self, memo):
+        return [copy.deepcopy(w, memo) for w in self]
+
+
 def _free_models_of_vanished_threads():
     """In a child after os.fork only the forking thread exists. A model that another thread of the
     parent was training keeps its buffers as they were at the fork (possibly part-way through a
@@ -291,14 +342,15 @@ class Sequential(Configurable):
 
     @property
     def coefs_(self):
-        """Dense kernels, (n_in, n_out) each: views of the parameter buffer."""
-        self._require_built()
-        return [ly.kernel for ly in self._layers if "kernel" in ly.array_names()]
+        """Dense kernels, (n_in, n_out) each: views of the parameter buffer, in a list whose item
+        assignment (`model.coefs_[0] = W`) sets that kernel, as scikit-learn's list does."""
+        return _DenseArrays(self, "kernel")
 
     @property
     def intercepts_(self):
-        self._require_built()
-        return [ly.bias for ly in self._layers if "bias" in ly.array_names()]
+        """Dense biases, (n_out,) each: views of the parameter buffer, in a list whose item
+        assignment sets that bias."""
+        return _DenseArrays(self, "bias")
 
     def get_weights(self):
         """Copies of every array, layer by layer: kernel, bias (Dense); gamma, beta,
@@ -309,33 +361,47 @@ class Sequential(Configurable):
 
     def set_weights(self, weights):
         """Set every array (the order of get_weights); all or nothing."""
+        weights = list(weights)
         with self._exclusive("set the weights", from_callback_ok=True):
-            b = self._require_built()
-            views = b.plan.views(b.params, b.state)
+            self._require_built()
             targets = [(i, name) for i, ly in enumerate(self._layers) for name in ly.array_names()]
-            weights = list(weights)
             if len(weights) != len(targets):
                 raise ValueError(f"expected {len(targets)} arrays, got {len(weights)}")
-            checked = {}
-            for (i, name), w in zip(targets, weights):
-                label = f"{type(self._layers[i]).__name__}.{name} (layer {i})"
-                try:
-                    w = np.asarray(w)
-                except (TypeError, ValueError) as exc:
-                    raise ValueError(f"{label} must be a numeric array: {exc}") from None
-                if w.dtype.kind not in "biuf":
-                    raise TypeError(f"{label} must hold real numbers, not {w.dtype}")
-                w = w.astype(self.dtype, copy=False)
-                if w.shape != views[i][name].shape:
-                    raise ValueError(f"{label} has shape {views[i][name].shape}, got {w.shape}")
-                if not np.isfinite(w).all():
-                    raise ValueError(f"{label} contains NaN or infinite values")
-                checked.setdefault(i, {})[name] = w
-            for i, arrays in checked.items():
-                self._layers[i].check_arrays(arrays)
-            for i, arrays in checked.items():  # all or nothing
-                for name, w in arrays.items():
-                    views[i][name][...] = w
+            self._assign(zip(targets, weights))
+
+    def _set_some(self, name, updates):
+        """Set the arrays `name` (kernel or bias) of the Dense layers numbered by `updates`'
+        keys, counting only layers that have one (coefs_ and intercepts_ item assignment)."""
+        with self._exclusive("set the weights", from_callback_ok=True):
+            self._require_built()
+            owners = [i for i, ly in enumerate(self._layers) if name in ly.array_names()]
+            self._assign(((owners[j], name), w) for j, w in updates.items())
+
+    def _assign(self, pairs):
+        """Check every ((layer, name), array) pair, then write them all (or none); the caller
+        holds the model."""
+        b = self._built
+        views = b.plan.views(b.params, b.state)
+        checked = {}
+        for (i, name), w in pairs:
+            label = f"{type(self._layers[i]).__name__}.{name} (layer {i})"
+            try:
+                w = np.asarray(w)
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"{label} must be a numeric array: {exc}") from None
+            if w.dtype.kind not in "biuf":
+                raise TypeError(f"{label} must hold real numbers, not {w.dtype}")
+            w = w.astype(self.dtype, copy=False)
+            if w.shape != views[i][name].shape:
+                raise ValueError(f"{label} has shape {views[i][name].shape}, got {w.shape}")
+            if not np.isfinite(w).all():
+                raise ValueError(f"{label} contains NaN or infinite values")
+            checked.setdefault(i, {})[name] = w
+        for i, arrays in checked.items():
+            self._layers[i].check_arrays(arrays)
+        for i, arrays in checked.items():  # all or nothing
+            for name, w in arrays.items():
+                views[i][name][...] = w
 
     def count_params(self):
         return self._require_built().plan.n_params
