@@ -321,6 +321,20 @@ def test_main_job_on_a_subset(tmp_path):
     assert list(tmp_path.iterdir()) == []  # the main job writes nothing
 
 
+def test_mnist_early_stopping_holds_out_training_rows_not_the_test_set(tmp_path):
+    """Defect: on MNIST, --early-stopping watched the test set's loss, kept the weights best on it,
+    then reported their accuracy on that same test set."""
+    _mnist_or_skip()
+    status, out, err = cli(["train", "--limit", "600", "--epochs", "2", "--early-stopping", "1",
+                            "--hidden", "16", "-o", "m.safetensors"], tmp_path)
+    assert status == 0, err
+    assert "training: 2 epochs, batch 128, 540 rows, validating on 60 held-out rows" in out
+    assert re.search(r"^test accuracy 0\.\d+  loss \S+  \[600 rows\]$", out, re.M)
+    status, out, err = cli(["train", "--limit", "600", "--epochs", "1", "--hidden", "16"], tmp_path)
+    assert status == 0, err  # without early stopping the test set is only shown, as before
+    assert "training: 1 epoch, batch 128, 600 rows, validating on 600 test rows" in out
+
+
 def test_mnist_train_then_evaluate_by_default(tmp_path):
     _mnist_or_skip()
     status, out, err = cli(["train", "--teaching", "--limit", "500", "--epochs", "1", "-o", "t.safetensors"],
