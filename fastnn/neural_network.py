@@ -197,7 +197,7 @@ class _SklearnEpochs(Callback):
         if p.verbose:
             print("Iteration %d, loss = %.8f" % (est.n_iter_, est.loss_))
         if self.val is not None:
-            self._validation()
+            self._validation(logs)
         else:
             if est.loss_curve_[-1] > est.best_loss_ - p.tol:
                 est._no_improvement_count += 1
@@ -234,7 +234,10 @@ class _SklearnEpochs(Callback):
     def stop(self):
         self.stopped = self.model.stop_training = True
 
-    def _validation(self):
+    def _validation(self, logs):
+        """scikit-learn's validation score and stopping count; the score and the objective on the
+        validation rows also go into the epoch's logs ('val_accuracy' or 'val_r2', 'val_loss'),
+        which the callbacks after this one and history_ see."""
         est, (X_val, y_val, sw_val, targets_val) = self.est, self.val
         y_pred = est._predict_checked(X_val)
         if np.issubdtype(np.asarray(y_pred).dtype, np.floating) and not np.isfinite(y_pred).all():
@@ -243,6 +246,8 @@ class _SklearnEpochs(Callback):
             score = est._score_function(y_val, y_pred, sample_weight=sw_val)
         est.validation_scores_.append(score)
         est.validation_loss_curve_.append(est._objective(X_val, targets_val, sw_val, self.p.alpha))
+        logs["val_loss"] = est.validation_loss_curve_[-1]
+        logs["val_accuracy" if is_classifier(est) else "val_r2"] = float(score)
         if self.p.verbose:
             print("Validation score: %f" % est.validation_scores_[-1])
         if score < est.best_validation_score_ + self.p.tol:
@@ -868,7 +873,9 @@ _EXTRA_DOC = """
         (the fast path) and trains anything else in float64, as scikit-learn does.
     n_threads : int or None -- at most this many threads for this estimator's compiled calls
         (fit, predict), whatever fastnn.set_num_threads says; None: fastnn's count.
-    callbacks : list of fastnn callbacks, called after scikit-learn's bookkeeping each epoch.
+    callbacks : list of fastnn callbacks, called after scikit-learn's bookkeeping each epoch;
+        with early_stopping their logs also hold 'val_loss' (the objective on the validation
+        rows) and the validation score, 'val_accuracy' (classifier) or 'val_r2' (regressor).
     verbose also shows a live progress bar while each epoch runs, when the output is a terminal.
     solver='lbfgs' runs in the model's dtype as scikit-learn's runs in X's (float32 input: float32
         evaluations, but coefs_ stay float32 where scikit-learn's come back float64); it refuses
@@ -883,11 +890,16 @@ _EXTRA_DOC = """
 """
 
 
-class MLPClassifier(ClassifierMixin, _BaseMLP):
-    """scikit-learn's MLPClassifier (same parameters, same fit) trained by fastnn's engine.
+def _doc(ours, theirs):
+    """The class docstring: ours, then scikit-learn's own, which documents the shared parameters
+    and attributes."""
+    return ours + _EXTRA_DOC + "\n    scikit-learn's documentation of the shared parameters follows.\n\n    " + \
+        (theirs.__doc__ or "").lstrip()
 
-    See sklearn.neural_network.MLPClassifier.
-    """ + _EXTRA_DOC
+
+class MLPClassifier(ClassifierMixin, _BaseMLP):
+    __doc__ = _doc("""scikit-learn's MLPClassifier (same parameters, same fit) trained by fastnn's engine.
+    """, _SkMLPClassifier)
 
     _parameter_constraints: dict = _constraints(_SkMLPClassifier._parameter_constraints)
     _sklearn_class = _SkMLPClassifier
@@ -1043,10 +1055,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
 
 
 class MLPRegressor(RegressorMixin, _BaseMLP):
-    """scikit-learn's MLPRegressor (same parameters, same fit) trained by fastnn's engine.
-
-    See sklearn.neural_network.MLPRegressor.
-    """ + _EXTRA_DOC
+    __doc__ = _doc("""scikit-learn's MLPRegressor (same parameters, same fit) trained by fastnn's engine.
+    """, _SkMLPRegressor)
 
     _parameter_constraints: dict = _constraints(_SkMLPRegressor._parameter_constraints)
     _parameter_constraints.pop("class_weight")

@@ -442,6 +442,7 @@ class Snapshots(fastnn.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         self.weights.append(([c.copy() for c in self.model.coefs_], [b.copy() for b in self.model.intercepts_]))
+        self.logs = getattr(self, "logs", []) + [dict(logs)]
 
 
 @pytest.mark.parametrize("kind", ["multiclass", "regression"])
@@ -457,10 +458,44 @@ def test_validation_loss_curve_is_the_objective_on_scikit_learns_validation_spli
     Y = onehot(y) if kind == "multiclass" else y[:, None]
     _, X_val, _, Y_val = train_test_split(X, Y, random_state=rs, test_size=0.2)
     assert len(est.validation_loss_curve_) == len(snap.weights) == 4
-    for got, (Ws, bs) in zip(est.validation_loss_curve_, snap.weights):
+    for got, (Ws, bs), logs in zip(est.validation_loss_curve_, snap.weights, snap.logs):
         want = objective_and_gradient(X_val, Y_val, Ws, bs, ["relu"],
                                       "softmax" if kind == "multiclass" else "identity", alpha)[0]
         assert got == pytest.approx(want, rel=1e-10)
+        # the callbacks see them too (they saw no val_* before): the objective and the score
+        assert logs["val_loss"] == pytest.approx(want, rel=1e-10)
+        P = forward(X_val, Ws, bs, ["relu"], "softmax" if kind == "multiclass" else "identity")[1][-1]
+        if kind == "multiclass":
+            assert logs["val_accuracy"] == pytest.approx(np.mean(P.argmax(1) == Y_val.argmax(1)), abs=1e-12)
+        else:
+            r2 = 1 - ((Y_val - P) ** 2).sum() / ((Y_val - Y_val.mean()) ** 2).sum()
+            assert logs["val_r2"] == pytest.approx(r2, rel=1e-9)
+    assert est.history_["val_loss"] == est.validation_loss_curve_
+    assert est.history_["val_accuracy" if kind == "multiclass" else "val_r2"] == est.validation_scores_
+
+
+@pytest.mark.parametrize("cls", [MLPClassifier, MLPRegressor])
+def test_the_estimators_have_docstrings_with_their_parameters(cls):
+    """Defect: the docstring was an expression (a string + _EXTRA_DOC), so __doc__ was None."""
+    doc = cls.__doc__
+    for name in ("dropout", "batch_norm", "n_threads", "callbacks", "hidden_layer_sizes", "early_stopping",
+                 "validation_fraction", "coefs_", "loss_curve_"):
+        assert name in doc, name
+    assert doc.startswith(f"scikit-learn's {cls.__name__}")
+
+
+def test_early_stopping_on_val_loss_works_inside_an_estimator():
+    """Defect: with early_stopping=True, EarlyStopping(monitor='val_loss') warned that val_loss was
+    not among the logs, and did nothing."""
+    X, y = data(n=120)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        est = MLPClassifier((5,), early_stopping=True, max_iter=60, learning_rate_init=0.3, random_state=0,
+                            callbacks=[fastnn.EarlyStopping(monitor="val_loss", patience=0)], **QUIET).fit(X, y)
+    losses = est.validation_loss_curve_
+    assert est.n_iter_ < 60 and est.history_.stopped_early
+    assert losses[-1] >= min(losses[:-1])  # stopped at the first epoch that did not improve
+    assert all(b < a for a, b in zip(losses[:-2], losses[1:-1]))
 
 
 # == the optimizers' alpha in the model API ========================================================
