@@ -120,6 +120,35 @@ def test_an_unbuilt_model_and_an_uncompiled_one_copy_too():
         fastnn.Sequential([c.layers[0]])
 
 
+def test_training_needs_compile_as_in_keras_while_predict_does_not():
+    """Defect: fit on a model never compiled trained with Adam and a loss guessed from the last
+    activation: integer labels into Dense(1) became a regression, into Dense(3) a misleading
+    'y has 1 outputs' error."""
+    X, y = blobs()
+    for built in (False, True):
+        m = fastnn.Sequential([fastnn.Dense(8, activation="relu"), fastnn.Dense(3)])
+        if built:
+            m.build(X.shape[1])
+            assert len(m.predict(X)) == len(X)  # inference needs no compile
+        for call in (lambda: m.fit(X, y), lambda: m.partial_fit(X, y), lambda: m.train_on_batch(X, y)):
+            with pytest.raises(RuntimeError, match=r"compile the model before (fit|partial_fit|train_on_batch): "
+                                                   r"model.compile\(optimizer, loss\)"):
+                call()
+        assert m.epochs_trained == 0 and (not built or int(m.counters[CTR_STEP]) == 0)
+        m.compile("sgd", loss="cross_entropy").fit(X, y)
+        assert m.epochs_trained == 1 and m.loss == "cross_entropy"
+    # copies keep it; a pickle from before the flag counts as compiled when it has an optimizer
+    c = copy.deepcopy(fastnn.Sequential([fastnn.Dense(3)]).build(4))
+    with pytest.raises(RuntimeError, match="compile the model before fit"):
+        c.fit(X[:, :4], y)
+    state = m.__getstate__()
+    del state["_compiled"]
+    old = fastnn.Sequential.__new__(fastnn.Sequential)
+    old.__setstate__(state)
+    old.fit(X, y)
+    assert old.epochs_trained == 2
+
+
 def test_deep_copy_of_a_layer_alone_is_a_fresh_unbound_layer():
     m = mlp().build(6)
     d = copy.deepcopy(m.layers[0])

@@ -162,6 +162,7 @@ class Sequential(Configurable):
         self._layers = []
         self._optimizer = None
         self._loss = None
+        self._compiled = False  # compile() called (build alone compiles a default, for inference)
         self._built = None
         self._schedule_callback = None
         self._lr_scale = 1.0
@@ -225,6 +226,7 @@ class Sequential(Configurable):
         optimizer state and the learning-rate scale."""
         with self._exclusive("compile"):
             self._compile(get_optimizer(optimizer, **optimizer_kwargs), loss)
+            self._compiled = True
         return self
 
     def _compile(self, optimizer, loss):
@@ -511,6 +513,8 @@ class Sequential(Configurable):
             raise ValueError("the pickled model's layers are not a list of distinct fastnn layers")
         if not (state.get("_optimizer") is None or isinstance(state["_optimizer"], Optimizer)):
             raise ValueError("the pickled model's optimizer is not a fastnn optimizer")
+        # pickles of models from before _compiled: one with an optimizer counts as compiled
+        state["_compiled"] = state.get("_compiled", state.get("_optimizer") is not None) is True
         self.__dict__.update(state)
         self._lock, self._busy, self._built = threading.RLock(), None, None
         _LIVE_MODELS.add(self)
@@ -536,6 +540,15 @@ class Sequential(Configurable):
         for ly, arrays in zip(self._layers, views):
             ly.check_arrays(arrays)
         self._bind(built)
+
+    def _require_compiled(self, call):
+        """Training needs the loss and optimizer the user chose, as in Keras: build() alone compiles
+        a default (Adam, the loss the last activation suggests), which predict may use, but which
+        would train class labels as regression targets behind a softmax-less output."""
+        if not self._compiled:
+            raise RuntimeError(f"compile the model before {call}: model.compile(optimizer, loss), e.g. "
+                               f"model.compile('adam', loss='cross_entropy') for integer class labels, "
+                               f"loss='mse' for real targets")
 
     # -- files (fastnn/files) -----------------------------------------------------------------------
     def save(self, path):
@@ -572,7 +585,7 @@ class Sequential(Configurable):
     def fit(self, X, y, epochs=1, batch_size=32, validation_data=None, validation_split=0.0,
             shuffle=True, verbose=0, sample_weight=None, callbacks=None):
         """Train for `epochs` epochs of mini-batches (the last batch may be smaller); each epoch is
-        one call into the engine. Returns the History. `callbacks` are fastnn.Callback objects
+        one call into the engine; compile() first. Returns the History. `callbacks` are fastnn.Callback objects
         (fastnn.nn.callbacks). validation_split holds out the last fraction of the samples, as
         Keras does. shuffle: True draws each epoch's order from the model's seed; False keeps the
         rows' order; a callable order(epoch) gives it (an array of n row indices, each in [0, n):
@@ -580,6 +593,7 @@ class Sequential(Configurable):
         not a terminal), 2 one line per epoch. Ctrl-C stops between two batches: the model keeps
         every completed step and KeyboardInterrupt propagates."""
         with self._exclusive("fit", training=True):
+            self._require_compiled("fit")
             return _training.fit(self, X, y, epochs, batch_size, validation_data, validation_split,
                                  shuffle, verbose, sample_weight, callbacks)
 
@@ -596,6 +610,7 @@ class Sequential(Configurable):
 
     def _partial_fit(self, X, y, sample_weight, batch_size, call):
         with self._exclusive(call, training=True):
+            self._require_compiled(call)
             return _training.partial_fit(self, X, y, sample_weight, batch_size, call)
 
     # -- inference (fastnn/nn/_inference.py) ------------------------------------------------------
