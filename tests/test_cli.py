@@ -349,6 +349,34 @@ def test_mnist_train_then_evaluate_by_default(tmp_path):
 
 
 @pytest.mark.filterwarnings("ignore:Stochastic Optimizer")
+def test_a_multi_label_estimator_file_predicts_rows_of_labels(tmp_path):
+    """Defect: predict and evaluate of a multi-label MLPClassifier's file died with
+    "TypeError: unhashable type: 'list'" (unexpected), and info called it a 3-class classifier."""
+    pytest.importorskip("sklearn")
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(120, 4))
+    Y = np.stack([X[:, 0] > 0, X[:, 1] > 0, X[:, 0] + X[:, 1] > 0], axis=1).astype(int)
+    clf = fastnn.MLPClassifier((16,), max_iter=200, learning_rate_init=0.02, random_state=0).fit(X, Y)
+    clf.save(tmp_path / "ml.safetensors")
+    np.savez(tmp_path / "ml.npz", X=X, y=Y)
+    write_csv(tmp_path / "one.csv", ["a", "b", "c", "d", "t"], [list(r) + [0] for r in X.tolist()])
+    (s1, info, e1), (s2, pred, e2), (s3, ev, e3), (s4, _, e4) = cli_many(
+        [["info", "ml.safetensors"], ["predict", "ml.safetensors", "ml.npz", "--proba"],
+         ["evaluate", "ml.safetensors", "ml.npz"], ["evaluate", "ml.safetensors", "one.csv"]], tmp_path)
+    assert (s1, s2, s3) == (0, 0, 0), (e1, e2, e3)
+    assert "task: multilabel, 4 features" in info and "classes" not in info.split("task:")[1].splitlines()[0]
+    lines = pred.splitlines()
+    assert lines[0] == "output_0,output_1,output_2,proba_0,proba_1,proba_2"
+    got = np.array([[float(v) for v in ln.split(",")] for ln in lines[1:]])
+    np.testing.assert_array_equal(got[:, :3], clf.predict(X))
+    np.testing.assert_allclose(got[:, 3:], clf.predict_proba(X), rtol=1e-7)
+    assert "(MLPClassifier, multilabel)" in ev and re.search(r"^accuracy \S+  loss \S+", ev, re.M)
+    assert s4 == 1 and one_line_error(e4).endswith(
+        "one.csv: a multi-label model's targets are rows of 3 values in [0, 1] (a .npz y of shape (n, 3)); "
+        "got shape (120,)")
+
+
+@pytest.mark.filterwarnings("ignore:Stochastic Optimizer")
 def test_estimator_files_answer_in_their_classes(work):
     pytest.importorskip("sklearn")
     d, _ = work

@@ -370,8 +370,10 @@ class Model:
         self.dataset = self._check_dataset(doc) if doc is not None else None
         if self.estimator:
             is_clf = hasattr(self.obj, "classes_")
-            self.task = "classification" if is_clf else "regression"
-            self.classes = [_json_label(c) for c in self.obj.classes_] if is_clf else None
+            # a multi-label classifier: one sigmoid output per label, predictions are 0/1 rows
+            multilabel = is_clf and self.loss.targets == "probabilities" and self.n_outputs > 1
+            self.task = "multilabel" if multilabel else "classification" if is_clf else "regression"
+            self.classes = [_json_label(c) for c in self.obj.classes_] if is_clf and not multilabel else None
             names = getattr(self.obj, "feature_names_in_", None)
             self.features = None if names is None else [str(f) for f in names]
             self.target, self.one_hot = None, False
@@ -437,6 +439,16 @@ class Model:
                 raise DataError(f"{where}: a classifier's targets are one label per row; y has shape {data.y.shape}")
             return label_indices(data.y, self.classes, where)
         y = numeric_labels(data.y)
+        if self.task == "multilabel":
+            k = self.n_outputs
+            if y is not None and y.ndim == 1 and k == 1:  # one sigmoid output: a column of 0/1
+                y = y[:, None]
+            if y is None or y.ndim != 2 or y.shape[1] != k or not ((y >= 0) & (y <= 1)).all():
+                raise DataError(f"{where}: a multi-label model's targets are rows of {k} values in [0, 1] "
+                                f"(a .npz y of shape (n, {k})); got " +
+                                ("text" if y is None else f"shape {y.shape}" if y.ndim != 2 or y.shape[1] != k
+                                 else "values outside [0, 1]"))
+            return y
         if y is None:
             raise DataError(f"{where}: the model is a regression, but the target holds text")
         return y
