@@ -10,6 +10,7 @@ import re
 import signal
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -391,6 +392,29 @@ def test_estimator_files_answer_in_their_classes(work):
     assert (s1, s2) == (0, 0), (e1, e2)
     assert pred.splitlines()[0] == "prediction" and set(pred.splitlines()[1:]) <= set(SPECIES)
     assert "kind MLPClassifier" in info and "3 classes (setosa, versicolor, virginica)" in info
+
+
+@pytest.mark.filterwarnings("ignore:Stochastic Optimizer")
+def test_an_estimator_fitted_with_feature_names_answers_without_warnings(work):
+    """Defect: an estimator fitted on a DataFrame printed scikit-learn's "X does not have valid
+    feature names" on stderr for each call, though the CLI picks the CSV's columns by those names."""
+    pytest.importorskip("sklearn")
+    d, _ = work
+    with open(d / "flowers.csv") as f:
+        rows = list(csv.DictReader(f))
+    names = ["petal", "sepal", "depth", "width"]  # another order than the file's
+    X = np.array([[float(r[k]) for k in names] for r in rows])
+    clf = fastnn.MLPClassifier(hidden_layer_sizes=(8,), max_iter=5, random_state=0).fit(X, [r["species"] for r in rows])
+    clf.feature_names_in_ = np.array(names, dtype=object)  # what a DataFrame's fit records
+    clf.save(d / "named.safetensors")
+    (s1, pred, e1), (s2, ev, e2) = cli_many([["predict", "named.safetensors", "flowers.csv"],
+                                             ["evaluate", "named.safetensors", "flowers.csv", "--target", "species"]], d)
+    assert (s1, s2) == (0, 0) and e1 == e2 == "", (e1, e2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        want = clf.predict(X)
+    assert pred.splitlines()[1:] == list(want)
+    assert re.search(r"^accuracy \S+", ev, re.M)
 
 
 def test_a_network_too_large_for_memory_is_one_line(work, monkeypatch, capsys):

@@ -24,6 +24,7 @@ import argparse
 import csv
 import math
 import os
+import warnings
 
 import numpy as np
 
@@ -457,7 +458,7 @@ class Model:
     def indices(self, X):
         """Class indices (classification), values (regression) or 0/1 rows (multilabel)."""
         if self.estimator:
-            out = self.obj.predict(X)
+            out = self._estimator_call(self.obj.predict, X)
             if self.task == "classification":
                 return label_indices(np.asarray(out), self.classes, "the estimator's predictions")
             return np.asarray(out, np.float64)
@@ -471,7 +472,14 @@ class Model:
         if self.one_hot:
             raise UsageError(f"--proba: {self.path} was trained on one-hot targets with mse (--teaching): "
                              f"its outputs are not probabilities")
-        return np.asarray(self.obj.predict_proba(X), np.float64)
+        return np.asarray(self._estimator_call(self.obj.predict_proba, X), np.float64)
+
+    def _estimator_call(self, method, X):
+        """An estimator fitted on a DataFrame warns that X (an array) has no feature names; the
+        CLI has already picked the CSV's columns by those names, so that warning is noise."""
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="X does not have valid feature names")
+            return method(X)
 
     def metrics(self, X, t):
         """{'loss', 'accuracy'} (classification) or {'loss', 'r2', 'rmse'} (regression) on X with
