@@ -149,6 +149,33 @@ def test_training_needs_compile_as_in_keras_while_predict_does_not():
     assert old.epochs_trained == 2
 
 
+def test_keras_habits_metrics_batch_size_none_and_patience_zero():
+    X, y = blobs()
+    m = fastnn.Sequential([fastnn.Dense(8, activation="relu"), fastnn.Dense(3)], seed=0)
+    m.compile("adam", loss="cross_entropy", metrics=["accuracy"])  # Keras's; reported anyway
+    assert m.optimizer.lr == 1e-3 and m.loss == "cross_entropy"
+    for bad, exc, match in ((["mae"], ValueError, "metric 'mae' is not available"),
+                            ("accuracy", TypeError, "metrics must be a list of names")):
+        with pytest.raises(exc, match=match):
+            m.compile("adam", loss="cross_entropy", metrics=bad)
+    # batch_size=None is Keras's 32: the same steps as batch_size=32
+    a, b = copy.deepcopy(m), copy.deepcopy(m)
+    a.fit(X, y, batch_size=None)
+    b.fit(X, y, batch_size=32)
+    assert int(a.counters[CTR_STEP]) == int(b.counters[CTR_STEP]) == -(-len(X) // 32)
+    for wa, wb in zip(a.get_weights(), b.get_weights()):
+        np.testing.assert_array_equal(wa, wb)
+    # ReduceLROnPlateau(patience=0) scales the rate at the first epoch that does not improve
+    logs = [{"loss": v} for v in (1.0, 0.9, 0.95, 0.8)]
+    cb = fastnn.ReduceLROnPlateau(monitor="loss", factor=0.5, patience=0)
+    cb.set_model(m)
+    scales = []
+    for e, lg in enumerate(logs):
+        cb.on_epoch_end(e, lg)
+        scales.append(m.lr_scale)
+    assert scales == [1.0, 1.0, 0.5, 0.5]
+
+
 def test_deep_copy_of_a_layer_alone_is_a_fresh_unbound_layer():
     m = mlp().build(6)
     d = copy.deepcopy(m.layers[0])

@@ -474,6 +474,17 @@ def test_validation_loss_curve_is_the_objective_on_scikit_learns_validation_spli
     assert est.history_["val_accuracy" if kind == "multiclass" else "val_r2"] == est.validation_scores_
 
 
+def test_a_regressors_callbacks_may_watch_its_validation_r2():
+    X, y = data("regression", n=120)
+    stop = fastnn.EarlyStopping(monitor="val_r2", patience=1)
+    est = MLPRegressor(hidden_layer_sizes=(5,), early_stopping=True, max_iter=200, learning_rate_init=0.05, random_state=0,
+                       callbacks=[stop], **QUIET).fit(X, y)
+    r2 = est.validation_scores_
+    assert est.history_.stopped_early and est.n_iter_ < 200
+    # larger is better: every epoch improved on the one before, until the first that did not
+    assert all(b > a for a, b in zip(r2[:-2], r2[1:-1])) and r2[-1] <= r2[-2]
+
+
 @pytest.mark.parametrize("cls", [MLPClassifier, MLPRegressor])
 def test_the_estimators_have_docstrings_with_their_parameters(cls):
     """Defect: the docstring was an expression (a string + _EXTRA_DOC), so __doc__ was None."""

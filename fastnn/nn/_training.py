@@ -277,7 +277,8 @@ def epoch_order(order, n):
 def fit(model, X, y, epochs, batch_size, validation_data, validation_split, shuffle, verbose,
         sample_weight, callbacks):
     epochs = _check_option("epochs", epochs, _FIT_CONSTRAINTS["epochs"])
-    batch_size = _check_option("batch_size", batch_size, _FIT_CONSTRAINTS["batch_size"])
+    batch_size = _check_option("batch_size", 32 if batch_size is None else batch_size,  # None: Keras's 32
+                               _FIT_CONSTRAINTS["batch_size"])
     verbose = _check_option("verbose", verbose, _FIT_CONSTRAINTS["verbose"])
     split = _check_option("validation_split", validation_split, _FIT_CONSTRAINTS["validation_split"])
     order = shuffle if callable(shuffle) else None

@@ -131,10 +131,15 @@ class History(Callback):
         return f"History(epochs={len(self.epoch)}, last={last})"
 
 
+# what an epoch's logs may hold: val_r2 is an estimator's validation score (MLPRegressor with
+# early_stopping), as val_accuracy is an MLPClassifier's
+MONITORS = ("loss", "accuracy", "val_loss", "val_accuracy", "val_r2")
+
+
 def _mode_sign(mode, monitor):
     """+1 when larger is better, -1 when smaller is."""
     if mode == "auto":
-        mode = "max" if "acc" in monitor else "min"
+        mode = "max" if "acc" in monitor or "r2" in monitor else "min"
     return 1.0 if mode == "max" else -1.0
 
 
@@ -161,7 +166,7 @@ class EarlyStopping(_Monitor):
     ran all its epochs."""
 
     _parameter_constraints = {
-        "monitor": [Options(("loss", "accuracy", "val_loss", "val_accuracy"))],
+        "monitor": [Options(MONITORS)],
         "min_delta": [Interval(Real, 0, None)], "patience": [Interval(Integral, 0, None)],
         "mode": [Options(("auto", "min", "max"))], "baseline": [NoneOk(), Interval(Real, None, None)],
         "restore_best_weights": [Boolean()], "start_from_epoch": [Interval(Integral, 0, None)],
@@ -229,8 +234,8 @@ class ReduceLROnPlateau(_Monitor):
     multiplies whatever schedule the optimizer has."""
 
     _parameter_constraints = {
-        "monitor": [Options(("loss", "accuracy", "val_loss", "val_accuracy"))],
-        "factor": [Interval(Real, 0, 1, closed="neither")], "patience": [Interval(Integral, 1, None)],
+        "monitor": [Options(MONITORS)],
+        "factor": [Interval(Real, 0, 1, closed="neither")], "patience": [Interval(Integral, 0, None)],
         "verbose": [Interval(Integral, 0, 2)], "mode": [Options(("auto", "min", "max"))],
         "min_delta": [Interval(Real, 0, None)], "cooldown": [Interval(Integral, 0, None)],
         "min_lr": [Interval(Real, 0, None)]}
@@ -309,7 +314,7 @@ class ModelCheckpoint(_Monitor):
 
     _parameter_constraints = {
         "filepath": [InstanceOf(str, convert=_path, name="a non-empty str or os.PathLike")],
-        "monitor": [Options(("loss", "accuracy", "val_loss", "val_accuracy"))],
+        "monitor": [Options(MONITORS)],
         "save_best_only": [Boolean()], "mode": [Options(("auto", "min", "max"))],
         "verbose": [Interval(Integral, 0, 2)]}
 

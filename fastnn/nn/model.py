@@ -46,6 +46,20 @@ from .progress import progress_model
 _LIVE_MODELS = weakref.WeakSet()
 
 
+def _check_metrics(metrics):
+    """compile's metrics: what fit and evaluate report already (the loss; accuracy for the
+    classification losses), so that Keras's metrics=['accuracy'] is taken; anything else is
+    refused by name rather than ignored."""
+    if metrics is None:
+        return
+    if isinstance(metrics, str) or not isinstance(metrics, (list, tuple)):
+        raise TypeError(f"metrics must be a list of names, such as ['accuracy'], not {metrics!r}")
+    for m in metrics:
+        if m not in ("accuracy", "acc", "loss"):
+            raise ValueError(f"metric {m!r} is not available: fit and evaluate report the loss, and the "
+                             f"accuracy for the classification losses (metrics=['accuracy'])")
+
+
 class _DenseArrays(list):
     """Sequential.coefs_ / intercepts_: the Dense layers' kernels (biases) as views of the model's
     buffer. Assigning an item or a slice sets those arrays of the model (checked as set_weights
@@ -218,12 +232,14 @@ class Sequential(Configurable):
             layer._owner = weakref.ref(self)
             self._layers.append(layer)
 
-    def compile(self, optimizer="adam", loss=None, **optimizer_kwargs):
+    def compile(self, optimizer="adam", loss=None, metrics=None, **optimizer_kwargs):
         """Choose the optimizer (name or Optimizer object) and the loss: 'cross_entropy' (integer
         labels, softmax), 'binary_crossentropy' (0/1 targets, sigmoid; binary or multi-label),
         'mse' (regression), or one of their aliases. loss=None infers it from the last activation
-        (softmax -> cross entropy, sigmoid -> binary cross entropy, else mse). Resets the
-        optimizer state and the learning-rate scale."""
+        (softmax -> cross entropy, sigmoid -> binary cross entropy, else mse). metrics: None, or
+        Keras's ['accuracy'], which fit and evaluate report anyway for the classification losses.
+        Resets the optimizer state and the learning-rate scale."""
+        _check_metrics(metrics)
         with self._exclusive("compile"):
             self._compile(get_optimizer(optimizer, **optimizer_kwargs), loss)
             self._compiled = True
