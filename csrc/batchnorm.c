@@ -36,7 +36,8 @@ void FN(fnn_batchnorm_forward)(real *Y, real *xhat, real *mean, real *var, real 
 
 void FN(fnn_batchnorm_running)(real *run_mean, real *run_var, const real *mean, const real *var,
                                int64_t m, int64_t n, double momentum) {
-    const double unbias = m > 1 ? (double)m / (double)(m - 1) : 1.0;
+    if (m < 2) return; /* one row: its variance is 0 by construction, not an estimate */
+    const double unbias = (double)m / (double)(m - 1);
     for (int64_t j = 0; j < n; j++) {
         run_mean[j] = (real)((1 - momentum) * run_mean[j] + momentum * mean[j]);
         run_var[j] = (real)((1 - momentum) * run_var[j] + momentum * var[j] * unbias);

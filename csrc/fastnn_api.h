@@ -96,7 +96,8 @@ void FN(fnn_dropout_backward)(real *dX, const real *dY, const real *mask, int64_
 /* ---- batchnorm.c: per column of an m x n batch ------------------------------------------------
  * training: mean, var (biased) over the batch; inv_std = 1/sqrt(var + eps);
  *           xhat = (X - mean) inv_std; Y = gamma xhat + beta
- * running:  rm = (1-mom) rm + mom mean; rv = (1-mom) rv + mom var m/(m-1)   (m > 1)
+ * running:  rm = (1-mom) rm + mom mean; rv = (1-mom) rv + mom var m/(m-1); a batch of one row
+ *           (m = 1: xhat = 0, Y = beta, dX = 0) leaves them unchanged
  * inference: Y = gamma (X - rm) / sqrt(rv + eps) + beta
  * backward: dbeta += sum dY; dgamma += sum dY xhat;
  *           dX = gamma inv_std / m (m dY - sum dY - xhat sum(dY xhat))  (dX may alias dY) */

@@ -757,15 +757,33 @@ def test_partial_fit_is_one_pass_in_mini_batches_and_tells_the_truth_on_divergen
     assert c.counters[CTR_STEP] == 2 and np.isfinite(c.params).all()
 
 
-@pytest.mark.parametrize("n, batch", [(100, 1), (101, 25)])
-def test_batchnorm_refuses_one_row_training_batches(n, batch):
-    X, y = blobs(n=n)
+def test_batchnorm_refuses_a_fit_of_one_row_batches_only():
+    X, y = blobs(n=100)
     m = mlp()
-    with pytest.raises(ValueError, match="BatchNorm needs at least 2 rows"):
-        m.fit(X, y, batch_size=batch)
-    with pytest.raises(ValueError, match="BatchNorm needs at least 2 rows"):
-        m.partial_fit(X[:1], y[:1])
-    m.fit(X, y, batch_size=batch + 1)  # no one-row batch: fine
+    with pytest.raises(ValueError, match="BatchNorm needs at least 2 rows .* every batch holds one row"):
+        m.fit(X, y, batch_size=1)
+    for call in (lambda: m.partial_fit(X[:1], y[:1]), lambda: m.train_on_batch(X[:1], y[:1]),
+                 lambda: m.fit(X[:1], y[:1], batch_size=8)):
+        with pytest.raises(ValueError, match="BatchNorm needs at least 2 rows"):
+            call()
+    assert m.epochs_trained == 0 and int(m.counters[CTR_STEP]) == 0
+    m.fit(X, y, batch_size=2)
+
+
+def test_a_last_batch_of_one_row_leaves_the_running_statistics_as_they_were(backend):
+    """It was refused (as PyTorch does), so scikit-learn's CV folds failed at random with
+    batch_norm=True. Now its BatchNorm outputs beta, passes no gradient back, and updates no
+    running statistic: after an epoch of 2 x 25 + 1 rows in order, the running statistics are those
+    of the first 50 rows, and every value stays finite."""
+    X, y = blobs(n=51)
+    a, b = mlp(), mlp()
+    a.fit(X, y, batch_size=25, shuffle=False)
+    b.fit(X[:50], y[:50], batch_size=25, shuffle=False)
+    assert int(a.counters[CTR_STEP]) == 3 and int(b.counters[CTR_STEP]) == 2
+    np.testing.assert_array_equal(a.layers[1].running_mean, b.layers[1].running_mean)
+    np.testing.assert_array_equal(a.layers[1].running_var, b.layers[1].running_var)
+    assert not np.array_equal(a.layers[-1].kernel, b.layers[-1].kernel)  # the row trained what follows
+    assert np.isfinite(a.params).all() and np.isfinite(a.predict_proba(X)).all()
 
 
 @pytest.mark.parametrize("y, match", [

@@ -991,3 +991,6 @@ def test_one_class_and_one_sample_fit_like_scikit_learn():
     assert one.predict(X).shape == (N,)
     with pytest.raises(ValueError, match="BatchNorm needs at least 2 rows"):
         MLPRegressor(hidden_layer_sizes=(4,), batch_norm=True, max_iter=1).fit(X[:1], [1.5])
+    # a last batch of one row is taken: 201 rows in batches of 200 (scikit-learn's 'auto')
+    bn = MLPRegressor(hidden_layer_sizes=(4,), batch_norm=True, max_iter=2, random_state=0)
+    assert np.isfinite(bn.fit(np.resize(X, (201, X.shape[1])), np.arange(201.0)).predict(X)).all()

@@ -457,7 +457,9 @@ def batchnorm_forward(Y, xhat, mean, var, inv_std, X, gamma, beta, eps=1e-5):
 
 
 def batchnorm_running(run_mean, run_var, mean, var, m, momentum=0.1):
-    unbias = m / (m - 1) if m > 1 else 1.0
+    if m < 2:  # one row: its variance is 0 by construction, not an estimate
+        return
+    unbias = m / (m - 1)
     run_mean[...] = (1 - momentum) * run_mean.astype(np.float64) + momentum * mean.astype(np.float64)
     run_var[...] = (1 - momentum) * run_var.astype(np.float64) + momentum * var.astype(np.float64) * unbias
 

@@ -191,12 +191,15 @@ def _accuracy_denominator(loss, n_outputs):
 
 
 def _check_batchnorm(model, n, batch):
-    if any(ly.needs_batch_statistics for ly in model.layers) and (batch == 1 or n % batch == 1):
+    """BatchNorm learns nothing from a batch of one row (it normalises to beta, passes no gradient
+    and leaves the running statistics as they were: fastnn_api.h): a last batch of one row is
+    taken (scikit-learn's cross-validation folds and early_stopping splits make any count), but
+    a fit whose every batch holds one row would never set the running statistics."""
+    if any(ly.needs_batch_statistics for ly in model.layers) and (batch == 1 or n == 1):
         raise ValueError(
-            f"BatchNorm needs at least 2 rows in every training batch (one row has no variance), "
-            f"but with {n} samples and batch_size {batch} "
-            f"{'every batch' if batch == 1 else 'the last batch of each epoch'} holds one row: "
-            f"choose another batch_size, or drop a sample")
+            f"BatchNorm needs at least 2 rows in a training batch (one row has no variance), but "
+            f"with {n} sample(s) and batch_size {batch} every batch holds one row: use a larger "
+            f"batch_size")
 
 
 def _nonfinite_state():

@@ -201,9 +201,11 @@ class BatchNorm(Layer):
 
     Training uses the batch's statistics and updates the running ones
     (running = (1 - momentum) running + momentum batch, unbiased variance); inference uses the
-    running statistics. Defaults follow PyTorch (momentum 0.1, eps 1e-5). As in PyTorch, a
-    training batch of one row is an error (it has no variance): fit raises before it starts when
-    batch_size, or the last batch of an epoch, would hold a single row."""
+    running statistics. Defaults follow PyTorch (momentum 0.1, eps 1e-5). A training batch of one
+    row has no variance: it normalises to beta, passes no gradient back through the layer and
+    leaves the running statistics unchanged (the last batch of an epoch of n = k batch_size + 1
+    rows; PyTorch refuses it, Keras pulls the running variance toward 0). A fit whose every batch
+    would hold one row (batch_size 1, or a single sample) is refused before it starts."""
 
     kind = "batchnorm"
     needs_batch_statistics = True
