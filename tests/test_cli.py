@@ -186,6 +186,23 @@ def test_numeric_labels_come_back_as_given_and_regression(work):
     assert s4 == 2 and one_line_error(e4) == "fastnn predict: error: --proba: wave.safetensors is a regression"
 
 
+def test_a_whole_number_target_with_many_rare_values_gets_the_regression_hint(tmp_path):
+    """A continuous target written as whole numbers (diabetes' 25.0 .. 346.0: 214 values in 442
+    rows) trained as 214 classes without a word, because the hint needed more classes than rows / 2."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 3)).round(3)
+    price = np.round(100 + 40 * X[:, 0] + 10 * rng.normal(size=300))  # about 130 distinct values
+    common = rng.integers(0, 30, 300)  # 30 classes of about 10 rows: a classification
+    write_csv(tmp_path / "price.csv", ["a", "b", "c", "price"], [list(r) + [p] for r, p in zip(X.tolist(), price)])
+    write_csv(tmp_path / "kinds.csv", ["a", "b", "c", "kind"], [list(r) + [k] for r, k in zip(X.tolist(), common)])
+    (s1, out1, e1), (s2, out2, e2) = cli_many(
+        [["train", "--data", "price.csv", "--epochs", "1", "-o", "p.safetensors"],
+         ["train", "--data", "kinds.csv", "--epochs", "1", "-o", "k.safetensors"]], tmp_path)
+    assert (s1, s2) == (0, 0), (e1, e2)
+    assert "many classes of few rows: is the target continuous? --task regression" in out1
+    assert "30 classes" in out2 and "is the target continuous" not in out2
+
+
 def test_help_has_examples(work):
     d, _ = work
     results = cli_many([[cmd, "--help"] for cmd in ("train", "evaluate", "predict", "info", "check")]

@@ -225,8 +225,9 @@ def run(args):
             f"regression, {n_out} output{'s' if n_out > 1 else ''}")
     if task == "classification" and args.data is not None:
         what += f" ({', '.join(c.format_label(x) for x in classes[:10])}{', ...' if len(classes) > 10 else ''})"
-        if len(classes) > 20 and len(classes) > len(train.X) / 2:
-            what += " - many classes: is the target continuous? --task regression"
+        # whole numbers as a numeric target (a price in dollars) make many classes of few rows
+        if len(classes) > 20 and np.median(np.bincount(train_t)) < 5:
+            what += " - many classes of few rows: is the target continuous? --task regression"
     target = f", target {train.target!r}" if train.target else ""
     print(f"data: {train.source}: {len(train.X)} rows, {train.X.shape[1]} features{target}: {what}", flush=True)
 
