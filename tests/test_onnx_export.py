@@ -81,8 +81,15 @@ def test_the_batch_norm_fold_is_not_trivial():
 def test_an_unbuilt_model_or_another_object_is_refused():
     with pytest.raises(RuntimeError, match="not built"):
         fastnn.to_onnx(fastnn.Sequential([fastnn.Dense(2)]))
-    with pytest.raises(TypeError, match="exports a built Sequential"):
+    with pytest.raises(TypeError, match="exports a built Sequential or a fitted fastnn MLPClassifier"):
         fastnn.to_onnx(object())
+
+    class Pipelineish:  # what a scikit-learn Pipeline looks like to to_onnx
+        steps = []
+
+    with pytest.raises(TypeError, match=r"not a Pipelineish: convert a Pipeline with skl2onnx.convert_sklearn "
+                                        r"after fastnn.register_skl2onnx\(\)"):
+        fastnn.to_onnx(Pipelineish())
 
 
 def test_without_onnx_the_error_is_one_line_that_says_what_to_install(monkeypatch):

@@ -127,10 +127,17 @@ EXPORTERS = {}  # class -> function(obj, onnx) -> onnx.ModelProto, for kinds bey
 
 def to_onnx(model):
     """An onnx.ModelProto computing `model`'s predict_proba (classification losses) or predict
-    (mse) for a batch of any size. Needs the onnx package (fastnn[onnx])."""
+    (mse) for a batch of any size: a built Sequential, or a fitted fastnn MLPClassifier or
+    MLPRegressor. Its input X and its output have the model's dtype (tensor(float) for float32,
+    tensor(double) for float64: an estimator fitted on float64 X is a float64 model; feed it
+    float64, or fit with dtype='float32'). Needs the onnx package (fastnn[onnx]); skl2onnx
+    converts a Pipeline holding a fastnn estimator (fastnn.register_skl2onnx)."""
     onnx = _import_onnx()
     table = _exporters()
     for klass in type(model).__mro__:
         if klass in table:
             return table[klass](model, onnx)
-    raise TypeError(f"fastnn.to_onnx exports a built Sequential, not a {type(model).__name__}")
+    hint = (": convert a Pipeline with skl2onnx.convert_sklearn after fastnn.register_skl2onnx()"
+            if hasattr(model, "steps") else "")
+    raise TypeError(f"fastnn.to_onnx exports a built Sequential or a fitted fastnn MLPClassifier / "
+                    f"MLPRegressor, not a {type(model).__name__}{hint}")
