@@ -255,6 +255,10 @@ ERRORS = [  # (arguments, exit status, what the line says)
     (["evaluate", "flowers.safetensors", "other_labels.csv"], 1,
      "other_labels.csv, row 2: label 'tulip' is not one of the model's classes"),
     (["predict", "flowers.safetensors", "pickle.npz"], 1, "pickle.npz: cannot read it as a .npz archive"),
+    (["predict", "plain.safetensors", "flowers.csv"], 1,  # it was "'setosa' is not a number"
+     "feature count mismatch: the model takes 4 features, flowers.csv has 5 column(s)"),
+    (["evaluate", "plain.safetensors", "rows.npy"], 1, "rows.npy: a .npy file holds X alone; targets come in"),
+    (["predict", "plain.safetensors", "pickle.npy"], 1, "pickle.npy: cannot read it as a .npy array"),
 ]
 
 
@@ -266,6 +270,9 @@ def test_mistakes_are_one_line_with_the_right_status(work):
               [[0, 0, "setosa", 0, 0], [1, 1, "tulip", 1, 1]])
     np.savez(d / "wide.npz", X=np.zeros((3, 5)))
     np.savez(d / "pickle.npz", X=np.array([{"a": 1}], dtype=object))
+    np.save(d / "rows.npy", np.zeros((3, 4)))
+    np.save(d / "pickle.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    fastnn.Sequential([fastnn.Dense(3)]).compile("sgd", "cross_entropy").build(4).save(d / "plain.safetensors")
     _hostile_files(d)
     results = cli_many([args for args, _, _ in ERRORS], d)
     for (args, status, message), (got, out, err) in zip(ERRORS, results):
@@ -392,6 +399,26 @@ def test_a_multi_label_estimator_file_predicts_rows_of_labels(tmp_path):
     assert s4 == 1 and one_line_error(e4).endswith(
         "one.csv: a multi-label model's targets are rows of 3 values in [0, 1] (a .npz y of shape (n, 3)); "
         "got shape (120,)")
+
+
+def test_train_says_when_it_replaced_a_model_file(work):
+    d, _ = work
+    args = ["train", "--data", "flowers.csv", "--target", "species", "--epochs", "1", "-o", "twice.safetensors"]
+    (s1, first, e1), = cli_many([args], d)
+    s2, second, e2 = cli(args, d)
+    assert (s1, s2) == (0, 0), (e1, e2)
+    assert first.rstrip().endswith("model written to twice.safetensors")
+    assert second.rstrip().endswith("model written to twice.safetensors (it replaced the file there)")
+
+
+def test_predict_reads_a_npy_array(work):
+    d, _ = work
+    X = np.random.default_rng(1).normal(size=(5, 4))
+    np.save(d / "five.npy", X)
+    status, out, err = cli(["predict", "flowers.safetensors", "five.npy"], d)
+    assert status == 0, err
+    want = np.array(SPECIES)[fastnn.load(d / "flowers.safetensors").predict(X.astype(np.float32))]
+    assert out.splitlines() == ["species", *want]
 
 
 @pytest.mark.filterwarnings("ignore:Stochastic Optimizer")

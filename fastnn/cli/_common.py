@@ -141,11 +141,12 @@ def _number(text):
         return None
 
 
-def read_csv(path, target=None, need_target=True, features=None):
+def read_csv(path, target=None, need_target=True, features=None, n_features=None):
     """A CSV file with a header row. target: the label column's name (default: the last column);
     need_target=False (predict) uses it when present. features: the columns to take, by name
-    (a model's); otherwise every column but the target. Cells are numbers; the target may hold
-    any text."""
+    (a model's); otherwise every column but the target, which must be n_features columns when
+    that is given (a model's width: checked before any cell is read). Cells are numbers; the
+    target may hold any text."""
     _check_exists(path, "data file")
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:
@@ -180,6 +181,9 @@ def read_csv(path, target=None, need_target=True, features=None):
         cols = [header.index(c) for c in features]
     else:
         cols = [j for j, h in enumerate(header) if not (has_target and h == target)]
+        if n_features is not None and cols and len(cols) != n_features:
+            raise DataError(f"feature count mismatch: the model takes {n_features} features, {path} has "
+                            f"{len(cols)} column(s)" + (f" besides the target {target!r}" if has_target else ""))
     if not cols:
         raise DataError(f"{path}: no feature columns besides the target {target!r}")
     cells = np.array([r for _, r in body], dtype=str)
@@ -231,14 +235,32 @@ def read_npz(path, need_target=True):
     return Data(X, y, os.path.basename(path))
 
 
-def read_data(path, target=None, need_target=True, features=None):
-    """CSV or .npz, by the extension."""
+def read_npy(path, need_target=True):
+    """A NumPy .npy file holding X alone (n, d): rows to predict."""
+    _check_exists(path, "data file")
+    if need_target:
+        raise DataError(f"{path}: a .npy file holds X alone; targets come in a .npz (arrays X and y) "
+                        f"or a CSV file")
+    try:
+        X = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:  # not .npy, truncated, object arrays (pickles)
+        raise DataError(f"{path}: cannot read it as a .npy array: {exc}") from None
+    if X.ndim != 2 or X.dtype.kind not in "biuf":
+        raise DataError(f"{path}: X must be a 2-D numeric array, got {X.ndim}-D {X.dtype}")
+    return Data(X, None, os.path.basename(path))
+
+
+def read_data(path, target=None, need_target=True, features=None, n_features=None):
+    """CSV, .npz or (X alone, to predict) .npy, by the extension."""
     if path.lower().endswith(".npz"):
         return read_npz(path, need_target)
+    if path.lower().endswith(".npy"):
+        return read_npy(path, need_target)
     if path.lower().endswith((".csv", ".txt")):
-        return read_csv(path, target, need_target, features)
+        return read_csv(path, target, need_target, features, n_features)
     _check_exists(path, "data file")
-    raise DataError(f"{path}: data files are .csv (with a header row) or .npz (arrays X and y)")
+    raise DataError(f"{path}: data files are .csv (with a header row), .npz (arrays X and y) or, to "
+                    f"predict, .npy (X)")
 
 
 def read_mnist(split, dtype="float32", limit=None):
@@ -424,7 +446,8 @@ class Model:
             data = read_mnist("test", self.sequential.dtype.name)
         else:
             names = self.features if path.lower().endswith((".csv", ".txt")) else None
-            data = read_data(path, target or self.target, need_target, features=names)
+            data = read_data(path, target or self.target, need_target, features=names,
+                             n_features=self.n_features)
         if data.X.shape[1] != self.n_features:
             where = "MNIST's test set (give DATA)" if path is None else path
             raise DataError(f"feature count mismatch: the model takes {self.n_features} features, "

@@ -10,11 +10,11 @@ import numpy as np
 from . import _common as c
 
 NAME = "predict"
-HELP = "predict each row of a CSV / .npz file with a saved model (CSV out, original labels)"
+HELP = "predict each row of a CSV / .npz / .npy file with a saved model (CSV out, original labels)"
 DESCRIPTION = """\
-Predict every row of DATA (a CSV file with a header row, or a .npz archive with an array X) and
-write CSV: a header, then one line per row with the predicted label, in the labels the model was
-trained on (or the predicted value, for a regression). A CSV's feature columns are picked by the
+Predict every row of DATA (a CSV file with a header row, a .npz archive with an array X, or a .npy
+array) and write CSV: a header, then one line per row with the predicted label, in the labels the
+model was trained on (or the predicted value, for a regression). A CSV's feature columns are picked by the
 names the model was trained on; its target column, when present, is ignored. --proba adds one
 column of probability per class."""
 EPILOG = """\
@@ -26,7 +26,7 @@ examples:
 
 def add_arguments(p):
     p.add_argument("model", metavar="MODEL", help="a model file written by fastnn train (or model.save)")
-    p.add_argument("data", metavar="DATA", help="CSV (header row) or .npz (array X)")
+    p.add_argument("data", metavar="DATA", help="CSV (header row), .npz (array X) or .npy (X)")
     p.add_argument("--proba", action="store_true", help="also write each class's probability (classifiers)")
     p.add_argument("-o", "--output", metavar="OUT.csv", help="write there (atomically) instead of to standard output")
     p.add_argument("--limit", metavar="N", type=c.int_at_least(1), help="predict only the first N rows")

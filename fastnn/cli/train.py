@@ -288,13 +288,14 @@ def run(args):
 
     # files
     if args.output:
+        replaced = os.path.isfile(args.output)
         try:
             model_file.save(model, args.output, extra={"dataset": dataset})
         except KeyboardInterrupt:
             raise c.Interrupted(f"interrupted (Ctrl-C) while writing {args.output}; it was not written") from None
         except OSError as exc:
             raise c.DataError(f"cannot write the model to {args.output}: {exc}") from None
-        print(f"model written to {args.output}", flush=True)
+        print(f"model written to {args.output}" + (" (it replaced the file there)" if replaced else ""), flush=True)
     else:
         print("model not saved (give --output FILE to keep it)", flush=True)
     if plot is not None:
