@@ -621,7 +621,10 @@ class _BaseMLP(BaseEstimator):
         model = self.model_
         run = model.predict_proba if is_classifier(self) else model.predict
         with self._thread_limit():
-            return _chunked(run, X) if sp.issparse(X) else run(X)
+            out = _chunked(run, X) if sp.issparse(X) else run(X)
+        # scikit-learn's dtype: X's with its coefs_' (float64 X through a float32 model: float64)
+        dtype = getattr(X, "dtype", None)
+        return out if dtype is None else out.astype(np.result_type(dtype, out.dtype), copy=False)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

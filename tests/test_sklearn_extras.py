@@ -330,7 +330,8 @@ def test_dtype_chooses_the_models_precision(dtype, x_dtype, want):
     est = MLPClassifier((4,), dtype=dtype, max_iter=2, random_state=0).fit(X, y)
     assert est.model_.dtype == want
     assert all(a.dtype == want for a in est.coefs_ + est.intercepts_)
-    assert est.predict_proba(X).dtype == want
+    # outputs in scikit-learn's dtype: X's (as validated: float32, else float64) with the model's
+    assert est.predict_proba(X).dtype == np.result_type(want, np.float32 if x_dtype == np.float32 else np.float64)
     if want == np.float64:  # the same fit as on float64 data
         ref = MLPClassifier((4,), max_iter=2, random_state=0).fit(X.astype(np.float64), y)
         assert_weights(est, ref.coefs_, ref.intercepts_, rtol=0, atol=0)
@@ -472,6 +473,29 @@ def test_validation_loss_curve_is_the_objective_on_scikit_learns_validation_spli
             assert logs["val_r2"] == pytest.approx(r2, rel=1e-9)
     assert est.history_["val_loss"] == est.validation_loss_curve_
     assert est.history_["val_accuracy" if kind == "multiclass" else "val_r2"] == est.validation_scores_
+
+
+def test_outputs_have_scikit_learns_dtype_for_either_input_dtype():
+    """Defect: a model fitted on float32 answered float64 X in float32, where scikit-learn answers
+    in float64."""
+    X, y = data()
+    X32 = X.astype(np.float32)
+    for ours, theirs in ((MLPClassifier((5,), max_iter=2, random_state=0), skn.MLPClassifier((5,), max_iter=2, random_state=0)),
+                         (MLPRegressor(hidden_layer_sizes=(5,), max_iter=2, random_state=0),
+                          skn.MLPRegressor(hidden_layer_sizes=(5,), max_iter=2, random_state=0))):
+        target = y if is_classifier_like(ours) else X[:, 0] * 2.0
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            ours.fit(X32, target)
+            theirs.fit(X32, target)
+        for Xin in (X32, X, X.astype(np.int64)):
+            for method in ("predict_proba", "predict") if is_classifier_like(ours) else ("predict",):
+                got, want = getattr(ours, method)(Xin), getattr(theirs, method)(Xin)
+                assert got.dtype == want.dtype, (type(ours).__name__, method, Xin.dtype, got.dtype, want.dtype)
+
+
+def is_classifier_like(est):
+    return hasattr(est, "predict_proba")
 
 
 def test_a_regressors_callbacks_may_watch_its_validation_r2():
