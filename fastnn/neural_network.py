@@ -187,6 +187,9 @@ class _SklearnEpochs(Callback):
         self.stopped = False
         # the parameters as the fit started: set_params from a callback applies to the next fit
         self.p = SimpleNamespace(**est.get_params(deep=False))
+        # the scale scikit-learn's rate gives (its SGD's invscaling and adaptive change it); what
+        # other callbacks (ReduceLROnPlateau) do to model.lr_scale multiplies it
+        self.scale = est._learning_rate / float(self.p.learning_rate_init)
 
     def on_epoch_end(self, epoch, logs=None):
         est, model, p = self.est, self.model, self.p
@@ -226,7 +229,9 @@ class _SklearnEpochs(Callback):
                 if p.verbose:
                     print(msg + " Stopping.")
                 self.stop()
-        model.lr_scale = est._learning_rate / float(p.learning_rate_init)
+        others = model.lr_scale / self.scale if self.scale > 0 else 1.0  # x / x is exactly 1
+        self.scale = est._learning_rate / float(p.learning_rate_init)
+        model.lr_scale = self.scale * others
         if not self.stopped and not self.incremental and est.n_iter_ == p.max_iter:
             warnings.warn("Stochastic Optimizer: Maximum iterations (%d) reached and the "
                           "optimization hasn't converged yet." % p.max_iter, ConvergenceWarning)
@@ -585,13 +590,16 @@ class _BaseMLP(BaseEstimator):
             return loss, grads
 
         iprint = 1 if self.verbose is True or self.verbose >= 1 else -1
-        opt_res = scipy.optimize.minimize(
-            fun, params.copy(), method="L-BFGS-B", jac=True,
-            options={"maxfun": self.max_fun, "maxiter": self.max_iter, "gtol": self.tol,
-                     **_get_additional_lbfgs_options_dict("iprint", iprint)})
+        # held as a training call holds it: another thread's set_weights or coefs_[i] = W would be
+        # overwritten by scipy's next iterate, or land between an iterate and its gradient
+        with model._exclusive("fit", training=True):
+            opt_res = scipy.optimize.minimize(
+                fun, params.copy(), method="L-BFGS-B", jac=True,
+                options={"maxfun": self.max_fun, "maxiter": self.max_iter, "gtol": self.tol,
+                         **_get_additional_lbfgs_options_dict("iprint", iprint)})
+            np.copyto(params, opt_res.x, casting="unsafe")
         self.n_iter_ = _check_optimize_result("lbfgs", opt_res, self.max_iter)
         self.loss_ = opt_res.fun
-        np.copyto(params, opt_res.x, casting="unsafe")
         if not np.isfinite(params).all():
             raise ValueError("Solver produced non-finite parameter weights. The input data may"
                              " contain large values and need to be preprocessed.")

@@ -149,6 +149,34 @@ def test_training_needs_compile_as_in_keras_while_predict_does_not():
     assert old.epochs_trained == 2
 
 
+def test_a_built_but_never_compiled_model_stays_so_through_a_file_and_a_pickle(tmp_path):
+    X, y = blobs()
+    m = fastnn.Sequential([fastnn.Dense(3)]).build(X.shape[1])
+    m.save(tmp_path / "u.safetensors")
+    for other in (fastnn.load(tmp_path / "u.safetensors"), pickle.loads(pickle.dumps(m))):
+        np.testing.assert_array_equal(other.predict(X), m.predict(X))
+        with pytest.raises(RuntimeError, match="compile the model before fit"):
+            other.fit(X, y)
+    from fastnn.files import safetensors
+    _, meta = safetensors.read_file(tmp_path / "u.safetensors")
+    assert json.loads(meta["training"])["compiled"] is False
+    m.compile("sgd", loss="cross_entropy").save(tmp_path / "c.safetensors")  # compiled: no such key
+    _, meta = safetensors.read_file(tmp_path / "c.safetensors")
+    assert "compiled" not in json.loads(meta["training"])
+    fastnn.load(tmp_path / "c.safetensors").fit(X, y)
+    # hand-made pickle states: compiled without an optimizer, an optimizer without a loss
+    state = fastnn.Sequential([fastnn.Dense(3)]).__getstate__()
+    state["_compiled"] = True
+    odd = fastnn.Sequential.__new__(fastnn.Sequential)
+    odd.__setstate__(state)
+    with pytest.raises(RuntimeError, match="compile the model before fit"):
+        odd.fit(X, y)
+    state = mlp().__getstate__()
+    state["_loss"] = None
+    with pytest.raises(ValueError, match="an optimizer without a loss"):
+        fastnn.Sequential.__new__(fastnn.Sequential).__setstate__(state)
+
+
 def test_keras_habits_metrics_batch_size_none_and_patience_zero():
     X, y = blobs()
     m = fastnn.Sequential([fastnn.Dense(8, activation="relu"), fastnn.Dense(3)], seed=0)

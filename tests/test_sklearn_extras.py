@@ -498,6 +498,53 @@ def is_classifier_like(est):
     return hasattr(est, "predict_proba")
 
 
+@pytest.mark.parametrize("monitor, early", [("val_r2", True), ("loss", False)])
+def test_reduce_lr_on_plateau_inside_an_estimator_compounds(monitor, early):
+    """Defect: scikit-learn's bookkeeping set model.lr_scale from its own rate every epoch, undoing
+    the callback's reduction of the epoch before: the rate went 1e-3, 1e-3, 5e-4, 1e-3, 5e-4, ..."""
+    X, y = data("regression", n=120)
+    cb = fastnn.ReduceLROnPlateau(monitor=monitor, factor=0.5, patience=0, min_delta=1e9)  # never improves
+    est = MLPRegressor(hidden_layer_sizes=(4,), max_iter=6, random_state=0, early_stopping=early,
+                       callbacks=[cb], **QUIET).fit(X, y)
+    np.testing.assert_allclose(est.history_["lr"], [1e-3, 1e-3, 5e-4, 2.5e-4, 1.25e-4, 6.25e-5], rtol=1e-12)
+    # with scikit-learn's own schedule (SGD, invscaling) the two multiply
+    est = MLPRegressor(hidden_layer_sizes=(4,), solver="sgd", learning_rate="invscaling", max_iter=4,
+                       random_state=0, callbacks=[fastnn.ReduceLROnPlateau(monitor="loss", factor=0.5, patience=0,
+                                                                          min_delta=1e9)], **QUIET).fit(X, y)
+    n = 120  # rows per epoch (scikit-learn's t_ counts samples)
+    want = [0.001 / (t * n + 1) ** 0.5 * 0.5 ** max(0, t - 1) for t in range(4)]
+    np.testing.assert_allclose(est.history_["lr"], want, rtol=1e-6)
+
+
+def test_an_lbfgs_fit_holds_its_model_against_other_threads(monkeypatch):
+    """Defect: L-BFGS ran without holding the model, so another thread's set_weights (or
+    coefs_[i] = W) was accepted, then overwritten by scipy's next iterate."""
+    import scipy.optimize
+    X, y = data()
+    est = MLPClassifier((5,), solver="lbfgs", max_iter=5, random_state=0)
+    seen = []
+    minimize = scipy.optimize.minimize
+
+    def watched(*args, **kwargs):
+        def other():
+            try:
+                est.model_.set_weights(est.model_.get_weights())
+                seen.append("accepted")
+            except RuntimeError as exc:
+                seen.append(str(exc))
+        t = threading.Thread(target=other)
+        t.start()
+        t.join()
+        return minimize(*args, **kwargs)
+
+    monkeypatch.setattr(scipy.optimize, "minimize", watched)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        est.fit(X, y)
+    assert seen == ["cannot set the weights: this model is being trained in another thread"]
+    est.model_.set_weights(est.model_.get_weights())  # released afterwards
+
+
 def test_a_regressors_callbacks_may_watch_its_validation_r2():
     X, y = data("regression", n=120)
     stop = fastnn.EarlyStopping(monitor="val_r2", patience=1)
@@ -814,6 +861,28 @@ def test_assigning_one_item_of_coefs_or_intercepts_changes_the_model_as_in_sciki
         for got, want in zip(other, before):
             np.testing.assert_array_equal(got, want)
     assert isinstance(ours.coefs_, list) and len(ours.coefs_ + ours.intercepts_) == 6
+
+
+def test_swapping_arrays_through_coefs_swaps_them():
+    """Defect: the new values were written one by one from views of the same buffer, so a swap
+    (c[0:2] = c[1::-1], est.coefs_ = [c[1], c[0]], set_weights of views) duplicated one array."""
+    m = fastnn.Sequential([Dense(4), Dense(4), Dense(4)], seed=0)
+    m.compile("sgd", loss="mse")
+    m.build(4)
+    W = [w.copy() for w in m.coefs_]
+    c = m.coefs_
+    c[0:2] = c[1::-1]
+    np.testing.assert_array_equal(m.coefs_[0], W[1])
+    np.testing.assert_array_equal(m.coefs_[1], W[0])
+    m.intercepts_[1:] = [np.ones(4), np.full(4, 2.0)]
+    m.intercepts_[1:] = m.intercepts_[:0:-1]
+    np.testing.assert_array_equal(m.intercepts_[1], np.full(4, 2.0))
+    np.testing.assert_array_equal(m.intercepts_[2], np.ones(4))
+    views = [ly.kernel if "kernel" in ly.array_names() and k % 2 == 0 else ly.bias
+             for ly in m.layers for k in range(2)]  # the layers' own views, in get_weights order
+    m.set_weights([views[2], views[1], views[0], views[3], views[4], views[5]])
+    np.testing.assert_array_equal(m.coefs_[0], W[0])
+    np.testing.assert_array_equal(m.coefs_[1], W[1])
 
 
 def test_a_sequentials_coefs_list_writes_through_counting_dense_layers_only():

@@ -10,7 +10,8 @@ what they hold.
                    config          Sequential.get_config()
                    compile_config  Sequential.get_compile_config() (optimizer with its schedule, loss)
                    training        n_inputs, lr_scale, epochs_trained, schedule_state (the state of
-                                   the callback the Adaptive schedule runs)
+                                   the callback the Adaptive schedule runs); compiled: false for a
+                                   model built but never compiled (absent otherwise)
                    history         the last fit's History
                    arrays          where each layer's arrays lie in the buffers (for other readers)
 
@@ -226,7 +227,10 @@ def encode_sequential(model, pending_epoch=None):
             "compile_config": model.get_compile_config(),
             "training": {"n_inputs": None if b is None else b.plan.n_inputs,
                          "lr_scale": model.lr_scale, "epochs_trained": model.epochs_trained,
-                         "schedule_state": None if cb is None else cb.get_state()},
+                         "schedule_state": None if cb is None else cb.get_state(),
+                         # written only for a model built but never compiled (its compile_config
+                         # is build's default, which predicts but must not train)
+                         **({} if model._compiled or model.optimizer is None else {"compiled": False})},
             "history": _history_document(model.history, pending_epoch),
         }
         if b is None:
@@ -251,8 +255,12 @@ def decode_sequential(tensors, documents):
             raise ValueError(f"compile_config has keys {sorted(compile_config)}")
         model.compile_from_config(compile_config)
     training = _expect(documents.get("training"), dict, "training")
-    if set(training) != {"n_inputs", "lr_scale", "epochs_trained", "schedule_state"}:
+    if set(training) - {"compiled"} != {"n_inputs", "lr_scale", "epochs_trained", "schedule_state"}:
         raise ValueError(f"training has keys {sorted(training)}")
+    if "compiled" in training:
+        if training["compiled"] is not False or compile_config is None:
+            raise ValueError("training's 'compiled' is written only as false, beside a compile_config")
+        model._compiled = False
     model.lr_scale = training["lr_scale"]  # the setters check the values
     model.epochs_trained = training["epochs_trained"]
     state = training["schedule_state"]

@@ -65,7 +65,8 @@ class _DenseArrays(list):
     buffer. Assigning an item or a slice sets those arrays of the model (checked as set_weights
     checks them, all or nothing), as an assignment into scikit-learn's coefs_ changes its model;
     the list's length is the model's, so what would change it is refused. It pickles and copies
-    as a plain list of arrays."""
+    as a plain list of arrays. The items are views, so a swap must copy or go in one assignment:
+    c[0:2] = c[1::-1] swaps, where c[0], c[1] = c[1], c[0] writes the first into the second."""
 
     _FIXED = "has one array per Dense layer: assign an item (coefs_[i] = W) or the whole list"
 
@@ -417,6 +418,9 @@ class Sequential(Configurable):
             checked.setdefault(i, {})[name] = w
         for i, arrays in checked.items():
             self._layers[i].check_arrays(arrays)
+            for name, w in arrays.items():  # a view of these buffers (coefs_[1]) would change
+                if np.may_share_memory(w, b.params) or np.may_share_memory(w, b.state):  # under
+                    arrays[name] = w.copy()  # an earlier write: c[0:2] = c[1::-1] swaps them
         for i, arrays in checked.items():  # all or nothing
             for name, w in arrays.items():
                 views[i][name][...] = w
@@ -530,7 +534,11 @@ class Sequential(Configurable):
         if not (state.get("_optimizer") is None or isinstance(state["_optimizer"], Optimizer)):
             raise ValueError("the pickled model's optimizer is not a fastnn optimizer")
         # pickles of models from before _compiled: one with an optimizer counts as compiled
-        state["_compiled"] = state.get("_compiled", state.get("_optimizer") is not None) is True
+        state["_compiled"] = state.get("_compiled", state.get("_optimizer") is not None) is True and \
+            state.get("_optimizer") is not None
+        if (state.get("_optimizer") is None) != (loss is None):
+            raise ValueError("the pickled model has an optimizer without a loss, or a loss without an "
+                             "optimizer: compile sets both")
         self.__dict__.update(state)
         self._lock, self._busy, self._built = threading.RLock(), None, None
         _LIVE_MODELS.add(self)
