@@ -252,7 +252,14 @@ class _SklearnEpochs(Callback):
         est.validation_scores_.append(score)
         est.validation_loss_curve_.append(est._objective(X_val, targets_val, sw_val, self.p.alpha))
         logs["val_loss"] = est.validation_loss_curve_[-1]
-        logs["val_accuracy" if is_classifier(est) else "val_r2"] = float(score)
+        if not is_classifier(est):
+            logs["val_r2"] = float(score)
+        elif est._label_binarizer.y_type_.startswith("multilabel"):
+            # per label, as the engine's training accuracy beside it (scikit-learn's score, in
+            # validation_scores_, counts a row right only when all its labels are)
+            logs["val_accuracy"] = float(np.mean(np.asarray(y_pred) == np.asarray(y_val)))
+        else:
+            logs["val_accuracy"] = float(score)
         if self.p.verbose:
             print("Validation score: %f" % est.validation_scores_[-1])
         if score < est.best_validation_score_ + self.p.tol:

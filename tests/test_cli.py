@@ -259,6 +259,10 @@ ERRORS = [  # (arguments, exit status, what the line says)
      "feature count mismatch: the model takes 4 features, flowers.csv has 5 column(s)"),
     (["evaluate", "plain.safetensors", "rows.npy"], 1, "rows.npy: a .npy file holds X alone; targets come in"),
     (["predict", "plain.safetensors", "pickle.npy"], 1, "pickle.npy: cannot read it as a .npy array"),
+    (["predict", "plain.safetensors", "nan.npy"], 1, "nan.npy: X holds 1 NaN or infinite value(s)"),
+    (["predict", "plain.safetensors", "empty.npy"], 1, "empty.npy has no rows"),
+    (["predict", "plain.safetensors", "huge.npy"], 1,
+     "huge.npy: X holds values beyond the range of float32 (at most 3.403e+38 in magnitude)"),
 ]
 
 
@@ -271,6 +275,9 @@ def test_mistakes_are_one_line_with_the_right_status(work):
     np.savez(d / "wide.npz", X=np.zeros((3, 5)))
     np.savez(d / "pickle.npz", X=np.array([{"a": 1}], dtype=object))
     np.save(d / "rows.npy", np.zeros((3, 4)))
+    np.save(d / "nan.npy", np.array([[0, 1, np.nan, 2.0]]))
+    np.save(d / "empty.npy", np.zeros((0, 4)))
+    np.save(d / "huge.npy", np.full((2, 4), 1e300))
     np.save(d / "pickle.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
     fastnn.Sequential([fastnn.Dense(3)]).compile("sgd", "cross_entropy").build(4).save(d / "plain.safetensors")
     _hostile_files(d)
@@ -358,6 +365,14 @@ def test_mnist_early_stopping_holds_out_training_rows_not_the_test_set(tmp_path)
     status, out, err = cli(["train", "--limit", "600", "--epochs", "1", "--hidden", "16"], tmp_path)
     assert status == 0, err  # without early stopping the test set is only shown, as before
     assert "training: 1 epoch, batch 128, 600 rows, validating on 600 test rows" in out
+
+
+def test_early_stopping_on_one_mnist_row_names_its_implicit_hold_out(tmp_path):
+    _mnist_or_skip()
+    status, _, err = cli(["train", "--limit", "1", "--early-stopping", "1"], tmp_path)
+    assert status == 1 and one_line_error(err).endswith(
+        "holding out 0.1 of the rows (--validation-split's default with --early-stopping) leaves no "
+        "training rows out of 1")
 
 
 def test_mnist_train_then_evaluate_by_default(tmp_path):
@@ -454,6 +469,9 @@ def test_an_estimator_fitted_with_feature_names_answers_without_warnings(work):
     (s1, pred, e1), (s2, ev, e2) = cli_many([["predict", "named.safetensors", "flowers.csv"],
                                              ["evaluate", "named.safetensors", "flowers.csv", "--target", "species"]], d)
     assert (s1, s2) == (0, 0) and e1 == e2 == "", (e1, e2)
+    np.savez(d / "named.npz", X=X)  # columns by position: scikit-learn's warning says so
+    status, _, err = cli(["predict", "named.safetensors", "named.npz"], d)
+    assert status == 0 and "X does not have valid feature names" in err
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         want = clf.predict(X)

@@ -183,9 +183,13 @@ def test_keras_habits_metrics_batch_size_none_and_patience_zero():
     m.compile("adam", loss="cross_entropy", metrics=["accuracy"])  # Keras's; reported anyway
     assert m.optimizer.lr == 1e-3 and m.loss == "cross_entropy"
     for bad, exc, match in ((["mae"], ValueError, "metric 'mae' is not available"),
-                            ("accuracy", TypeError, "metrics must be a list of names")):
+                            ("accuracy", TypeError, "metrics must be a list of names"),
+                            ([np.array(["accuracy", "x"])], ValueError, r"metric array\(\['accuracy', 'x'\]")):
         with pytest.raises(exc, match=match):
             m.compile("adam", loss="cross_entropy", metrics=bad)
+    with pytest.raises(ValueError, match="metric 'accuracy' needs a classification loss; mse reports its loss only"):
+        m.compile("adam", loss="mse", metrics=["accuracy"])
+    assert m.loss == "cross_entropy"  # a refused compile changes nothing
     # batch_size=None is Keras's 32: the same steps as batch_size=32
     a, b = copy.deepcopy(m), copy.deepcopy(m)
     a.fit(X, y, batch_size=None)

@@ -566,6 +566,22 @@ def test_the_estimators_have_docstrings_with_their_parameters(cls):
     assert doc.startswith(f"scikit-learn's {cls.__name__}")
 
 
+def test_multi_label_val_accuracy_counts_labels_as_the_training_accuracy_does():
+    """Defect: val_accuracy was scikit-learn's subset accuracy (a row right only when all its
+    labels are) beside the engine's per-label training accuracy: 0.075 against 0.54."""
+    X, _ = data(n=100)
+    Y = np.stack([X[:, 0] > 0, X[:, 1] > 0, X[:, 2] > 0.3], axis=1).astype(int)
+    snap = Snapshots()
+    est = MLPClassifier((5,), early_stopping=True, validation_fraction=0.2, max_iter=3, random_state=7,
+                        callbacks=[snap], **QUIET).fit(X, Y)
+    *_, rs = glorot([D, 5, 3], ["relu"], 7)  # the split draws after the weights
+    _, X_val, _, Y_val = train_test_split(X, Y, random_state=rs, test_size=0.2)
+    for (Ws, bs), logs, subset in zip(snap.weights, snap.logs, est.validation_scores_):
+        P = expit(forward(X_val, Ws, bs, ["relu"], "identity")[1][-1])
+        assert logs["val_accuracy"] == pytest.approx(np.mean((P > 0.5) == Y_val), abs=1e-12)
+        assert subset == pytest.approx(np.mean(((P > 0.5) == Y_val).all(axis=1)), abs=1e-12)
+
+
 def test_early_stopping_on_val_loss_works_inside_an_estimator():
     """Defect: with early_stopping=True, EarlyStopping(monitor='val_loss') warned that val_loss was
     not among the logs, and did nothing."""
@@ -883,6 +899,21 @@ def test_swapping_arrays_through_coefs_swaps_them():
     m.set_weights([views[2], views[1], views[0], views[3], views[4], views[5]])
     np.testing.assert_array_equal(m.coefs_[0], W[0])
     np.testing.assert_array_equal(m.coefs_[1], W[1])
+
+
+def test_coefs_item_assignment_refuses_overflow_and_masked_arrays_by_name():
+    m = fastnn.Sequential([Dense(3), Dense(2)], seed=0)
+    m.compile("sgd", loss="mse")
+    m.build(4)
+    before = m.get_weights()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no NumPy overflow warning on the way
+        with pytest.raises(ValueError, match=r"Dense.kernel \(layer 0\) holds values beyond the range of float32"):
+            m.coefs_[0] = np.full((4, 3), 1e300)
+    with pytest.raises(TypeError, match="is a masked array"):
+        m.coefs_[1] = np.ma.masked_array(np.zeros((3, 2)), mask=np.eye(3, 2, dtype=bool))
+    for got, want in zip(m.get_weights(), before):
+        np.testing.assert_array_equal(got, want)
 
 
 def test_a_sequentials_coefs_list_writes_through_counting_dense_layers_only():

@@ -13,7 +13,7 @@ def as_dtype(dtype):
     return dt
 
 
-def _reject_unsupported(X, name):
+def reject_unsupported(X, name):
     """Sparse matrices and masked arrays would be silently densified or unmasked: refuse them."""
     mod = type(X).__module__ or ""
     if mod.startswith("scipy.sparse") or hasattr(X, "tocsr"):
@@ -28,7 +28,7 @@ def check_matrix(X, name, dtype, min_rows=1, n_cols=None):
     """Any array-like -> C-contiguous 2-D array of `dtype`, finite."""
     if X is None:
         raise ValueError(f"{name} is None")
-    _reject_unsupported(X, name)
+    reject_unsupported(X, name)
     try:
         arr = np.asarray(X)
     except Exception as exc:  # ragged lists and the like
@@ -49,11 +49,11 @@ def check_matrix(X, name, dtype, min_rows=1, n_cols=None):
     if n_cols is not None and arr.shape[1] != n_cols:
         raise ValueError(f"{name} has {arr.shape[1]} features, but the model expects {n_cols}")
     source = arr
-    arr = _cast(arr, dtype)
+    arr = narrow(arr, dtype)
     if not arr.flags.aligned:  # the compiled engine reads whole, aligned elements
         arr = arr.copy()
     if not _all_finite(arr):
-        _refuse_overflow(source, arr, name)
+        refuse_overflow(source, arr, name)
         raise nonfinite_error(name, arr)
     return arr
 
@@ -62,15 +62,15 @@ def cast_finite(arr, dtype, name):
     """np.ascontiguousarray(arr, dtype) of a finite numeric array (scikit-learn's validate_data
     checked it), where a value beyond dtype's range (1e300 as float32) is refused by name, not
     made inf with NumPy's overflow warning (and then refused as "infinite")."""
-    out = _cast(arr, dtype)
+    out = narrow(arr, dtype)
     if _narrowed(arr, out) and not _all_finite(out):
-        _refuse_overflow(arr, out, name)
+        refuse_overflow(arr, out, name)
     return out
 
 
-def _cast(arr, dtype):
+def narrow(arr, dtype):
     """np.ascontiguousarray(arr, dtype) without NumPy's overflow warning: a finite value beyond
-    dtype's range becomes inf, which the caller refuses by name (_refuse_overflow)."""
+    dtype's range becomes inf, which the caller refuses by name (refuse_overflow)."""
     with np.errstate(over="ignore"):
         return np.ascontiguousarray(arr, dtype=dtype)
 
@@ -79,7 +79,7 @@ def _narrowed(source, out):
     return source.dtype.kind == "f" and out.dtype.kind == "f" and out.dtype.itemsize < source.dtype.itemsize
 
 
-def _refuse_overflow(source, out, name):
+def refuse_overflow(source, out, name):
     """ValueError when a finite value of `source` became inf in `out` (its cast to a narrower float)."""
     if _narrowed(source, out) and bool(np.isinf(out[np.isfinite(np.asarray(source))]).any()):
         raise ValueError(f"{name} holds values beyond the range of {out.dtype} (at most "
@@ -111,7 +111,7 @@ def _as_array(y, name):
     """Targets as an array; None, sparse, masked and ragged input get a clear error."""
     if y is None:
         raise ValueError(f"{name} is None")
-    _reject_unsupported(y, name)
+    reject_unsupported(y, name)
     try:
         return np.asarray(y)
     except Exception as exc:
@@ -158,9 +158,9 @@ def check_targets(y, n, n_outputs, dtype, name="y"):
     if arr.shape[1] != n_outputs:
         raise ValueError(f"{name} has {arr.shape[1]} outputs, but the model has {n_outputs}")
     source = arr
-    arr = _cast(arr, dtype)
+    arr = narrow(arr, dtype)
     if not np.isfinite(arr).all():
-        _refuse_overflow(source, arr, name)
+        refuse_overflow(source, arr, name)
         raise ValueError(f"{name} contains NaN or infinite values")
     return arr
 
@@ -168,7 +168,7 @@ def check_targets(y, n, n_outputs, dtype, name="y"):
 def check_sample_weight(sw, n, dtype):
     if sw is None:
         return None
-    _reject_unsupported(sw, "sample_weight")
+    reject_unsupported(sw, "sample_weight")
     arr = np.asarray(sw)
     if arr.dtype.kind not in "biuf":
         raise TypeError(f"sample_weight must be numeric, not {arr.dtype}")
@@ -182,7 +182,7 @@ def check_sample_weight(sw, n, dtype):
     if ((arr > 0) & (arr < tiny)).any():
         raise ValueError(f"sample_weight holds values below {tiny:.3g}, the smallest normal {np.dtype(dtype)}, "
                          f"which the engine flushes to zero: rescale the weights")
-    arr = _cast(arr, dtype)
+    arr = narrow(arr, dtype)
     if not np.isfinite(arr).all():
         raise ValueError(f"sample_weight overflows {np.dtype(dtype)}: rescale the weights")
     if arr.sum() <= 0:

@@ -442,6 +442,7 @@ class Model:
     # -- data for this model ----------------------------------------------------------------------------
     def read(self, path, need_target, target=None):
         """DATA for this model (MNIST's test set when path is None), its features checked."""
+        names = None
         if path is None:
             data = read_mnist("test", self.sequential.dtype.name)
         else:
@@ -452,6 +453,18 @@ class Model:
             where = "MNIST's test set (give DATA)" if path is None else path
             raise DataError(f"feature count mismatch: the model takes {self.n_features} features, "
                             f"{where} has {data.X.shape[1]}")
+        where = "MNIST's test set" if path is None else path
+        if len(data.X) == 0:
+            raise DataError(f"{where} has no rows")
+        if data.X.dtype.kind == "f" and not np.isfinite(data.X).all():
+            raise DataError(f"{where}: X holds {int((~np.isfinite(data.X)).sum())} NaN or infinite value(s)")
+        big = float(np.finfo(self.sequential.dtype).max)
+        if data.X.dtype.kind in "fiu" and data.X.size and float(np.abs(data.X).max()) > big:
+            raise DataError(f"{where}: X holds values beyond the range of {self.sequential.dtype} "
+                            f"(at most {big:.4g} in magnitude), the model's dtype")
+        # the columns were picked by the names the estimator was fitted with (a CSV): its warning
+        # that an array has no feature names is noise then, and worth seeing otherwise
+        self.by_name = names is not None
         return data
 
     def targets(self, data, where):
@@ -471,7 +484,7 @@ class Model:
                 raise DataError(f"{where}: a multi-label model's targets are rows of {k} values in [0, 1] "
                                 f"(a .npz y of shape (n, {k})); got " +
                                 ("text" if y is None else f"shape {y.shape}" if y.ndim != 2 or y.shape[1] != k
-                                 else "values outside [0, 1]"))
+                                 else "NaN" if np.isnan(y).any() else "values outside [0, 1]"))
             return y
         if y is None:
             raise DataError(f"{where}: the model is a regression, but the target holds text")
@@ -501,7 +514,8 @@ class Model:
         """An estimator fitted on a DataFrame warns that X (an array) has no feature names; the
         CLI has already picked the CSV's columns by those names, so that warning is noise."""
         with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="X does not have valid feature names")
+            if getattr(self, "by_name", False):
+                warnings.filterwarnings("ignore", message="X does not have valid feature names")
             return method(X)
 
     def metrics(self, X, t):

@@ -126,14 +126,14 @@ def _load(args):
     return data, None
 
 
-def _split(data, fraction, seed):
-    """(train, validation) rows, drawn at random by seed."""
+def _split(data, fraction, seed, what=None):
+    """(train, validation) rows, drawn at random by seed; `what` names the fraction in errors."""
     n = len(data.X)
     n_val = int(round(n * fraction))
     if fraction > 0 and n_val == 0:
         n_val = 1
     if n_val >= n:
-        raise c.DataError(f"--validation-split {fraction:g} leaves no training rows out of {n}")
+        raise c.DataError(f"{what or f'--validation-split {fraction:g}'} leaves no training rows out of {n}")
     order = np.random.default_rng(seed).permutation(n)
     pick = lambda rows: c.Data(data.X[rows], data.y[rows], data.source, data.features, data.target)  # noqa: E731
     return pick(order[n_val:]), (pick(order[:n_val]) if n_val else None)
@@ -211,7 +211,10 @@ def run(args):
     train_X = train.X
     val = None
     if split:
-        rows, val_rows = _split(c.Data(train.X, train_t, train.source), split, args.seed)
+        implicit = None if args.validation_split is not None else (
+            f"holding out {split:g} of the rows (--validation-split's default"
+            + (" with --early-stopping)" if args.data is None else ")"))
+        rows, val_rows = _split(c.Data(train.X, train_t, train.source), split, args.seed, implicit)
         train_X, train_t, val = rows.X, rows.y, (val_rows.X, val_rows.y)
     elif held is not None:
         val = (held.X, held.y)  # MNIST validates on its test set, as the main job always did

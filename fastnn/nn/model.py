@@ -33,7 +33,8 @@ import numpy as np
 from .. import _engine as _backend
 from .._engine import losses as _losses
 from .._engine.validation import (as_dtype, check_labels, check_matrix, check_positive_int,
-                                  check_sample_weight, check_targets)
+                                  check_sample_weight, check_targets, narrow, refuse_overflow,
+                                  reject_unsupported)
 from . import _inference, _training
 from ._config import (Configurable, InstanceOf, Integral, Interval, Real, checked, deserialize,
                       serialize)
@@ -55,7 +56,7 @@ def _check_metrics(metrics):
     if isinstance(metrics, str) or not isinstance(metrics, (list, tuple)):
         raise TypeError(f"metrics must be a list of names, such as ['accuracy'], not {metrics!r}")
     for m in metrics:
-        if m not in ("accuracy", "acc", "loss"):
+        if not isinstance(m, str) or m not in ("accuracy", "acc", "loss"):
             raise ValueError(f"metric {m!r} is not available: fit and evaluate report the loss, and the "
                              f"accuracy for the classification losses (metrics=['accuracy'])")
 
@@ -242,6 +243,10 @@ class Sequential(Configurable):
         Resets the optimizer state and the learning-rate scale."""
         _check_metrics(metrics)
         with self._exclusive("compile"):
+            record = _losses.for_link(self._last_activation()) if loss is None else _losses.get(loss)
+            if metrics and {"accuracy", "acc"} & set(metrics) and not record.is_classifier:
+                raise ValueError(f"metric 'accuracy' needs a classification loss; {record.name} reports "
+                                 f"its loss only")
             self._compile(get_optimizer(optimizer, **optimizer_kwargs), loss)
             self._compiled = True
         return self
@@ -404,16 +409,18 @@ class Sequential(Configurable):
         checked = {}
         for (i, name), w in pairs:
             label = f"{type(self._layers[i]).__name__}.{name} (layer {i})"
+            reject_unsupported(w, label)  # a masked array's hidden values, a sparse matrix
             try:
                 w = np.asarray(w)
             except (TypeError, ValueError) as exc:
                 raise ValueError(f"{label} must be a numeric array: {exc}") from None
             if w.dtype.kind not in "biuf":
                 raise TypeError(f"{label} must hold real numbers, not {w.dtype}")
-            w = w.astype(self.dtype, copy=False)
+            source, w = w, narrow(w, self.dtype)
             if w.shape != views[i][name].shape:
                 raise ValueError(f"{label} has shape {views[i][name].shape}, got {w.shape}")
             if not np.isfinite(w).all():
+                refuse_overflow(source, w, label)
                 raise ValueError(f"{label} contains NaN or infinite values")
             checked.setdefault(i, {})[name] = w
         for i, arrays in checked.items():
