@@ -208,6 +208,38 @@ def test_keras_habits_metrics_batch_size_none_and_patience_zero():
     assert scales == [1.0, 1.0, 0.5, 0.5]
 
 
+def test_one_callback_is_not_shared_by_two_running_fits():
+    """Defect: two estimators given one EarlyStopping, fitted in two threads, overwrote each
+    other's model, best value and wait count: their n_iter_ changed from run to run."""
+    X, y = blobs()
+    shared = fastnn.EarlyStopping(monitor="loss", patience=100)
+    seen = []
+
+    class StartOther(fastnn.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 0:
+                def other():
+                    try:
+                        mlp(bn=False).fit(X, y, callbacks=[shared])
+                        seen.append("accepted")
+                    except RuntimeError as exc:
+                        seen.append(str(exc))
+                t = threading.Thread(target=other)
+                t.start()
+                t.join()
+
+    mlp(bn=False).fit(X, y, epochs=2, callbacks=[shared, StartOther()])
+    assert seen == ["this EarlyStopping is in use by another running fit: a callback keeps one fit's "
+                    "state; give each fit its own (copy.deepcopy(callback))"]
+    mlp(bn=False).fit(X, y, callbacks=[shared])  # free again once that fit is over
+    with pytest.raises(RuntimeError, match="in use by another running fit"):
+        class Nested(fastnn.Callback):
+            def on_epoch_end(self, epoch, logs=None):
+                mlp(bn=False).fit(X, y, callbacks=[shared])
+        mlp(bn=False).fit(X, y, callbacks=[shared, Nested()])
+    mlp(bn=False).fit(X, y, callbacks=[shared])  # released after that fit's error too
+
+
 def test_deep_copy_of_a_layer_alone_is_a_fresh_unbound_layer():
     m = mlp().build(6)
     d = copy.deepcopy(m.layers[0])

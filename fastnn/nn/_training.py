@@ -21,7 +21,7 @@ from .._engine.errors import NonFiniteError
 from .._engine.records import optim_record, result_record
 from .._engine.validation import check_positive_int
 from ._config import _INVALID, Integral, Interval, Real
-from .callbacks import Callback, CallbackList, History
+from .callbacks import Callback, CallbackList, History, in_use
 from .progress import Poller, for_verbose
 
 
@@ -321,86 +321,87 @@ def fit(model, X, y, epochs, batch_size, validation_data, validation_split, shuf
     history = model.history = History()
     extra = [model._schedule_callback] if model._schedule_callback is not None else []
     progress = for_verbose(verbose)
-    cbs = CallbackList(extra + callbacks + [history] + ([progress] if progress else []), model,
-                       {"epochs": epochs, "steps": steps_per_epoch, "samples": n,
-                        "batch_size": batch, "verbose": verbose})
-    terminate_on_nan = any(getattr(cb, "terminate_on_nan", False) for cb in callbacks)
-    acc_den = _accuracy_denominator(loss, built.plan.n_outputs)
-    model.stop_training = False
-    logs = {}
-    cbs.on_train_begin()
-    try:
-        for _ in range(epochs):
-            epoch = model.epochs_trained
-            cbs.on_epoch_begin(epoch)
-            optim = _optim(model, built, horizon)
-            lr = _next_rate(model, built, optim, epoch)
-            # the schedules never rise within an epoch: its first rate is its largest
-            _check_update_scalars(model, built, lr, f"epoch {epoch}")
-            if order is not None:  # the caller's order of this epoch's rows
-                perm, mode = epoch_order(order(epoch), n), ORDERS["given"]
-            else:
-                mode = bool(shuffle)
-            snap = built.snapshot()
-            result = result_record()  # the engine writes its running totals here, batch by batch
-            args = (result, built.params, built.slots, built.state, built.counters, perm, optim, X, T,
-                    labels, sw, batch, mode, epoch)
-            t0 = time.perf_counter()
-            # the poller's thread starts and stops outside the engine's lock: whatever a progress
-            # callback waits for, joining it never waits on that lock
-            poller = Poller(cbs, epoch, result, acc_den, model=model) if cbs.wants_progress else None
-            with poller if poller is not None else contextlib.nullcontext():
-                with engine_lock:
-                    status, raised = engine.train_epoch(*args)
-            elapsed = time.perf_counter() - t0
-            result = _totals(result)
-            # The engine never applies a step whose loss or gradient is not finite, but an update
-            # can overflow (weights or optimizer state of about the dtype's largest value): then
-            # the weights go back to the epoch's start. Checked after every epoch, also a finished
-            # one (an overflow in its last batch meets no later batch's loss).
-            finite = built.finite()
-            if status != "ok" or not finite:
-                if not finite:
-                    built.restore(snap)
-                if status == "interrupted":
-                    raise raised
-                if not built.finite():  # non-finite before the epoch began
-                    raise _nonfinite_state()
-                if terminate_on_nan:
-                    history.terminated_on_nan = True
-                    break
-                if finite:
+    with in_use(callbacks):  # a callback holds one fit's state: two running fits may not share it
+        cbs = CallbackList(extra + callbacks + [history] + ([progress] if progress else []), model,
+                           {"epochs": epochs, "steps": steps_per_epoch, "samples": n,
+                            "batch_size": batch, "verbose": verbose})
+        terminate_on_nan = any(getattr(cb, "terminate_on_nan", False) for cb in callbacks)
+        acc_den = _accuracy_denominator(loss, built.plan.n_outputs)
+        model.stop_training = False
+        logs = {}
+        cbs.on_train_begin()
+        try:
+            for _ in range(epochs):
+                epoch = model.epochs_trained
+                cbs.on_epoch_begin(epoch)
+                optim = _optim(model, built, horizon)
+                lr = _next_rate(model, built, optim, epoch)
+                # the schedules never rise within an epoch: its first rate is its largest
+                _check_update_scalars(model, built, lr, f"epoch {epoch}")
+                if order is not None:  # the caller's order of this epoch's rows
+                    perm, mode = epoch_order(order(epoch), n), ORDERS["given"]
+                else:
+                    mode = bool(shuffle)
+                snap = built.snapshot()
+                result = result_record()  # the engine writes its running totals here, batch by batch
+                args = (result, built.params, built.slots, built.state, built.counters, perm, optim, X, T,
+                        labels, sw, batch, mode, epoch)
+                t0 = time.perf_counter()
+                # the poller's thread starts and stops outside the engine's lock: whatever a progress
+                # callback waits for, joining it never waits on that lock
+                poller = Poller(cbs, epoch, result, acc_den, model=model) if cbs.wants_progress else None
+                with poller if poller is not None else contextlib.nullcontext():
+                    with engine_lock:
+                        status, raised = engine.train_epoch(*args)
+                elapsed = time.perf_counter() - t0
+                result = _totals(result)
+                # The engine never applies a step whose loss or gradient is not finite, but an update
+                # can overflow (weights or optimizer state of about the dtype's largest value): then
+                # the weights go back to the epoch's start. Checked after every epoch, also a finished
+                # one (an overflow in its last batch meets no later batch's loss).
+                finite = built.finite()
+                if status != "ok" or not finite:
+                    if not finite:
+                        built.restore(snap)
+                    if status == "interrupted":
+                        raise raised
+                    if not built.finite():  # non-finite before the epoch began
+                        raise _nonfinite_state()
+                    if terminate_on_nan:
+                        history.terminated_on_nan = True
+                        break
+                    if finite:
+                        raise NonFiniteError(
+                            f"training diverged: the loss or a gradient became NaN or infinite at epoch "
+                            f"{epoch} batch {result['bad_batch']}; the model keeps the weights of the last "
+                            f"finite step (that batch was not applied). Try a smaller learning rate, or "
+                            f"check the inputs' scale.")
                     raise NonFiniteError(
-                        f"training diverged: the loss or a gradient became NaN or infinite at epoch "
-                        f"{epoch} batch {result['bad_batch']}; the model keeps the weights of the last "
-                        f"finite step (that batch was not applied). Try a smaller learning rate, or "
-                        f"check the inputs' scale.")
-                raise NonFiniteError(
-                    f"training diverged: an update in epoch {epoch} overflowed "
-                    f"{built.params.dtype} (weights or optimizer state beyond its largest value); "
-                    f"the model keeps the weights it had at the start of that epoch. Try a smaller "
-                    f"learning rate, or check the inputs' scale.")
-            logs = {"loss": result["loss_sum"] / result["weight_sum"] if result["weight_sum"] else float("nan")}
-            if acc_den is not None:
-                logs["accuracy"] = result["correct"] / max(acc_den(result["samples"]), 1)
-            if val is not None:
-                logs.update({"val_" + k: v for k, v in model._evaluate(*val).items()})
-            logs["lr"] = lr
-            logs["time"] = elapsed
-            model.epochs_trained += 1
-            if poller is not None and poller.error is not None:
-                # raised from on_epoch_progress in the poller's thread: it ends fit here, once the
-                # epoch (which never leaves C) is over and counted, as one from on_epoch_end would
-                raise poller.error
-            cbs.on_epoch_end(epoch, logs)
-            if model.stop_training:
-                history.stopped_early = True
-                break
-    except KeyboardInterrupt:  # inside an epoch the engine stopped between two batches
-        history.interrupted = True
-        raise
-    finally:
-        cbs.on_train_end(logs)
+                        f"training diverged: an update in epoch {epoch} overflowed "
+                        f"{built.params.dtype} (weights or optimizer state beyond its largest value); "
+                        f"the model keeps the weights it had at the start of that epoch. Try a smaller "
+                        f"learning rate, or check the inputs' scale.")
+                logs = {"loss": result["loss_sum"] / result["weight_sum"] if result["weight_sum"] else float("nan")}
+                if acc_den is not None:
+                    logs["accuracy"] = result["correct"] / max(acc_den(result["samples"]), 1)
+                if val is not None:
+                    logs.update({"val_" + k: v for k, v in model._evaluate(*val).items()})
+                logs["lr"] = lr
+                logs["time"] = elapsed
+                model.epochs_trained += 1
+                if poller is not None and poller.error is not None:
+                    # raised from on_epoch_progress in the poller's thread: it ends fit here, once the
+                    # epoch (which never leaves C) is over and counted, as one from on_epoch_end would
+                    raise poller.error
+                cbs.on_epoch_end(epoch, logs)
+                if model.stop_training:
+                    history.stopped_early = True
+                    break
+        except KeyboardInterrupt:  # inside an epoch the engine stopped between two batches
+            history.interrupted = True
+            raise
+        finally:
+            cbs.on_train_end(logs)
     return history
 
 

@@ -16,9 +16,11 @@ weights set; building, compiling or fitting it again raises (the running fit own
 History (always added; fit returns it), EarlyStopping, ReduceLROnPlateau, TerminateOnNaN and
 ModelCheckpoint ship here; ProgressBar and EpochLogger (verbose=1 / 2) live in fastnn.nn.progress.
 """
+import contextlib
 import math
 import os
 import string
+import threading
 import warnings
 
 
@@ -76,6 +78,31 @@ class Callback(Configurable):
         memo[id(self)] = new
         new.__dict__.update(copy.deepcopy(self.__getstate__(), memo))
         return new
+
+
+_IN_USE = {}  # id -> callback, for the callbacks of every running fit
+_IN_USE_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def in_use(callbacks):
+    """Hold `callbacks` for one fit: a callback keeps that fit's state (its model, the best value,
+    the wait count), so a fit running in another thread (two estimators given one EarlyStopping)
+    may not share it."""
+    mine = {id(cb): cb for cb in callbacks}
+    with _IN_USE_LOCK:
+        busy = [cb for key, cb in mine.items() if key in _IN_USE]
+        if busy:
+            raise RuntimeError(f"this {type(busy[0]).__name__} is in use by another running fit: a "
+                               f"callback keeps one fit's state; give each fit its own "
+                               f"(copy.deepcopy(callback))")
+        _IN_USE.update(mine)
+    try:
+        yield
+    finally:
+        with _IN_USE_LOCK:
+            for key in mine:
+                _IN_USE.pop(key, None)
 
 
 class CallbackList:
