@@ -83,7 +83,7 @@ from ._engine.codes import CTR_STEP
 from ._engine.errors import NonFiniteError
 from ._engine.validation import cast_finite
 from .nn import Activation, BatchNorm, Dense, Dropout, Sequential
-from .nn.callbacks import Callback
+from .nn.callbacks import Callback, check_free
 from .nn.optimizers import AdamW, RMSprop, SklearnAdam, SklearnSGD
 from .nn.progress import ProgressBar
 
@@ -187,9 +187,12 @@ class _SklearnEpochs(Callback):
         self.stopped = False
         # the parameters as the fit started: set_params from a callback applies to the next fit
         self.p = SimpleNamespace(**est.get_params(deep=False))
-        # the scale scikit-learn's rate gives (its SGD's invscaling and adaptive change it); what
-        # other callbacks (ReduceLROnPlateau) do to model.lr_scale multiplies it
-        self.scale = est._learning_rate / float(self.p.learning_rate_init)
+        # the scale scikit-learn's rate gives (its SGD's invscaling and adaptive change it) over
+        # the model's optimizer's rate, which is scikit-learn's optimizer's learning_rate_init,
+        # kept across partial_fit calls whatever set_params says; what other callbacks
+        # (ReduceLROnPlateau) do to model.lr_scale multiplies it
+        self.base = float(est.model_.optimizer.lr)
+        self.scale = est._learning_rate / self.base
 
     def on_epoch_end(self, epoch, logs=None):
         est, model, p = self.est, self.model, self.p
@@ -210,7 +213,7 @@ class _SklearnEpochs(Callback):
                 est.best_loss_ = est.loss_curve_[-1]
         sgd = p.solver == "sgd"
         if sgd and p.learning_rate == "invscaling":  # SGDOptimizer.iteration_ends
-            est._learning_rate = float(p.learning_rate_init) / (est.t_ + 1) ** p.power_t
+            est._learning_rate = self.base / (est.t_ + 1) ** p.power_t
         if est._no_improvement_count > p.n_iter_no_change:
             what = "Validation score" if self.val is not None else "Training loss"
             msg = ("%s did not improve more than tol=%f for %d consecutive epochs."
@@ -229,9 +232,12 @@ class _SklearnEpochs(Callback):
                 if p.verbose:
                     print(msg + " Stopping.")
                 self.stop()
-        others = model.lr_scale / self.scale if self.scale > 0 else 1.0  # x / x is exactly 1
-        self.scale = est._learning_rate / float(p.learning_rate_init)
-        model.lr_scale = self.scale * others
+        scale = est._learning_rate / self.base
+        if model.lr_scale == self.scale or self.scale <= 0:  # no other callback changed it
+            model.lr_scale = scale
+        elif scale != self.scale:  # scikit-learn's rate only falls: no overflow
+            model.lr_scale = model.lr_scale * (scale / self.scale)
+        self.scale = scale
         if not self.stopped and not self.incremental and est.n_iter_ == p.max_iter:
             warnings.warn("Stochastic Optimizer: Maximum iterations (%d) reached and the "
                           "optimization hasn't converged yet." % p.max_iter, ConvergenceWarning)
@@ -257,7 +263,8 @@ class _SklearnEpochs(Callback):
         elif est._label_binarizer.y_type_.startswith("multilabel"):
             # per label, as the engine's training accuracy beside it (scikit-learn's score, in
             # validation_scores_, counts a row right only when all its labels are)
-            logs["val_accuracy"] = float(np.mean(np.asarray(y_pred) == np.asarray(y_val)))
+            per_row = np.mean(np.asarray(y_pred) == np.asarray(y_val), axis=1)
+            logs["val_accuracy"] = float(np.average(per_row, weights=sw_val))
         else:
             logs["val_accuracy"] = float(score)
         if self.p.verbose:
@@ -463,6 +470,7 @@ class _BaseMLP(BaseEstimator):
         acts = self._activations(len(hidden))
         rates = self._dropout_rates(len(hidden))
         callbacks = self._callbacks()
+        check_free(callbacks)  # before the model is remade: a fit refused for a busy callback changes nothing
         first_pass = "model_" not in self.__dict__ or (not self.warm_start and not incremental)
 
         X, y = self._validate_input(X, y, incremental, reset=first_pass)
@@ -733,9 +741,10 @@ class _BaseMLP(BaseEstimator):
                 t[...] = a
         if self.solver == "adam":
             built.counters[CTR_STEP] = int(opt.t)
+            model.lr_scale = float(opt.learning_rate_init) / float(self.learning_rate_init)
         else:
             self._learning_rate = float(opt.learning_rate)
-        model.lr_scale = self._learning_rate / float(self.learning_rate_init)
+            model.lr_scale = self._learning_rate / float(self.learning_rate_init)
         self._optimizer_ready = True
 
     def to_sklearn(self):
@@ -802,13 +811,17 @@ class _BaseMLP(BaseEstimator):
             views = built.plan.views(built.slots[k * n_params:(k + 1) * n_params], built.state)
             return [views[i]["kernel"].copy() for i in dense] + [views[i]["bias"].copy() for i in dense]
 
+        # a factor a callback (ReduceLROnPlateau) put on the rate, beyond scikit-learn's own
+        base = float(model.optimizer.lr)
+        ours = self._learning_rate / base
+        factor = 1.0 if model.lr_scale == ours else model.lr_scale / ours
         if self.solver == "sgd":
             opt = _SkSGD(params, self.learning_rate_init, self.learning_rate, self.momentum,
                          self.nesterovs_momentum, self.power_t)
             opt.velocities = slot(0)
-            opt.learning_rate = float(self._learning_rate)
-        else:
-            opt = _SkAdam(params, self.learning_rate_init, self.beta_1, self.beta_2, self.epsilon)
+            opt.learning_rate = float(self._learning_rate) * factor
+        else:  # scikit-learn's Adam derives its step from learning_rate_init
+            opt = _SkAdam(params, base * factor, self.beta_1, self.beta_2, self.epsilon)
             opt.ms, opt.vs = slot(0), slot(1)
             opt.t = int(built.counters[CTR_STEP])
         return opt

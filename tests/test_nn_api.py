@@ -3,6 +3,7 @@ exact twins, callbacks follow Keras's contract, one record per loss and activati
 defects a hostile tester found stay fixed (each test names the defect it guards)."""
 import copy
 import json
+import os
 import pickle
 import threading
 import warnings
@@ -208,6 +209,7 @@ def test_keras_habits_metrics_batch_size_none_and_patience_zero():
     assert scales == [1.0, 1.0, 0.5, 0.5]
 
 
+@pytest.mark.filterwarnings("ignore:Stochastic Optimizer")
 def test_one_callback_is_not_shared_by_two_running_fits():
     """Defect: two estimators given one EarlyStopping, fitted in two threads, overwrote each
     other's model, best value and wait count: their n_iter_ changed from run to run."""
@@ -238,6 +240,48 @@ def test_one_callback_is_not_shared_by_two_running_fits():
                 mlp(bn=False).fit(X, y, callbacks=[shared])
         mlp(bn=False).fit(X, y, callbacks=[shared, Nested()])
     mlp(bn=False).fit(X, y, callbacks=[shared])  # released after that fit's error too
+    # a refused fit changes nothing: the Sequential's history, the estimator's model
+    from fastnn.nn.callbacks import in_use
+    m = mlp(bn=False)
+    m.fit(X, y, epochs=2)
+    est = fastnn.MLPClassifier((5,), max_iter=5, random_state=0).fit(X, y)
+    before = [w.copy() for w in est.coefs_]
+    with in_use([shared]):  # as another thread's running fit holds it
+        with pytest.raises(RuntimeError, match="in use by another running fit"):
+            m.fit(X, y, callbacks=[shared])
+        with pytest.raises(RuntimeError, match="in use by another running fit"):
+            est.set_params(callbacks=[shared]).fit(X, y)
+    assert m.history.epoch == [0, 1] and est.n_iter_ == 5
+    for a, b in zip(est.coefs_, before):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded")
+def test_a_child_forked_during_a_fit_may_use_that_fits_callbacks():
+    X, y = blobs()
+    shared = fastnn.EarlyStopping(monitor="loss", patience=100)
+    started, release = threading.Event(), threading.Event()
+
+    class Hold(fastnn.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            started.set()
+            release.wait(30)
+
+    t = threading.Thread(target=lambda: mlp(bn=False).fit(X, y, callbacks=[shared, Hold()]))
+    t.start()
+    started.wait(30)
+    pid = os.fork()
+    if pid == 0:  # the child: the parent's fit never ends here
+        try:
+            mlp(bn=False).fit(X, y, callbacks=[shared])
+            os._exit(0)
+        except BaseException:
+            os._exit(1)
+    release.set()
+    t.join()
+    _, status = os.waitpid(pid, 0)
+    assert os.WEXITSTATUS(status) == 0
 
 
 def test_deep_copy_of_a_layer_alone_is_a_fresh_unbound_layer():

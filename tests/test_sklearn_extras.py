@@ -545,6 +545,48 @@ def test_an_lbfgs_fit_holds_its_model_against_other_threads(monkeypatch):
     est.model_.set_weights(est.model_.get_weights())  # released afterwards
 
 
+def test_partial_fit_keeps_its_optimizers_rate_whatever_set_params_says():
+    """scikit-learn keeps its optimizer (and its learning_rate_init) across partial_fit calls."""
+    X, y = data("binary")
+    for schedule in ("invscaling", "constant", "adaptive"):
+        kw = dict(hidden_layer_sizes=(5,), solver="sgd", learning_rate=schedule, learning_rate_init=0.01,
+                  random_state=0)
+        sk, fn = skn.MLPClassifier(**kw), MLPClassifier(**kw)
+        for i in range(4):
+            if i == 2:
+                sk.set_params(learning_rate_init=0.1)
+                fn.set_params(learning_rate_init=0.1)
+            sk.partial_fit(X, y, classes=np.unique(y))
+            fn.partial_fit(X, y, classes=np.unique(y))
+        assert fn._learning_rate == sk._optimizer.learning_rate, schedule
+        assert fn.model_.lr_scale * fn.model_.optimizer.lr == pytest.approx(sk._optimizer.learning_rate, rel=1e-15)
+        for a, b in zip(fn.coefs_ + fn.intercepts_, sk.coefs_ + sk.intercepts_):
+            np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+
+
+def test_a_callbacks_rate_factor_goes_to_scikit_learn_and_back():
+    X, y = data("binary")
+    for solver in ("sgd", "adam"):
+        est = MLPClassifier((5,), solver=solver, random_state=0)
+        cb = fastnn.ReduceLROnPlateau(monitor="loss", factor=0.1, patience=0, min_delta=1e9)
+        est.set_params(callbacks=[cb])
+        for _ in range(3):
+            est.partial_fit(X, y, classes=np.unique(y))
+        assert est.model_.lr_scale == pytest.approx(0.01)
+        sk = est.to_sklearn()
+        rate = sk._optimizer.learning_rate if solver == "sgd" else sk._optimizer.learning_rate_init
+        assert rate == pytest.approx(1e-3 * 0.01)
+        back = MLPClassifier.from_sklearn(sk)
+        assert back.model_.lr_scale == pytest.approx(0.01)
+        est.set_params(callbacks=None)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            sk.partial_fit(X, y)
+        back.partial_fit(X, y)
+        for a, b in zip(back.coefs_ + back.intercepts_, sk.coefs_ + sk.intercepts_):
+            np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
+
+
 def test_a_regressors_callbacks_may_watch_its_validation_r2():
     X, y = data("regression", n=120)
     stop = fastnn.EarlyStopping(monitor="val_r2", patience=1)
@@ -910,7 +952,7 @@ def test_coefs_item_assignment_refuses_overflow_and_masked_arrays_by_name():
         warnings.simplefilter("error")  # no NumPy overflow warning on the way
         with pytest.raises(ValueError, match=r"Dense.kernel \(layer 0\) holds values beyond the range of float32"):
             m.coefs_[0] = np.full((4, 3), 1e300)
-    with pytest.raises(TypeError, match="is a masked array"):
+    with pytest.raises(TypeError, match=r"Dense.kernel \(layer 1\): a masked array is not taken; pass its .filled\(value\)"):
         m.coefs_[1] = np.ma.masked_array(np.zeros((3, 2)), mask=np.eye(3, 2, dtype=bool))
     for got, want in zip(m.get_weights(), before):
         np.testing.assert_array_equal(got, want)

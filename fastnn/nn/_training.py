@@ -318,10 +318,10 @@ def fit(model, X, y, epochs, batch_size, validation_data, validation_split, shuf
     first = model.epochs_trained  # refused before the history and the callbacks see this fit
     _check_update_scalars(model, built, _next_rate(model, built, _optim(model, built, horizon), first),
                           f"epoch {first}")
-    history = model.history = History()
-    extra = [model._schedule_callback] if model._schedule_callback is not None else []
-    progress = for_verbose(verbose)
     with in_use(callbacks):  # a callback holds one fit's state: two running fits may not share it
+        history = model.history = History()  # (claimed first: a refused fit changes nothing)
+        extra = [model._schedule_callback] if model._schedule_callback is not None else []
+        progress = for_verbose(verbose)
         cbs = CallbackList(extra + callbacks + [history] + ([progress] if progress else []), model,
                            {"epochs": epochs, "steps": steps_per_epoch, "samples": n,
                             "batch_size": batch, "verbose": verbose})

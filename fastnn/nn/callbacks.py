@@ -80,8 +80,36 @@ class Callback(Configurable):
         return new
 
 
-_IN_USE = {}  # id -> callback, for the callbacks of every running fit
+_IN_USE = {}  # id -> (callback, the thread whose fit holds it), for every running fit
 _IN_USE_LOCK = threading.Lock()
+
+
+def _forget_claims_after_fork():
+    """In a child after os.fork only the forking thread exists: the fits of other threads, which
+    held their callbacks, never end there (and the lock may have been held at the fork)."""
+    global _IN_USE_LOCK
+    _IN_USE_LOCK = threading.Lock()
+    me = threading.get_ident()  # a fit of the forking thread (forked from its callback) goes on
+    for key in [k for k, (_, owner) in _IN_USE.items() if owner != me]:
+        del _IN_USE[key]
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_claims_after_fork)
+
+
+def check_free(callbacks):
+    """RuntimeError when a running fit holds one of `callbacks` (before a caller changes anything
+    on the way to a fit that in_use would refuse)."""
+    with _IN_USE_LOCK:
+        busy = [cb for cb in callbacks if id(cb) in _IN_USE]
+    if busy:
+        raise RuntimeError(_busy_message(busy[0]))
+
+
+def _busy_message(cb):
+    return (f"this {type(cb).__name__} is in use by another running fit: a callback keeps one "
+            f"fit's state; give each fit its own (copy.deepcopy(callback))")
 
 
 @contextlib.contextmanager
@@ -93,10 +121,8 @@ def in_use(callbacks):
     with _IN_USE_LOCK:
         busy = [cb for key, cb in mine.items() if key in _IN_USE]
         if busy:
-            raise RuntimeError(f"this {type(busy[0]).__name__} is in use by another running fit: a "
-                               f"callback keeps one fit's state; give each fit its own "
-                               f"(copy.deepcopy(callback))")
-        _IN_USE.update(mine)
+            raise RuntimeError(_busy_message(busy[0]))
+        _IN_USE.update({key: (cb, threading.get_ident()) for key, cb in mine.items()})
     try:
         yield
     finally:

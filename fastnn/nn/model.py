@@ -409,7 +409,9 @@ class Sequential(Configurable):
         checked = {}
         for (i, name), w in pairs:
             label = f"{type(self._layers[i]).__name__}.{name} (layer {i})"
-            reject_unsupported(w, label)  # a masked array's hidden values, a sparse matrix
+            if isinstance(w, np.ma.MaskedArray):  # its hidden values would be written
+                raise TypeError(f"{label}: a masked array is not taken; pass its .filled(value)")
+            reject_unsupported(w, label)  # a sparse matrix
             try:
                 w = np.asarray(w)
             except (TypeError, ValueError) as exc:
