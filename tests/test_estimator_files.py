@@ -187,6 +187,7 @@ HOSTILE = {
     "stray tensor": lambda d, t: t.update({"best_weights.0": np.zeros(3)}),
     "estimator keys": lambda d, t: d["estimator"].update(n_best_weights=9),
     "loss mismatch": lambda d, t: d["compile_config"].update(loss="sklearn_log_loss"),
+    "model not compiled": lambda d, t: d["training"].update(compiled=False),
     # the parameters as fit checks them (the hostile tester's file loaded, then predict raised)
     "n_threads a string": lambda d, t: d["estimator"]["params"].update(n_threads="x"),
     "beta_2 a list": lambda d, t: d["estimator"]["params"].update(beta_2=[]),

@@ -158,6 +158,8 @@ def _decoder(cls):
         if set(doc) != {"params", "fitted"}:
             raise ValueError(f"the estimator document has keys {sorted(doc)}")
         model = model_file.decode_sequential(tensors, documents)
+        if model.built and not model._compiled:  # written only for a Sequential built by hand
+            raise ValueError("an estimator's model is compiled by its fit; this file says it was not")
         params = {k: _decode(v, f"parameter {k!r}") for k, v in _expect(doc["params"], dict, "params").items()}
         unknown = set(params) - set(cls._get_param_names())
         if unknown:
