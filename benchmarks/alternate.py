@@ -1,7 +1,7 @@
 """Peer ratios from alternating rounds: fastnn and its peers timed turn about in one process, so
 that a machine whose speed drifts moves both sides of a ratio alike.
 
-    PYTHONPATH=. python benchmarks/alternate.py [--rounds 7] [--cases gemm,inference,epoch] [--json out.json]
+    PYTHONPATH=. python benchmarks/alternate.py [--rounds 7] [--cases gemm,inference,epoch,epoch64,threads] [--json out.json]
 
 The pytest benchmarks time each implementation in a run of its own, one after the other. On the
 2-core VM the speed changes from one minute to the next, and the lent 16-core Xeons swung 2x
@@ -26,6 +26,10 @@ Cases (each peer skips when its library is absent):
              (benchmarks/test_bench_inference.py's models and weights)
   epoch      the batch-128 MNIST epoch (784-256-128-10, Adam) against PyTorch's loop and JAX's
              lax.scan (benchmarks/_baselines.py's trainers)
+  epoch64    the same epoch in float64 on the first 20,000 rows (test_bench_train.py's float64
+             group) against PyTorch's in float64
+  threads    the batch-128 epoch on 20,000 rows, fastnn on all its threads against fastnn on one
+             (the ratio is the speed-up of the threads, round by round)
 A script, not a pytest benchmark: it times the alternation itself, which pytest-benchmark's
 one-benchmark-at-a-time model cannot express.
 """
@@ -165,6 +169,38 @@ def epoch_cases(torch, jax, X, y):
     yield "epoch-batch-128", impls, None
 
 
+F64_ROWS = THREAD_ROWS = 20000
+
+
+def _mnist_mlp(dtype="float32"):
+    model = fastnn.Sequential([fastnn.Dense(256, activation="relu"), fastnn.Dense(128, activation="relu"),
+                               fastnn.Dense(10)], seed=0, dtype=dtype)
+    return model.compile(fastnn.Adam(lr=1e-3), loss="cross_entropy").build(784)
+
+
+def epoch64_cases(torch, X, y):
+    X, y = X[:F64_ROWS].astype(np.float64), y[:F64_ROWS]
+    model = _mnist_mlp("float64")
+    impls = {"fastnn": lambda: model.fit(X, y, epochs=1, batch_size=128, verbose=0)}
+    if torch is not None:
+        tt = TorchTrainer(torch, X, y)
+        tt.model = tt.model.double()
+        tt.opt = torch.optim.Adam(tt.model.parameters(), lr=1e-3)
+        impls["torch"] = lambda: tt.epoch(128)
+    yield "epoch64-batch-128", impls, None
+
+
+def thread_cases(X, y):
+    X, y = X[:THREAD_ROWS], y[:THREAD_ROWS]
+    many, one = _mnist_mlp(), _mnist_mlp()
+
+    def on_one():
+        with fastnn.thread_limit(1):
+            one.fit(X, y, epochs=1, batch_size=128, verbose=0)
+    impls = {"fastnn": lambda: many.fit(X, y, epochs=1, batch_size=128, verbose=0), "fastnn-1-thread": on_one}
+    yield f"threads-{fastnn.get_num_threads()}-vs-1", impls, None
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=7)
@@ -174,7 +210,7 @@ def main(argv=None):
     ap.add_argument("--json")
     args = ap.parse_args(argv)
     cases = set(args.cases.split(","))
-    unknown = cases - {"gemm", "inference", "epoch"}
+    unknown = cases - {"gemm", "inference", "epoch", "epoch64", "threads"}
     if unknown:
         ap.error(f"unknown case(s): {', '.join(sorted(unknown))}")
     torch = optional("torch")
@@ -185,18 +221,23 @@ def main(argv=None):
     groups = []
     if "gemm" in cases:
         groups += list(gemm_cases(torch))
-    if "inference" in cases or "epoch" in cases:
+    if cases & {"inference", "epoch", "epoch64", "threads"}:
         from fastnn.datasets import load_mnist
     if "inference" in cases:
         Xt, _ = load_mnist("test")
         groups += list(inference_cases(torch, Xt))
-    if "epoch" in cases:
+    if cases & {"epoch", "epoch64", "threads"}:
         X, y = load_mnist("train")
+    if "epoch" in cases:
         groups += list(epoch_cases(torch, jax, X, y))
+    if "epoch64" in cases:
+        groups += list(epoch64_cases(torch, X, y))
+    if "threads" in cases:
+        groups += list(thread_cases(X, y))
 
     rows = []
     for name, impls, flops in groups:
-        if name.startswith("epoch"):  # one epoch a timing, after a first one each, untimed
+        if name.startswith(("epoch", "threads")):  # one epoch a timing, after a first one each, untimed
             for f in impls.values():
                 f()
             timers = {n: (lambda f=f: _once(f)) for n, f in impls.items()}

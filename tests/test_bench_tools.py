@@ -108,3 +108,11 @@ def test_alternate_runs_its_gemm_case_and_refuses_an_unknown_one(capsys):
     assert "gemm-784x128x256-tA" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         alt.main(["--cases", "gemm,speed"])
+
+
+def test_alternate_times_the_threads_against_one_thread(capsys, monkeypatch):
+    alt = _module("alternate")
+    monkeypatch.setattr(alt, "THREAD_ROWS", 1000)  # a short epoch: the case's wiring, not its speed
+    rows = alt.main(["--cases", "threads", "--rounds", "1"])
+    assert len(rows) == 1 and rows[0]["case"].startswith("threads-") and rows[0]["case"].endswith("-vs-1")
+    assert set(rows[0]["ratio"]) == {"fastnn-1-thread"} and rows[0]["ratio"]["fastnn-1-thread"] > 0
