@@ -259,10 +259,10 @@ ERRORS = [  # (arguments, exit status, what the line says)
      "feature count mismatch: the model takes 4 features, flowers.csv has 5 column(s)"),
     (["evaluate", "plain.safetensors", "rows.npy"], 1, "rows.npy: a .npy file holds X alone; targets come in"),
     (["predict", "plain.safetensors", "pickle.npy"], 1, "pickle.npy: cannot read it as a .npy array"),
-    (["predict", "plain.safetensors", "nan.npy"], 1, "nan.npy: X holds 1 NaN or infinite value(s)"),
-    (["predict", "plain.safetensors", "empty.npy"], 1, "empty.npy has no rows"),
+    (["predict", "plain.safetensors", "nan.npy"], 1, "nan.npy: X contains 1 NaN or infinite value(s)"),
+    (["predict", "plain.safetensors", "empty.npy"], 1, "empty.npy: X is empty: 0 samples (need at least 1)"),
     (["predict", "plain.safetensors", "huge.npy"], 1,
-     "huge.npy: X holds values beyond the range of float32 (at most 3.403e+38 in magnitude)"),
+     "huge.npy: X holds values beyond the range of float32 (at most 3.403e+38 in magnitude), this model's dtype"),
 ]
 
 

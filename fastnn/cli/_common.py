@@ -28,6 +28,8 @@ import warnings
 
 import numpy as np
 
+from .._engine.validation import check_matrix
+
 EXIT_DATA, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
 
 
@@ -453,15 +455,10 @@ class Model:
             where = "MNIST's test set (give DATA)" if path is None else path
             raise DataError(f"feature count mismatch: the model takes {self.n_features} features, "
                             f"{where} has {data.X.shape[1]}")
-        where = "MNIST's test set" if path is None else path
-        if len(data.X) == 0:
-            raise DataError(f"{where} has no rows")
-        if data.X.dtype.kind == "f" and not np.isfinite(data.X).all():
-            raise DataError(f"{where}: X holds {int((~np.isfinite(data.X)).sum())} NaN or infinite value(s)")
-        big = float(np.finfo(self.sequential.dtype).max)
-        if data.X.dtype.kind in "fiu" and data.X.size and float(np.abs(data.X).max()) > big:
-            raise DataError(f"{where}: X holds values beyond the range of {self.sequential.dtype} "
-                            f"(at most {big:.4g} in magnitude), the model's dtype")
+        try:  # the model's own checks (empty, NaN, beyond its dtype), as a data error naming the file
+            check_matrix(data.X, "X", self.sequential.dtype)
+        except ValueError as exc:
+            raise DataError(f"{'MNIST' if path is None else path}: {exc}") from None
         # the columns were picked by the names the estimator was fitted with (a CSV): its warning
         # that an array has no feature names is noise then, and worth seeing otherwise
         self.by_name = names is not None
