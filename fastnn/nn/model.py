@@ -243,7 +243,7 @@ class Sequential(Configurable):
         Resets the optimizer state and the learning-rate scale."""
         _check_metrics(metrics)
         with self._exclusive("compile"):
-            record = _losses.for_link(self._last_activation()) if loss is None else _losses.get(loss)
+            record = self._loss_record(loss)
             if metrics and {"accuracy", "acc"} & set(metrics) and not record.is_classifier:
                 raise ValueError(f"metric 'accuracy' needs a classification loss; {record.name} reports "
                                  f"its loss only")
@@ -251,8 +251,12 @@ class Sequential(Configurable):
             self._compiled = True
         return self
 
+    def _loss_record(self, loss):
+        """The loss named, or the one the last activation suggests (loss=None)."""
+        return _losses.for_link(self._last_activation()) if loss is None else _losses.get(loss)
+
     def _compile(self, optimizer, loss):
-        record = _losses.for_link(self._last_activation()) if loss is None else _losses.get(loss)
+        record = self._loss_record(loss)
         b = self._built
         if b is not None and b.plan.n_outputs < record.min_outputs:
             raise ValueError(f"{record.name} needs at least {record.min_outputs} outputs; this model "
