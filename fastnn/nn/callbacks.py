@@ -102,14 +102,15 @@ def check_free(callbacks):
     """RuntimeError when a running fit holds one of `callbacks` (before a caller changes anything
     on the way to a fit that in_use would refuse)."""
     with _IN_USE_LOCK:
-        busy = [cb for cb in callbacks if id(cb) in _IN_USE]
-    if busy:
-        raise RuntimeError(_busy_message(busy[0]))
+        _refuse_held(callbacks)
 
 
-def _busy_message(cb):
-    return (f"this {type(cb).__name__} is in use by another running fit: a callback keeps one "
-            f"fit's state; give each fit its own (copy.deepcopy(callback))")
+def _refuse_held(callbacks):
+    """The refusal of check_free and in_use; the caller holds _IN_USE_LOCK."""
+    for cb in callbacks:
+        if id(cb) in _IN_USE:
+            raise RuntimeError(f"this {type(cb).__name__} is in use by another running fit: a callback "
+                               f"keeps one fit's state; give each fit its own (copy.deepcopy(callback))")
 
 
 @contextlib.contextmanager
@@ -119,9 +120,7 @@ def in_use(callbacks):
     may not share it."""
     mine = {id(cb): cb for cb in callbacks}
     with _IN_USE_LOCK:
-        busy = [cb for key, cb in mine.items() if key in _IN_USE]
-        if busy:
-            raise RuntimeError(_busy_message(busy[0]))
+        _refuse_held(mine.values())
         _IN_USE.update({key: (cb, threading.get_ident()) for key, cb in mine.items()})
     try:
         yield
