@@ -878,13 +878,19 @@ def test_batchnorm_refuses_a_fit_of_one_row_batches_only():
     m.fit(X, y, batch_size=2)
 
 
-def test_a_last_batch_of_one_row_leaves_the_running_statistics_as_they_were(backend):
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_a_last_batch_of_one_row_leaves_the_running_statistics_as_they_were(backend, dtype):
     """It was refused (as PyTorch does), so scikit-learn's CV folds failed at random with
     batch_norm=True. Now its BatchNorm outputs beta, passes no gradient back, and updates no
     running statistic: after an epoch of 2 x 25 + 1 rows in order, the running statistics are those
     of the first 50 rows, and every value stays finite."""
-    X, y = blobs(n=51)
-    a, b = mlp(), mlp()
+    X, y = blobs(n=51, d=7)
+    X = X.astype(dtype)
+
+    def model():
+        return fastnn.Sequential([fastnn.Dense(13, activation="relu"), fastnn.BatchNorm(momentum=0.2),
+                                  fastnn.Dropout(0.2), fastnn.Dense(3)], seed=0, dtype=dtype).compile("adam", "cross_entropy")
+    a, b = model(), model()
     a.fit(X, y, batch_size=25, shuffle=False)
     b.fit(X[:50], y[:50], batch_size=25, shuffle=False)
     assert int(a.counters[CTR_STEP]) == 3 and int(b.counters[CTR_STEP]) == 2
