@@ -147,6 +147,9 @@ int FN(fnn_train_step)(fnn_train_result *res, real *params, real *slots, real *s
 int FN(fnn_gradient)(double *loss, real *grads, const real *params, FN(fnn_workspace) *ws,
                      const fnn_net *net, const real *X, const real *T, const int64_t *labels,
                      const real *sw, int64_t n, int64_t step);
+/* 1 when no element of x[0:n] is NaN or infinite (1 for n <= 0); a large array is shared by the
+ * threads of fnn_get_num_threads. Input validation's check of a whole data set. */
+int FN(fnn_finite)(const real *x, int64_t n);
 /* Inference on any n, in chunks of the workspace's batch. link: apply softmax / sigmoid of the
  * loss to the outputs (probabilities) instead of returning raw outputs. check_x: FNN_ENONFINITE
  * when X holds a NaN or an infinity (each chunk is checked before its forward; the chunks before it

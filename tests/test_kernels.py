@@ -1416,6 +1416,34 @@ def test_ops_bias_and_loss_propagate_nan(backend, dtype):
         assert np.isnan(dZ[0, 0]) and np.isfinite(dZ[1]).all(), name
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_all_finite_finds_a_nan_or_an_infinity_wherever_it_lies(backend, dtype, threads):
+    """The backend's whole-array check (input validation's): against np.isfinite, on an array above
+    the compiled check's team threshold (2^22 values, 64 slices), with the bad value at each end,
+    at the slices' edges and inside; huge finite values and subnormals are finite."""
+    from fastnn._engine import current
+    n = (1 << 22) + 12345
+    x = np.zeros(n, dtype)
+    x[1::97] = np.finfo(dtype).max  # a sum of these overflows: finite all the same
+    x[2::89] = np.finfo(dtype).smallest_subnormal
+    slice_ = -(-n // 64)
+    places = [0, 1, slice_ - 1, slice_, 31 * slice_ + 7, 63 * slice_ - 1, 63 * slice_, n - 1]
+    with fastnn.thread_limit(threads):
+        assert current().all_finite(x) is True and np.isfinite(x).all()
+        for i, place in enumerate(places):
+            old = x[place]
+            x[place] = (np.nan, np.inf, -np.inf)[i % 3]
+            assert current().all_finite(x) is False, place
+            x[place] = old
+        for size in (1, 2, 17, 1000):
+            y = np.ones(size, dtype)
+            assert current().all_finite(y) is True
+            y[-1] = np.nan
+            assert current().all_finite(y) is False
+        assert current().all_finite(np.zeros(0, dtype)) is True
+
+
 def test_fixtures_put_back_the_backend_kernel_and_threads_they_changed():
     """Runs after everything above (in any order): nothing leaked out of a test."""
     assert (fastnn.get_backend(), _ext and _ext.arch_name(), fastnn.get_num_threads()) == _AT_IMPORT

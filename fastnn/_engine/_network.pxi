@@ -347,6 +347,19 @@ cdef class Engine:
         return FNN_OK
 
 
+def all_finite(const floating[::1] x):
+    "all_finite(x)\n--\n\n" \
+    "True when no element of the 1-D C-contiguous x is NaN or infinite: input validation's check " \
+    "of a whole data set, shared by the threads for a large one (fnn_finite)."
+    cdef int ok
+    cdef int64_t n = x.shape[0]
+    if n == 0:
+        return True
+    with nogil:
+        ok = fnn_finite(&x[0], n)
+    return ok != 0
+
+
 def lean_rows(X, params, int64_t n_inputs):
     "lean_rows(X, params, n_inputs)\n--\n\n" \
     "X's row count when an engine of params' dtype reads X as it is in predict_lean (2-D, " \

@@ -499,6 +499,16 @@ class _DeferSigint:
             signal.signal(signal.SIGINT, self._old)
 
 
+def all_finite(x):
+    """True when no element of the 1-D x is NaN or infinite. NaN and inf propagate through a sum,
+    so a finite sum proves every element finite (one pass, no temporary); only a sum that
+    overflowed or met a NaN needs the element-wise check."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        if np.isfinite(x.sum()):
+            return True
+    return bool(np.isfinite(x).all())
+
+
 def lean_rows(X, params, n_inputs):
     """X's row count when an engine of params' dtype reads X as it is in predict_lean (2-D,
     C-contiguous, aligned, of params' dtype in native byte order, n_inputs wide), else 0."""

@@ -93,18 +93,19 @@ def nonfinite_error(name, arr):
 
 
 _SMALL = 1 << 16  # elements: below, one element-wise pass (faster than a sum: 2 us for one MNIST row, 13 us
-                  # for 128, against 4.3 and 24); above, the sum, which allocates no temporary
+                  # for 128, against 4.3 and 24); above, the backend's whole-array check
 
 
 def _all_finite(arr):
-    """NaN and inf propagate through a sum, so a finite sum proves every element finite (one pass,
-    no temporary); only a sum that overflowed or met a NaN needs the element-wise check."""
+    """The backend's check (the compiled one shares a large array among the threads: MNIST's 188 MB
+    in 4 ms on the 2-core Zen 5 VM, where NumPy's sum takes 10), for a C-contiguous, aligned array
+    of a float dtype in native byte order; the NumPy one otherwise."""
     if arr.size <= _SMALL:
         return bool(np.isfinite(arr).all())
-    with np.errstate(over="ignore", invalid="ignore"):
-        if np.isfinite(arr.sum()):
-            return True
-    return bool(np.isfinite(arr).all())
+    from . import current, reference
+    if arr.dtype in FLOAT_DTYPES and arr.dtype.isnative and arr.flags.c_contiguous and arr.flags.aligned:
+        return current().all_finite(arr.reshape(-1))
+    return reference.all_finite(arr)
 
 
 def _as_array(y, name):
