@@ -277,3 +277,25 @@ def test_the_gemm_form_updates_a_layer_wider_than_a_cache_block(opt):
         model.compile(OPTIMIZERS[opt](), loss="cross_entropy")
         got[backend] = (model, model.fit(X, y, epochs=2, batch_size=12))
     assert_same_training(got["c"], got["python"], "float64")
+
+
+@pytest.mark.parametrize("backend", ["c", "python"])
+@pytest.mark.parametrize("nb", [1, 3])
+def test_plain_sgd_reports_a_weight_update_that_overflows(backend, nb):
+    """Plain SGD's online step updates the listed weight rows in one pass (sgd_listed_rows): a
+    finite gradient of about 1e9 times a rate of 1e30 overflows float32 there, and only there (the
+    biases' gradients are at most 1 in magnitude: 1e30 stays finite). The call says so, as the
+    oracle does: the update was applied, the counters were not advanced."""
+    if backend not in _engine.available_backends():
+        pytest.skip("compiled extension not built")
+    fastnn.set_backend(backend)
+    X, y = sparse_data(n=nb, d=13, k=4, seed=3)
+    X = (X * 1e9).astype(np.float32)
+    m = fastnn.Sequential([fastnn.Dense(6, activation="relu"), fastnn.Dense(4)], seed=2)
+    m.compile(fastnn.SGD(1e30), "cross_entropy").build(13)
+    biases = m.n_params - 10
+    counters = m._built.counters.copy()
+    with pytest.raises(fastnn.NonFiniteError, match="batch 0 of this partial_fit .* left NaN or infinite"):
+        m.partial_fit(X, y, batch_size=nb)
+    assert not np.isfinite(m._built.params[:biases]).all() and np.isfinite(m._built.params[biases:]).all()
+    np.testing.assert_array_equal(m._built.counters, counters)

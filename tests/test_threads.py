@@ -153,3 +153,32 @@ def test_a_long_call_takes_the_team_after_a_pause(two_threads):
     before = _teams()
     model.predict_proba(X)
     assert _teams() == before + 1
+
+
+@needs_team
+def test_a_small_plain_sgd_epoch_of_single_rows_runs_on_one_thread(two_threads):
+    """Plain SGD's online step at batch 1 on a network of under 2^18 parameters is a few
+    microseconds a step, and the team's joins cost more than the second core brings (network.c,
+    sparse_epoch): such an epoch runs on one thread. Larger batches or networks, and Adam,
+    momentum or a penalty (which update every parameter each step) keep the team. The results do not
+    depend on it (tests/test_online_step.py, thread counts)."""
+    fastnn.set_backend("c")
+    rng = np.random.default_rng(0)
+    X, y = rng.random((64, 784), dtype=np.float32), rng.integers(0, 10, 64)
+
+    def teams(hidden, opt, batch):
+        model = fastnn.Sequential([fastnn.Dense(hidden, activation="relu"), fastnn.Dense(10)], seed=0)
+        model.compile(opt, "cross_entropy").build(784)
+        before = _teams()
+        model.fit(X, y, epochs=1, batch_size=batch)
+        return _teams() - before
+
+    small, large = 128, 512  # 101,898 and 407,050 parameters
+    assert teams(small, fastnn.SGD(0.01), 1) == 0
+    assert teams(small, fastnn.SGD(0.01), 2) == 0  # 2 x 101,898 multiply-adds a step: under 2^18
+    assert teams(small, fastnn.SGD(0.01), 3) == 1
+    assert teams(large, fastnn.SGD(0.01), 1) == 1
+    for opt in (fastnn.Adam(1e-3), fastnn.SGD(0.01, momentum=0.9), fastnn.SGD(0.01, l2=1e-4)):
+        assert teams(small, opt, 1) == 1, opt
+    with fastnn.thread_limit(1):
+        assert teams(large, fastnn.Adam(1e-3), 1) == 0
