@@ -211,14 +211,16 @@ class _SklearnEpochs(Callback):
                 est._no_improvement_count = 0
             if est.loss_curve_[-1] < est.best_loss_:
                 est.best_loss_ = est.loss_curve_[-1]
-        sgd = p.solver == "sgd"
-        if sgd and p.learning_rate == "invscaling":  # SGDOptimizer.iteration_ends
-            est._learning_rate = self.base / (est.t_ + 1) ** p.power_t
+        # the optimizer's policy, as it was made (partial_fit keeps it whatever set_params says)
+        sgd = isinstance(model.optimizer, SklearnSGD)
+        schedule, power_t = getattr(est, "_sgd_policy", None) or (p.learning_rate, p.power_t)
+        if sgd and schedule == "invscaling":  # SGDOptimizer.iteration_ends
+            est._learning_rate = self.base / (est.t_ + 1) ** power_t
         if est._no_improvement_count > p.n_iter_no_change:
             what = "Validation score" if self.val is not None else "Training loss"
             msg = ("%s did not improve more than tol=%f for %d consecutive epochs."
                    % (what, p.tol, p.n_iter_no_change))
-            if sgd and p.learning_rate == "adaptive":  # SGDOptimizer.trigger_stopping
+            if sgd and schedule == "adaptive":  # SGDOptimizer.trigger_stopping
                 if est._learning_rate <= 1e-6:
                     if p.verbose:
                         print(msg + " Learning rate too small. Stopping.")
@@ -498,7 +500,14 @@ class _BaseMLP(BaseEstimator):
         if not incremental or not getattr(self, "_optimizer_ready", False):
             model.compile(self._optimizer(), loss=self._loss_name())  # a new optimizer, as sklearn's
             self._learning_rate = float(self.learning_rate_init)
+            self._sgd_policy = (self.learning_rate, float(self.power_t))
             self._optimizer_ready = True
+        elif model.optimizer.alpha != float(self.alpha):
+            # scikit-learn's partial_fit keeps its optimizer (solver, rates, momentum, betas: what
+            # set_params says since is ignored) but reads alpha afresh for every batch: the same
+            # optimizer with the new alpha, its state kept
+            opt = model.optimizer
+            model._swap_optimizer(type(opt).from_config({**opt.get_config(), "alpha": float(self.alpha)}))
 
         val = None
         if self.early_stopping:  # scikit-learn's split, from the same RandomState
@@ -739,6 +748,8 @@ class _BaseMLP(BaseEstimator):
                 raise ValueError("the estimator's optimizer state does not match its weights")
             for t, a in zip(targets, arrays):
                 t[...] = a
+        if self.solver == "sgd":
+            self._sgd_policy = (opt.lr_schedule, float(opt.power_t))
         if self.solver == "adam":
             built.counters[CTR_STEP] = int(opt.t)
             model.lr_scale = float(opt.learning_rate_init) / float(self.learning_rate_init)
@@ -796,7 +807,8 @@ class _BaseMLP(BaseEstimator):
             sk.classes_ = sk._label_binarizer.classes_
         if self.early_stopping and getattr(self, "_best_weights", None) is not None:
             sk._best_coefs, sk._best_intercepts = _dense_arrays(model.layers, self._best_weights, model.dtype)
-        if self.solver in ("sgd", "adam") and getattr(self, "_optimizer_ready", False) and not self.batch_norm:
+        if isinstance(model.optimizer, (SklearnSGD, SklearnAdam)) and getattr(self, "_optimizer_ready", False) \
+                and not self.batch_norm:
             sk._optimizer = self._sklearn_optimizer(sk)
         return sk
 
@@ -815,13 +827,15 @@ class _BaseMLP(BaseEstimator):
         base = float(model.optimizer.lr)
         ours = self._learning_rate / base
         factor = 1.0 if model.lr_scale == ours else model.lr_scale / ours
-        if self.solver == "sgd":
-            opt = _SkSGD(params, self.learning_rate_init, self.learning_rate, self.momentum,
-                         self.nesterovs_momentum, self.power_t)
+        if isinstance(model.optimizer, SklearnSGD):  # the optimizer's kind: solver may have changed since
+            schedule, power_t = getattr(self, "_sgd_policy", None) or (self.learning_rate, self.power_t)
+            mo = model.optimizer
+            opt = _SkSGD(params, base, schedule, mo.momentum, mo.nesterov, power_t)
             opt.velocities = slot(0)
             opt.learning_rate = float(self._learning_rate) * factor
         else:  # scikit-learn's Adam derives its step from learning_rate_init
-            opt = _SkAdam(params, base * factor, self.beta_1, self.beta_2, self.epsilon)
+            mo = model.optimizer
+            opt = _SkAdam(params, base * factor, mo.beta1, mo.beta2, mo.eps)
             opt.ms, opt.vs = slot(0), slot(1)
             opt.t = int(built.counters[CTR_STEP])
         return opt

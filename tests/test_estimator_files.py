@@ -110,6 +110,28 @@ def test_loaded_estimator_continues_exactly_as_the_original(case, tmp_path):
     assert back.loss_curve_ == est.loss_curve_ and back.t_ == est.t_
 
 
+def test_a_loaded_sgd_estimator_keeps_its_optimizers_schedule_as_scikit_learn_does(tmp_path):
+    """partial_fit keeps the schedule and power_t the SGD optimizer was made with, whatever
+    set_params says since (scikit-learn's optimizer lives on): so does a loaded estimator. A file
+    of an earlier version, without that record, loads, and follows the parameters as before."""
+    X, y = _data("multiclass")
+    est = MLPClassifier((6,), solver="sgd", learning_rate="invscaling", power_t=0.4, random_state=0)
+    est.partial_fit(X, y, classes=[0, 10, 20])
+    rate = est._learning_rate
+    est.save(tmp_path / "est.safetensors")
+    back = fastnn.load(tmp_path / "est.safetensors")
+    _rewrite(tmp_path / "est.safetensors", lambda d, t: _fitted_doc(d).pop("sgd_policy"))
+    old = fastnn.load(tmp_path / "est.safetensors")
+    assert back._sgd_policy == ("invscaling", 0.4) and not hasattr(old, "_sgd_policy")
+    for e in (est, back, old):
+        e.set_params(learning_rate="constant")
+        e.partial_fit(X, y)
+        e.partial_fit(X, y)
+    np.testing.assert_array_equal(back.model_.params, est.model_.params)
+    assert back._learning_rate == est._learning_rate < rate  # invscaling went on
+    assert old._learning_rate == rate  # constant, as the parameters now say
+
+
 def test_early_stopping_warm_start_falls_back_to_the_saved_best_weights(tmp_path):
     est, X, y = _fitted("early-stopping")
     est.save(tmp_path / "est.safetensors")
@@ -195,6 +217,12 @@ HOSTILE = {
     "activation list unknown": lambda d, t: d["estimator"]["params"].update(activation=["swish"]),
     "dropout rate 2": lambda d, t: d["estimator"]["params"].update(dropout=[2.0]),
     "hidden size 0": lambda d, t: d["estimator"]["params"].update(hidden_layer_sizes={"__tuple__": [0]}),
+    "sgd policy schedule": lambda d, t: _fitted_doc(d).update(sgd_policy={"learning_rate": "__import__",
+                                                                          "power_t": 0.5}),
+    "sgd policy power_t": lambda d, t: _fitted_doc(d).update(sgd_policy={"learning_rate": "invscaling",
+                                                                         "power_t": -1.0}),
+    "sgd policy keys": lambda d, t: _fitted_doc(d).update(sgd_policy={"learning_rate": "constant"}),
+    "sgd policy a list": lambda d, t: _fitted_doc(d).update(sgd_policy=["constant", 0.5]),
 }
 
 

@@ -564,6 +564,41 @@ def test_partial_fit_keeps_its_optimizers_rate_whatever_set_params_says():
             np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.parametrize("solver, before, change", [
+    ("sgd", {"learning_rate": "invscaling"}, {"learning_rate": "constant"}),
+    ("sgd", {"learning_rate": "invscaling"}, {"power_t": 0.9}),
+    ("sgd", {"learning_rate": "adaptive", "n_iter_no_change": 1, "tol": 1e9}, {"learning_rate": "invscaling"}),
+    ("sgd", {"momentum": 0.9}, {"momentum": 0.1, "nesterovs_momentum": False}),
+    ("sgd", {"learning_rate": "invscaling"}, {"solver": "adam"}),
+    ("adam", {}, {"beta_1": 0.5, "beta_2": 0.9, "epsilon": 1e-3}),
+    ("adam", {}, {"solver": "sgd"}),
+    ("adam", {}, {"alpha": 0.5}),
+    ("sgd", {"alpha": 0.3}, {"alpha": 1e-5}),
+])
+def test_partial_fit_after_set_params_goes_on_as_scikit_learn_does(solver, before, change):
+    """scikit-learn's partial_fit keeps the optimizer its first call made (solver, schedule,
+    power_t, momentum, betas) whatever set_params says since, but reads alpha afresh for every
+    batch; to_sklearn hands that optimizer over, and scikit-learn's partial_fit then goes on alike."""
+    X, y = data("binary")
+    kw = dict(hidden_layer_sizes=(5,), solver=solver, random_state=0, batch_size=40, **before)
+    sk, fn = skn.MLPClassifier(**kw), MLPClassifier(**kw)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        for est in (sk, fn):
+            est.partial_fit(X, y, classes=np.unique(y))
+            est.set_params(**change)
+            est.partial_fit(X, y)
+            est.partial_fit(X, y)
+        for a, b in zip(fn.coefs_ + fn.intercepts_, sk.coefs_ + sk.intercepts_):
+            np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+        assert fn.loss_ == pytest.approx(sk.loss_, rel=1e-10)
+        back = fn.to_sklearn()
+        for est in (sk, back):
+            est.partial_fit(X, y)
+        for a, b in zip(back.coefs_ + back.intercepts_, sk.coefs_ + sk.intercepts_):
+            np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+
+
 def test_a_callbacks_rate_factor_goes_to_scikit_learn_and_back():
     X, y = data("binary")
     for solver in ("sgd", "adam"):

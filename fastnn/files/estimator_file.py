@@ -127,6 +127,7 @@ def _number_list(v, what):
 _FITTED_NUMBERS = ("loss_", "best_loss_", "best_validation_score_")
 _FITTED_INTS = ("n_iter_", "t_", "n_layers_", "n_outputs_", "n_features_in_", "_no_improvement_count")
 _FITTED_LISTS = ("loss_curve_", "validation_scores_", "validation_loss_curve_")
+_SCHEDULES = ("constant", "invscaling", "adaptive")  # scikit-learn's SGD learning_rate
 
 
 def encode_estimator(est):
@@ -142,6 +143,10 @@ def encode_estimator(est):
     # the stochastic solvers' current rate; lbfgs has none (its fits never read one)
     fitted["learning_rate"] = float(getattr(est, "_learning_rate", est.learning_rate_init))
     fitted["optimizer_ready"] = bool(getattr(est, "_optimizer_ready", False))
+    # the schedule and power_t its SGD optimizer was made with (partial_fit keeps them, whatever
+    # set_params said since); written since the sixteenth session, optional on reading
+    policy = getattr(est, "_sgd_policy", None)
+    fitted["sgd_policy"] = None if policy is None else {"learning_rate": str(policy[0]), "power_t": float(policy[1])}
     names = getattr(est, "feature_names_in_", None)
     fitted["feature_names_in_"] = None if names is None else _labels(names, "feature_names_in_")
     if hasattr(est, "classes_"):
@@ -191,8 +196,19 @@ def _restore_fitted(est, kind, model, fitted):
         "out_activation_", "learning_rate", "optimizer_ready", "feature_names_in_"}
     if kind == "MLPClassifier":
         expected |= {"classes_", "y_type_"}
-    if set(fitted) != expected:
-        raise ValueError(f"the fitted attributes are {sorted(fitted)}, expected {sorted(expected)}")
+    if not expected <= set(fitted) <= expected | {"sgd_policy"}:
+        raise ValueError(f"the fitted attributes are {sorted(fitted)}, expected {sorted(expected)} "
+                         f"and optionally 'sgd_policy'")
+    policy = fitted.get("sgd_policy")
+    if policy is not None:
+        policy = _expect(policy, dict, "sgd_policy")
+        if set(policy) != {"learning_rate", "power_t"} or policy["learning_rate"] not in _SCHEDULES:
+            raise ValueError(f"sgd_policy must be {{'learning_rate': one of {list(_SCHEDULES)}, "
+                             f"'power_t': a number}}, got {policy!r}")
+        power_t = _expect(policy["power_t"], (int, float), "sgd_policy's power_t")
+        if not (np.isfinite(power_t) and power_t >= 0):
+            raise ValueError(f"sgd_policy's power_t must be a finite number >= 0, got {power_t!r}")
+        policy = (policy["learning_rate"], float(power_t))
     if not model.built:
         raise ValueError("the estimator's model is not built")
     for name in _FITTED_INTS:
@@ -248,6 +264,8 @@ def _restore_fitted(est, kind, model, fitted):
     est.out_activation_ = out
     est._learning_rate = float(lr)
     est._optimizer_ready = _expect(fitted["optimizer_ready"], bool, "optimizer_ready")
+    if policy is not None:
+        est._sgd_policy = policy
     est._best_weights = model.get_weights()
     est.history_ = model.history
 

@@ -251,6 +251,16 @@ class Sequential(Configurable):
             self._compiled = True
         return self
 
+    def _swap_optimizer(self, optimizer):
+        """Use `optimizer`, of the current one's class, keeping the optimizer state, the counters
+        and the rate scale, which compile resets: the drop-in estimators' partial_fit reads alpha
+        afresh for each call while its optimizer lives on, as scikit-learn's does."""
+        with self._exclusive("compile"):
+            if self._optimizer is None or type(optimizer) is not type(self._optimizer):
+                raise ValueError(f"cannot swap {self._optimizer!r} for {optimizer!r}: compile() makes a "
+                                 f"new optimizer")
+            self._optimizer = optimizer
+
     def _loss_record(self, loss):
         """The loss named, or the one the last activation suggests (loss=None)."""
         return _losses.for_link(self._last_activation()) if loss is None else _losses.get(loss)
