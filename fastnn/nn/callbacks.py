@@ -280,7 +280,9 @@ class _MinusInf:
 class ReduceLROnPlateau(_Monitor):
     """Multiply the learning rate by `factor` when `monitor` has failed to beat its best value so
     far by more than `min_delta` for `patience` consecutive epochs (then wait `cooldown` epochs
-    before counting again); never below `min_lr`. The best value is the best ever seen, as in
+    before counting again: the `cooldown` epochs after a reduction never count, as in PyTorch,
+    where Keras already counts the last of them); never below `min_lr`. The best value is the best
+    ever seen (Keras and PyTorch move it only on an improvement of more than min_delta), as in
     scikit-learn's 'adaptive' rule, which is ReduceLROnPlateau(monitor='loss', factor=1/5,
     min_delta=tol, patience=n_iter_no_change + 1). The rate changes through model.lr_scale, which
     multiplies whatever schedule the optimizer has."""
