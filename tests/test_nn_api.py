@@ -1343,3 +1343,17 @@ def test_two_threads_copying_one_model_at_once_both_succeed():
     for t in threads:
         t.join(120)
     assert errors == []
+
+
+def test_every_optimizer_takes_its_rate_as_lr_or_as_keras_learning_rate():
+    from fastnn.nn import optimizers as opts
+    for cls in (fastnn.SGD, fastnn.Adam, fastnn.AdamW, fastnn.RMSprop, opts.SklearnSGD, opts.SklearnAdam):
+        a = cls(learning_rate=0.0123)
+        assert a.lr == 0.0123 and a.get_config() == cls(lr=0.0123).get_config(), cls
+        assert "learning_rate" not in a.get_config()
+        with pytest.raises(TypeError, match="give the rate once"):
+            cls(0.1, learning_rate=0.2)
+        with pytest.raises(TypeError, match="give the rate once"):
+            cls(lr=0.1, learning_rate=0.2)
+    m = fastnn.Sequential([fastnn.Dense(2)]).compile("rmsprop", "mse", learning_rate=0.05)
+    assert m.optimizer == fastnn.RMSprop(lr=0.05) or m.optimizer.lr == 0.05

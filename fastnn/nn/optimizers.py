@@ -8,12 +8,17 @@ Penalties apply to weights (Dense kernels) only, never to biases or batch-norm p
                 0.5 alpha |W|^2 / S and its weight gradient alpha W / S (S: the batch's
                 sample-weight sum, its row count when unweighted); the loss reported includes it
 
+Every optimizer takes its rate as `lr` (PyTorch's name) or `learning_rate` (Keras's); it is
+stored, and written in configs, as lr.
+
 SklearnSGD and SklearnAdam apply scikit-learn's forms of the updates (its
 _stochastic_optimizers.py): momentum as a velocity of steps, v = mu v - lr g, and Adam's bias
 correction folded into the step size with eps outside it. fastnn's scikit-learn estimators train
 with them; with a constant rate SklearnSGD equals SGD, and SklearnAdam differs from Adam only in
 where eps enters.
 """
+import functools
+
 from .._engine.codes import FORMS, N_SLOTS, OPTIMIZERS
 from ._config import Boolean, Configurable, Frozen, InstanceOf, Interval, NoneOk, Options, Real, validate
 from .schedules import _SCHEDULE_NAMES, Schedule, get_schedule
@@ -24,6 +29,9 @@ _UNIT = [Interval(Real, 0, 1, closed="left")]
 _SCHEDULE = [NoneOk(), InstanceOf(Schedule), Options(tuple(_SCHEDULE_NAMES))]
 
 
+_UNSET = object()
+
+
 class Optimizer(Frozen, Configurable):
     """Base class. Optimizers are immutable once made (see Frozen)."""
 
@@ -31,6 +39,21 @@ class Optimizer(Frozen, Configurable):
 
     kind = None
     form = "torch"  # the updates' form (codes.FORMS); "sklearn" in SklearnSGD, SklearnAdam
+
+    def __init_subclass__(cls, **kw):
+        super().__init_subclass__(**kw)
+        init = cls.__dict__.get("__init__")
+        if init is None:
+            return
+
+        @functools.wraps(init)  # the signature (and so the config) stays the constructor's own
+        def __init__(self, *args, learning_rate=_UNSET, **kwargs):
+            if learning_rate is not _UNSET:  # Keras's name for lr
+                if args or "lr" in kwargs:
+                    raise TypeError(f"{type(self).__name__}: give the rate once, as lr or as learning_rate")
+                kwargs["lr"] = learning_rate
+            init(self, *args, **kwargs)
+        cls.__init__ = __init__
     _parameter_constraints = {"lr": _RATE, "l2": _PENALTY, "l1": _PENALTY, "alpha": _PENALTY,
                               "weight_decay": _PENALTY, "schedule": _SCHEDULE,
                               "momentum": _UNIT, "nesterov": [Boolean()], "beta1": _UNIT,
