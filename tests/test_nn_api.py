@@ -178,6 +178,32 @@ def test_a_built_but_never_compiled_model_stays_so_through_a_file_and_a_pickle(t
         fastnn.Sequential.__new__(fastnn.Sequential).__setstate__(state)
 
 
+def test_a_pickled_schedule_callback_must_be_the_one_the_optimizers_schedule_makes():
+    """fit calls the model's schedule callback (Adaptive's plateau rule): a pickle restores its
+    state (best, wait, cooldown) into one made afresh from the optimizer, and refuses any other
+    object, another callback, another configuration or state out of range."""
+    X, y = blobs()
+    m = fastnn.Sequential([fastnn.Dense(3)], seed=0).compile(fastnn.SGD(0.1, schedule="adaptive"), "cross_entropy")
+    m.fit(X, y, epochs=3)
+    back = pickle.loads(pickle.dumps(m))
+    assert back._schedule_callback is not m._schedule_callback
+    assert back._schedule_callback.get_state() == m._schedule_callback.get_state() != \
+        m.optimizer.schedule.plateau_callback().get_state()
+    state = m.__getstate__()
+    wrong_config = m.optimizer.schedule.plateau_callback()
+    wrong_config.patience += 1
+    wrong_state = copy.deepcopy(state["_schedule_callback"])
+    wrong_state.wait = -1
+    for bad, match in ((object(), "is not the one"), (fastnn.EarlyStopping(), "is not the one"),
+                       (wrong_config, "is not the one"), (wrong_state, "'wait' parameter")):
+        with pytest.raises(ValueError, match=match):
+            fastnn.Sequential.__new__(fastnn.Sequential).__setstate__({**state, "_schedule_callback": bad})
+    plain = mlp().__getstate__()  # a constant rate makes no callback
+    with pytest.raises(ValueError, match="does not make"):
+        fastnn.Sequential.__new__(fastnn.Sequential).__setstate__(
+            {**plain, "_schedule_callback": fastnn.ReduceLROnPlateau()})
+
+
 def test_keras_habits_metrics_batch_size_none_and_patience_zero():
     X, y = blobs()
     m = fastnn.Sequential([fastnn.Dense(8, activation="relu"), fastnn.Dense(3)], seed=0)

@@ -150,6 +150,22 @@ def _dtype(v):
         return _INVALID
 
 
+def _schedule_callback_from(optimizer, pickled):
+    """The callback a pickled model's schedule runs with (Adaptive's plateau rule), made afresh
+    from the optimizer and given the pickled one's state, which must be that kind of callback with
+    that configuration: a pickle cannot hand fit any other object to call."""
+    want = None if optimizer is None else optimizer.schedule.plateau_callback()
+    if want is None or pickled is None:
+        if pickled is not None:
+            raise ValueError("the pickled model has a schedule callback its optimizer's schedule does not make")
+        return want
+    if type(pickled) is not type(want) or not isinstance(getattr(pickled, "__dict__", None), dict) or \
+            {k: pickled.__dict__.get(k) for k in want.get_config()} != want.get_config():
+        raise ValueError("the pickled model's schedule callback is not the one its optimizer's schedule makes")
+    want.set_state({k: pickled.__dict__.get(k) for k in want.get_state()})
+    return want
+
+
 class _LrScale:
     _parameter_constraints = {"lr_scale": [Interval(Real, 0, None, closed="neither")]}
     config_name = "Sequential"  # the class errors name
@@ -562,6 +578,8 @@ class Sequential(Configurable):
         if (state.get("_optimizer") is None) != (loss is None):
             raise ValueError("the pickled model has an optimizer without a loss, or a loss without an "
                              "optimizer: compile sets both")
+        state["_schedule_callback"] = _schedule_callback_from(state.get("_optimizer"),
+                                                              state.get("_schedule_callback"))
         self.__dict__.update(state)
         self._lock, self._busy, self._built = threading.RLock(), None, None
         _LIVE_MODELS.add(self)
