@@ -837,12 +837,14 @@ static void FN(gemm_rows_task)(void *ctx, int64_t s, int worker) {
  * weight matrix too large for one core's L2 stay in two; the product of a row is bound by the
  * bandwidth from L2 (a 784-256-128-10 MNIST row read about 285 KB of weights there). Each
  * element is summed over the same listed rows of B in the same order as by one thread: the
- * result does not depend on the split. */
+ * result does not depend on the split. With trans_b (the backward's dX = dZ W^T of a batch of a
+ * few rows) a slab of C's columns is a slab of B's rows, whose dot products skinny_dots forms
+ * alike whatever rows it is given with. */
 typedef struct FN(skinny_job) {
     real *C;
     const real *A, *B;
     int64_t m, n, k, ldc, lda, ldb, cols;
-    int trans_a, skip_zero;
+    int trans_a, trans_b, skip_zero;
     real alpha, beta;
     const FN(fnn_gemm_epi) *epi;
 } FN(skinny_job);
@@ -852,23 +854,28 @@ static void FN(skinny_task)(void *ctx, int64_t t, int worker) {
     (void)worker;
     const int64_t c0 = t * j->cols, c1 = c0 + j->cols < j->n ? c0 + j->cols : j->n;
     if (c0 >= c1) return;
-    FN(gemm_skinny)(j->C + c0, j->A, j->B + c0, j->m, c1 - c0, j->k, j->ldc, j->lda, j->ldb, j->trans_a,
-                    0, j->alpha, j->beta, j->skip_zero);
+    /* with trans_b, C's columns c0..c1 are B's rows c0..c1 */
+    FN(gemm_skinny)(j->C + c0, j->A, j->B + (j->trans_b ? c0 * j->ldb : c0), j->m, c1 - c0, j->k, j->ldc,
+                    j->lda, j->ldb, j->trans_a, j->trans_b, j->alpha, j->beta, j->skip_zero);
     if (j->epi) FN(epi_apply)(j->epi, j->C, j->ldc, 0, j->m, c0, c1);
 }
 
 static void FN(skinny_split)(fnn_team *team, real *C, const real *A, const real *B, int64_t m, int64_t n,
-                             int64_t k, int64_t ldc, int64_t lda, int64_t ldb, int trans_a, real alpha,
-                             real beta, int skip_zero, const FN(fnn_gemm_epi) *epi) {
+                             int64_t k, int64_t ldc, int64_t lda, int64_t ldb, int trans_a, int trans_b,
+                             real alpha, real beta, int skip_zero, const FN(fnn_gemm_epi) *epi) {
     /* slabs of whole cache lines of C, and at least one register block of the row kernels (8
      * vectors of 32 bytes: the AVX2 kernels' widest) */
     const int64_t line = 64 / (int64_t)sizeof(real), least = 256 / (int64_t)sizeof(real);
     const int64_t nt = fnn_team_size(team);
-    FN(skinny_job) j = {C, A, B, m, n, k, ldc, lda, ldb, 0, trans_a, skip_zero, alpha, beta, epi};
+    FN(skinny_job) j = {C, A, B, m, n, k, ldc, lda, ldb, 0, trans_a, trans_b, skip_zero, alpha, beta, epi};
     j.cols = ((n + nt - 1) / nt + line - 1) / line * line;
     if (j.cols < least) j.cols = least;
     fnn_team_run(team, (n + j.cols - 1) / j.cols, FN(skinny_task), &j);
 }
+
+/* Profiling builds only: FNN_SKINNY_TRANS_B=0 keeps a few rows' products with trans_b (the
+ * backward's dX = dZ W^T) on the calling thread, as before. */
+static int FN(skinny_split_trans_b)(void) { return (int)fnn_prof_knob("FNN_SKINNY_TRANS_B", 1) != 0; }
 
 /* Threads take slabs of C, each packing into its own part of `work`: no barrier inside a call.
  * Slabs that share a packed operand are guided (guided_start), handed out as threads come free,
@@ -885,9 +892,10 @@ static int FN(gemm_team)(fnn_team *team, real *C, const real *A, const real *B, 
     if (k == 0 || alpha == 0 || m <= FNN_SKINNY_M) {
         if (k == 0 || alpha == 0) {
             FN(scale_c)(C, m, n, ldc, beta);
-        } else if (!trans_b && fnn_team_size(team) > 1 &&
+        } else if ((!trans_b || FN(skinny_split_trans_b)()) && fnn_team_size(team) > 1 &&
                    (double)n * (double)k * sizeof(real) >= FNN_SKINNY_SPLIT_BYTES) {
-            FN(skinny_split)(team, C, A, B, m, n, k, ldc, lda, ldb, trans_a, alpha, beta, skip_zero, epi);
+            FN(skinny_split)(team, C, A, B, m, n, k, ldc, lda, ldb, trans_a, trans_b, alpha, beta, skip_zero,
+                             epi);
             return FNN_OK;
         } else {
             FN(gemm_skinny)(C, A, B, m, n, k, ldc, lda, ldb, trans_a, trans_b, alpha, beta, skip_zero);
