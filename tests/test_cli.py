@@ -436,6 +436,64 @@ def test_predict_reads_a_npy_array(work):
     assert out.splitlines() == ["species", *want]
 
 
+def test_no_output_may_replace_an_input(work):
+    """The demanding user's data loss: `-o` naming the model or the data file (or a link to it)
+    replaced it; train's --output and --plot likewise. Each is refused before anything is read or
+    written, and the files stay as they were."""
+    d, _ = work
+    os.symlink(d / "flowers.csv", d / "flowers-link.csv")
+    before = {n: (d / n).read_bytes() for n in ("flowers.csv", "flowers.safetensors")}
+    cases = [(["predict", "flowers.safetensors", "flowers.csv", "-o", "flowers.safetensors"], "model file"),
+             (["predict", "flowers.safetensors", "flowers.csv", "-o", "flowers.csv"], "data file"),
+             (["predict", "flowers.safetensors", "flowers.csv", "-o", "flowers-link.csv"], "data file"),
+             (["train", "--data", "flowers.csv", "--target", "species", "-o", "flowers.csv"], "data file"),
+             (["train", "--data", "flowers.csv", "--target", "species", "-o", "refused.png", "--plot", "refused.png"],
+              "--plot file")]
+    if importlib.util.find_spec("matplotlib") is None:
+        cases.pop()
+    for (args, what), (status, out, err) in zip(cases, cli_many([a for a, _ in cases], d)):
+        assert status == 2 and f"is the {what}" in one_line_error(err) and "choose another file" in err, (args, err)
+    assert {n: (d / n).read_bytes() for n in before} == before and not (d / "refused.png").exists()
+
+
+def test_predict_writes_npy_and_npz_arrays_that_load_without_pickle(work):
+    d, _ = work
+    model = fastnn.load(d / "flowers.safetensors")
+    with open(d / "flowers.csv") as f:
+        X = np.array([[float(r[k]) for k in ("sepal", "width", "petal", "depth")] for r in csv.DictReader(f)])
+    want = np.array(SPECIES)[model.predict(X.astype(np.float32))]
+    (s1, o1, e1), (s2, o2, e2), (s3, o3, e3) = cli_many([
+        ["predict", "flowers.safetensors", "flowers.csv", "-o", "p.npy"],
+        ["predict", "flowers.safetensors", "flowers.csv", "-o", "p.npz", "--proba"],
+        ["predict", "flowers.safetensors", "flowers.csv", "-o", "q.npy", "--proba"]], d)
+    assert s1 == 0 and s2 == 0, e1 + e2
+    got = np.load(d / "p.npy", allow_pickle=False)
+    assert got.dtype.kind == "U" and got.tolist() == want.tolist()
+    with np.load(d / "p.npz", allow_pickle=False) as z:
+        assert z["prediction"].tolist() == want.tolist() and z["classes"].tolist() == SPECIES
+        np.testing.assert_allclose(z["proba"], model.predict_proba(X.astype(np.float32)), rtol=1e-6)
+    assert s3 == 2 and "--proba needs a CSV or .npz output" in one_line_error(e3)
+    assert not (d / "q.npy").exists()
+    status, out, err = cli(["predict", "flowers.safetensors", "flowers.csv", "-o", "nowhere/p.csv"], d)
+    assert status == 1 and one_line_error(err).endswith("cannot write the predictions to nowhere/p.csv: its "
+                                                        "directory does not exist")
+
+
+def test_predict_ignores_blank_target_cells(work):
+    """Rows to predict often have no label yet: a target column of blank cells is ignored, as the
+    help says of the target column (it was refused as 'empty')."""
+    d, _ = work
+    with open(d / "flowers.csv") as f:
+        rows = list(csv.reader(f))
+    header, body = rows[0], rows[1:6]
+    blank = [[v if header[j] != "species" else "" for j, v in enumerate(r)] for r in body]
+    write_csv(d / "unlabelled.csv", header, blank)
+    status, out, err = cli(["predict", "flowers.safetensors", "unlabelled.csv"], d)
+    assert status == 0, err
+    status2, out2, _ = cli(["predict", "flowers.safetensors", "flowers.csv", "--limit", "5"], d)
+    assert out == out2 and len(out.splitlines()) == 6
+
+
 @pytest.mark.filterwarnings("ignore:Stochastic Optimizer")
 def test_estimator_files_answer_in_their_classes(work):
     pytest.importorskip("sklearn")

@@ -136,6 +136,33 @@ def _check_exists(path, what):
         raise DataError(f"{what} {path!r} is a directory, not a file")
 
 
+def refuse_same_file(option, out, inputs):
+    """UsageError when `out`, the file that `option` writes, is one of `inputs` ((what, path)
+    pairs) by any name (a link, another spelling): writing it would replace a file being read."""
+    if not out:
+        return
+    for what, path in inputs:
+        if not path:
+            continue
+        try:
+            same = os.path.samefile(out, path) if os.path.exists(out) and os.path.exists(path) else \
+                os.path.realpath(out) == os.path.realpath(path)
+        except (OSError, ValueError):
+            same = False
+        if same:
+            raise UsageError(f"{option} {out!r} is the {what} {path!r}: writing there would replace it; "
+                             f"choose another file")
+
+
+def check_output_folder(out, what):
+    """DataError when the folder `out` would be written in does not exist; UsageError when `out`
+    is a folder."""
+    if os.path.isdir(out):
+        raise UsageError(f"the output {out!r} is a directory")
+    if not os.path.isdir(os.path.dirname(os.path.abspath(out))):
+        raise DataError(f"cannot write the {what} to {out}: its directory does not exist")
+
+
 def _number(text):
     try:
         return float(text)
@@ -208,7 +235,9 @@ def read_csv(path, target=None, need_target=True, features=None, n_features=None
     if has_target:
         y = cells[:, header.index(target)]
         empty = np.flatnonzero(y == "")
-        if empty.size:
+        if empty.size and not need_target:  # predict ignores it: blank labels are rows to predict
+            y = None
+        elif empty.size:
             raise DataError(f"{path}, line {body[int(empty[0])][0]}: the target column {target!r} is empty")
     return Data(X, y, os.path.basename(path), [header[j] for j in cols], target if has_target else None)
 

@@ -15,8 +15,11 @@ DESCRIPTION = """\
 Predict every row of DATA (a CSV file with a header row, a .npz archive with an array X, or a .npy
 array) and write CSV: a header, then one line per row with the predicted label, in the labels the
 model was trained on (or the predicted value, for a regression). A CSV's feature columns are picked by the
-names the model was trained on; its target column, when present, is ignored. --proba adds one
-column of probability per class."""
+names the model was trained on; its target column, when present, is ignored (blank cells
+included). --proba adds one column of probability per class. An output named *.npy gets the
+predictions as one NumPy array (labels as the model's, text as a fixed-width string array), one
+named *.npz the arrays 'prediction' and, with --proba, 'proba' and 'classes'; np.load reads
+either without allow_pickle. The output cannot be MODEL or DATA."""
 EPILOG = """\
 examples:
   fastnn predict iris.safetensors new_flowers.csv
@@ -28,7 +31,8 @@ def add_arguments(p):
     p.add_argument("model", metavar="MODEL", help="a model file written by fastnn train (or model.save)")
     p.add_argument("data", metavar="DATA", help="CSV (header row), .npz (array X) or .npy (X)")
     p.add_argument("--proba", action="store_true", help="also write each class's probability (classifiers)")
-    p.add_argument("-o", "--output", metavar="OUT.csv", help="write there (atomically) instead of to standard output")
+    p.add_argument("-o", "--output", metavar="OUT.csv", help="write there (atomically) instead of to standard output; "
+                   "*.npy and *.npz: NumPy arrays")
     p.add_argument("--limit", metavar="N", type=c.int_at_least(1), help="predict only the first N rows")
     c.add_common(p)
 
@@ -62,6 +66,25 @@ def table(model, X, proba):
     return header, [[_fmt(v) for v in r] for r in out.tolist()]
 
 
+def arrays(model, X, proba):
+    """{'prediction': ...} and, with proba, 'proba' (and 'classes' for a classifier): the .npy and
+    .npz outputs, labels as the model's (numbers, or text as a fixed-width string array)."""
+    out = model.indices(X)
+    if model.task == "classification":
+        classes = np.asarray(model.classes)
+        got = {"prediction": classes[np.asarray(out)]}
+        if proba:
+            got.update(proba=np.asarray(model.proba(X)), classes=classes)
+        return got
+    out = np.asarray(out).reshape(len(X), -1)
+    if model.task == "multilabel":
+        got = {"prediction": out.astype(np.int64)}
+        if proba:
+            got["proba"] = np.asarray(model.proba(X))
+        return got
+    return {"prediction": out[:, 0] if out.shape[1] == 1 else out}
+
+
 def _is_stream(path):
     try:
         mode = os.stat(path).st_mode
@@ -75,24 +98,40 @@ def run(args):
     model = c.open_model(args.model)
     if args.proba and (model.task == "regression" or model.one_hot):
         model.proba(None)  # raises the UsageError that says why, before reading any data
+    ext = os.path.splitext(args.output)[1].lower() if args.output else ""
+    if args.output:
+        c.refuse_same_file("-o", args.output, [("model file", args.model), ("data file", args.data)])
+        if not _is_stream(args.output):
+            c.check_output_folder(args.output, "predictions")
+        if ext == ".npy" and args.proba:
+            raise c.UsageError("--proba needs a CSV or .npz output: a .npy file holds one array, the predictions")
     data = model.read(args.data, need_target=False)
     X = data.X[:args.limit] if args.limit else data.X
-    header, rows = table(model, X, args.proba)
-    text = io.StringIO()
-    w = csv.writer(text, lineterminator="\n")
-    w.writerow(header)
-    w.writerows(rows)
+    if ext in (".npy", ".npz"):
+        got, buf = arrays(model, X, args.proba), io.BytesIO()
+        if ext == ".npy":
+            np.save(buf, got["prediction"], allow_pickle=False)
+        else:
+            np.savez(buf, **got)
+        payload = buf.getvalue()
+    else:
+        header, rows = table(model, X, args.proba)
+        text = io.StringIO()
+        w = csv.writer(text, lineterminator="\n")
+        w.writerow(header)
+        w.writerows(rows)
+        payload = text.getvalue().encode()
     if args.output:
         from ..files.atomic import atomic_write
         try:
             if _is_stream(args.output):  # /dev/stdout into a pipe, a FIFO: written as it is
                 with open(args.output, "wb") as f:
-                    f.write(text.getvalue().encode())
+                    f.write(payload)
             else:  # a file: all of it or none
-                atomic_write(args.output, lambda f: f.write(text.getvalue().encode()))
+                atomic_write(args.output, lambda f: f.write(payload))
         except OSError as exc:
             raise c.DataError(f"cannot write {args.output}: {exc}") from None
-        print(f"{len(rows)} predictions written to {args.output}")
+        print(f"{len(X)} predictions written to {args.output}")
     else:
-        sys.stdout.write(text.getvalue())
+        sys.stdout.write(payload.decode())
     return 0

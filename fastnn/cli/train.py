@@ -188,6 +188,8 @@ def run(args):
         raise c.UsageError(f"--output {args.output!r} is a directory")
     if args.output and not os.path.isdir(os.path.dirname(os.path.abspath(args.output))):
         raise c.DataError(f"cannot write the model to {args.output}: its directory does not exist")
+    c.refuse_same_file("--output", args.output, [("data file", args.data), ("--plot file", args.plot)])
+    c.refuse_same_file("--plot", args.plot, [("data file", args.data)])
 
     # data
     train, held = _load(args)
