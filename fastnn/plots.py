@@ -41,6 +41,10 @@ def _curves(history):
         logs, epochs = source.history, [int(e) + 1 for e in source.epoch]
     elif isinstance(source, Mapping):
         logs, epochs = source, None
+    elif getattr(history, "solver", None) == "lbfgs" and hasattr(history, "coefs_"):
+        raise ValueError(f"this {type(history).__name__} was fitted with solver='lbfgs', which keeps no "
+                         f"per-epoch history (nor does scikit-learn's: no loss_curve_); fit with 'adam' "
+                         f"or 'sgd' to plot one")
     else:
         raise TypeError("plot_history needs a fastnn History (what fit returns), a fitted model or "
                         f"estimator, or a dict of per-epoch lists; got {type(history).__name__}")

@@ -171,6 +171,11 @@ def test_an_estimators_history_plots(tmp_path):
     keys = [k for k in ("loss", "accuracy", "val_loss", "val_accuracy") if k in clf.history_.history]
     _assert_draws(fig, clf.history_, keys, [1, 2, 3, 4])
     assert _lines(fastnn.plot_history(clf, tmp_path / "est.png")).keys() == _lines(fig).keys()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        lbfgs = fastnn.MLPClassifier(hidden_layer_sizes=(6,), solver="lbfgs", max_iter=4).fit(X, y)
+    with pytest.raises(ValueError, match="solver='lbfgs', which keeps no per-epoch history"):
+        fastnn.plot_history(lbfgs)
 
 
 @needs_matplotlib

@@ -127,7 +127,8 @@ EXPORTERS = {}  # class -> function(obj, onnx) -> onnx.ModelProto, for kinds bey
 
 def to_onnx(model):
     """An onnx.ModelProto computing `model`'s predict_proba (classification losses) or predict
-    (mse) for a batch of any size: a built Sequential, or a fitted fastnn MLPClassifier or
+    (mse; one column per output, so (N, 1) where a regressor of one output predicts (N,), as
+    skl2onnx writes scikit-learn's) for a batch of any size: a built Sequential, or a fitted fastnn MLPClassifier or
     MLPRegressor. Its input X and its output have the model's dtype (tensor(float) for float32,
     tensor(double) for float64: an estimator fitted on float64 X is a float64 model; feed it
     float64, or fit with dtype='float32'). Needs the onnx package (fastnn[onnx]); skl2onnx
