@@ -568,3 +568,11 @@ def test_a_plot_path_that_cannot_be_written_is_refused_before_training(work):
                      (2, "fastnn train: error: --plot: cannot write a plot as 'xyz' ('curves.xyz'): the "
                          "formats are " + lines[1][1].split("the formats are ")[-1])], lines
     assert "png" in lines[1][1] and not (d / "refused.safetensors").exists() and not (d / "plots.png").exists()
+
+
+def test_the_confusion_matrix_keeps_one_line_a_row_whatever_the_labels_hold():
+    from fastnn.cli.evaluate import confusion
+    text = confusion(np.array([0, 1, 1]), np.array([0, 1, 0]), ["a\nb", "tab\there", 7])
+    lines = text.splitlines()
+    assert len(lines) == 4 and lines[1].split() == ["a\\nb", "1", "0", "0"]
+    assert lines[2].split() == ["tab\\there", "1", "1", "0"]

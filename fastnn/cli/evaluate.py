@@ -32,7 +32,9 @@ def confusion(true, pred, classes):
     """The confusion matrix as text: rows true labels, columns predicted labels."""
     k = len(classes)
     m = np.bincount(true * k + pred, minlength=k * k).reshape(k, k)
+    # a label's control characters (a newline) escaped, as repr writes them: one line a row
     names = [c.format_label(x) for x in classes]
+    names = [repr(s)[1:-1] if any(ch < " " for ch in s) else s for s in names]
     w = max(max(len(s) for s in names), len(str(m.max())), 4)
     lines = [" " * w + "  " + " ".join(f"{s:>{w}}" for s in names)]
     lines += [f"{names[i]:>{w}}  " + " ".join(f"{v:>{w}d}" for v in m[i]) for i in range(k)]
