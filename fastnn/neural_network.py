@@ -678,8 +678,9 @@ class _BaseMLP(BaseEstimator):
         scikit-learn keeps its optimizer (_optimizer: SGD's velocities and current rate, Adam's
         moments and step count) in the fitted estimator, and pickles it, so that partial_fit goes
         on where it stopped; that state is converted too, so partial_fit continues as scikit-learn's
-        own would. Without it (lbfgs, or an optimizer of another solver than `solver`) the first
-        partial_fit starts a fresh optimizer. Raises TypeError for another class, NotFittedError for
+        own would, with that optimizer's kind and settings (scikit-learn's partial_fit keeps them
+        whatever set_params said since). Without one (lbfgs) the first partial_fit starts a fresh
+        optimizer. Raises TypeError for another class, NotFittedError for
         an unfitted estimator."""
         sk_cls = cls._sklearn_class
         if not isinstance(estimator, sk_cls):
@@ -730,14 +731,25 @@ class _BaseMLP(BaseEstimator):
         return est
 
     def _load_sklearn_optimizer(self, opt):
-        """scikit-learn's optimizer state into model_'s optimizer slots and step counter."""
+        """scikit-learn's optimizer into model_: its kind and settings (momentum, betas, eps, the
+        SGD schedule), which its partial_fit keeps whatever set_params said since, then its state
+        (slots, step counter, current rate)."""
         model = self.model_
-        if self.solver == "sgd" and isinstance(opt, _SkSGD):
+        alpha = float(self.alpha)
+        if isinstance(opt, _SkSGD):
+            new = SklearnSGD(lr=float(opt.learning_rate_init), momentum=float(opt.momentum),
+                             nesterov=bool(opt.nesterov), alpha=alpha)
             slots = [opt.velocities]
-        elif self.solver == "adam" and isinstance(opt, _SkAdam):
+        elif isinstance(opt, _SkAdam):
+            new = SklearnAdam(lr=float(self.learning_rate_init), beta1=float(opt.beta_1),
+                              beta2=float(opt.beta_2), eps=float(opt.epsilon), alpha=alpha)
             slots = [opt.ms, opt.vs]
         else:
             return
+        if type(new) is type(model.optimizer):
+            model._swap_optimizer(new)
+        else:  # solver was changed after scikit-learn's fit: its optimizer is of the other kind
+            model.compile(new, loss=self._loss_name())
         built, n_params = model._require_built(), model.n_params
         dense = [i for i, ly in enumerate(model.layers) if "kernel" in ly.array_names()]
         for k, arrays in enumerate(slots):
@@ -748,14 +760,13 @@ class _BaseMLP(BaseEstimator):
                 raise ValueError("the estimator's optimizer state does not match its weights")
             for t, a in zip(targets, arrays):
                 t[...] = a
-        if self.solver == "sgd":
+        if isinstance(opt, _SkSGD):
             self._sgd_policy = (opt.lr_schedule, float(opt.power_t))
-        if self.solver == "adam":
+            self._learning_rate = float(opt.learning_rate)
+            model.lr_scale = self._learning_rate / float(opt.learning_rate_init)
+        else:
             built.counters[CTR_STEP] = int(opt.t)
             model.lr_scale = float(opt.learning_rate_init) / float(self.learning_rate_init)
-        else:
-            self._learning_rate = float(opt.learning_rate)
-            model.lr_scale = self._learning_rate / float(self.learning_rate_init)
         self._optimizer_ready = True
 
     def to_sklearn(self):

@@ -587,10 +587,13 @@ def test_partial_fit_after_set_params_goes_on_as_scikit_learn_does(solver, befor
         for est in (sk, fn):
             est.partial_fit(X, y, classes=np.unique(y))
             est.set_params(**change)
+        taken = MLPClassifier.from_sklearn(sk)  # scikit-learn's optimizer, as it is kept
+        for est in (sk, fn, taken):
             est.partial_fit(X, y)
             est.partial_fit(X, y)
-        for a, b in zip(fn.coefs_ + fn.intercepts_, sk.coefs_ + sk.intercepts_):
-            np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+        for other in (fn, taken):
+            for a, b in zip(other.coefs_ + other.intercepts_, sk.coefs_ + sk.intercepts_):
+                np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
         assert fn.loss_ == pytest.approx(sk.loss_, rel=1e-10)
         back = fn.to_sklearn()
         for est in (sk, back):
