@@ -1383,3 +1383,22 @@ def test_every_optimizer_takes_its_rate_as_lr_or_as_keras_learning_rate():
             cls(lr=0.1, learning_rate=0.2)
     m = fastnn.Sequential([fastnn.Dense(2)]).compile("rmsprop", "mse", learning_rate=0.05)
     assert m.optimizer == fastnn.RMSprop(lr=0.05) or m.optimizer.lr == 0.05
+
+
+def test_an_optimizer_subclass_with_its_own_learning_rate_keeps_it(tmp_path):
+    """The alias must not take the argument from a subclass whose constructor names it (the hostile
+    tester's Keras-style SGD could be saved and not loaded)."""
+    class KerasSGD(fastnn.SGD):
+        def __init__(self, learning_rate=0.01, momentum=0.0):
+            super().__init__(lr=learning_rate, momentum=momentum)
+
+        learning_rate = property(lambda self: self.lr)
+
+    opt = KerasSGD(learning_rate=0.3)
+    assert opt.lr == 0.3 and KerasSGD.from_config(opt.get_config()).lr == 0.3
+    X, y = blobs()
+    m = fastnn.Sequential([fastnn.Dense(3)], seed=0).compile(KerasSGD(0.2), "cross_entropy")
+    m.fit(X, y)
+    m.save(tmp_path / "k.safetensors")
+    back = fastnn.load(tmp_path / "k.safetensors")
+    assert type(back.optimizer) is KerasSGD and back.optimizer.lr == 0.2

@@ -18,6 +18,7 @@ with them; with a constant rate SklearnSGD equals SGD, and SklearnAdam differs f
 where eps enters.
 """
 import functools
+import inspect
 
 from .._engine.codes import FORMS, N_SLOTS, OPTIMIZERS
 from ._config import Boolean, Configurable, Frozen, InstanceOf, Interval, NoneOk, Options, Real, validate
@@ -43,8 +44,8 @@ class Optimizer(Frozen, Configurable):
     def __init_subclass__(cls, **kw):
         super().__init_subclass__(**kw)
         init = cls.__dict__.get("__init__")
-        if init is None:
-            return
+        if init is None or "learning_rate" in inspect.signature(init).parameters:
+            return  # inherited (already wrapped), or a subclass that takes learning_rate itself
 
         @functools.wraps(init)  # the signature (and so the config) stays the constructor's own
         def __init__(self, *args, learning_rate=_UNSET, **kwargs):
