@@ -454,6 +454,21 @@ def test_no_output_may_replace_an_input(work):
     for (args, what), (status, out, err) in zip(cases, cli_many([a for a, _ in cases], d)):
         assert status == 2 and f"is the {what}" in one_line_error(err) and "choose another file" in err, (args, err)
     assert {n: (d / n).read_bytes() for n in before} == before and not (d / "refused.png").exists()
+    # MNIST's own files, when --data is left out (the hostile tester replaced t10k-labels that way)
+    mnist = d / "mnist-copy"
+    (mnist / "mnist").mkdir(parents=True)
+    from fastnn.datasets import mnist_search_path
+    source = next((Path(p) for _, p in mnist_search_path()
+                   if (Path(p) / "t10k-labels-idx1-ubyte.gz").is_file()), None)
+    if source is None:
+        return  # no MNIST here to copy
+    target = mnist / "mnist" / "t10k-labels-idx1-ubyte.gz"
+    target.write_bytes((source / "t10k-labels-idx1-ubyte.gz").read_bytes())
+    env = dict(_env(), FASTNN_DATA=str(mnist))
+    p = subprocess.run([sys.executable, "-m", "fastnn", "train", "--limit", "100", "-o", str(target)],
+                       cwd=d, env=env, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 2 and "is the MNIST file" in one_line_error(p.stderr)
+    assert target.read_bytes() == (source / "t10k-labels-idx1-ubyte.gz").read_bytes()
 
 
 def test_predict_writes_npy_and_npz_arrays_that_load_without_pickle(work):

@@ -188,8 +188,12 @@ def run(args):
         raise c.UsageError(f"--output {args.output!r} is a directory")
     if args.output and not os.path.isdir(os.path.dirname(os.path.abspath(args.output))):
         raise c.DataError(f"cannot write the model to {args.output}: its directory does not exist")
-    c.refuse_same_file("--output", args.output, [("data file", args.data), ("--plot file", args.plot)])
-    c.refuse_same_file("--plot", args.plot, [("data file", args.data)])
+    inputs = [("data file", args.data)]
+    if args.data is None:  # MNIST's files, wherever load_mnist may read them
+        from ..datasets import MNIST_FILES, mnist_search_path
+        inputs = [("MNIST file", os.path.join(d, name)) for _, d in mnist_search_path() for name in MNIST_FILES]
+    c.refuse_same_file("--output", args.output, inputs + [("--plot file", args.plot)])
+    c.refuse_same_file("--plot", args.plot, inputs)
 
     # data
     train, held = _load(args)
