@@ -94,6 +94,9 @@ _SK_ACTIVATIONS = ("identity", "logistic", "tanh", "relu")
 _SPARSE = ["csr", "csc"]  # scikit-learn's accept_sparse for its MLPs (other formats become csr)
 _SPARSE_CHUNK_BYTES = 1 << 24  # a sparse X is predicted in dense chunks of at most this size
 _MIN_CHUNK_ROWS = 16  # ... or of this many rows, for very wide X
+# the stochastic solvers' bookkeeping, which scikit-learn's _initialize makes for them only
+_STOCHASTIC_BOOKS = ("loss_curve_", "best_loss_", "validation_scores_", "best_validation_score_",
+                     "validation_loss_curve_", "_no_improvement_count")
 
 
 def _constraints(sk_constraints):
@@ -490,7 +493,12 @@ class _BaseMLP(BaseEstimator):
 
         if first_pass:
             dtype = self.dtype if self.dtype is not None else X.dtype
+            stale = {k: self.__dict__[k] for k in _STOCHASTIC_BOOKS if k in self.__dict__}
             self._initialize(units, acts, np.dtype(dtype), rs)
+            if self.solver == "lbfgs":  # scikit-learn's _initialize leaves these as they were for lbfgs
+                for k in _STOCHASTIC_BOOKS:
+                    self.__dict__.pop(k, None)
+                self.__dict__.update(stale)
         model = self.model_
         X = _dense(X, model.dtype)
         if self.solver == "lbfgs":
@@ -587,12 +595,10 @@ class _BaseMLP(BaseEstimator):
         to float32 and the engine runs in float32, as scikit-learn's float32 fit does (its coefs_
         come back float64 from scipy's iterate; the model keeps the float32 rounding of it).
         Attributes as scikit-learn sets them for lbfgs: n_iter_, loss_ (no loss_curve_, best_loss_
-        or validation scores), its ConvergenceWarning and its (lack of) verbose output."""
+        or validation scores of its own: those of an earlier stochastic fit stay, as in scikit-learn), its ConvergenceWarning and its (lack of) verbose output."""
         model = self.model_
         if first_pass:
-            for name in ("loss_curve_", "best_loss_", "validation_scores_", "best_validation_score_",
-                         "validation_loss_curve_", "_no_improvement_count", "history_"):
-                self.__dict__.pop(name, None)
+            self.__dict__.pop("history_", None)
         if model.loss != self._loss_name():
             model.compile(model.optimizer, loss=self._loss_name())
         sample_weight = self._weighted(y, sample_weight, False)

@@ -1198,3 +1198,27 @@ def test_one_class_and_one_sample_fit_like_scikit_learn():
     # a last batch of one row is taken: 201 rows in batches of 200 (scikit-learn's 'auto')
     bn = MLPRegressor(hidden_layer_sizes=(4,), batch_norm=True, max_iter=2, random_state=0)
     assert np.isfinite(bn.fit(np.resize(X, (201, X.shape[1])), np.arange(201.0)).predict(X)).all()
+
+
+def test_a_stochastic_fit_then_lbfgs_then_partial_fit_keeps_scikit_learns_books():
+    """scikit-learn's lbfgs fit leaves the books of an earlier stochastic fit (loss_curve_ and the
+    rest) as they were, and a later partial_fit appends to them; fastnn's lbfgs fit removed them,
+    and that partial_fit raised AttributeError after its update (hostile pass helper-45). A fresh
+    lbfgs fit still has none."""
+    X, y = data("binary")
+    books = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        for cls in (skn.MLPClassifier, MLPClassifier):
+            e = cls((5,), solver="sgd", random_state=0)
+            e.partial_fit(X, y, classes=np.unique(y))
+            e.set_params(solver="lbfgs", max_iter=5)
+            e.fit(X, y)
+            after_lbfgs = (len(e.loss_curve_), e.best_loss_, e._no_improvement_count)
+            e.set_params(solver="sgd")
+            e.partial_fit(X, y)
+            books.append((after_lbfgs, e.n_iter_, len(e.loss_curve_), e.t_))
+        (sk_after, *sk_rest), (fn_after, *fn_rest) = books
+        assert sk_rest == fn_rest and sk_after[::2] == fn_after[::2]
+        assert fn_after[1] == pytest.approx(sk_after[1], rel=1e-12)  # best_loss_ of the sgd epoch
+        assert not hasattr(MLPClassifier((5,), solver="lbfgs", max_iter=5).fit(X, y), "loss_curve_")
