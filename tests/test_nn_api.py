@@ -1402,3 +1402,27 @@ def test_an_optimizer_subclass_with_its_own_learning_rate_keeps_it(tmp_path):
     m.save(tmp_path / "k.safetensors")
     back = fastnn.load(tmp_path / "k.safetensors")
     assert type(back.optimizer) is KerasSGD and back.optimizer.lr == 0.2
+
+
+def test_a_pickled_optimizer_or_schedule_is_made_again_by_its_constructor():
+    """Hand-made pickle states (hostile pass helper-45): a field the constructor does not make (an
+    Adaptive schedule carrying a 'plateau_callback' that fit would call) is refused, a missing one
+    too, and a schedule pickled by name comes back as the Schedule the constructor makes."""
+    from fastnn.nn.schedules import Adaptive
+
+    def restored(cls, fields):
+        obj = cls.__new__(cls)
+        obj.__dict__.update(fields)
+        return pickle.loads(pickle.dumps(obj))
+
+    back = restored(fastnn.SGD, {**fastnn.SGD(0.1).__dict__, "schedule": "adaptive"})
+    assert isinstance(back.schedule, Adaptive) and back == fastnn.SGD(0.1, schedule="adaptive") or \
+        back.get_config() == fastnn.SGD(0.1, schedule="adaptive").get_config()
+    with pytest.raises(ValueError, match="fields its constructor does not make: \\['plateau_callback'\\]"):
+        restored(Adaptive, {**Adaptive().__dict__, "plateau_callback": fastnn.EarlyStopping})
+    fields = dict(Adaptive().__dict__)
+    del fields["patience"]
+    with pytest.raises(ValueError, match="cannot restore a pickled Adaptive"):
+        restored(Adaptive, fields)
+    with pytest.raises(ValueError, match="'lr' parameter"):
+        restored(fastnn.Adam, {**fastnn.Adam().__dict__, "lr": -1.0})

@@ -187,10 +187,23 @@ class Frozen:
             raise AttributeError(f"{type(self).__name__} cannot change once made: __setstate__ restores "
                                  f"a pickled one into a new, empty object; make a new one with "
                                  f"{type(self).__name__}.from_config(config)")
+        cls = type(self)
         if not isinstance(state, dict):
-            raise TypeError(f"cannot restore a {type(self).__name__} from {type(state).__name__}")
-        params = {k: state[k] for k in type(self)._parameter_constraints if k in state}
-        self.__dict__.update({**state, **checked(type(self), params)})
+            raise TypeError(f"cannot restore a {cls.__name__} from {type(state).__name__}")
+        known = set(cls._parameter_constraints) | set(cls._param_names()) | {"_frozen"}
+        unknown = sorted(k for k in state if k not in known)
+        if unknown:  # an entry shadowing a method would be called (a schedule's plateau_callback)
+            raise ValueError(f"a pickled {cls.__name__} has fields its constructor does not make: {unknown}")
+        params = {k: state[k] for k in cls._parameter_constraints if k in state}
+        self.__dict__.update({**state, **checked(cls, params)})
+        # then made again by its constructor from its configuration: what the constructor derives
+        # (a schedule given by name made a Schedule) is as the constructor makes it
+        try:
+            fresh = cls.from_config(self.get_config())
+        except (TypeError, ValueError, AttributeError, KeyError) as exc:
+            raise ValueError(f"cannot restore a pickled {cls.__name__}: {exc}") from None
+        self.__dict__.clear()
+        self.__dict__.update(fresh.__dict__)
 
 
 @functools.lru_cache(maxsize=None)
