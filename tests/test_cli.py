@@ -110,8 +110,12 @@ def test_predict_writes_into_a_pipe_given_as_the_output(work):
     status, out, err = cli(["predict", "flowers.safetensors", "flowers.csv", "-o", "/dev/stdout"], d)
     assert status == 0, err
     lines = out.splitlines()
-    assert lines[0] == "species" and set(lines[1:241]) <= set(SPECIES)
-    assert lines[241] == "240 predictions written to /dev/stdout"
+    assert lines[0] == "species" and set(lines[1:241]) <= set(SPECIES) and len(lines) == 241
+    assert err.strip() == "240 predictions written to /dev/stdout"  # not a row of the CSV
+    (s2, out2, e2), (s3, _, e3) = cli_many([["predict", "flowers.safetensors", "flowers.csv", "-o", "-"],
+                                            ["predict", "flowers.safetensors", "flowers.csv", "-o", ""]], d)
+    assert s2 == 0 and out2 == out and not (d / "-").exists(), e2
+    assert s3 == 2 and "-o needs a file name" in one_line_error(e3)
 
 
 def test_evaluate_predict_info_round_trip(work):

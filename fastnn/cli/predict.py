@@ -31,7 +31,7 @@ def add_arguments(p):
     p.add_argument("model", metavar="MODEL", help="a model file written by fastnn train (or model.save)")
     p.add_argument("data", metavar="DATA", help="CSV (header row), .npz (array X) or .npy (X)")
     p.add_argument("--proba", action="store_true", help="also write each class's probability (classifiers)")
-    p.add_argument("-o", "--output", metavar="OUT.csv", help="write there (atomically) instead of to standard output; "
+    p.add_argument("-o", "--output", metavar="OUT.csv", help="write there (atomically) instead of to standard output (-: standard output); "
                    "*.npy and *.npz: NumPy arrays")
     p.add_argument("--limit", metavar="N", type=c.int_at_least(1), help="predict only the first N rows")
     c.add_common(p)
@@ -98,6 +98,10 @@ def run(args):
     model = c.open_model(args.model)
     if args.proba and (model.task == "regression" or model.one_hot):
         model.proba(None)  # raises the UsageError that says why, before reading any data
+    if args.output == "":
+        raise c.UsageError("-o needs a file name (or - for standard output)")
+    if args.output == "-":
+        args.output = None
     ext = os.path.splitext(args.output)[1].lower() if args.output else ""
     if args.output:
         c.refuse_same_file("-o", args.output, [("model file", args.model), ("data file", args.data)])
@@ -131,7 +135,9 @@ def run(args):
                 atomic_write(args.output, lambda f: f.write(payload))
         except OSError as exc:
             raise c.DataError(f"cannot write {args.output}: {exc}") from None
-        print(f"{len(X)} predictions written to {args.output}")
+        # into a stream (/dev/stdout, a pipe) the line would join the predictions: stderr then
+        print(f"{len(X)} predictions written to {args.output}",
+              file=sys.stderr if _is_stream(args.output) else sys.stdout)
     else:
         sys.stdout.write(payload.decode())
     return 0
