@@ -1405,9 +1405,10 @@ def test_an_optimizer_subclass_with_its_own_learning_rate_keeps_it(tmp_path):
 
 
 def test_a_pickled_optimizer_or_schedule_is_made_again_by_its_constructor():
-    """Hand-made pickle states (hostile pass helper-45): a field the constructor does not make (an
-    Adaptive schedule carrying a 'plateau_callback' that fit would call) is refused, a missing one
-    too, and a schedule pickled by name comes back as the Schedule the constructor makes."""
+    """Hand-made pickle states (hostile pass helper-45): a field named as a class attribute (an
+    Adaptive schedule carrying a 'plateau_callback' that fit would call, an SGD claiming another
+    kind) is refused, a missing parameter too, and a schedule pickled by name comes back as the
+    Schedule the constructor makes. A subclass's own data and tuples survive (helper-46)."""
     from fastnn.nn.schedules import Adaptive
 
     def restored(cls, fields):
@@ -1418,11 +1419,36 @@ def test_a_pickled_optimizer_or_schedule_is_made_again_by_its_constructor():
     back = restored(fastnn.SGD, {**fastnn.SGD(0.1).__dict__, "schedule": "adaptive"})
     assert isinstance(back.schedule, Adaptive) and back == fastnn.SGD(0.1, schedule="adaptive") or \
         back.get_config() == fastnn.SGD(0.1, schedule="adaptive").get_config()
-    with pytest.raises(ValueError, match="fields its constructor does not make: \\['plateau_callback'\\]"):
-        restored(Adaptive, {**Adaptive().__dict__, "plateau_callback": fastnn.EarlyStopping})
+    for name, value in (("plateau_callback", fastnn.EarlyStopping), ("engine_fields", dict), ("kind", "adam")):
+        with pytest.raises(ValueError, match=f"fields named as its class's attributes: '{name}'"):
+            restored(Adaptive if name != "kind" else fastnn.SGD,
+                     {**(Adaptive() if name != "kind" else fastnn.SGD(0.1)).__dict__, name: value})
     fields = dict(Adaptive().__dict__)
     del fields["patience"]
-    with pytest.raises(ValueError, match="cannot restore a pickled Adaptive"):
+    with pytest.raises(ValueError, match="a pickled Adaptive lacks \\['patience'\\]"):
         restored(Adaptive, fields)
     with pytest.raises(ValueError, match="'lr' parameter"):
         restored(fastnn.Adam, {**fastnn.Adam().__dict__, "lr": -1.0})
+    with pytest.raises(ValueError, match="cannot restore a pickled SGD"):  # the constructor's cross check
+        restored(fastnn.SGD, {**fastnn.SGD(0.1).__dict__, "nesterov": True})
+    thawed = restored(fastnn.SGD, {**fastnn.SGD(0.1).__dict__, "_frozen": False})
+    with pytest.raises(AttributeError, match="cannot change once made"):
+        thawed.lr = 5.0
+
+
+class _TaggedSGD(fastnn.SGD):
+    """A user's subclass keeping data of its own (module level: pickle finds it)."""
+
+    def __init__(self, lr=0.1, tag=("a", 1)):
+        object.__setattr__(self, "tag", tag)
+        object.__setattr__(self, "_derived", str(tag) * 2)
+        fastnn.SGD.__init__(self, lr=lr)
+
+
+def test_a_subclass_with_data_of_its_own_pickles_and_deep_copies():
+    opt = _TaggedSGD(0.2, tag=(3, 4))
+    for back in (pickle.loads(pickle.dumps(opt)), copy.deepcopy(opt)):
+        assert type(back) is _TaggedSGD and back.tag == (3, 4) and back._derived == opt._derived
+        assert back.lr == 0.2
+    m = fastnn.Sequential([fastnn.Dense(2)]).compile(opt, "mse")
+    assert copy.deepcopy(m).optimizer.tag == (3, 4)

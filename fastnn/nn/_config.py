@@ -190,20 +190,32 @@ class Frozen:
         cls = type(self)
         if not isinstance(state, dict):
             raise TypeError(f"cannot restore a {cls.__name__} from {type(state).__name__}")
-        known = set(cls._parameter_constraints) | set(cls._param_names()) | {"_frozen"}
-        unknown = sorted(k for k in state if k not in known)
-        if unknown:  # an entry shadowing a method would be called (a schedule's plateau_callback)
-            raise ValueError(f"a pickled {cls.__name__} has fields its constructor does not make: {unknown}")
+        # an entry named as a class attribute would shadow it: a method (an Adaptive schedule's
+        # 'plateau_callback' entry was called by fit), a property, the kind: refused; the
+        # parameters and a subclass's own data are kept
+        own = set(cls._parameter_constraints) | set(cls._param_names())
+        shadowing = sorted(repr(k) for k in state if not isinstance(k, str) or k.startswith("__") or
+                           (k not in own and hasattr(cls, k)))
+        if shadowing:
+            raise ValueError(f"a pickled {cls.__name__} has fields named as its class's attributes: "
+                             f"{', '.join(shadowing)}")
         params = {k: state[k] for k in cls._parameter_constraints if k in state}
         self.__dict__.update({**state, **checked(cls, params)})
-        # then made again by its constructor from its configuration: what the constructor derives
-        # (a schedule given by name made a Schedule) is as the constructor makes it
-        try:
-            fresh = cls.from_config(self.get_config())
-        except (TypeError, ValueError, AttributeError, KeyError) as exc:
-            raise ValueError(f"cannot restore a pickled {cls.__name__}: {exc}") from None
-        self.__dict__.clear()
-        self.__dict__.update(fresh.__dict__)
+        missing = [k for k in cls._param_names() if not hasattr(self, k)]
+        if missing:
+            raise ValueError(f"a pickled {cls.__name__} lacks {missing}")
+        self._restored()
+        object.__setattr__(self, "_frozen", True)
+
+    def _restored(self):
+        """After __setstate__: what the constructor derives from the parameters, derived again, and,
+        for fastnn's own classes, its checks across parameters (nesterov without momentum)."""
+        cls = type(self)
+        if cls.__module__.startswith("fastnn."):
+            try:
+                cls.from_config(self.get_config())
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"cannot restore a pickled {cls.__name__}: {exc}") from None
 
 
 @functools.lru_cache(maxsize=None)

@@ -67,6 +67,10 @@ class Optimizer(Frozen, Configurable):
             raise ValueError(f"CosineDecay's lr_min ({self.schedule.lr_min}) is above the learning rate "
                              f"({self.lr}) it decays from")
 
+    def _restored(self):  # a schedule pickled by name (the constructor's argument) made a Schedule
+        object.__setattr__(self, "schedule", get_schedule(self.schedule))
+        super()._restored()
+
     @property
     def n_slots(self):
         """State arrays mirroring the parameters (velocity; Adam's m and v; RMSprop's s)."""
