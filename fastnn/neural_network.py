@@ -491,9 +491,11 @@ class _BaseMLP(BaseEstimator):
         self.n_outputs_ = y.shape[1]
         rs = check_random_state(self.random_state)
 
+        kept = None
         if first_pass:
             dtype = self.dtype if self.dtype is not None else X.dtype
             stale = {k: self.__dict__[k] for k in _STOCHASTIC_BOOKS if k in self.__dict__}
+            kept = self._stochastic_optimizer() if self.solver == "lbfgs" else None
             self._initialize(units, acts, np.dtype(dtype), rs)
             if self.solver == "lbfgs":  # scikit-learn's _initialize leaves these as they were for lbfgs
                 for k in _STOCHASTIC_BOOKS:
@@ -502,7 +504,10 @@ class _BaseMLP(BaseEstimator):
         model = self.model_
         X = _dense(X, model.dtype)
         if self.solver == "lbfgs":
-            return self._fit_lbfgs(X, y, sample_weight, first_pass)
+            self._fit_lbfgs(X, y, sample_weight, first_pass)
+            if kept is not None:
+                self._reinstate_optimizer(kept)
+            return self
         if self.early_stopping and incremental:
             raise ValueError("partial_fit does not support early_stopping=True")
         if not incremental or not getattr(self, "_optimizer_ready", False):
@@ -566,6 +571,33 @@ class _BaseMLP(BaseEstimator):
 
     def _weighted(self, Y, sample_weight, incremental):
         return sample_weight
+
+    def _stochastic_optimizer(self):
+        """The stochastic optimizer of the fitted model and its state, or None: scikit-learn keeps
+        its _optimizer through an lbfgs refit (which makes new weights), and a later partial_fit
+        goes on with it."""
+        model = self.__dict__.get("model_")
+        if model is None or not getattr(self, "_optimizer_ready", False) or model._built is None:
+            return None
+        built = model._built
+        return {"optimizer": model.optimizer, "slots": built.slots.copy(), "step": int(built.counters[CTR_STEP]),
+                "lr_scale": model.lr_scale, "learning_rate": self._learning_rate,
+                "policy": getattr(self, "_sgd_policy", None), "layout": _layout(model)}
+
+    def _reinstate_optimizer(self, kept):
+        """_stochastic_optimizer's record on the refitted model, when its parameters are laid out
+        alike (scikit-learn would fail on another layout; fastnn starts afresh there)."""
+        model = self.model_
+        if _layout(model) != kept["layout"]:
+            return
+        model.compile(kept["optimizer"], loss=self._loss_name())
+        built = model._built
+        built.slots[...] = kept["slots"]
+        built.counters[CTR_STEP] = kept["step"]
+        model.lr_scale = kept["lr_scale"]
+        self._learning_rate, self._optimizer_ready = kept["learning_rate"], True
+        if kept["policy"] is not None:
+            self._sgd_policy = kept["policy"]
 
     # -- solver='lbfgs': scipy's L-BFGS-B over the model's flat parameter buffer ------------------
     def _check_lbfgs(self):
@@ -856,6 +888,13 @@ class _BaseMLP(BaseEstimator):
             opt.ms, opt.vs = slot(0), slot(1)
             opt.t = int(built.counters[CTR_STEP])
         return opt
+
+
+def _layout(model):
+    """The parameters' layout of a built model: each layer's kind and array shapes."""
+    built = model._built
+    views = built.plan.views(built.params, built.state)
+    return [(type(ly).__name__, sorted((k, a.shape) for k, a in v.items())) for ly, v in zip(model.layers, views)]
 
 
 def _units_of(coefs, intercepts):

@@ -1222,3 +1222,24 @@ def test_a_stochastic_fit_then_lbfgs_then_partial_fit_keeps_scikit_learns_books(
         assert sk_rest == fn_rest and sk_after[::2] == fn_after[::2]
         assert fn_after[1] == pytest.approx(sk_after[1], rel=1e-12)  # best_loss_ of the sgd epoch
         assert not hasattr(MLPClassifier((5,), solver="lbfgs", max_iter=5).fit(X, y), "loss_curve_")
+
+
+@pytest.mark.parametrize("first, then", [("adam", "adam"), ("sgd", "sgd"), ("adam", "sgd")])
+def test_partial_fit_after_an_lbfgs_refit_goes_on_with_the_kept_optimizer(first, then):
+    """scikit-learn keeps its stochastic _optimizer through an lbfgs refit and a later partial_fit
+    goes on with it (its kind, moments and step count), whatever solver says by then; fastnn started
+    a fresh one (1.7e-3 apart; hostile check helper-46)."""
+    X, y = data("binary")
+    got = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        for cls in (skn.MLPClassifier, MLPClassifier):
+            e = cls((7,), solver=first, random_state=1, max_iter=4, momentum=0.9)
+            e.partial_fit(X, y, classes=np.unique(y))
+            e.set_params(solver="lbfgs")
+            e.fit(X, y)
+            e.set_params(solver=then)
+            e.partial_fit(X, y)
+            got.append(e)
+    for a, b in zip(got[1].coefs_ + got[1].intercepts_, got[0].coefs_ + got[0].intercepts_):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
