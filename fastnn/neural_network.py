@@ -37,6 +37,7 @@ Needs scikit-learn (pip install fastnn[sklearn]).
 """
 import copy
 import functools
+import math
 import os
 import re
 import sys
@@ -239,9 +240,14 @@ class _SklearnEpochs(Callback):
                 self.stop()
         scale = est._learning_rate / self.base
         if model.lr_scale == self.scale or self.scale <= 0:  # no other callback changed it
-            model.lr_scale = scale
+            new = scale
         elif scale != self.scale:  # scikit-learn's rate only falls: no overflow
-            model.lr_scale = model.lr_scale * (scale / self.scale)
+            new = model.lr_scale * (scale / self.scale)
+        else:
+            new = model.lr_scale
+        # invscaling's rate can underflow to 0 (scikit-learn then trains on at rate 0): the
+        # smallest positive scale, whose rate is 0 in the engine's arithmetic
+        model.lr_scale = new if new > 0 else math.ulp(0.0)
         self.scale = scale
         if not self.stopped and not self.incremental and est.n_iter_ == p.max_iter:
             warnings.warn("Stochastic Optimizer: Maximum iterations (%d) reached and the "
@@ -875,7 +881,7 @@ class _BaseMLP(BaseEstimator):
         # a factor a callback (ReduceLROnPlateau) put on the rate, beyond scikit-learn's own
         base = float(model.optimizer.lr)
         ours = self._learning_rate / base
-        factor = 1.0 if model.lr_scale == ours else model.lr_scale / ours
+        factor = 1.0 if model.lr_scale == ours or ours == 0 else model.lr_scale / ours
         if isinstance(model.optimizer, SklearnSGD):  # the optimizer's kind: solver may have changed since
             schedule, power_t = getattr(self, "_sgd_policy", None) or (self.learning_rate, self.power_t)
             mo = model.optimizer

@@ -1243,3 +1243,19 @@ def test_partial_fit_after_an_lbfgs_refit_goes_on_with_the_kept_optimizer(first,
             got.append(e)
     for a, b in zip(got[1].coefs_ + got[1].intercepts_, got[0].coefs_ + got[0].intercepts_):
         np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+
+
+def test_an_invscaling_rate_that_underflows_to_zero_trains_on_as_scikit_learns():
+    """learning_rate_init 1e-300 with power_t 30: the rate underflows to 0 after the first epoch;
+    scikit-learn trains on at rate 0, fastnn raised ValueError for a learning-rate scale of 0
+    (hostile pass helper-45)."""
+    X, y = data("binary")
+    kw = dict(hidden_layer_sizes=(5,), solver="sgd", learning_rate="invscaling", learning_rate_init=1e-300,
+              power_t=30, random_state=0, max_iter=3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        sk, fn = skn.MLPClassifier(**kw).fit(X, y), MLPClassifier(**kw).fit(X, y)
+    assert fn._learning_rate == sk._optimizer.learning_rate == 0.0 and fn.n_iter_ == sk.n_iter_ == 3
+    for a, b in zip(fn.coefs_ + fn.intercepts_, sk.coefs_ + sk.intercepts_):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-15)
+    assert fn.to_sklearn()._optimizer.learning_rate == 0.0  # and hands it over so
