@@ -217,7 +217,7 @@ class _SklearnEpochs(Callback):
                 est.best_loss_ = est.loss_curve_[-1]
         # the optimizer's policy, as it was made (partial_fit keeps it whatever set_params says)
         sgd = isinstance(model.optimizer, SklearnSGD)
-        schedule, power_t = getattr(est, "_sgd_policy", None) or (p.learning_rate, p.power_t)
+        schedule, power_t = est._sgd_schedule(p)
         if sgd and schedule == "invscaling":  # SGDOptimizer.iteration_ends
             est._learning_rate = self.base / (est.t_ + 1) ** power_t
         if est._no_improvement_count > p.n_iter_no_change:
@@ -578,6 +578,12 @@ class _BaseMLP(BaseEstimator):
     def _weighted(self, Y, sample_weight, incremental):
         return sample_weight
 
+    def _sgd_schedule(self, params):
+        """(learning_rate, power_t) of the SGD optimizer as it was made (_sgd_policy), or as
+        `params` (the estimator, or its parameters at a fit's start) says, for an estimator pickled
+        before that record was kept."""
+        return getattr(self, "_sgd_policy", None) or (params.learning_rate, params.power_t)
+
     def _stochastic_optimizer(self):
         """The stochastic optimizer of the fitted model and its state, or None: scikit-learn keeps
         its _optimizer through an lbfgs refit (which makes new weights), and a later partial_fit
@@ -883,7 +889,7 @@ class _BaseMLP(BaseEstimator):
         ours = self._learning_rate / base
         factor = 1.0 if model.lr_scale == ours or ours == 0 else model.lr_scale / ours
         if isinstance(model.optimizer, SklearnSGD):  # the optimizer's kind: solver may have changed since
-            schedule, power_t = getattr(self, "_sgd_policy", None) or (self.learning_rate, self.power_t)
+            schedule, power_t = self._sgd_schedule(self)
             mo = model.optimizer
             opt = _SkSGD(params, base, schedule, mo.momentum, mo.nesterov, power_t)
             opt.velocities = slot(0)
