@@ -154,11 +154,11 @@ def refuse_same_file(option, out, inputs):
                              f"choose another file")
 
 
-def check_output_folder(out, what):
-    """DataError when the folder `out` would be written in does not exist; UsageError when `out`
-    is a folder."""
+def check_output_folder(option, out, what):
+    """UsageError when `out`, the file `option` writes, is a folder; DataError when the folder it
+    would be written in does not exist (`what`: what is written)."""
     if os.path.isdir(out):
-        raise UsageError(f"the output {out!r} is a directory")
+        raise UsageError(f"{option} {out!r} is a directory")
     if not os.path.isdir(os.path.dirname(os.path.abspath(out))):
         raise DataError(f"cannot write the {what} to {out}: its directory does not exist")
 

@@ -103,10 +103,11 @@ def run(args):
     if args.output == "-":
         args.output = None
     ext = os.path.splitext(args.output)[1].lower() if args.output else ""
+    stream = bool(args.output) and _is_stream(args.output)  # /dev/stdout into a pipe, a FIFO
     if args.output:
         c.refuse_same_file("-o", args.output, [("model file", args.model), ("data file", args.data)])
-        if not _is_stream(args.output):
-            c.check_output_folder(args.output, "predictions")
+        if not stream:
+            c.check_output_folder("-o", args.output, "predictions")
         if ext == ".npy" and args.proba:
             raise c.UsageError("--proba needs a CSV or .npz output: a .npy file holds one array, the predictions")
     data = model.read(args.data, need_target=False)
@@ -128,7 +129,7 @@ def run(args):
     if args.output:
         from ..files.atomic import atomic_write
         try:
-            if _is_stream(args.output):  # /dev/stdout into a pipe, a FIFO: written as it is
+            if stream:  # written as it is
                 with open(args.output, "wb") as f:
                     f.write(payload)
             else:  # a file: all of it or none
@@ -137,7 +138,7 @@ def run(args):
             raise c.DataError(f"cannot write {args.output}: {exc}") from None
         # into a stream (/dev/stdout, a pipe) the line would join the predictions: stderr then
         print(f"{len(X)} predictions written to {args.output}",
-              file=sys.stderr if _is_stream(args.output) else sys.stdout)
+              file=sys.stderr if stream else sys.stdout)
     else:
         sys.stdout.write(payload.decode())
     return 0

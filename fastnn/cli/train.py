@@ -176,18 +176,13 @@ def run(args):
     plot = _plotter() if args.plot else None
     if plot is not None:  # before training, as --output below
         from ..plots import _format
-        if os.path.isdir(args.plot):
-            raise c.UsageError(f"--plot {args.plot!r} is a directory")
-        if not os.path.isdir(os.path.dirname(os.path.abspath(args.plot))):
-            raise c.DataError(f"cannot write the plot to {args.plot}: its directory does not exist")
+        c.check_output_folder("--plot", args.plot, "plot")
         try:
             _format(args.plot)
         except ValueError as exc:
             raise c.UsageError(f"--plot: {exc}") from None
-    if args.output and os.path.isdir(args.output):
-        raise c.UsageError(f"--output {args.output!r} is a directory")
-    if args.output and not os.path.isdir(os.path.dirname(os.path.abspath(args.output))):
-        raise c.DataError(f"cannot write the model to {args.output}: its directory does not exist")
+    if args.output:
+        c.check_output_folder("--output", args.output, "model")
     inputs = [("data file", args.data)]
     if args.data is None:  # MNIST's files, wherever load_mnist may read them
         from ..datasets import MNIST_FILES, mnist_search_path
