@@ -2,6 +2,7 @@
 `kernel_`."""
 import os
 import signal
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -60,3 +61,20 @@ def kernel_arch(request):
     _ext.set_arch(name)
     yield name
     _ext.set_arch(before)
+
+
+def outcome_in_thread(call):
+    """call() run in another thread, waited for: "accepted", or the RuntimeError's message (a
+    model or callback refusing a second user). Tests import it: `from conftest import ...`."""
+    seen = []
+
+    def run():
+        try:
+            call()
+            seen.append("accepted")
+        except RuntimeError as exc:
+            seen.append(str(exc))
+    t = threading.Thread(target=run)
+    t.start()
+    t.join()
+    return seen[0]

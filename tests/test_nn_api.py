@@ -15,6 +15,7 @@ import fastnn
 from fastnn import ops
 from fastnn._engine import activations as act_registry, losses as loss_registry
 from fastnn._engine.codes import CTR_SAMPLES, CTR_STEP
+from conftest import outcome_in_thread
 
 
 def blobs(n=240, d=6, k=3, seed=0):
@@ -246,15 +247,7 @@ def test_one_callback_is_not_shared_by_two_running_fits():
     class StartOther(fastnn.Callback):
         def on_epoch_end(self, epoch, logs=None):
             if epoch == 0:
-                def other():
-                    try:
-                        mlp(bn=False).fit(X, y, callbacks=[shared])
-                        seen.append("accepted")
-                    except RuntimeError as exc:
-                        seen.append(str(exc))
-                t = threading.Thread(target=other)
-                t.start()
-                t.join()
+                seen.append(outcome_in_thread(lambda: mlp(bn=False).fit(X, y, callbacks=[shared])))
 
     mlp(bn=False).fit(X, y, epochs=2, callbacks=[shared, StartOther()])
     assert seen == ["this EarlyStopping is in use by another running fit: a callback keeps one fit's "

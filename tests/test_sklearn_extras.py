@@ -27,6 +27,7 @@ import fastnn  # noqa: E402
 from fastnn.neural_network import MLPClassifier, MLPRegressor  # noqa: E402
 from fastnn.nn import Activation, BatchNorm, Dense, Dropout  # noqa: E402
 from fastnn.nn.optimizers import SGD, Adam, RMSprop, SklearnAdam, SklearnSGD  # noqa: E402
+from conftest import outcome_in_thread  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 
@@ -526,15 +527,7 @@ def test_an_lbfgs_fit_holds_its_model_against_other_threads(monkeypatch):
     minimize = scipy.optimize.minimize
 
     def watched(*args, **kwargs):
-        def other():
-            try:
-                est.model_.set_weights(est.model_.get_weights())
-                seen.append("accepted")
-            except RuntimeError as exc:
-                seen.append(str(exc))
-        t = threading.Thread(target=other)
-        t.start()
-        t.join()
+        seen.append(outcome_in_thread(lambda: est.model_.set_weights(est.model_.get_weights())))
         return minimize(*args, **kwargs)
 
     monkeypatch.setattr(scipy.optimize, "minimize", watched)
