@@ -209,8 +209,8 @@ static int64_t guided_start(int64_t s, int64_t panels, int64_t nt) {
 
 const fnn_arch fnn_arch_ref = {
     "ref", NULL,
-    {REF_MR, REF_NR, 128, 256, 4096, fnn_gemm_ukr_ref_4x8_f32, fnn_gemm_rows_ref_f32, fnn_gemm_ukrb_ref_4x8_f32, fnn_gemm_list_ref_f32},
-    {REF_MR, REF_NR, 64, 256, 2048, fnn_gemm_ukr_ref_4x8_f64, fnn_gemm_rows_ref_f64, fnn_gemm_ukrb_ref_4x8_f64, fnn_gemm_list_ref_f64},
+    {REF_MR, REF_NR, 128, 256, 4096, fnn_gemm_ukr_ref_4x8_f32, fnn_gemm_rows_ref_f32, fnn_gemm_ukrb_ref_4x8_f32, fnn_gemm_list_ref_f32, NULL},
+    {REF_MR, REF_NR, 64, 256, 2048, fnn_gemm_ukr_ref_4x8_f64, fnn_gemm_rows_ref_f64, fnn_gemm_ukrb_ref_4x8_f64, fnn_gemm_list_ref_f64, NULL},
 };
 
 #else /* template part: real, FN */
@@ -514,6 +514,28 @@ static inline int64_t FN(k_depth)(int64_t k, int64_t kc) {
     return (k + blocks - 1) / blocks;
 }
 
+/* One packed column panel pb (nr columns) against the mc rows packed in pa, into c: the
+ * microkernel a row panel at a time, or a last panel at most NR / 4 wide by the kernel's edge
+ * kernel, FNN_EDGE_PANELS row panels at a time, where it has one (same bits). */
+static inline void FN(panel_tiles)(
+#if REAL_IS_FLOAT
+    const fnn_kernel_f32 *K,
+#else
+    const fnn_kernel_f64 *K,
+#endif
+    int64_t kc, const real *pa, int64_t mc, const real *pb, real *c, int64_t ldc, int64_t nr,
+    real alpha, real beta) {
+    const int64_t MR = K->mr;
+    if (4 * nr <= K->nr && K->edge) {
+        for (int64_t i = 0; i < mc; i += FNN_EDGE_PANELS * MR)
+            K->edge(kc, pa + i * kc, pb, c + i * ldc, ldc, min64(FNN_EDGE_PANELS * MR, mc - i), nr, alpha,
+                    beta);
+        return;
+    }
+    for (int64_t i = 0; i < mc; i += MR)
+        K->ukr(kc, pa + i * kc, pb, c + i * ldc, ldc, min64(MR, mc - i), nr, alpha, beta);
+}
+
 /* The five loops over one block of C: rows [i0, i1), columns [j0, j1), packing into pa / pb;
  * the epilogue (or NULL) on each MC x NC block of C after its last k block. */
 static void FN(gemm_block)(real *C, const real *A, const real *B, int64_t i0, int64_t i1, int64_t j0,
@@ -548,16 +570,16 @@ static void FN(gemm_block)(real *C, const real *A, const real *B, int64_t i0, in
                     for (int64_t ip = 0; ip < na; ip++)
                         FN(pack_a)(pa + ip * MR * kc, A, lda, trans_a, ic + ip * MR, pc,
                                    min64(MR, mc - ip * MR), kc, MR);
-                for (int64_t jp = 0; jp < nb; jp++)
-                    for (int64_t ip = 0; ip < na; ip++) {
-                        real *c = C + (ic + ip * MR) * ldc + jc + jp * NR;
-                        if (unpacked_b && (jp + 1) * NR <= nc)
-                            K->ukr_b(kc, pa + ip * MR * kc, B + pc * ldb + jc + jp * NR, ldb, c, ldc,
-                                     min64(MR, mc - ip * MR), NR, alpha, beta_pc);
-                        else
-                            K->ukr(kc, pa + ip * MR * kc, pb + jp * NR * kc, c, ldc,
-                                   min64(MR, mc - ip * MR), min64(NR, nc - jp * NR), alpha, beta_pc);
-                    }
+                for (int64_t jp = 0; jp < nb; jp++) {
+                    real *c = C + ic * ldc + jc + jp * NR;
+                    if (unpacked_b && (jp + 1) * NR <= nc)
+                        for (int64_t ip = 0; ip < na; ip++)
+                            K->ukr_b(kc, pa + ip * MR * kc, B + pc * ldb + jc + jp * NR, ldb,
+                                     c + ip * MR * ldc, ldc, min64(MR, mc - ip * MR), NR, alpha, beta_pc);
+                    else
+                        FN(panel_tiles)(K, kc, pa, mc, pb + jp * NR * kc, c, ldc, min64(NR, nc - jp * NR),
+                                        alpha, beta_pc);
+                }
                 if (epi && pc + kc >= k) FN(epi_apply)(epi, C, ldc, ic, ic + mc, jc, jc + nc);
             }
         }
@@ -822,10 +844,8 @@ static void FN(gemm_rows_task)(void *ctx, int64_t s, int worker) {
                 FN(pack_a)(pa + ip * MR * kc, j->A, j->lda, j->trans_a, ic + ip * MR, pc,
                            min64(MR, mc - ip * MR), kc, MR);
             for (int64_t jp = 0; jp < j->nb; jp++)
-                for (int64_t ip = 0; ip < na; ip++)
-                    j->K.ukr(kc, pa + ip * MR * kc, pb + jp * NR * kc,
-                             j->C + (ic + ip * MR) * j->ldc + jp * NR, j->ldc, min64(MR, mc - ip * MR),
-                             min64(NR, j->n - jp * NR), j->alpha, beta_pc);
+                FN(panel_tiles)(&j->K, kc, pa, mc, pb + jp * NR * kc, j->C + ic * j->ldc + jp * NR, j->ldc,
+                                min64(NR, j->n - jp * NR), j->alpha, beta_pc);
             if (j->epi && q == j->kblocks - 1) FN(epi_apply)(j->epi, j->C, j->ldc, ic, ic + mc, 0, j->n);
         }
     }

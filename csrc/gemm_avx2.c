@@ -280,8 +280,8 @@ static int avx2_available(void) {
 const fnn_arch fnn_arch_avx2 = {
     "avx2",
     avx2_available,
-    {S256_MR, S256_NR, S256_MC, S256_KC, S256_NC, fnn_sgemm_ukr_avx2_6x16, fnn_srows_avx2, fnn_sgemm_ukrb_avx2_6x16, fnn_slist_avx2},
-    {D256_MR, D256_NR, D256_MC, D256_KC, D256_NC, fnn_dgemm_ukr_avx2_6x8, fnn_drows_avx2, fnn_dgemm_ukrb_avx2_6x8, fnn_dlist_avx2},
+    {S256_MR, S256_NR, S256_MC, S256_KC, S256_NC, fnn_sgemm_ukr_avx2_6x16, fnn_srows_avx2, fnn_sgemm_ukrb_avx2_6x16, fnn_slist_avx2, NULL},
+    {D256_MR, D256_NR, D256_MC, D256_KC, D256_NC, fnn_dgemm_ukr_avx2_6x8, fnn_drows_avx2, fnn_dgemm_ukrb_avx2_6x8, fnn_dlist_avx2, NULL},
 };
 
 #endif

@@ -143,6 +143,112 @@ FNN_AVX512 void fnn_dgemm_ukrb_avx512_8x16(int64_t k, const double *restrict a,
 #undef KLOOP
 #undef UKR_BODY
 
+/* Edge kernels (gemm_kernels.h): the rows of c along the vector and its columns in broadcasts,
+ * so that a narrow last panel (the 4 columns left of 100, a layer of 10 outputs) fills every
+ * lane, where the 8 x 32 tile fills 4 or 10 of 32 and issues a broadcast per multiply (on Zen 5
+ * a 784 x 100 product ran as slowly as 784 x 112). NJ columns (at most NR / 4: the tile goes
+ * through a buffer and a gather per row, which made wider edges, 10 to 28 columns, slower than
+ * the microkernel on Zen 5) against NV vectors of rows from the panels from q0 on (float: panels q0 + 2v and q0 + 2v + 1 in vector v; double:
+ * panel q0 + v), NV x NJ = 16 accumulators where the rows allow (8 chains of dependent FMAs did
+ * not keep Zen 5's two FMA units busy). Each element's terms are added in p order by one FMA
+ * each, as in the microkernel; the tile goes through a buffer to be stored by rows (a gather
+ * each), alpha and beta applied as the microkernel does. A panel past mr is never read: its
+ * pointer is the first panel's, and its rows are not stored. */
+#define EDGE_CHUNK(T, R, W, S, MASK_T, MASK_FN, NV, NJ, LOAD_A, q0, mg, cg)                       \
+    {                                                                                             \
+        T acc[NV][NJ];                                                                            \
+        _Pragma("GCC unroll 4") for (int v = 0; v < (NV); v++)                                    \
+            _Pragma("GCC unroll 8") for (int j = 0; j < (NJ); j++) acc[v][j] = _mm512_setzero_##S(); \
+        for (int64_t p = 0; p < k; p++) {                                                         \
+            T av[NV];                                                                             \
+            _Pragma("GCC unroll 4") for (int v = 0; v < (NV); v++) av[v] = LOAD_A(q0, v, p);      \
+            _Pragma("GCC unroll 8") for (int j = 0; j < (NJ); j++) {                              \
+                const T bj = _mm512_set1_##S(b[p * NR + j0 + j]);                                 \
+                _Pragma("GCC unroll 4") for (int v = 0; v < (NV); v++)                            \
+                    acc[v][j] = _mm512_fmadd_##S(av[v], bj, acc[v][j]);                           \
+            }                                                                                     \
+        }                                                                                         \
+        _Pragma("GCC unroll 4") for (int v = 0; v < (NV); v++)                                    \
+            _Pragma("GCC unroll 8") for (int j = 0; j < (NJ); j++)                                \
+                _mm512_storeu_##S(t + (j * (NV) + v) * W, acc[v][j]);                             \
+        const MASK_T mk = MASK_FN(nr - j0 < (NJ) ? nr - j0 : (NJ), 0);                            \
+        const VIDX_T_##S vidx = VIDX_##S((NV) * W); /* lane j: column j of the buffer */          \
+        for (int64_t i = 0; i < (mg); i++) {                                                      \
+            R *cp = (cg) + i * ldc + j0;                                                          \
+            T r = _mm512_mul_##S(va, GATHER_##S(mk, vidx, t + i));                                \
+            if (beta != 0) r = _mm512_fmadd_##S(vb, _mm512_maskz_loadu_##S(mk, cp), r);           \
+            _mm512_mask_storeu_##S(cp, mk, r);                                                    \
+        }                                                                                         \
+    }
+
+#define VIDX_T_ps __m512i
+#define VIDX_T_pd __m256i
+#define VIDX_ps(step) _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0), \
+                                         _mm512_set1_epi32(step))
+#define VIDX_pd(step) _mm256_mullo_epi32(_mm256_set_epi32(7, 6, 5, 4, 3, 2, 1, 0), _mm256_set1_epi32(step))
+#define GATHER_ps(mk, vidx, p) _mm512_mask_i32gather_ps(_mm512_setzero_ps(), mk, vidx, p, 4)
+#define GATHER_pd(mk, vidx, p) _mm512_mask_i32gather_pd(_mm512_setzero_pd(), mk, vidx, p, 8)
+/* float: 16 rows from two panels of 8 (one 256-bit load each, joined by an AVX-512F insert) */
+#define SEDGE_A(q0, v, p)                                                                         \
+    _mm512_castpd_ps(_mm512_insertf64x4(                                                          \
+        _mm512_castps_pd(_mm512_castps256_ps512(_mm256_loadu_ps(ap[(q0) + 2 * (v)] + (p) * 8))),  \
+        _mm256_castps_pd(_mm256_loadu_ps(ap[(q0) + 2 * (v) + 1] + (p) * 8)), 1))
+#define DEDGE_A(q0, v, p) _mm512_loadu_pd(ap[(q0) + (v)] + (p) * 8)
+#define SCHUNK(NV, NJ, q0, mg, cg) EDGE_CHUNK(__m512, float, 16, ps, __mmask16, s512_mask, NV, NJ, SEDGE_A, q0, mg, cg)
+#define DCHUNK(NV, NJ, q0, mg, cg) EDGE_CHUNK(__m512d, double, 8, pd, __mmask8, d512_mask, NV, NJ, DEDGE_A, q0, mg, cg)
+
+/* float: up to 8 columns against 32 rows (2 x 8 accumulators), up to 4 against 64 (4 x 4) */
+FNN_AVX512 void fnn_sgemm_edge_avx512(int64_t k, const float *restrict a, const float *restrict b,
+                                      float *restrict c, int64_t ldc, int64_t mr, int64_t nr,
+                                      float alpha, float beta) {
+    enum { MR = S512_MR, NR = S512_NR, j0 = 0 };
+    const float *ap[FNN_EDGE_PANELS];
+    for (int q = 0; q < FNN_EDGE_PANELS; q++) ap[q] = q * MR < mr ? a + q * MR * k : a;
+    float t[4 * 4 * 16];
+    const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+    if (nr > 4) {
+        for (int64_t g = 0; g < mr; g += 32) {
+            const int64_t mg = mr - g < 32 ? mr - g : 32;
+            if (mg > 16) SCHUNK(2, 8, g / MR, mg, c + g * ldc)
+            else SCHUNK(1, 8, g / MR, mg, c + g * ldc)
+        }
+    } else if (mr > 32) {
+        SCHUNK(4, 4, 0, mr, c)
+    } else if (mr > 16) {
+        SCHUNK(2, 4, 0, mr, c)
+    } else {
+        SCHUNK(1, 4, 0, mr, c)
+    }
+}
+
+/* double: up to 4 columns against 32 rows (4 x 4 accumulators) */
+FNN_AVX512 void fnn_dgemm_edge_avx512(int64_t k, const double *restrict a, const double *restrict b,
+                                      double *restrict c, int64_t ldc, int64_t mr, int64_t nr,
+                                      double alpha, double beta) {
+    enum { MR = D512_MR, NR = D512_NR, j0 = 0 };
+    const double *ap[FNN_EDGE_PANELS];
+    for (int q = 0; q < FNN_EDGE_PANELS; q++) ap[q] = q * MR < mr ? a + q * MR * k : a;
+    double t[4 * 4 * 8];
+    const __m512d va = _mm512_set1_pd(alpha), vb = _mm512_set1_pd(beta);
+    for (int64_t g = 0; g < mr; g += 32) {
+        const int64_t mg = mr - g < 32 ? mr - g : 32;
+        if (mg > 16) DCHUNK(4, 4, g / MR, mg, c + g * ldc)
+        else DCHUNK(2, 4, g / MR, mg, c + g * ldc)
+    }
+}
+
+#undef EDGE_CHUNK
+#undef SCHUNK
+#undef DCHUNK
+#undef VIDX_T_ps
+#undef VIDX_T_pd
+#undef VIDX_ps
+#undef VIDX_pd
+#undef GATHER_ps
+#undef GATHER_pd
+#undef SEDGE_A
+#undef DEDGE_A
+
 /* Row kernels (gemm_kernels.h): blocks of 8 vectors of c in registers over every listed row of
  * b, then of 4, then one vector at a time, the last one masked. */
 #define ROWS_BLOCK(T, W, S, NB)                                                                   \
@@ -211,8 +317,8 @@ static int avx512_available(void) {
 const fnn_arch fnn_arch_avx512 = {
     "avx512",
     avx512_available,
-    {S512_MR, S512_NR, S512_MC, S512_KC, S512_NC, fnn_sgemm_ukr_avx512_8x32, fnn_srows_avx512, fnn_sgemm_ukrb_avx512_8x32, fnn_slist_avx2},
-    {D512_MR, D512_NR, D512_MC, D512_KC, D512_NC, fnn_dgemm_ukr_avx512_8x16, fnn_drows_avx512, fnn_dgemm_ukrb_avx512_8x16, fnn_dlist_avx2},
+    {S512_MR, S512_NR, S512_MC, S512_KC, S512_NC, fnn_sgemm_ukr_avx512_8x32, fnn_srows_avx512, fnn_sgemm_ukrb_avx512_8x32, fnn_slist_avx2, fnn_sgemm_edge_avx512},
+    {D512_MR, D512_NR, D512_MC, D512_KC, D512_NC, fnn_dgemm_ukr_avx512_8x16, fnn_drows_avx512, fnn_dgemm_ukrb_avx512_8x16, fnn_dlist_avx2, fnn_dgemm_edge_avx512},
 };
 
 #endif

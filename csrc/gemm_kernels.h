@@ -38,6 +38,14 @@ typedef void (*fnn_ukrb_f32)(int64_t k, const float *restrict a, const float *re
 typedef void (*fnn_ukrb_f64)(int64_t k, const double *restrict a, const double *restrict b,
                              int64_t ldb, double *restrict c, int64_t ldc, int64_t mr, int64_t nr,
                              double alpha, double beta);
+/* The edge kernel (optional, NULL where a kernel has none): a last column panel at most NR / 4
+ * wide (1 <= nr <= NR / 4) against up to FNN_EDGE_PANELS consecutive packed row panels of a (panel q at
+ * a + q * MR * k; only the panels holding rows below mr are read, 1 <= mr <= FNN_EDGE_PANELS * MR),
+ * b and c as for the microkernel. Each element of c is the same sum, term after term in the same
+ * order, as the microkernel forms: the same bits. */
+#define FNN_EDGE_PANELS 8
+typedef fnn_ukr_f32 fnn_edge_f32;
+typedef fnn_ukr_f64 fnn_edge_f64;
 typedef void (*fnn_rows_f32)(int64_t n, int64_t cnt, const int32_t *restrict idx,
                              const float *restrict a, const float *restrict b, int64_t ldb,
                              float *restrict c);
@@ -57,6 +65,7 @@ typedef struct fnn_kernel_f32 {
     fnn_rows_f32 rows;
     fnn_ukrb_f32 ukr_b;
     fnn_list_f32 list;
+    fnn_edge_f32 edge;
 } fnn_kernel_f32;
 typedef struct fnn_kernel_f64 {
     int64_t mr, nr, mc, kc, nc;
@@ -64,6 +73,7 @@ typedef struct fnn_kernel_f64 {
     fnn_rows_f64 rows;
     fnn_ukrb_f64 ukr_b;
     fnn_list_f64 list;
+    fnn_edge_f64 edge;
 } fnn_kernel_f64;
 
 typedef struct fnn_arch {

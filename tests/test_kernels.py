@@ -211,6 +211,44 @@ def test_gemm_matches_oracle_around_tile_edges(kernel_arch, dtype, trans, tile, 
                                           beta=-1.3)
 
 
+# The column panel of NR (tile above) that a product's last columns leave part full: on AVX-512,
+# at most NR / 4 columns (float 1-8 of 32, double 1-4 of 16) go to the edge kernel
+# (gemm_kernels.h), which takes up to 8 row panels at once in groups of 16, 32 or 64 rows. These
+# m land on each side of those groups and of a cache block of rows (MC = 256); k = 401 crosses a
+# k block on every kernel (beta applied with the first block's sums, then 1).
+EDGE_M = (1, 5, 8, 9, 16, 17, 31, 32, 33, 48, 49, 63, 64, 65, 97, 200, 259)
+PANEL_NR = {"ref": {np.float32: 8, np.float64: 8}, "avx2": {np.float32: 16, np.float64: 8},
+            "avx512": {np.float32: 32, np.float64: 16}}
+
+
+@needs_ext
+@pytest.mark.parametrize("trans", TRANS)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_gemm_part_full_last_panel_gives_the_bits_of_a_full_one(kernel_arch, dtype, trans,
+                                                               kernel_rng):
+    """Each column of C in a last panel only part full (100 = 3 x 32 + 4) is summed, term after
+    term, as in a full panel: the same bits as that column of the product with B widened by zero
+    columns to whole panels, and within the float64 bound."""
+    trans_a, trans_b = trans
+    nr = PANEL_NR[kernel_arch][dtype]
+    for e in sorted({1, 2, max(1, nr // 8), nr // 8 + 1, nr // 4 - 1, nr // 4, nr // 4 + 1} - {0}):
+        n = 2 * nr + e
+        for k in (1, 401):
+            for m in EDGE_M:
+                A, B, C0 = _operands(kernel_rng, dtype, m, n, k, trans_a, trans_b)
+                wide = 3 * nr
+                Bw = np.zeros((wide, k) if trans_b else (k, wide), dtype)
+                Bw[(slice(0, n), slice(None)) if trans_b else (slice(None), slice(0, n))] = B
+                Cw = np.zeros((m, wide), dtype)
+                Cw[:, :n] = C0
+                got = run_gemm(_ext.gemm, C0, A, B, trans_a, trans_b, 0.7, -1.3)
+                full = run_gemm(_ext.gemm, Cw, A, Bw, trans_a, trans_b, 0.7, -1.3)
+                what = f"{kernel_arch} {m}x{n}x{k} trans={trans}"
+                np.testing.assert_array_equal(got, full[:, :n], err_msg=what)
+                exact, bound = gemm_expected(A, B, C0, trans_a, trans_b, 0.7, -1.3)
+                assert_gemm_close(got, exact, bound, what)
+
+
 # Up to 4 rows of C go through the row kernels (gemm_kernels.h): blocks of 8, then 4 vectors of W
 # lanes (W = 4, 8, 16: double AVX2, float AVX2 / double AVX-512, float AVX-512), then single
 # vectors, the last masked. These n land on each side of every such edge.
