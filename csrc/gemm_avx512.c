@@ -7,8 +7,9 @@
  * Register tile: MR rows x NR columns of c, NR / 16 (float) or NR / 8 (double) zmm per row.
  * float 8 x 32 and double 8 x 16 both hold 16 accumulators + 2 rows of b + 1 broadcast of a in
  * the 32 zmm registers; larger tiles (12 x 32, 14 x 32) ran no faster and waste more rows on the
- * usual m (32, 128, 200, 784). A panel at most half full in n (10 outputs, the last panel of a
- * row) runs a one-vector loop. Edge tiles are computed whole, then stored through masks; beta == 0
+ * usual m (32, 128, 200, 784). A last panel at most a quarter full in n (the 4 columns of 100)
+ * goes to the edge kernel below; one at most half full (10 outputs) runs a one-vector loop. Edge
+ * tiles are computed whole, then stored through masks; beta == 0
  * never loads c.
  * Blocks: the kc x NR panel of b stays in L1 (float 384 x 128 B = 48 KB, double 256 x 128 B =
  * 32 KB) while the MC x KC block of a streams from L2 (float 256 x 384 x 4 B = 384 KB, double
