@@ -197,16 +197,19 @@ FNN_AVX512 void fnn_dgemm_ukrb_avx512_8x16(int64_t k, const double *restrict a,
 #define DEDGE_A(q0, v, p) _mm512_loadu_pd(ap[(q0) + (v)] + (p) * 8)
 #define SCHUNK(NV, NJ, q0, mg, cg) EDGE_CHUNK(__m512, float, 16, ps, __mmask16, s512_mask, NV, NJ, SEDGE_A, q0, mg, cg)
 #define DCHUNK(NV, NJ, q0, mg, cg) EDGE_CHUNK(__m512d, double, 8, pd, __mmask8, d512_mask, NV, NJ, DEDGE_A, q0, mg, cg)
+/* What both edge kernels start with: the tile, the row panels' pointers, the buffer, alpha, beta */
+#define EDGE_SETUP(T, R, S, TILE_MR, TILE_NR, BUF)                                                \
+    enum { MR = TILE_MR, NR = TILE_NR, j0 = 0 };                                                  \
+    const R *ap[FNN_EDGE_PANELS];                                                                 \
+    for (int q = 0; q < FNN_EDGE_PANELS; q++) ap[q] = q * MR < mr ? a + q * MR * k : a;           \
+    R t[BUF];                                                                                     \
+    const T va = _mm512_set1_##S(alpha), vb = _mm512_set1_##S(beta);
 
 /* float: up to 8 columns against 32 rows (2 x 8 accumulators), up to 4 against 64 (4 x 4) */
 FNN_AVX512 void fnn_sgemm_edge_avx512(int64_t k, const float *restrict a, const float *restrict b,
                                       float *restrict c, int64_t ldc, int64_t mr, int64_t nr,
                                       float alpha, float beta) {
-    enum { MR = S512_MR, NR = S512_NR, j0 = 0 };
-    const float *ap[FNN_EDGE_PANELS];
-    for (int q = 0; q < FNN_EDGE_PANELS; q++) ap[q] = q * MR < mr ? a + q * MR * k : a;
-    float t[4 * 4 * 16];
-    const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+    EDGE_SETUP(__m512, float, ps, S512_MR, S512_NR, 4 * 4 * 16)
     if (nr > 4) {
         for (int64_t g = 0; g < mr; g += 32) {
             const int64_t mg = mr - g < 32 ? mr - g : 32;
@@ -226,11 +229,7 @@ FNN_AVX512 void fnn_sgemm_edge_avx512(int64_t k, const float *restrict a, const 
 FNN_AVX512 void fnn_dgemm_edge_avx512(int64_t k, const double *restrict a, const double *restrict b,
                                       double *restrict c, int64_t ldc, int64_t mr, int64_t nr,
                                       double alpha, double beta) {
-    enum { MR = D512_MR, NR = D512_NR, j0 = 0 };
-    const double *ap[FNN_EDGE_PANELS];
-    for (int q = 0; q < FNN_EDGE_PANELS; q++) ap[q] = q * MR < mr ? a + q * MR * k : a;
-    double t[4 * 4 * 8];
-    const __m512d va = _mm512_set1_pd(alpha), vb = _mm512_set1_pd(beta);
+    EDGE_SETUP(__m512d, double, pd, D512_MR, D512_NR, 4 * 4 * 8)
     for (int64_t g = 0; g < mr; g += 32) {
         const int64_t mg = mr - g < 32 ? mr - g : 32;
         if (mg > 16) DCHUNK(4, 4, g / MR, mg, c + g * ldc)
@@ -239,6 +238,7 @@ FNN_AVX512 void fnn_dgemm_edge_avx512(int64_t k, const double *restrict a, const
 }
 
 #undef EDGE_CHUNK
+#undef EDGE_SETUP
 #undef SCHUNK
 #undef DCHUNK
 #undef VIDX_T_ps
