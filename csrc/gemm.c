@@ -516,7 +516,8 @@ static inline int64_t FN(k_depth)(int64_t k, int64_t kc) {
 
 /* One packed column panel pb (nr columns) against the mc rows packed in pa, into c: the
  * microkernel a row panel at a time, or a last panel at most NR / 4 wide by the kernel's edge
- * kernel, FNN_EDGE_PANELS row panels at a time, where it has one (same bits). */
+ * kernel, FNN_EDGE_PANELS row panels at a time, where it has one (same bits) and there is more
+ * than one row panel (one ran 4-7 % slower there than the microkernel: 8 x 784 x 4, double). */
 static inline void FN(panel_tiles)(
 #if REAL_IS_FLOAT
     const fnn_kernel_f32 *K,
@@ -526,7 +527,7 @@ static inline void FN(panel_tiles)(
     int64_t kc, const real *pa, int64_t mc, const real *pb, real *c, int64_t ldc, int64_t nr,
     real alpha, real beta) {
     const int64_t MR = K->mr;
-    if (4 * nr <= K->nr && K->edge) {
+    if (4 * nr <= K->nr && mc > MR && K->edge) {
         for (int64_t i = 0; i < mc; i += FNN_EDGE_PANELS * MR)
             K->edge(kc, pa + i * kc, pb, c + i * ldc, ldc, min64(FNN_EDGE_PANELS * MR, mc - i), nr, alpha,
                     beta);

@@ -42,7 +42,9 @@ typedef void (*fnn_ukrb_f64)(int64_t k, const double *restrict a, const double *
  * wide (1 <= nr <= NR / 4) against up to FNN_EDGE_PANELS consecutive packed row panels of a (panel q at
  * a + q * MR * k; only the panels holding rows below mr are read, 1 <= mr <= FNN_EDGE_PANELS * MR),
  * b and c as for the microkernel. Each element of c is the same sum, term after term in the same
- * order, as the microkernel forms: the same bits. */
+ * order, as the microkernel forms: the same bits (but for which of two NaN factors of one term
+ * gives its sign and payload, which follows the compiler's operand order and already differed
+ * between the microkernel's full and narrow panels). */
 #define FNN_EDGE_PANELS 8
 typedef fnn_ukr_f32 fnn_edge_f32;
 typedef fnn_ukr_f64 fnn_edge_f64;
