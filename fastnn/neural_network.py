@@ -77,12 +77,12 @@ except ImportError:  # an older scikit-learn (Python 3.9 has 1.6 at most): the s
         return {} if sp_version >= parse_version("1.15") else {key: value}
 from sklearn.utils.multiclass import _check_partial_fit_first_call, type_of_target, unique_labels
 from sklearn.utils.optimize import _check_optimize_result
-from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
+from sklearn.utils.validation import _check_sample_weight, check_array, check_is_fitted, validate_data
 
 from ._engine import thread_limit
 from ._engine.codes import CTR_STEP
 from ._engine.errors import NonFiniteError
-from ._engine.validation import cast_finite
+from ._engine.validation import _all_finite, cast_finite
 from .nn import Activation, BatchNorm, Dense, Dropout, Sequential
 from .nn.callbacks import Callback, check_free
 from .nn.optimizers import AdamW, RMSprop, SklearnAdam, SklearnSGD
@@ -698,12 +698,18 @@ class _BaseMLP(BaseEstimator):
 
     def _forward_pass_fast(self, X, check_input=True):
         """The output layer's activation (probabilities, means), as scikit-learn's."""
-        if check_input:
-            X = validate_data(self, X, accept_sparse=_SPARSE, dtype=(np.float64, np.float32), reset=False)
+        if check_input:  # NaN and infinity: the engine's check, with scikit-learn's error
+            X = validate_data(self, X, accept_sparse=_SPARSE, dtype=(np.float64, np.float32), reset=False,
+                              ensure_all_finite=False)
         model = self.model_
         run = model.predict_proba if is_classifier(self) else model.predict
         with self._thread_limit():
-            out = _chunked(run, X) if sp.issparse(X) else run(X)
+            try:
+                out = _chunked(run, X) if sp.issparse(X) else run(X)
+            except ValueError:
+                if check_input:
+                    _refuse_nonfinite_X(self, X)
+                raise
         # scikit-learn's dtype: X's with its coefs_' (float64 X through a float32 model: float64)
         dtype = getattr(X, "dtype", None)
         return out if dtype is None else out.astype(np.result_type(dtype, out.dtype), copy=False)
@@ -948,6 +954,18 @@ def _dense(X, dtype):
     return X
 
 
+def _refuse_nonfinite_X(estimator, X):
+    """scikit-learn's ValueError, message and all, when X (validated but for finiteness) holds NaN
+    or infinity; nothing otherwise. The check is the backend's compiled one: validate_data's own, a
+    NumPy sum over X, took 1.5 ms of a 7 ms predict_proba of 10,000 MNIST rows and 10 ms of a fit
+    of all 60,000 (the compiled check: 0.5 and 4 ms, on the 2-core Zen 5 VM)."""
+    data = X.data if sp.issparse(X) else X
+    if not _all_finite(np.asarray(data)):
+        check_array(X, accept_sparse=_SPARSE, dtype=None, ensure_all_finite=True, input_name="X",
+                    estimator=estimator)
+        raise ValueError("Input X contains NaN or infinity.")  # check_array has raised its own
+
+
 def _chunked(run, X):
     """run(X) for a sparse X, densified chunk by chunk, each at most _SPARSE_CHUNK_BYTES (or
     _MIN_CHUNK_ROWS rows), near-equal in size, so that none is a sliver of a few rows: the
@@ -1074,7 +1092,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
 
     def _validate_input(self, X, y, incremental, reset):
         X, y = validate_data(self, X, y, accept_sparse=_SPARSE, multi_output=True,
-                             dtype=(np.float64, np.float32), reset=reset)
+                             dtype=(np.float64, np.float32), reset=reset, ensure_all_finite=False)
+        _refuse_nonfinite_X(self, X)
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
         if not hasattr(self, "classes_") or (not self.warm_start and not incremental):
@@ -1227,7 +1246,8 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
 
     def _validate_input(self, X, y, incremental, reset):
         X, y = validate_data(self, X, y, accept_sparse=_SPARSE, multi_output=True, y_numeric=True,
-                             dtype=(np.float64, np.float32), reset=reset)
+                             dtype=(np.float64, np.float32), reset=reset, ensure_all_finite=False)
+        _refuse_nonfinite_X(self, X)
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
         return X, y

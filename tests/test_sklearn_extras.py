@@ -1159,6 +1159,43 @@ def test_bad_X_is_a_clear_value_error(X_bad, match):
             est.fit(X_bad, y)
 
 
+def _error_of(call):
+    try:
+        call()
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_nan_and_infinity_in_X_raise_scikit_learns_own_error(bad):
+    """fastnn checks X for NaN and infinity itself (compiled: faster than validate_data's NumPy
+    sum), and raises scikit-learn's error, word for word, from fit, partial_fit and every
+    prediction, dense or sparse, float32 or float64, with the NaN or infinity in the last row
+    (X large enough for the backend's check rather than NumPy's: validation._SMALL)."""
+    import scipy.sparse
+    from fastnn._engine import validation
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((validation._SMALL // 6 + 100, 6))
+    y = np.arange(len(X)) % 3
+    Xb = X.copy()
+    Xb[-1, 4] = bad
+    for ours, theirs in ((MLPClassifier, skn.MLPClassifier), (MLPRegressor, skn.MLPRegressor)):
+        fitted = [cls(hidden_layer_sizes=(5,), max_iter=3, random_state=0).fit(X, y) for cls in (ours, theirs)]
+        for form in (np.asarray, scipy.sparse.csr_matrix, scipy.sparse.csc_matrix):
+            for dtype in (np.float64, np.float32):
+                Xf = form(Xb.astype(dtype))
+                calls = {"fit": lambda e: clone(e).fit(Xf, y), "partial_fit": lambda e: e.partial_fit(Xf, y),
+                         "predict": lambda e: e.predict(Xf), "score": lambda e: e.score(Xf, y)}
+                if ours is MLPClassifier:
+                    calls["predict_proba"] = lambda e: e.predict_proba(Xf)
+                for name, call in calls.items():
+                    got, want = (_error_of(lambda: call(copy.deepcopy(e))) for e in fitted)
+                    assert want is not None and ("NaN" in want) == (bad != bad)
+                    assert got == want, (ours.__name__, name, form.__name__, dtype)
+
+
 @pytest.mark.filterwarnings("ignore:overflow encountered in cast:RuntimeWarning")
 def test_huge_values_in_float32_are_refused_before_training():
     X, y = data()
