@@ -19,7 +19,7 @@ import pytest
 pytest.importorskip("sklearn")
 from scipy.special import expit, softmax  # noqa: E402
 from sklearn import neural_network as skn  # noqa: E402
-from sklearn.base import clone  # noqa: E402
+from sklearn.base import clone, is_classifier  # noqa: E402
 from sklearn.exceptions import ConvergenceWarning, NotFittedError  # noqa: E402
 from sklearn.model_selection import train_test_split  # noqa: E402
 
@@ -1194,6 +1194,39 @@ def test_nan_and_infinity_in_X_raise_scikit_learns_own_error(bad):
                     got, want = (_error_of(lambda: call(copy.deepcopy(e))) for e in fitted)
                     assert want is not None and ("NaN" in want) == (bad != bad)
                     assert got == want, (ours.__name__, name, form.__name__, dtype)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_nan_in_X_is_refused_before_anything_else_and_changes_nothing():
+    """scikit-learn looks for NaN and infinity in X before it records X's width or checks y: a
+    refused fit of a fitted estimator leaves n_features_in_ as it was (the estimator still predicts
+    its own data), and NaN beside another problem (another width, NaN in y, fewer labels) is
+    reported as NaN; an inf in float16 X is named with float16. As scikit-learn, word for word."""
+    rng = np.random.default_rng(1)
+    X, y = rng.standard_normal((40, 4)), np.arange(40) % 2
+    X5 = rng.standard_normal((40, 5))
+    X5[0, 0] = np.nan
+    Xnan = X.copy()
+    Xnan[3, 2] = np.nan
+    ynan = y.astype(float)
+    ynan[5] = np.nan
+    X16 = X.astype(np.float16)
+    X16[1, 1] = np.inf
+    for ours, theirs in ((MLPClassifier, skn.MLPClassifier), (MLPRegressor, skn.MLPRegressor)):
+        fitted = [cls(hidden_layer_sizes=(3,), max_iter=2, random_state=0).fit(X, y) for cls in (ours, theirs)]
+        calls = {"refit, wider X": lambda e: e.fit(X5, y), "predict, wider X": lambda e: e.predict(X5),
+                 "partial_fit, wider X": lambda e: e.partial_fit(X5, y), "fit, NaN in y": lambda e: e.fit(Xnan, ynan),
+                 "fit, fewer labels": lambda e: e.fit(Xnan, y[:-1]), "predict, float16": lambda e: e.predict(X16),
+                 "fresh fit, wider X": lambda e: clone(e).fit(X5, y)}
+        for name, call in calls.items():
+            got, want = (_error_of(lambda: call(e)) for e in fitted)
+            assert want is not None and got == want, (ours.__name__, name, got, want)
+            assert fitted[0].n_features_in_ == fitted[1].n_features_in_ == 4, (ours.__name__, name)
+        np.testing.assert_array_equal(fitted[0].predict(X), clone(fitted[0]).fit(X, y).predict(X))
+        fresh = [cls(max_iter=2) for cls in (ours, theirs)]
+        for e in fresh:
+            _error_of(lambda: e.partial_fit(X5, y, **({"classes": [0, 1]} if is_classifier(e) else {})))
+        assert not any(hasattr(e, "n_features_in_") for e in fresh)
 
 
 @pytest.mark.filterwarnings("ignore:overflow encountered in cast:RuntimeWarning")
