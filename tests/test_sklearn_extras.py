@@ -1160,11 +1160,15 @@ def test_bad_X_is_a_clear_value_error(X_bad, match):
 
 
 def _error_of(call):
-    try:
-        call()
-    except ValueError as exc:
-        return str(exc)
-    return None
+    """(exception type, message, whether it chains another exception, warnings issued), None for the
+    exception parts when the call returns."""
+    with warnings.catch_warnings(record=True) as issued:
+        warnings.simplefilter("always")
+        try:
+            call()
+        except (ValueError, TypeError) as exc:
+            return type(exc), str(exc), exc.__context__ is not None, [str(w.message) for w in issued]
+    return None, None, False, [str(w.message) for w in issued]
 
 
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
@@ -1192,7 +1196,7 @@ def test_nan_and_infinity_in_X_raise_scikit_learns_own_error(bad):
                     calls["predict_proba"] = lambda e: e.predict_proba(Xf)
                 for name, call in calls.items():
                     got, want = (_error_of(lambda: call(copy.deepcopy(e))) for e in fitted)
-                    assert want is not None and ("NaN" in want) == (bad != bad)
+                    assert want[0] is ValueError and ("NaN" in want[1]) == (bad != bad)
                     assert got == want, (ours.__name__, name, form.__name__, dtype)
 
 
@@ -1201,7 +1205,11 @@ def test_nan_in_X_is_refused_before_anything_else_and_changes_nothing():
     """scikit-learn looks for NaN and infinity in X before it records X's width or checks y: a
     refused fit of a fitted estimator leaves n_features_in_ as it was (the estimator still predicts
     its own data), and NaN beside another problem (another width, NaN in y, fewer labels) is
-    reported as NaN; an inf in float16 X is named with float16. As scikit-learn, word for word."""
+    reported as NaN; an inf in float16 X is named with float16; a masked array's NaN (under its
+    mask) and an np.matrix are refused as scikit-learn refuses them; a refusal of a DataFrame
+    warns once about its feature names. As scikit-learn, word for word, with no chained error."""
+    import pandas as pd
+    from fastnn._engine import validation
     rng = np.random.default_rng(1)
     X, y = rng.standard_normal((40, 4)), np.arange(40) % 2
     X5 = rng.standard_normal((40, 5))
@@ -1212,15 +1220,20 @@ def test_nan_in_X_is_refused_before_anything_else_and_changes_nothing():
     ynan[5] = np.nan
     X16 = X.astype(np.float16)
     X16[1, 1] = np.inf
+    big = rng.standard_normal((validation._SMALL // 4 + 10, 4))  # the compiled check's size
     for ours, theirs in ((MLPClassifier, skn.MLPClassifier), (MLPRegressor, skn.MLPRegressor)):
         fitted = [cls(hidden_layer_sizes=(3,), max_iter=2, random_state=0).fit(X, y) for cls in (ours, theirs)]
         calls = {"refit, wider X": lambda e: e.fit(X5, y), "predict, wider X": lambda e: e.predict(X5),
                  "partial_fit, wider X": lambda e: e.partial_fit(X5, y), "fit, NaN in y": lambda e: e.fit(Xnan, ynan),
                  "fit, fewer labels": lambda e: e.fit(Xnan, y[:-1]), "predict, float16": lambda e: e.predict(X16),
-                 "fresh fit, wider X": lambda e: clone(e).fit(X5, y)}
+                 "fresh fit, wider X": lambda e: clone(e).fit(X5, y),
+                 "fit, masked": lambda e: clone(e).fit(np.ma.masked_invalid(Xnan), y),
+                 "fit, np.matrix": lambda e: clone(e).fit(np.asmatrix(big), np.arange(len(big)) % 2),
+                 "predict, DataFrame": lambda e: e.predict(pd.DataFrame(Xnan, columns=list("abcd"))),
+                 "score, DataFrame, wider": lambda e: e.score(pd.DataFrame(X5, columns=list("abcde")), y)}
         for name, call in calls.items():
             got, want = (_error_of(lambda: call(e)) for e in fitted)
-            assert want is not None and got == want, (ours.__name__, name, got, want)
+            assert want[0] is not None and got == want, (ours.__name__, name, got, want)
             assert fitted[0].n_features_in_ == fitted[1].n_features_in_ == 4, (ours.__name__, name)
         np.testing.assert_array_equal(fitted[0].predict(X), clone(fitted[0]).fit(X, y).predict(X))
         fresh = [cls(max_iter=2) for cls in (ours, theirs)]
