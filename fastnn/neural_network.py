@@ -698,16 +698,33 @@ class _BaseMLP(BaseEstimator):
 
     def _forward_pass_fast(self, X, check_input=True):
         """The output layer's activation (probabilities, means), as scikit-learn's."""
-        if check_input and _known_finite(X):  # validate_data's NaN check (a NumPy sum) made already
+        # validate_data's check for NaN and infinity, a NumPy sum over X (1.5 ms of a 6.4 ms
+        # predict_proba of 10,000 MNIST rows, 2-core Zen 5 VM), is left to the engine's compiled
+        # one where X is a plain float ndarray of the fitted width: validate_data can then refuse
+        # it for nothing else after that check, so scikit-learn's error, raised here where the
+        # engine refuses X, comes in its order. Any other X goes through scikit-learn's own call
+        # (its dtype kept: float16 named as float16), then to the engine's dtypes.
+        lean = (check_input and type(X) is np.ndarray and X.dtype in (np.float32, np.float64) and X.ndim == 2
+                and X.shape[1] == getattr(self, "n_features_in_", None))
+        if lean:
             X = validate_data(self, X, accept_sparse=_SPARSE, dtype=(np.float64, np.float32), reset=False,
                               ensure_all_finite=False)
-        elif check_input:  # scikit-learn's own call (its errors, in its order), then the engine's dtypes
+        elif check_input:
             X = check_array(validate_data(self, X, accept_sparse=_SPARSE, reset=False), accept_sparse=_SPARSE,
                             dtype=(np.float64, np.float32), ensure_all_finite=False)
         model = self.model_
         run = model.predict_proba if is_classifier(self) else model.predict
+        refused = None
         with self._thread_limit():
-            out = _chunked(run, X) if sp.issparse(X) else run(X)
+            try:
+                out = _chunked(run, X) if sp.issparse(X) else run(X)
+            except ValueError as exc:
+                if not lean:
+                    raise
+                refused = exc
+        if refused is not None:  # outside the handler: scikit-learn's error chains no other
+            check_array(X, accept_sparse=_SPARSE, dtype=None, input_name="X", estimator=self)
+            raise refused
         # scikit-learn's dtype: X's with its coefs_' (float64 X through a float32 model: float64)
         dtype = getattr(X, "dtype", None)
         return out if dtype is None else out.astype(np.result_type(dtype, out.dtype), copy=False)
