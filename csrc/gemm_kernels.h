@@ -39,9 +39,9 @@ typedef void (*fnn_ukrb_f64)(int64_t k, const double *restrict a, const double *
                              int64_t ldb, double *restrict c, int64_t ldc, int64_t mr, int64_t nr,
                              double alpha, double beta);
 /* The edge kernel (optional, NULL where a kernel has none): a last column panel at most NR / 4
- * wide (1 <= nr <= NR / 4) against up to FNN_EDGE_PANELS consecutive packed row panels of a (panel q at
- * a + q * MR * k; only the panels holding rows below mr are read, 1 <= mr <= FNN_EDGE_PANELS * MR),
- * b and c as for the microkernel. Each element of c is the same sum, term after term in the same
+ * wide (1 <= nr <= NR / 4) against up to FNN_EDGE_PANELS consecutive packed row panels of a
+ * (panel q at a + q * MR * k; only the panels holding rows below mr are read,
+ * 1 <= mr <= FNN_EDGE_PANELS * MR), b and c as for the microkernel. Each element of c is the same sum, term after term in the same
  * order, as the microkernel forms: the same bits (but for which of two NaN factors of one term
  * gives its sign and payload, which follows the compiler's operand order and already differed
  * between the microkernel's full and narrow panels). */
