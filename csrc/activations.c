@@ -8,16 +8,19 @@
 #include <math.h>
 #include "fastnn.h"
 #include "simd.h"
+#include "vmath.h"
 #define FNN_SELF "activations.c"
 #include "instantiate.h"
 #else
 
-#if REAL_IS_FLOAT
-#define EXP expf
-#define TANH tanhf
+#if REAL_IS_FLOAT /* vmath.h: vectorised (libm's float calls were scalar) */
+#define EXP fnn_expf
+#define TANH fnn_tanhf
+#define ELEMENTWISE_CLONES FNN_CLONES
 #else
 #define EXP exp
 #define TANH tanh
+#define ELEMENTWISE_CLONES
 #endif
 
 void FN(fnn_identity_forward)(real *y, const real *x, int64_t n) {
@@ -59,7 +62,7 @@ FNN_CLONES void FN(fnn_leaky_relu_backward)(real *dx, const real *dy, const real
     }
 }
 
-void FN(fnn_sigmoid_forward)(real *y, const real *x, int64_t n) {
+ELEMENTWISE_CLONES void FN(fnn_sigmoid_forward)(real *y, const real *x, int64_t n) {
     for (int64_t i = 0; i < n; i++) {
         real e = EXP(-(x[i] >= 0 ? x[i] : -x[i])); /* in (0, 1]: no overflow */
         y[i] = x[i] >= 0 ? 1 / (1 + e) : e / (1 + e);
@@ -69,7 +72,7 @@ FNN_CLONES void FN(fnn_sigmoid_backward)(real *dx, const real *dy, const real *y
     for (int64_t i = 0; i < n; i++) dx[i] = dy[i] * y[i] * (1 - y[i]);
 }
 
-void FN(fnn_tanh_forward)(real *y, const real *x, int64_t n) {
+ELEMENTWISE_CLONES void FN(fnn_tanh_forward)(real *y, const real *x, int64_t n) {
     for (int64_t i = 0; i < n; i++) y[i] = TANH(x[i]);
 }
 FNN_CLONES void FN(fnn_tanh_backward)(real *dx, const real *dy, const real *y, int64_t n) {
@@ -128,4 +131,5 @@ int FN(fnn_activation_backward)(int act, real *dX, const real *dY, const real *Y
 
 #undef EXP
 #undef TANH
+#undef ELEMENTWISE_CLONES
 #endif

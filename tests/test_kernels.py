@@ -633,6 +633,45 @@ def test_activation_forward_and_backward_match_oracle(dtype, act, kernel_rng):
         close(dX1, dX2, dtype)
 
 
+def _ulps_apart(a, b):
+    """Distance of float32 arrays a and b in units in the last place (floats in order as integers)."""
+    ia, ib = (np.asarray(v, np.float32).view(np.int32).astype(np.int64) for v in (a, b))
+    ia, ib = (np.where(i < 0, -(2 ** 31) - i, i) for i in (ia, ib))
+    return np.abs(ia - ib)
+
+
+@needs_ext
+@pytest.mark.parametrize("act", ["tanh", "sigmoid"])
+def test_float32_tanh_and_sigmoid_within_2_ulp_of_float64(act):
+    """The compiled float32 tanh and sigmoid (csrc/vmath.h's vectorised exp and tanh, not libm's):
+    every value of a sweep of the float line (magnitudes 1e-30 to 120, both signs, 2^20 values, and
+    each side of tanh's switch at 0.625 and of exp's limits) within 2 ulp of the float64 result
+    rounded to float32; 0, infinities and NaN exact."""
+    mags = np.geomspace(1e-30, 120, 1 << 19)
+    edges = np.array([0.625, 44.0, 87.3365478515625 / 2, 87.3365478515625, 88.3762626647949, 9.0, 1e-4])
+    near = np.concatenate([np.nextafter(edges.astype(np.float32), np.float32(s * np.inf)) for s in (-1, 1)])
+    x = np.concatenate([mags, -mags, edges, -edges, near, -near]).astype(np.float32)
+    X = x.reshape(1, -1)
+    Y = np.empty_like(X)
+    _ext.activation_forward(ACTIVATIONS[act], Y, X, 0.0)
+    x64 = x.astype(np.float64)
+    want = np.tanh(x64) if act == "tanh" else 1 / (1 + np.exp(-x64))
+    with np.errstate(under="ignore"):
+        want32 = want.astype(np.float32)
+    tiny = np.abs(want32) < np.finfo(np.float32).tiny  # below the normal range the engine flushes to 0
+    far = _ulps_apart(Y[0], want32)
+    assert far[~tiny].max() <= 2, (act, x[~tiny][np.argmax(far[~tiny])], far[~tiny].max())
+    assert (np.abs(Y[0][tiny]) <= np.finfo(np.float32).tiny).all()
+    special = np.array([[0.0, -0.0, np.inf, -np.inf, np.nan]], np.float32)
+    out = np.empty_like(special)
+    _ext.activation_forward(ACTIVATIONS[act], out, special, 0.0)
+    expect = [0.0, -0.0, 1.0, -1.0] if act == "tanh" else [0.5, 0.5, 1.0, 0.0]
+    np.testing.assert_array_equal(out[0, :4], expect)
+    if act == "tanh":
+        assert list(np.signbit(out[0, :2])) == [False, True]
+    assert np.isnan(out[0, 4])
+
+
 @pytest.mark.parametrize("which", IMPLS)
 @pytest.mark.parametrize("act", ACT_NAMES)
 @pytest.mark.parametrize("dtype", DTYPES)
