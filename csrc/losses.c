@@ -11,12 +11,13 @@
 #include <math.h>
 #include <string.h>
 #include "fastnn.h"
+#include "vmath.h"
 #define FNN_SELF "losses.c"
 #include "instantiate.h"
 #else
 
 #if REAL_IS_FLOAT
-#define EXP expf
+#define EXP fnn_expf /* vmath.h: inline, within 2 ulp (libm's expf is a call) */
 #define LOG logf
 #define LOG1P log1pf
 #define REAL_EPS FLT_EPSILON
