@@ -82,7 +82,7 @@ from sklearn.utils.validation import _check_sample_weight, check_array, check_is
 from ._engine import thread_limit
 from ._engine.codes import CTR_STEP
 from ._engine.errors import NonFiniteError
-from ._engine.validation import _all_finite, cast_finite
+from ._engine.validation import FLOAT_DTYPES, _all_finite, cast_finite
 from .nn import Activation, BatchNorm, Dense, Dropout, Sequential
 from .nn.callbacks import Callback, check_free
 from .nn.optimizers import AdamW, RMSprop, SklearnAdam, SklearnSGD
@@ -704,8 +704,7 @@ class _BaseMLP(BaseEstimator):
         # it for nothing else after that check, so scikit-learn's error, raised here where the
         # engine refuses X, comes in its order. Any other X goes through scikit-learn's own call
         # (its dtype kept: float16 named as float16), then to the engine's dtypes.
-        lean = (check_input and type(X) is np.ndarray and X.dtype in (np.float32, np.float64) and X.ndim == 2
-                and X.shape[1] == getattr(self, "n_features_in_", None))
+        lean = check_input and _plain_float(X) and X.ndim == 2 and X.shape[1] == getattr(self, "n_features_in_", None)
         if lean:
             X = validate_data(self, X, accept_sparse=_SPARSE, dtype=(np.float64, np.float32), reset=False,
                               ensure_all_finite=False)
@@ -969,6 +968,12 @@ def _dense(X, dtype):
     return X
 
 
+def _plain_float(X):
+    """X is a plain ndarray (not a masked array or np.matrix) of float32 or float64: what
+    validate_data keeps as it is, and the compiled check reads."""
+    return type(X) is np.ndarray and X.dtype in FLOAT_DTYPES
+
+
 def _known_finite(X):
     """True when X is a plain ndarray of float32 or float64 (kept as it is by validate_data;
     not a masked array or np.matrix) without NaN or infinity, by the backend's compiled check:
@@ -977,7 +982,7 @@ def _known_finite(X):
     predict_proba of 10,000 rows, on the 2-core Zen 5 VM). Any other X keeps scikit-learn's
     check, and so its error, in its order: before the feature count (whose record a refused fit
     would keep) and after the feature names."""
-    return type(X) is np.ndarray and X.dtype in (np.float32, np.float64) and _all_finite(X)
+    return _plain_float(X) and _all_finite(X)
 
 
 def _chunked(run, X):
