@@ -639,7 +639,8 @@ class _BaseMLP(BaseEstimator):
         to float32 and the engine runs in float32, as scikit-learn's float32 fit does (its coefs_
         come back float64 from scipy's iterate; the model keeps the float32 rounding of it).
         Attributes as scikit-learn sets them for lbfgs: n_iter_, loss_ (no loss_curve_, best_loss_
-        or validation scores of its own: those of an earlier stochastic fit stay, as in scikit-learn), its ConvergenceWarning and its (lack of) verbose output."""
+        or validation scores of its own: those of an earlier stochastic fit stay, as in
+        scikit-learn), its ConvergenceWarning and its (lack of) verbose output."""
         model = self.model_
         if first_pass:
             self.__dict__.pop("history_", None)
@@ -905,17 +906,16 @@ class _BaseMLP(BaseEstimator):
             return [views[i]["kernel"].copy() for i in dense] + [views[i]["bias"].copy() for i in dense]
 
         # a factor a callback (ReduceLROnPlateau) put on the rate, beyond scikit-learn's own
-        base = float(model.optimizer.lr)
+        mo = model.optimizer
+        base = float(mo.lr)
         ours = self._learning_rate / base
         factor = 1.0 if model.lr_scale == ours or ours == 0 else model.lr_scale / ours
-        if isinstance(model.optimizer, SklearnSGD):  # the optimizer's kind: solver may have changed since
+        if isinstance(mo, SklearnSGD):  # the optimizer's kind: solver may have changed since
             schedule, power_t = self._sgd_schedule(self)
-            mo = model.optimizer
             opt = _SkSGD(params, base, schedule, mo.momentum, mo.nesterov, power_t)
             opt.velocities = slot(0)
             opt.learning_rate = float(self._learning_rate) * factor
         else:  # scikit-learn's Adam derives its step from learning_rate_init
-            mo = model.optimizer
             opt = _SkAdam(params, base * factor, mo.beta1, mo.beta2, mo.eps)
             opt.ms, opt.vs = slot(0), slot(1)
             opt.t = int(built.counters[CTR_STEP])
