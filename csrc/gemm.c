@@ -471,6 +471,21 @@ static void FN(scale_c)(real *C, int64_t m, int64_t n, int64_t ldc, real beta) {
     }
 }
 
+/* The epilogue's l2_loss term (internal_api.h): C += l2c params below n_decay, rows [i0, i1),
+ * columns [j0, j1) of C; a row's elements lie at e->off + i ldc + j of the flat buffer. */
+FNN_CLONES static void FN(epi_l2)(const FN(fnn_gemm_epi) *e, real *C, int64_t ldc, int64_t i0, int64_t i1,
+                                  int64_t j0, int64_t j1) {
+    const real c = e->l2c;
+    for (int64_t i = i0; i < i1; i++) {
+        const int64_t lo = e->off + i * ldc + j0;
+        if (lo >= e->n_decay) break; /* later rows lie further on */
+        const int64_t w = j1 - j0 < e->n_decay - lo ? j1 - j0 : e->n_decay - lo;
+        real *restrict ci = C + i * ldc + j0;
+        const real *restrict p = e->params + lo;
+        for (int64_t j = 0; j < w; j++) ci[j] += c * p[j];
+    }
+}
+
 /* The epilogue (internal_api.h) on rows [i0, i1), columns [j0, j1) of C, row by row. */
 static void FN(epi_apply)(const FN(fnn_gemm_epi) *e, real *C, int64_t ldc, int64_t i0, int64_t i1,
                           int64_t j0, int64_t j1) {
@@ -496,6 +511,7 @@ static void FN(epi_apply)(const FN(fnn_gemm_epi) *e, real *C, int64_t ldc, int64
     }
     if (e->plan) { /* the same: one call where the block's rows are whole */
         int over = 0;
+        if (e->l2) FN(epi_l2)(e, C, ldc, i0, i1, j0, j1);
         if (w == ldc)
             over = FN(fnn_opt_plan_apply)(e->plan, e->params, e->slots, e->n_params, e->n_decay,
                                           C + i0 * ldc, e->off + i0 * ldc, e->off + i1 * ldc);

@@ -36,6 +36,10 @@ typedef struct FN(fnn_gemm_epi) {
     real *params, *slots;
     int64_t n_params, n_decay, off;
     int *overflowed;
+    /* l2 (with plan): scikit-learn's l2_loss term, C += l2c params on the elements below n_decay,
+     * before the update, as the general step adds it to the whole gradient (network.c) */
+    int l2;
+    real l2c;
 } FN(fnn_gemm_epi);
 /* 1 when no element of x[0:n] is NaN or infinite (network.c). */
 int FN(fnn_all_finite)(const real *x, int64_t n);

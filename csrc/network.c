@@ -37,6 +37,8 @@ struct FN(fnn_workspace) {
     real *rows;                     /* online step: a gradient row per thread, width each */
     int64_t online_rows;            /* min(batch, DEFER_MAX_ROWS); ONLINE_MAX_ROWS where the dZ
                                        kept would pass DEFER_MAX_BYTES */
+    real l2c;                       /* online step: the l2_loss term's l2 / S, when l2_on */
+    int l2_on;                      /* (set by forward_backward, read by online_gemm_update) */
     void *block;
 };
 
@@ -412,25 +414,6 @@ static int64_t FN(count_correct)(const fnn_net *net, const real *Z, const real *
     return hits;
 }
 
-/* scikit-learn's alpha (opt->l2_loss): loss += 0.5 l2 |W|^2 / S and dW += l2 W / S on the weights
- * params[0:n_decay], S = the batch's sample-weight sum (rows without weights); S = 0: nothing. */
-static void FN(l2_loss_term)(double *loss, real *restrict grads, const real *restrict params,
-                             const fnn_net *net, double l2, const real *sw, int64_t nb) {
-    double S = (double)nb;
-    if (sw) {
-        S = 0;
-        for (int64_t i = 0; i < nb; i++) S += sw[i];
-    }
-    if (S == 0) return;
-    const real c = (real)(l2 / S);
-    double sq = 0;
-    for (int64_t i = 0; i < net->n_decay; i++) {
-        sq += (double)params[i] * (double)params[i];
-        grads[i] += c * params[i];
-    }
-    *loss += 0.5 * l2 * sq / S;
-}
-
 #if REAL_IS_FLOAT
 #define REAL_MAX FLT_MAX
 #define REAL_EPS FLT_EPSILON
@@ -465,6 +448,96 @@ static int FN(dense_grads_finite)(int64_t nb, double ma, double md) {
     return FN(sums_finite)(nb, ma, md) && FN(sums_finite)(nb, 1.0, md);
 }
 
+/* scikit-learn's alpha (opt->l2_loss): loss += 0.5 l2 |W|^2 / S and dW += l2 W / S on the weights
+ * params[0:n_decay], S = the batch's sample-weight sum (rows without weights); S = 0: nothing.
+ * |W|^2 is summed in chunks of L2_CHUNK values (more where that would pass L2_TASKS chunks), each
+ * in 8 lanes (value i in lane i mod 8) added pairwise, the chunks' sums in chunk order: the same
+ * result at any thread count and from every clone (a single running sum was a chain of 79 K
+ * dependent additions a step for 784-100-10: 70 us, on one thread). */
+#define L2_CHUNK 8192
+#define L2_TASKS 256
+typedef struct FN(l2_job) {
+    const real *p;
+    real *g; /* NULL: the sums alone (the online step adds c W in its epilogues) */
+    real c;
+    int64_t n, chunk;
+    double sq[L2_TASKS], most[L2_TASKS]; /* one slot per task: no two tasks write the same word */
+} FN(l2_job);
+
+/* sum p[0:n]^2 in double (8 lanes, added pairwise); g (or NULL): g[i] += c p[i] on the way */
+FNN_CLONES static double FN(l2_chunk)(const real *restrict p, real *restrict g, real c, int64_t n) {
+    double lane[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int k = 0; k < 8; k++) {
+            const double v = (double)p[i + k];
+            lane[k] += v * v;
+        }
+    for (int k = 0; i + k < n; k++) {
+        const double v = (double)p[i + k];
+        lane[k] += v * v;
+    }
+    if (g)
+        for (i = 0; i < n; i++) g[i] += c * p[i];
+    return ((lane[0] + lane[1]) + (lane[2] + lane[3])) + ((lane[4] + lane[5]) + (lane[6] + lane[7]));
+}
+
+static void FN(l2_task)(void *ctx, int64_t t, int worker) {
+    FN(l2_job) *j = (FN(l2_job) *)ctx;
+    const int64_t lo = t * j->chunk, hi = lo + j->chunk < j->n ? lo + j->chunk : j->n;
+    (void)worker;
+    j->sq[t] = FN(l2_chunk)(j->p + lo, j->g ? j->g + lo : NULL, j->c, hi - lo);
+    j->most[t] = FN(abs_bound)(j->p + lo, hi - lo);
+}
+
+/* |params[0:n]|^2 and max |params[0:n]| (NaN or an infinity where one is), on the team;
+ * grads (or NULL) += c params on the way. */
+static void FN(l2_scan)(fnn_team *team, const real *params, real *grads, real c, int64_t n, double *sq,
+                        double *most) {
+    FN(l2_job) j;
+    j.p = params;
+    j.g = grads;
+    j.c = c;
+    j.n = n;
+    j.chunk = n / L2_TASKS + 1 > L2_CHUNK ? n / L2_TASKS + 1 : L2_CHUNK;
+    const int64_t tasks = (n + j.chunk - 1) / j.chunk;
+    fnn_team_run(team, tasks, FN(l2_task), &j);
+    double s = 0, m = 0;
+    for (int64_t t = 0; t < tasks; t++) {
+        s += j.sq[t];
+        m = isnan(j.most[t]) || j.most[t] > m ? j.most[t] : m;
+    }
+    *sq = s;
+    *most = m;
+}
+
+/* The batch's sample-weight sum S (nb rows without weights). */
+static double FN(weight_sum)(const real *sw, int64_t nb) {
+    if (!sw) return (double)nb;
+    double S = 0;
+    for (int64_t i = 0; i < nb; i++) S += sw[i];
+    return S;
+}
+
+/* The general step's l2_loss term: loss and grads[0:n_decay] (see above). */
+static void FN(l2_loss_term)(fnn_team *team, double *loss, real *grads, const real *params,
+                             const fnn_net *net, double l2, const real *sw, int64_t nb) {
+    const double S = FN(weight_sum)(sw, nb);
+    if (S == 0) return;
+    double sq, most;
+    FN(l2_scan)(team, params, grads, (real)(l2 / S), net->n_decay, &sq, &most);
+    *loss += 0.5 * l2 * sq / S;
+}
+
+/* dense_grads_finite with the l2_loss term: each weight gradient element is the sum plus
+ * c p, |c p| <= cw = |c| max|p| (two more roundings, each covered by 2 u with room for the
+ * bound's own in double). */
+static int FN(l2_grads_finite)(int64_t nb, double ma, double md, double cw) {
+    const double nu = (double)(nb + 1) * (REAL_EPS / 2), u4 = 2 * REAL_EPS;
+    return nu <= 0.25 && ((double)nb * ma * md * (1 + 4 * nu) + cw * (1 + u4)) * (1 + u4) <= REAL_MAX &&
+           FN(sums_finite)(nb, 1.0, md);
+}
+
 /* The online step's check, before anything changes: every dZ and every dense layer's input is
  * finite, and each element of each weight and bias gradient will be finite, as the general step's
  * check of the whole gradient makes sure. One row: the largest gradient element is
@@ -475,7 +548,7 @@ static int FN(dense_grads_finite)(int64_t nb, double ma, double md) {
  * itself. */
 #define ONLINE_UNPROVEN 1 /* an internal status, never returned by a public call */
 static int FN(online_check)(const FN(fnn_workspace) *ws, const fnn_net *net, const real *x, int64_t nb,
-                            int64_t lowest) {
+                            int64_t lowest, double cw) {
     for (int64_t l = lowest; l < net->n_layers; l++) {
         const fnn_layer *ly = &net->layers[l];
         if (ly->kind != FNN_LAYER_DENSE) continue;
@@ -484,7 +557,7 @@ static int FN(online_check)(const FN(fnn_workspace) *ws, const fnn_net *net, con
         if (!isfinite(md) || !isfinite(ma)) return FNN_ENONFINITE;
         if (nb == 1) {
             if (!((real)ma * (real)md <= REAL_MAX)) return FNN_ENONFINITE; /* inf: the same product overflows */
-        } else if (!FN(dense_grads_finite)(nb, ma, md)) {
+        } else if (ws->l2_on ? !FN(l2_grads_finite)(nb, ma, md, cw) : !FN(dense_grads_finite)(nb, ma, md)) {
             return ONLINE_UNPROVEN;
         }
     }
@@ -609,9 +682,26 @@ static int FN(forward_backward)(fnn_team *team, double *loss, int64_t *correct, 
         default: return FNN_EINVAL;
         }
     }
-    if (online) return FN(online_check)(ws, net, x, nb, lowest);
+    if (online) { /* with the l2_loss term: its loss here, c W added by the update's epilogues */
+        double cw = 0;
+        ws->l2_on = 0;
+        const double S = l2_loss != 0 ? FN(weight_sum)(sw, nb) : 0;
+        if (S != 0) {
+            double sq, most;
+            FN(l2_scan)(team, params, NULL, 0, net->n_decay, &sq, &most);
+            *loss += 0.5 * l2_loss * sq / S;
+            if (!isfinite(*loss)) return FNN_ENONFINITE;
+            ws->l2c = (real)(l2_loss / S);
+            ws->l2_on = 1;
+            if (net->n_decay > 0) { /* an infinite c makes c W (or c 0) non-finite */
+                if (!isfinite(ws->l2c)) return FNN_ENONFINITE;
+                cw = fabs((double)ws->l2c) * most;
+            }
+        }
+        return FN(online_check)(ws, net, x, nb, lowest, cw);
+    }
     if (l2_loss != 0) {
-        FN(l2_loss_term)(loss, grads, params, net, l2_loss, sw, nb);
+        FN(l2_loss_term)(team, loss, grads, params, net, l2_loss, sw, nb);
         if (!isfinite(*loss)) return FNN_ENONFINITE;
     }
     /* teamed: on many cores the gradient lies in the caches of the threads that wrote it */
@@ -643,7 +733,8 @@ static int FN(forward_backward)(fnn_team *team, double *loss, int64_t *correct, 
  * GEMM form (online_gemm_update), under the same check. */
 static int FN(online_fits)(const fnn_net *net, const fnn_optim *opt, const FN(fnn_workspace) *ws,
                            int64_t nb) {
-    if (nb > ws->online_rows || nb > FN(online_max_rows)() || opt->l2_loss != 0) return 0;
+    if (nb > ws->online_rows || nb > FN(online_max_rows)() || (opt->l2_loss != 0 && nb <= ONLINE_MAX_ROWS))
+        return 0;
     for (int64_t l = 0; l < net->n_layers; l++)
         if (net->layers[l].kind == FNN_LAYER_BATCHNORM) return 0;
     return 1;
@@ -894,6 +985,8 @@ static int FN(online_gemm_update)(fnn_team *team, FN(fnn_workspace) *ws, const f
         epi.n_decay = net->n_decay;
         epi.off = ly->w_off;
         epi.overflowed = &overflowed;
+        epi.l2 = ws->l2_on;
+        epi.l2c = ws->l2c;
         const int st = FN(fnn_gemm_fused_team)(team, ws->grads + ly->w_off, in, d, ly->n_in, n, nb, n, ly->n_in,
                                                n, 1, 0, 1.0, 0.0, ws->gemm_work, 0, &epi);
         if (st != FNN_OK) return st; /* cannot happen: the general step's call, checked dimensions */

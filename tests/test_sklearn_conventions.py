@@ -194,32 +194,39 @@ def test_clipping_bounds_the_log_losses_at_minus_log_eps(be):
     assert v == pytest.approx(-math.log(eps), rel=1e-12)
 
 
-def linear_engine(be, loss, n_in=3, n_out=2, batch=8):
+def linear_engine(be, loss, n_in=3, n_out=2, batch=8, dtype=np.float64):
     """One dense layer, identity: z = x W + b; the loss is the only non-linearity."""
     layers = layer_records([dict(kind=0, n_in=n_in, n_out=n_out, w_off=0, b_off=n_in * n_out)])
     net = net_record(loss=loss, n_inputs=n_in, n_outputs=n_out, n_params=n_in * n_out + n_out,
                      n_decay=n_in * n_out)
-    return be.Engine(layers, net, np.float64, batch)
+    return be.Engine(layers, net, dtype, batch)
 
 
+# rows of one step: 5, the general step (the online step leaves batches of up to 8 with this term to
+# it); 20 and 256, the online step's GEMM form (the term's loss before the update, c W added by the
+# update's epilogue); 300, the general step again
+L2_ROWS = [5, 20, 256, 300]
+
+
+@pytest.mark.parametrize("rows", L2_ROWS)
 @pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
-def test_l2_loss_adds_alpha_over_the_batch_weight_sum_to_loss_and_weight_gradient(be, weighted):
+def test_l2_loss_adds_alpha_over_the_batch_weight_sum_to_loss_and_weight_gradient(be, weighted, rows):
     """loss = data loss + 0.5 alpha |W|^2 / S, dW = X^T delta + alpha W / S, db = sum delta (no
     penalty on biases), S = sum of the batch's sample weights (rows without weights); one plain
     SGD step p -= lr grad shows the gradient, the RESULT record the loss."""
     rng = np.random.default_rng(8)
-    X, T = rng.standard_normal((5, 3)), rng.standard_normal((5, 2))
-    sw = rng.uniform(0.5, 2.0, 5) if weighted else None
+    X, T = rng.standard_normal((rows, 3)), rng.standard_normal((rows, 2))
+    sw = rng.uniform(0.5, 2.0, rows) if weighted else None
     W0, b0 = rng.standard_normal((3, 2)), rng.standard_normal(2)
     alpha, lr = 0.3, 0.1
-    S = 5.0 if sw is None else sw.sum()
-    w = np.ones(5) if sw is None else sw
+    S = float(rows) if sw is None else sw.sum()
+    w = np.ones(rows) if sw is None else sw
     resid = X @ W0 + b0 - T
     data_loss = (w * 0.5 * (resid ** 2).mean(axis=1)).sum() / S
     delta = resid * w[:, None] / S
     gW, gb = X.T @ delta + alpha * W0 / S, delta.sum(axis=0)
 
-    engine = linear_engine(be, SK_LOSSES["sk_squared_error"])
+    engine = linear_engine(be, SK_LOSSES["sk_squared_error"], batch=max(rows, 8))
     params = np.concatenate([W0.ravel(), b0])
     res = result_record()
     optim = optim_record(kind=0, lr=lr, l2_loss=alpha, form=SK)
@@ -232,6 +239,81 @@ def test_l2_loss_adds_alpha_over_the_batch_weight_sum_to_loss_and_weight_gradien
     # gradient() is the loss's alone: the penalty belongs to the optimizer record
     grads = np.empty(8)
     assert engine.gradient(grads, np.concatenate([W0.ravel(), b0]), X, T, None, sw, 0) == pytest.approx(data_loss, rel=1e-12)
+
+
+@pytest.mark.parametrize("rows", L2_ROWS)
+def test_l2_loss_is_left_out_of_a_batch_whose_weights_sum_to_zero(be, rows):
+    """S = 0 (every sample weight 0): no penalty, no data gradient, so plain SGD leaves every
+    parameter as it was, and the step counts with a loss of 0."""
+    rng = np.random.default_rng(8)
+    X, T = rng.standard_normal((rows, 3)), rng.standard_normal((rows, 2))
+    engine = linear_engine(be, SK_LOSSES["sk_squared_error"], batch=max(rows, 8))
+    params = rng.standard_normal(8)
+    before = params.copy()
+    res, counters = result_record(), np.zeros(N_COUNTERS, np.int64)
+    optim = optim_record(kind=0, lr=0.1, l2_loss=0.3, form=SK)
+    assert engine.train_step(res, params, np.zeros(8), np.zeros(1), counters, optim, X, T, None,
+                             np.zeros(rows), 0) == ("ok", None)
+    np.testing.assert_array_equal(params, before)
+    assert res["loss_sum"] == 0 and counters[0] == 1
+
+
+@pytest.mark.parametrize("case", ["overflows", "cancels"])
+def test_l2_loss_near_float32s_overflow_refuses_or_takes_the_step_whole(be, case):
+    """16 rows (the online step's GEMM form, which must prove every gradient element finite before
+    its first update) of x = (1e38, -1e38), W's first column (2, 2) (z = 0, p = 1/2), alpha / S = c
+    near float32's limit. "overflows": every label 0, dW[1, 0] = 5e37 + 2 c = 3.5e38 > FLT_MAX: the
+    step is refused and nothing changes. "cancels": labels alternate, the data gradient is exactly
+    0 but a bound on it (16 x 1e38 x 1/32) plus 2 c passes FLT_MAX: the step is taken, W -= 0.1 c W."""
+    rows = 16
+    X = np.tile(np.array([[1e38, -1e38]], np.float32), (rows, 1))
+    labels = np.zeros(rows, np.int64) if case == "overflows" else np.arange(rows) % 2
+    c = 1.5e38 if case == "overflows" else 1.6e38
+    engine = linear_engine(be, SK_LOSSES["sk_log_loss"], 2, 2, batch=rows, dtype=np.float32)
+    params = np.array([2, 0, 2, 0, 0, 0], np.float32)
+    before = params.copy()
+    res, counters = result_record(), np.zeros(N_COUNTERS, np.int64)
+    optim = optim_record(kind=0, lr=0.1, l2_loss=c * rows, form=SK)
+    status = engine.train_step(res, params, np.zeros(6, np.float32), np.zeros(1, np.float32), counters,
+                               optim, X, None, labels, None, 0)
+    if case == "overflows":
+        assert status == ("nonfinite", None)
+        np.testing.assert_array_equal(params, before)
+        assert counters[0] == 0
+    else:
+        assert status == ("ok", None) and counters[0] == 1
+        W = before[:4]
+        close(params, np.concatenate([W - 0.1 * (np.float32(c) * W), before[4:]]), np.float32)
+        assert res["loss_sum"] / res["weight_sum"] == pytest.approx(math.log(2) + 0.5 * c * 8, rel=1e-6)
+
+
+@pytest.mark.skipif(_ext is None, reason="the compiled backend is not built")
+@pytest.mark.parametrize("batch", [5, 32, 300])
+def test_l2_loss_does_not_depend_on_the_thread_count(batch):
+    """|W|^2 over 19,200 weights (three of the term's chunks) is summed in the same order at any
+    thread count: loss curves and parameters the same bits on 1, 2 and 3 threads."""
+    before = _ext.get_num_threads()
+    runs = []
+    try:
+        for threads in (1, 2, 3):
+            _ext.set_num_threads(threads)
+            engine, params, _, P = mlp(_ext, [64, 300, 3], SK_LOSSES["sk_log_loss"], "relu", np.float64, batch,
+                                       seed=1, scale=0.06)
+            rng = np.random.default_rng(3)
+            X, labels = rng.standard_normal((600, 64)), rng.integers(0, 3, 600)
+            slots, counters, curve = np.zeros(2 * P), np.zeros(N_COUNTERS, np.int64), []
+            optim = optim_record(kind=1, lr=1e-3, l2_loss=0.05, form=SK)
+            for epoch in range(2):
+                res = result_record()
+                assert engine.train_epoch(res, params, slots, np.zeros(1), counters, rng.permutation(600),
+                                          optim, X, None, labels, None, batch, GIVEN, epoch) == ("ok", None)
+                curve.append(res["loss_sum"])
+            runs.append((params, curve))
+    finally:
+        _ext.set_num_threads(before)
+    for params, curve in runs[1:]:
+        np.testing.assert_array_equal(params, runs[0][0])
+        assert curve == runs[0][1]
 
 
 def test_sklearn_losses_count_a_batch_by_its_rows_in_the_epoch_loss(be):
