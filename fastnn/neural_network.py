@@ -562,9 +562,10 @@ class _BaseMLP(BaseEstimator):
         live = [_LiveBar()] if self.verbose and _is_terminal() else []
         self.n_iter_ = 0
         try:
-            model.fit(X, labels if labels is not None else T, epochs=1 if incremental else self.max_iter,
-                      batch_size=batch, shuffle=_Order(n, rs) if self.shuffle else False, verbose=0,
-                      sample_weight=sample_weight, callbacks=live + [rule] + callbacks)
+            model._fit(X, labels if labels is not None else T, epochs=1 if incremental else self.max_iter,
+                       batch_size=batch, shuffle=_Order(n, rs) if self.shuffle else False, verbose=0,
+                       sample_weight=sample_weight, callbacks=live + [rule] + callbacks,
+                       x_finite=True)  # validate_data's check, or _known_finite's
         except NonFiniteError:
             raise ValueError("Solver produced non-finite parameter weights. The input data may"
                              " contain large values and need to be preprocessed.") from None

@@ -1201,6 +1201,40 @@ def test_nan_and_infinity_in_X_raise_scikit_learns_own_error(bad):
 
 
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_fit_reads_a_large_X_for_nan_once(monkeypatch, dtype):
+    """fit and partial_fit check a large float X (the backend's whole-array check) once: the model
+    below is handed X as it was found finite, not checked again (4-5 ms of a 3-epoch MNIST fit);
+    a Sequential's own fit still checks it."""
+    from fastnn import neural_network
+    from fastnn._engine import validation
+    seen = []
+    real = validation._all_finite
+
+    def counted(arr):
+        if arr.size > validation._SMALL:
+            seen.append(arr.shape)
+        return real(arr)
+    monkeypatch.setattr(validation, "_all_finite", counted)
+    monkeypatch.setattr(neural_network, "_all_finite", counted)
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((validation._SMALL // 6 + 100, 6)).astype(dtype)
+    y = np.arange(len(X)) % 3
+    est = MLPClassifier(hidden_layer_sizes=(5,), max_iter=2, random_state=0).fit(X, y)
+    assert seen == [X.shape]
+    est.partial_fit(X, y)
+    assert seen == [X.shape] * 2
+    X[-1, 2] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        est.partial_fit(X, y)
+    with pytest.raises(ValueError, match="NaN"):
+        est.model_.fit(X, y)
+    # a caller's finite X converted on the way (float64 into float32) is checked all the same
+    with pytest.raises(ValueError, match="beyond the range of float32"):
+        validation.check_matrix(np.full((3, 2), 1e39), "X", np.float32, finite=True)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 def test_nan_in_X_is_refused_before_anything_else_and_changes_nothing():
     """scikit-learn looks for NaN and infinity in X before it records X's width or checks y: a
     refused fit of a fitted estimator leaves n_features_in_ as it was (the estimator still predicts

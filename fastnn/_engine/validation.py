@@ -24,8 +24,10 @@ def reject_unsupported(X, name):
                         f"values first ({name}.filled(value) or {name}.compressed())")
 
 
-def check_matrix(X, name, dtype, min_rows=1, n_cols=None):
-    """Any array-like -> C-contiguous 2-D array of `dtype`, finite."""
+def check_matrix(X, name, dtype, min_rows=1, n_cols=None, finite=False):
+    """Any array-like -> C-contiguous 2-D array of `dtype`, finite. finite=True: the caller checked
+    X itself (the scikit-learn estimators' fit); the check is skipped where X is taken as it is,
+    not converted."""
     if X is None:
         raise ValueError(f"{name} is None")
     reject_unsupported(X, name)
@@ -52,7 +54,7 @@ def check_matrix(X, name, dtype, min_rows=1, n_cols=None):
     arr = narrow(arr, dtype)
     if not arr.flags.aligned:  # the compiled engine reads whole, aligned elements
         arr = arr.copy()
-    if not _all_finite(arr):
+    if not (finite and arr is source) and not _all_finite(arr):
         refuse_overflow(source, arr, name)
         raise nonfinite_error(name, arr)
     return arr

@@ -278,7 +278,7 @@ def epoch_order(order, n):
 
 
 def fit(model, X, y, epochs, batch_size, validation_data, validation_split, shuffle, verbose,
-        sample_weight, callbacks):
+        sample_weight, callbacks, x_finite=False):
     epochs = _check_option("epochs", epochs, _FIT_CONSTRAINTS["epochs"])
     batch_size = _check_option("batch_size", 32 if batch_size is None else batch_size,  # None: Keras's 32
                                _FIT_CONSTRAINTS["batch_size"])
@@ -294,7 +294,7 @@ def fit(model, X, y, epochs, batch_size, validation_data, validation_split, shuf
             raise TypeError(f"callbacks must be fastnn Callback instances, not {cb!r}")
     if validation_data is not None and split:
         raise ValueError("give validation_data or validation_split, not both")
-    X, T, labels, sw = model._check_xy(X, y, sample_weight, build=True)
+    X, T, labels, sw = model._check_xy(X, y, sample_weight, build=True, x_finite=x_finite)
     val = None
     if split:
         (X, T, labels, sw), val = _split_validation(model, X, T, labels, sw, split)

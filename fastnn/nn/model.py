@@ -624,11 +624,11 @@ class Sequential(Configurable):
         model_file.save(self, path)
 
     # -- data ----------------------------------------------------------------------------------------
-    def _check_xy(self, X, y, sample_weight, name="X", build=False):
+    def _check_xy(self, X, y, sample_weight, name="X", build=False, x_finite=False):
         """Validated (X, T, labels, sample_weight); build=True first builds an unbuilt model for
-        X's width (fit, partial_fit), so X is checked once."""
+        X's width (fit, partial_fit), so X is checked once; x_finite: see check_matrix."""
         b = self._built
-        X = check_matrix(X, name, self.dtype, n_cols=None if b is None else b.plan.n_inputs)
+        X = check_matrix(X, name, self.dtype, n_cols=None if b is None else b.plan.n_inputs, finite=x_finite)
         if b is None:
             if not build:
                 self._require_built()
@@ -657,10 +657,17 @@ class Sequential(Configurable):
         how fastnn's scikit-learn estimators replay scikit-learn's shuffle). verbose: 0 silent, 1 live progress bar (one line per epoch when the output is
         not a terminal), 2 one line per epoch. Ctrl-C stops between two batches: the model keeps
         every completed step and KeyboardInterrupt propagates."""
+        return self._fit(X, y, epochs, batch_size, validation_data, validation_split, shuffle, verbose,
+                         sample_weight, callbacks)
+
+    def _fit(self, X, y, epochs=1, batch_size=32, validation_data=None, validation_split=0.0,
+             shuffle=True, verbose=0, sample_weight=None, callbacks=None, x_finite=False):
+        """fit; x_finite=True: the caller found X finite (a fit of 60,000 MNIST rows checked them
+        twice: 4-5 ms of a 3-epoch drop-in fit of 240 ms, 2-core Zen 5 VM)."""
         with self._exclusive("fit", training=True):
             self._require_compiled("fit")
             return _training.fit(self, X, y, epochs, batch_size, validation_data, validation_split,
-                                 shuffle, verbose, sample_weight, callbacks)
+                                 shuffle, verbose, sample_weight, callbacks, x_finite)
 
     def partial_fit(self, X, y, sample_weight=None, batch_size=None):
         """One pass over the given rows, in order, in mini-batches of `batch_size` (scikit-learn's
