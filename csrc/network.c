@@ -735,8 +735,13 @@ static int FN(online_fits)(const fnn_net *net, const fnn_optim *opt, const FN(fn
                            int64_t nb) {
     if (nb > ws->online_rows || nb > FN(online_max_rows)() || (opt->l2_loss != 0 && nb <= ONLINE_MAX_ROWS))
         return 0;
-    for (int64_t l = 0; l < net->n_layers; l++)
-        if (net->layers[l].kind == FNN_LAYER_BATCHNORM) return 0;
+    for (int64_t l = 0; l < net->n_layers; l++) {
+        const fnn_layer *ly = &net->layers[l];
+        if (ly->kind == FNN_LAYER_BATCHNORM) return 0;
+        /* the l2_loss term reaches the weights alone (the epilogues): a layout whose penalised
+         * prefix holds a bias (fastnn's own never does) takes the general step */
+        if (ly->kind == FNN_LAYER_DENSE && opt->l2_loss != 0 && ly->b_off < net->n_decay) return 0;
+    }
     return 1;
 }
 

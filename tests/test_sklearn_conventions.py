@@ -241,6 +241,27 @@ def test_l2_loss_adds_alpha_over_the_batch_weight_sum_to_loss_and_weight_gradien
     assert engine.gradient(grads, np.concatenate([W0.ravel(), b0]), X, T, None, sw, 0) == pytest.approx(data_loss, rel=1e-12)
 
 
+@pytest.mark.skipif(_ext is None, reason="the compiled backend is not built")
+@pytest.mark.parametrize("rows", L2_ROWS)
+def test_l2_loss_reaches_every_parameter_of_the_penalised_prefix(rows):
+    """The engine takes any layout: with n_decay = n_params the biases are penalised too (fastnn's
+    own layouts keep them out), at every batch size as in the oracle."""
+    rng = np.random.default_rng(8)
+    X, T = rng.standard_normal((rows, 3)), rng.standard_normal((rows, 2))
+    layers = layer_records([dict(kind=0, n_in=3, n_out=2, w_off=0, b_off=6)])
+    net = net_record(loss=SK_LOSSES["sk_squared_error"], n_inputs=3, n_outputs=2, n_params=8, n_decay=8)
+    start = rng.standard_normal(8)
+    out = []
+    for be in (_ext, reference):
+        params = start.copy()
+        optim = optim_record(kind=0, lr=0.1, l2_loss=0.3, form=SK)
+        assert be.Engine(layers, net, np.float64, max(rows, 8)).train_step(
+            result_record(), params, np.zeros(8), np.zeros(1), np.zeros(N_COUNTERS, np.int64), optim, X, T,
+            None, None, 0) == ("ok", None)
+        out.append(params)
+    close(out[0], out[1], np.float64)
+
+
 @pytest.mark.parametrize("rows", L2_ROWS)
 def test_l2_loss_is_left_out_of_a_batch_whose_weights_sum_to_zero(be, rows):
     """S = 0 (every sample weight 0): no penalty, no data gradient, so plain SGD leaves every
