@@ -1369,3 +1369,77 @@ def test_an_invscaling_rate_that_underflows_to_zero_trains_on_as_scikit_learns()
     for a, b in zip(fn.coefs_ + fn.intercepts_, sk.coefs_ + sk.intercepts_):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-15)
     assert fn.to_sklearn()._optimizer.learning_rate == 0.0  # and hands it over so
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("labels", [np.array([3, 7, 11, 20]), np.array([0, 1]), np.array([-4, 9]),
+                                    np.array(["cat", "dog", "emu"]), np.array(["no", "yes"])],
+                         ids=["int4", "int01", "int2", "str3", "str2"])
+def test_partial_fit_encodes_known_labels_as_the_label_binarizer_does(labels):
+    """A partial_fit's labels, all of them known, are encoded by a search in classes_ instead of
+    LabelBinarizer.transform (its checks took most of a small batch's call): the same array, and
+    the same model after several batches as scikit-learn's own partial_fit. Anything else (an
+    unknown label, floats, objects, a 2-D y) goes to the binarizer: its result or its error."""
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((60, 5))
+    est = MLPClassifier(hidden_layer_sizes=(4,), random_state=0)
+    sk = skn.MLPClassifier(hidden_layer_sizes=(4,), random_state=0)
+    for e in (est, sk):
+        e.partial_fit(X[:10], labels[np.arange(10) % len(labels)], classes=labels)
+    lb = est._label_binarizer
+    for dtype in ({"i": [np.int64, np.int32, np.int8], "U": [None]}[labels.dtype.kind]):
+        for pick in (rng.integers(0, len(labels), 40), np.zeros(7, int), np.full(3, len(labels) - 1)):
+            y = labels[pick] if dtype is None else labels[pick].astype(dtype)
+            got = est._known_labels(y)
+            want = lb.transform(y).astype(bool)
+            assert got is not None and got.dtype == want.dtype and got.shape == want.shape
+            np.testing.assert_array_equal(got, want)
+    for other in (labels.astype(object), np.append(labels[:2], labels[:1]).reshape(-1, 1),
+                  np.append(labels, labels[:1].astype(float)) if labels.dtype.kind == "i" else labels[::-1].tolist()):
+        assert est._known_labels(other) is None
+    # unknown labels past the last class and between two (the search lands on a neighbour)
+    for new in ((99, 5) if labels.dtype.kind == "i" else ("zebra", "cow")):
+        unknown = np.append(labels[:3], np.array([new], labels.dtype))
+        assert est._known_labels(unknown) is None
+    for e in (est, sk):
+        with pytest.raises(ValueError, match="has classes not in"):
+            e.partial_fit(X[:len(unknown)], unknown)
+    for start in range(10, 60, 10):
+        y = labels[rng.integers(0, len(labels), 10)]
+        for e in (est, sk):
+            e.partial_fit(X[start:start + 10], y)
+    for a, b in zip(est.coefs_ + est.intercepts_, sk.coefs_ + sk.intercepts_):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-8)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_warm_start_refuses_other_classes_as_scikit_learn_does():
+    """A warm-started fit whose y lacks a class (every label known) or brings a new one is refused
+    with scikit-learn's error; one with the same classes goes on."""
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((40, 3)), np.arange(40) % 4
+    ests = [cls(hidden_layer_sizes=(3,), max_iter=2, warm_start=True, random_state=0).fit(X, y)
+            for cls in (MLPClassifier, skn.MLPClassifier)]
+    for y2 in (np.arange(40) % 3, np.arange(40) % 5):
+        got, want = (_error_of(lambda: e.fit(X, y2)) for e in ests)
+        assert want[0] is ValueError and "warm_start can only be used" in want[1]
+        assert got[:2] == want[:2]
+    for e in ests:
+        e.fit(X, y[::-1].copy())
+
+
+@pytest.mark.parametrize("n", [1, 7, 300])
+def test_epoch_orders_from_a_seed_are_scikit_learns(n):
+    """The drop-in's epoch order (neural_network._Order) from an int seed, whose first order is
+    kept between calls, equals the one from RandomState(seed), epoch after epoch, and each is
+    scikit-learn's shuffle of the previous one."""
+    from sklearn.utils import shuffle
+    from fastnn.neural_network import _Order
+    for _ in range(2):  # the second time from the kept first order
+        seeded, drawn = _Order(n, 5), _Order(n, np.random.RandomState(5))
+        rs, want = np.random.RandomState(5), np.arange(n)
+        for epoch in range(3):
+            want = shuffle(want, random_state=rs)
+            np.testing.assert_array_equal(seeded(epoch), want)
+            np.testing.assert_array_equal(drawn(epoch), want)
+        _Order(n, 5)(0)[:] = -1  # the caller's to change: the kept first order stays as it was
