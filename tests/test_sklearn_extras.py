@@ -1443,3 +1443,24 @@ def test_epoch_orders_from_a_seed_are_scikit_learns(n):
             np.testing.assert_array_equal(seeded(epoch), want)
             np.testing.assert_array_equal(drawn(epoch), want)
         _Order(n, 5)(0)[:] = -1  # the caller's to change: the kept first order stays as it was
+
+
+def test_parameter_names_are_read_once_per_class_and_stay_right():
+    """_get_param_names is kept per class (scikit-learn read __init__'s signature at every
+    get_params and before every fit): the same names as BaseEstimator's, for a subclass with
+    parameters of its own too, and a list the caller may change."""
+    from sklearn.base import BaseEstimator
+
+    class Wider(MLPClassifier):
+        def __init__(self, extra=3, **kw):
+            super().__init__(**kw)
+            self.extra = extra
+
+    for cls in (MLPClassifier, MLPRegressor, Wider):
+        want = BaseEstimator._get_param_names.__func__(cls)
+        got = cls._get_param_names()
+        assert got == want and isinstance(got, list)
+        got.append("junk")
+        assert cls._get_param_names() == want
+    assert "extra" in Wider._get_param_names() and Wider(extra=5).get_params()["extra"] == 5
+    assert clone(Wider(extra=7, alpha=0.5)).get_params()["extra"] == 7
