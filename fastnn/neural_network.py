@@ -43,6 +43,7 @@ import re
 import sys
 import threading
 import warnings
+import weakref
 from numbers import Integral, Real
 from types import SimpleNamespace
 
@@ -210,11 +211,18 @@ class _LiveBar(ProgressBar):
             self._out().flush()
 
 
-@functools.lru_cache(maxsize=None)
+_PARAM_NAMES = weakref.WeakKeyDictionary()  # class -> (its __init__, its parameter names)
+
+
 def _param_names(cls):
     """An estimator class's parameter names (BaseEstimator._get_param_names, which reads the
-    signature of __init__ at every call), once per class."""
-    return tuple(BaseEstimator._get_param_names.__func__(cls))
+    signature of __init__ at every call), read again only when the class's __init__ changes;
+    a class is not kept alive by it."""
+    init = cls.__init__
+    kept = _PARAM_NAMES.get(cls)
+    if kept is None or kept[0] is not init:
+        kept = _PARAM_NAMES[cls] = (init, tuple(BaseEstimator._get_param_names.__func__(cls)))
+    return kept[1]
 
 
 class _SklearnEpochs(Callback):
@@ -540,9 +548,10 @@ class _BaseMLP(BaseEstimator):
             self._check_network(units, acts, rates)
         self.n_outputs_ = y.shape[1]
         # a later partial_fit draws nothing but its rows' order, which an int seed gives (_Order)
+        # (a seed RandomState would refuse, let through by skip_parameter_validation, is refused)
         later = incremental and not first_pass and not self.early_stopping
-        rs = self.random_state if later and isinstance(self.random_state, Integral) else \
-            check_random_state(self.random_state)
+        seeded = isinstance(self.random_state, Integral) and 0 <= self.random_state <= 2**32 - 1
+        rs = self.random_state if later and seeded else check_random_state(self.random_state)
 
         kept = None
         if first_pass:
@@ -612,7 +621,7 @@ class _BaseMLP(BaseEstimator):
             model._fit(X, labels if labels is not None else T, epochs=1 if incremental else self.max_iter,
                        batch_size=batch, shuffle=_Order(n, rs) if self.shuffle else False, verbose=0,
                        sample_weight=sample_weight, callbacks=live + [rule] + callbacks,
-                       x_finite=True)  # validate_data's check, or _known_finite's
+                       x_finite=not sklearn.get_config()["assume_finite"])  # validate_data's check, or _known_finite's
         except NonFiniteError:
             raise ValueError("Solver produced non-finite parameter weights. The input data may"
                              " contain large values and need to be preprocessed.") from None
@@ -1167,7 +1176,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             self._label_binarizer.fit(y)
             self.classes_ = self._label_binarizer.classes_
         else:
-            Y = self._known_labels(y) if incremental else None
+            Y = self._known_labels(y) if incremental and not self.warm_start else None
             if Y is not None:  # every label is one of classes_: nothing to refuse
                 return X, Y
             classes = unique_labels(y)
@@ -1192,6 +1201,10 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         kinds = {"i": "iu", "u": "iu", "U": "U"}
         if (lb.y_type_ not in ("multiclass", "binary") or type(y) is not np.ndarray or y.ndim != 1
                 or y.dtype.kind not in kinds.get(classes.dtype.kind, "")):
+            return None
+        mine = self.classes_  # what partial_fit checks labels against: set by hand, it decides
+        if mine is not classes and not (type(mine) is np.ndarray and mine.shape == classes.shape and
+                                        mine.dtype == classes.dtype and (mine == classes).all()):
             return None
         idx = np.searchsorted(classes, y)
         if not (idx < len(classes)).all() or not (classes[idx] == y).all():

@@ -1421,11 +1421,65 @@ def test_warm_start_refuses_other_classes_as_scikit_learn_does():
     ests = [cls(hidden_layer_sizes=(3,), max_iter=2, warm_start=True, random_state=0).fit(X, y)
             for cls in (MLPClassifier, skn.MLPClassifier)]
     for y2 in (np.arange(40) % 3, np.arange(40) % 5):
-        got, want = (_error_of(lambda: e.fit(X, y2)) for e in ests)
-        assert want[0] is ValueError and "warm_start can only be used" in want[1]
-        assert got[:2] == want[:2]
+        for call in ("fit", "partial_fit"):  # partial_fit too checks the classes under warm_start
+            got, want = (_error_of(lambda: getattr(e, call)(X, y2)) for e in ests)
+            assert want[0] is ValueError and "warm_start can only be used" in want[1]
+            assert got[:2] == want[:2]
     for e in ests:
         e.fit(X, y[::-1].copy())
+        e.partial_fit(X, y)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_partial_fit_checks_labels_against_classes_set_by_hand():
+    """classes_ changed by hand after a first partial_fit (in place, or replaced) is what a later
+    partial_fit checks y against, as scikit-learn's does."""
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((30, 3)), np.arange(30) % 3
+    for change in ("in place", "replaced"):
+        ests = [cls(hidden_layer_sizes=(3,), random_state=0) for cls in (MLPClassifier, skn.MLPClassifier)]
+        for e in ests:
+            e.partial_fit(X, y, classes=[0, 1, 2])
+            if change == "in place":
+                e.classes_[2] = 7
+            else:
+                e.classes_ = np.array([0, 1])
+        got, want = (_error_of(lambda: e.partial_fit(X, y)) for e in ests)
+        assert want[0] is ValueError and "has classes not in" in want[1]
+        assert got[:2] == want[:2]
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_what_parameter_validation_is_told_to_skip_is_still_refused_downstream():
+    """Under scikit-learn's skip_parameter_validation a seed RandomState refuses is refused by a
+    later partial_fit whether or not it shuffles; under assume_finite, NaN in X is refused by
+    fastnn's own check before training (scikit-learn trains into NaN weights)."""
+    import sklearn
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((30, 3)), np.arange(30) % 3
+    for seed in (-1, 2**32, np.int64(-3)):
+        for shuffle in (True, False):
+            ests = [cls(hidden_layer_sizes=(3,), random_state=0, shuffle=shuffle)
+                    for cls in (MLPClassifier, skn.MLPClassifier)]
+            for e in ests:
+                e.partial_fit(X, y, classes=[0, 1, 2])
+                e.random_state = seed
+            with sklearn.config_context(skip_parameter_validation=True):
+                got, want = (_error_of(lambda: e.partial_fit(X, y)) for e in ests)
+            assert want[0] is ValueError and "Seed must be between" in want[1]
+            assert got[:2] == want[:2]
+    Xb = X.copy()
+    Xb[4, 1] = np.nan
+    with sklearn.config_context(assume_finite=True):
+        est = MLPClassifier(hidden_layer_sizes=(3,), random_state=0)
+        with pytest.raises(ValueError, match="X contains 1 NaN or infinite value"):
+            est.fit(Xb, y)
+        est.partial_fit(X, y, classes=[0, 1, 2])
+        before = [c.copy() for c in est.coefs_]
+        with pytest.raises(ValueError, match="X contains 1 NaN or infinite value"):
+            est.partial_fit(Xb, y)
+        for a, b in zip(est.coefs_, before):
+            np.testing.assert_array_equal(a, b)
 
 
 @pytest.mark.parametrize("n", [1, 7, 300])
@@ -1464,3 +1518,10 @@ def test_parameter_names_are_read_once_per_class_and_stay_right():
         assert cls._get_param_names() == want
     assert "extra" in Wider._get_param_names() and Wider(extra=5).get_params()["extra"] == 5
     assert clone(Wider(extra=7, alpha=0.5)).get_params()["extra"] == 7
+
+    def init(self, extra=3, more=4, **kw):  # __init__ replaced after its names were read
+        MLPClassifier.__init__(self, **kw)
+        self.extra, self.more = extra, more
+    Wider.__init__ = init
+    assert Wider._get_param_names() == ["extra", "more"]
+    assert clone(Wider(more=9)).get_params()["more"] == 9
