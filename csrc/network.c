@@ -968,9 +968,10 @@ static int64_t FN(online_chunk)(void) {
 /* The online step's GEMM form (more than ONLINE_MAX_ROWS rows): each dense layer's weight
  * gradient is the general step's product, in^T dZ on the team, and each block of it is updated
  * by the product's epilogue as soon as its sum is complete, in the cache of the core that
- * formed it; the bias after it. The flat gradient is not read back by an update pass of its
- * own, and the step joins its team once a layer instead of once more for the update. The same
- * products with the same blocks: the same bits as the general step. */
+ * formed it (scikit-learn's l2_loss term, c W, added to the block first: epi.l2); the bias
+ * after it. The flat gradient is not read back by an update pass of its own, and the step joins
+ * its team once a layer instead of once more for the update. The same products with the same
+ * blocks: the same bits as the general step. */
 static int FN(online_gemm_update)(fnn_team *team, FN(fnn_workspace) *ws, const fnn_net *net,
                                   const FN(fnn_opt_plan) *plan, real *params, real *slots, const real *x,
                                   int64_t nb) {
@@ -1082,13 +1083,10 @@ static int FN(step)(fnn_team *team, fnn_train_result *res, real *params, real *s
     FNN_MARK(FNN_PH_UPDATE, 0);
     counters[FNN_CTR_STEP] = step + 1;
     counters[FNN_CTR_SAMPLES] += nb;
-    double wsum = (double)nb;
     const int sk_loss = net->loss == FNN_LOSS_SK_LOG_LOSS || net->loss == FNN_LOSS_SK_BINARY_LOG_LOSS ||
                         net->loss == FNN_LOSS_SK_SQUARED_ERROR || net->loss == FNN_LOSS_SK_POISSON;
-    if (sw && !sk_loss) { /* scikit-learn's losses: a batch counts by its rows */
-        wsum = 0;
-        for (int64_t i = 0; i < nb; i++) wsum += sw[i];
-    }
+    /* scikit-learn's losses: a batch counts by its rows */
+    const double wsum = FN(weight_sum)(sk_loss ? NULL : sw, nb);
     res->batches += 1;
     res->samples += nb;
     res->loss_sum += loss * wsum;

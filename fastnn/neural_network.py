@@ -621,7 +621,8 @@ class _BaseMLP(BaseEstimator):
             model._fit(X, labels if labels is not None else T, epochs=1 if incremental else self.max_iter,
                        batch_size=batch, shuffle=_Order(n, rs) if self.shuffle else False, verbose=0,
                        sample_weight=sample_weight, callbacks=live + [rule] + callbacks,
-                       x_finite=not sklearn.get_config()["assume_finite"])  # validate_data's check, or _known_finite's
+                       # X was found finite (validate_data, or _known_finite), unless assume_finite
+                       x_finite=not sklearn.get_config()["assume_finite"])
         except NonFiniteError:
             raise ValueError("Solver produced non-finite parameter weights. The input data may"
                              " contain large values and need to be preprocessed.") from None
