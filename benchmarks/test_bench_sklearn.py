@@ -18,6 +18,10 @@ groups "sklearn-partial_fit-<rows>", float32), each call as a user makes it (val
 encoding, one epoch over the call's rows); a timed round is PARTIAL_CALLS calls, from an estimator
 primed with one call (classes given). No target: the speed-up is reported.
 
+small data: scikit-learn's own digits (1,797 rows of 64 features, float64) fitted by the default
+MLPClassifier() for its 200 epochs (group "sklearn-fit-digits"; tol=0 so that both run all of them):
+a fit where each epoch's Python bookkeeping weighs as much as its arithmetic. No target.
+
 Targets (issue 8): fastnn's fit in at most 1/5 of scikit-learn's time on float32, 1/3 on float64;
 predict_proba in at most 1/3. As everywhere in these benchmarks, speed is reported, not asserted
 (a shared, noisy machine must not fail the run): the fastnn entry's extra_info holds
@@ -157,3 +161,22 @@ def test_partial_fit(benchmark, data, epoch_rounds, impl, rows):
                                 note=f"MLPClassifier.partial_fit, {calls} calls of {rows} row(s)" +
                                      (f", scikit-learn {SKLEARN_VERSION}" if impl == "sklearn" else ""))
     compare(benchmark, impl, None, None)
+
+
+@pytest.mark.parametrize("impl", list(IMPLS))
+def test_fit_small_data(benchmark, epoch_rounds, impl):
+    from sklearn.datasets import load_digits
+    benchmark.group = "sklearn-fit-digits"
+    X, y = load_digits(return_X_y=True)
+    X = X / 16.0
+    params = dict(random_state=0, tol=0.0, n_iter_no_change=10**9)
+    quiet_fit(IMPLS[impl](**dict(params, max_iter=5)), X, y)  # warm-up
+    clf = IMPLS[impl](**params)
+    benchmark.pedantic(quiet_fit, args=(clf, X, y), rounds=max(epoch_rounds.rounds, 3), warmup_rounds=0,
+                       iterations=1)
+    assert clf.n_iter_ == 200
+    accuracy = float(clf.score(X, y))
+    benchmark.extra_info.update(impl=impl, dtype="float64", epochs=200, rows=len(X), train_acc=accuracy,
+                                note="MLPClassifier().fit on digits, 200 epochs" +
+                                     (f", scikit-learn {SKLEARN_VERSION}" if impl == "sklearn" else ""))
+    compare(benchmark, impl, accuracy, None)
