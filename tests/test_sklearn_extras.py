@@ -1525,3 +1525,33 @@ def test_parameter_names_are_read_once_per_class_and_stay_right():
     Wider.__init__ = init
     assert Wider._get_param_names() == ["extra", "more"]
     assert clone(Wider(more=9)).get_params()["more"] == 9
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_predictions_of_a_plain_array_skip_nothing_scikit_learn_checks():
+    """predict and predict_proba of a plain float array of the fitted width leave validate_data
+    out (it would return X as it is), and the labels are taken from classes_ directly; for every
+    other X, and for a model fitted with feature names, scikit-learn's checks run: its errors and
+    warnings, word for word, for an empty X, another width, NaN, 3-D X, a list, ints, float16 and
+    a DataFrame either way; predict = classes_[argmax(predict_proba)] for multiclass and binary
+    string labels."""
+    pd = pytest.importorskip("pandas")
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((40, 4))
+    for labels in (np.array(["ant", "bee", "cat"]), np.array(["no", "yes"])):
+        y = labels[np.arange(40) % len(labels)]
+        for names in (False, True):
+            Xf = pd.DataFrame(X, columns=list("abcd")) if names else X
+            ests = [cls(hidden_layer_sizes=(5,), max_iter=5, random_state=0).fit(Xf, y)
+                    for cls in (MLPClassifier, skn.MLPClassifier)]
+            ours = ests[0]
+            for X2 in (X[:1], X[:7].astype(np.float32), np.asfortranarray(X[:5]), X[::2]):
+                P = ours.predict_proba(X2)
+                np.testing.assert_array_equal(ours.predict(X2), ours.classes_[P.argmax(axis=1)])
+            bad = X[:3].copy()
+            bad[1, 2] = np.nan
+            for X2 in (X[:0], X[:, :3], bad, X[:2, :, None], X[:2].tolist(), X[:2].astype(int),
+                       X[:2].astype(np.float16), pd.DataFrame(X[:2], columns=list("abcd")), X[:2]):
+                for call in ("predict", "predict_proba"):
+                    got, want = (_error_of(lambda: getattr(e, call)(X2)) for e in ests)
+                    assert got[0] == want[0] and got[1] == want[1] and got[3] == want[3], (call, X2)
