@@ -10,7 +10,7 @@ come first, then `rounds` full fits are timed one by one (FASTNN_BENCH_ROUNDS, F
 Both reach the same test accuracy (checked: within MAX_ACC_DIFF).
 
 predict_proba: MNIST's 10,000 test rows through a fitted model, float32 and float64 (groups
-"sklearn-predict_proba-10k-*"); fastnn's estimator is given the fitted scikit-learn model's weights,
+"sklearn-predict_proba-10k-*"), and a single row (groups "sklearn-predict_proba-1-*"); fastnn's estimator is given the fitted scikit-learn model's weights,
 so both compute the same probabilities (checked).
 
 partial_fit: online learning, a stream of MNIST's rows in calls of ROWS rows each (1 and 200;
@@ -115,10 +115,13 @@ def fitted_sklearn(data, dtype):
 
 @PROBA_TIMING
 @pytest.mark.parametrize("impl", list(IMPLS))
+@pytest.mark.parametrize("rows", ["10k", "1"])
 @DTYPES
-def test_predict_proba(benchmark, data, impl, dtype):
-    benchmark.group = f"sklearn-predict_proba-10k-{dtype}"
+def test_predict_proba(benchmark, data, impl, dtype, rows):
+    benchmark.group = f"sklearn-predict_proba-{rows}-{dtype}"
     X, y, Xt, _ = data[dtype]
+    if rows == "1":  # serving one row at a time
+        Xt = Xt[:1].copy()
     sk = fitted_sklearn(data, dtype)
     if impl == "sklearn":
         clf = sk
