@@ -1281,10 +1281,14 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         if self.n_outputs_ == 1:
             y_pred = y_pred.ravel()
         lb = self._label_binarizer
-        if lb.y_type_ == "multiclass" and not lb.sparse_input_ and type(y_pred) is np.ndarray and y_pred.ndim == 2:
+        classes = getattr(lb, "classes_", None)
+        if (type(lb) is LabelBinarizer and getattr(lb, "y_type_", None) == "multiclass" and not lb.sparse_input_
+                and type(classes) is np.ndarray and classes.ndim == 1 and len(classes) > 0
+                and type(y_pred) is np.ndarray and y_pred.ndim == 2):
             # LabelBinarizer.inverse_transform's own result (the class of each row's first largest
-            # probability), without its namespace and clip wrappers: 30 us of a predict of one row
-            return lb.classes_.take(y_pred.argmax(axis=1), mode="clip")
+            # probability), without its namespace and clip wrappers: 30 us of a predict of one row.
+            # A binarizer edited by hand (classes_ a list, unfitted) is left to it, and its errors
+            return classes.take(y_pred.argmax(axis=1), mode="clip")
         return lb.inverse_transform(y_pred)
 
     def predict_proba(self, X):

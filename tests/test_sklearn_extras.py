@@ -1555,3 +1555,34 @@ def test_predictions_of_a_plain_array_skip_nothing_scikit_learn_checks():
                 for call in ("predict", "predict_proba"):
                     got, want = (_error_of(lambda: getattr(e, call)(X2)) for e in ests)
                     assert got[0] == want[0] and got[1] == want[1] and got[3] == want[3], (call, X2)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_predict_with_a_label_binarizer_edited_by_hand_answers_as_scikit_learn():
+    """predict's direct look-up in classes_ is taken only for a fitted LabelBinarizer whose classes_
+    is a plain non-empty 1-D ndarray; one edited by hand (classes_ a list, a tuple, a masked or
+    empty array, 2-D; the binarizer unfitted or None) gives scikit-learn's result or error (helper-53)."""
+    from sklearn.preprocessing import LabelBinarizer
+    rng = np.random.RandomState(0)
+    X, y = rng.randn(60, 4), np.array(["a", "b", "c"])[rng.randint(0, 3, 60)]
+    sk = skn.MLPClassifier(hidden_layer_sizes=(5,), max_iter=20, random_state=0).fit(X, y)
+    edits = [lambda lb: setattr(lb, "classes_", list(lb.classes_)),
+             lambda lb: setattr(lb, "classes_", tuple(lb.classes_)),
+             lambda lb: setattr(lb, "classes_", np.ma.masked_array(lb.classes_)),
+             lambda lb: setattr(lb, "classes_", lb.classes_[:0]),
+             lambda lb: setattr(lb, "classes_", np.stack([lb.classes_, lb.classes_], axis=1))]
+    for edit in edits + ["unfitted", None]:
+        got = []
+        for est in (MLPClassifier.from_sklearn(sk), copy.deepcopy(sk)):
+            if edit == "unfitted":
+                est._label_binarizer = LabelBinarizer()
+            elif edit is None:
+                est._label_binarizer = None
+            else:
+                edit(est._label_binarizer)
+            try:
+                r = est.predict(X[:3])
+                got.append((type(r), r.shape, r.tolist()))
+            except Exception as exc:
+                got.append((type(exc), str(exc)))
+        assert got[0] == got[1], edit
