@@ -1586,3 +1586,43 @@ def test_predict_with_a_label_binarizer_edited_by_hand_answers_as_scikit_learn()
             except Exception as exc:
                 got.append((type(exc), str(exc)))
         assert got[0] == got[1], edit
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("kind", ["classifier", "regressor"])
+def test_later_partial_fits_of_plain_arrays_skip_nothing_scikit_learn_checks(kind):
+    """A later partial_fit (or warm-started fit) of plain arrays that validate_data would return as
+    they are leaves it out; anything else goes through it: scikit-learn's errors and warnings,
+    word for word, for NaN and infinity in X or y, another width, no rows, y of another length,
+    2-D and column y, object, float16, int and list X, DataFrames either way; and the same model
+    as scikit-learn's after a sequence of plain calls."""
+    pd = pytest.importorskip("pandas")
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((30, 4))
+    y = np.arange(30) % 3 if kind == "classifier" else rng.standard_normal(30)
+    ours_cls, sk_cls = (MLPClassifier, skn.MLPClassifier) if kind == "classifier" else (MLPRegressor, skn.MLPRegressor)
+    first = dict(classes=[0, 1, 2]) if kind == "classifier" else {}
+    Xnan, Xinf = X.copy(), X.copy()
+    Xnan[3, 1], Xinf[5, 0] = np.nan, np.inf
+    ynan = y.astype(float)
+    ynan[2] = np.nan
+    bad = [(Xnan, y), (Xinf, y), (X[:, :3], y), (X[:0], y[:0]), (X, y[:-1]), (X, y.reshape(-1, 1)),
+           (X, y.astype(object)), (X.astype(np.float16), y), (X.astype(int), y), (X.tolist(), y),
+           (pd.DataFrame(X, columns=list("abcd")), y), (X, ynan), (X, np.stack([y, y], axis=1))]
+    for names in (False, True):
+        Xfit = pd.DataFrame(X, columns=list("abcd")) if names else X
+        for X2, y2 in bad + [(X, y)]:
+            ests = [cls(hidden_layer_sizes=(3,), random_state=0).partial_fit(Xfit, y, **first)
+                    for cls in (ours_cls, sk_cls)]
+            got, want = (_error_of(lambda: e.partial_fit(X2, y2)) for e in ests)
+            if kind == "regressor" and y2.ndim == 2 and y2.shape[1] == 2:  # another number of outputs:
+                assert got[0] is want[0] is ValueError      # fastnn says so, scikit-learn's matmul fails
+                continue
+            assert got[0] == want[0] and got[1] == want[1] and got[3] == want[3], (names, type(X2), X2, y2)
+    ests = [cls(hidden_layer_sizes=(3,), random_state=0).partial_fit(X[:10], y[:10], **first)
+            for cls in (ours_cls, sk_cls)]
+    for start in (10, 20):
+        for e in ests:
+            e.partial_fit(X[start:start + 10], y[start:start + 10])
+    for a, b in zip(ests[0].coefs_ + ests[0].intercepts_, ests[1].coefs_ + ests[1].intercepts_):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-8)
