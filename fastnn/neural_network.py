@@ -227,10 +227,15 @@ def _param_names(cls):
     signature of __init__ at every call), read again only when the class's __init__ changes;
     a class is not kept alive by it."""
     init = cls.__init__
+    key = (init, getattr(init, "__signature__", None))  # inspect.signature honours __signature__
     kept = _PARAM_NAMES.get(cls)
-    if kept is None or kept[0] is not init:
-        kept = _PARAM_NAMES[cls] = (init, tuple(BaseEstimator._get_param_names.__func__(cls)))
+    if kept is None or kept[0] != key:
+        kept = _PARAM_NAMES[cls] = (key, tuple(BaseEstimator._get_param_names.__func__(cls)))
     return kept[1]
+
+
+# the parameters _SklearnEpochs reads (scikit-learn's _fit_stochastic loop and its optimizers)
+_EPOCH_PARAMS = ("verbose", "tol", "n_iter_no_change", "max_iter", "alpha", "learning_rate", "power_t")
 
 
 class _SklearnEpochs(Callback):
@@ -243,8 +248,10 @@ class _SklearnEpochs(Callback):
     def __init__(self, est, n, incremental, val):
         self.est, self.n, self.incremental, self.val = est, n, incremental, val
         self.stopped = False
-        # the parameters as the fit started: set_params from a callback applies to the next fit
-        self.p = SimpleNamespace(**est.get_params(deep=False))
+        # the parameters as the fit started: set_params from a callback applies to the next fit.
+        # Read as attributes, as scikit-learn's loop reads them: a subclass whose __init__ leaves
+        # some out of its parameters (get_params then lacks them) trains as it does there
+        self.p = SimpleNamespace(**{k: getattr(est, k) for k in _EPOCH_PARAMS})
         # the scale scikit-learn's rate gives (its SGD's invscaling and adaptive change it) over
         # the model's optimizer's rate, which is scikit-learn's optimizer's learning_rate_init,
         # kept across partial_fit calls whatever set_params says; what other callbacks
@@ -509,7 +516,7 @@ class _BaseMLP(BaseEstimator):
         in y_kinds, finite where float. None for anything else: validate_data decides, with its
         errors (it took 90 of the 300 us of a partial_fit of one MNIST row, 2-core Zen 5 VM)."""
         if (reset or not _plain_float(X) or X.ndim != 2 or X.shape[0] < 1
-                or X.shape[1] != getattr(self, "n_features_in_", None) or hasattr(self, "feature_names_in_")
+                or X.shape[1] != _fitted_width(self) or hasattr(self, "feature_names_in_")
                 or type(y) is not np.ndarray or y.ndim not in (1, 2) or len(y) != X.shape[0] or 0 in y.shape
                 or y.dtype.kind not in y_kinds or (y.dtype.kind == "f" and not np.isfinite(y).all())):
             return None
@@ -788,7 +795,7 @@ class _BaseMLP(BaseEstimator):
         # itself is left out for such an X of at least one row where the model has no feature
         # names: it would return X as it is, warning of nothing (40 of the 90 us of a predict of one
         # row, 2-core Zen 5 VM).
-        lean = check_input and _plain_float(X) and X.ndim == 2 and X.shape[1] == getattr(self, "n_features_in_", None)
+        lean = check_input and _plain_float(X) and X.ndim == 2 and X.shape[1] == _fitted_width(self)
         if lean:
             if X.shape[0] < 1 or hasattr(self, "feature_names_in_"):
                 X = validate_data(self, X, accept_sparse=_SPARSE, dtype=(np.float64, np.float32), reset=False,
@@ -1052,6 +1059,14 @@ def _dense(X, dtype):
     return X
 
 
+def _fitted_width(est):
+    """n_features_in_ where it is a whole number of at least 1 (as a fit sets it), else None: the
+    shortcuts that skip validate_data compare X's width with it; anything else (set by hand to
+    0, an array, a string) leaves the checks to validate_data."""
+    n = getattr(est, "n_features_in_", None)
+    return n if isinstance(n, Integral) and not isinstance(n, bool) and n >= 1 else None
+
+
 def _plain_float(X):
     """X is a plain ndarray (not a masked array or np.matrix) of float32 or float64: what
     validate_data keeps as it is, and the compiled check reads."""
@@ -1228,8 +1243,10 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         lb = self._label_binarizer
         classes = lb.classes_
         kinds = {"i": "iu", "u": "iu", "U": "U"}
-        if (lb.y_type_ not in ("multiclass", "binary") or type(y) is not np.ndarray or y.ndim != 1
-                or y.dtype.kind not in kinds.get(classes.dtype.kind, "")):
+        # the encoding LabelBinarizer.transform picks from the number of classes: 3 or more one
+        # column each, 2 one column; y_type_ edited by hand to say otherwise is left to it
+        if ((lb.y_type_, min(len(classes), 3)) not in (("multiclass", 3), ("binary", 2))
+                or type(y) is not np.ndarray or y.ndim != 1 or y.dtype.kind not in kinds.get(classes.dtype.kind, "")):
             return None
         mine = self.classes_  # what partial_fit checks labels against: set by hand, it decides
         if mine is not classes and not (type(mine) is np.ndarray and mine.shape == classes.shape and

@@ -1626,3 +1626,54 @@ def test_later_partial_fits_of_plain_arrays_skip_nothing_scikit_learn_checks(kin
             e.partial_fit(X[start:start + 10], y[start:start + 10])
     for a, b in zip(ests[0].coefs_ + ests[0].intercepts_, ests[1].coefs_ + ests[1].intercepts_):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-8)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_state_edited_by_hand_leaves_the_checks_to_scikit_learn(monkeypatch):
+    """helper-54: the shortcuts past validate_data and LabelBinarizer trust only what a fit leaves:
+    n_features_in_ set to 0 or an array, y_type_ that disagrees with the number of classes, a
+    signature given to __init__ after first use, a subclass whose __init__ leaves parameters out:
+    each answers as scikit-learn's own estimator does."""
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((30, 4)), np.arange(30) % 3
+
+    def both(make, call):
+        out = []
+        for cls in (MLPClassifier, skn.MLPClassifier):
+            est = make(cls)
+            out.append(_error_of(lambda: call(est))[:2])
+            if out[-1][0] is None:
+                out[-1] = (None, [round(v, 6) for v in est.loss_curve_])
+        return out
+
+    def fitted(cls, nfi):
+        est = cls(hidden_layer_sizes=(3,), random_state=0).partial_fit(X, y, classes=[0, 1, 2])
+        est.n_features_in_ = nfi
+        return est
+    Xnan = X.copy()
+    Xnan[2, 2] = np.nan
+    for nfi, X2, y2 in ((0, X[:, :0], y), (np.array([4, 4]), Xnan, y), (np.array([4, 4]), X, y[:-1])):
+        got, want = both(lambda cls: fitted(cls, nfi), lambda e: e.partial_fit(X2, y2))
+        assert want[0] is ValueError and got == want
+    for classes, y_type in (([3, 9], "multiclass"), ([5], "multiclass"), ([0, 1, 2], "binary")):
+        yc = np.array(classes)[np.arange(30) % len(classes)]
+
+        def edited(cls):
+            est = cls(hidden_layer_sizes=(3,), random_state=0).partial_fit(X, yc, classes=classes)
+            est._label_binarizer.y_type_ = y_type
+            return est
+        got, want = both(edited, lambda e: e.partial_fit(X, yc))
+        assert got == want, (classes, y_type)
+
+    class Narrow(MLPClassifier):
+        def __init__(self, extra=1, hidden_layer_sizes=(3,), random_state=0):
+            super().__init__(hidden_layer_sizes=hidden_layer_sizes, random_state=random_state, max_iter=3)
+            self.extra = extra
+    assert Narrow().fit(X, y).n_iter_ == 3 and Narrow().partial_fit(X, y, classes=[0, 1, 2]).t_ == 30
+    import inspect
+    assert Narrow._get_param_names() == ["extra", "hidden_layer_sizes", "random_state"]
+    monkeypatch.setattr(Narrow.__init__, "__signature__",
+                        inspect.Signature([inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD),
+                                           inspect.Parameter("extra", inspect.Parameter.KEYWORD_ONLY, default=1)]),
+                        raising=False)
+    assert Narrow._get_param_names() == ["extra"]
