@@ -1241,11 +1241,13 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         y's kind took 1.1 of the 1.5 ms of a partial_fit of 200 MNIST rows (the step itself: 0.37;
         2-core Zen 5 VM)."""
         lb = self._label_binarizer
-        classes = lb.classes_
+        classes = getattr(lb, "classes_", None)
         kinds = {"i": "iu", "u": "iu", "U": "U"}
-        # the encoding LabelBinarizer.transform picks from the number of classes: 3 or more one
-        # column each, 2 one column; y_type_ edited by hand to say otherwise is left to it
-        if ((lb.y_type_, min(len(classes), 3)) not in (("multiclass", 3), ("binary", 2))
+        # a fitted binarizer as a fit leaves it (edited by hand, it answers itself), and the
+        # encoding its transform picks from the number of classes: 3 or more one column each, 2
+        # one column (a y_type_ that says otherwise is left to it)
+        if (type(lb) is not LabelBinarizer or type(classes) is not np.ndarray or classes.ndim != 1
+                or (getattr(lb, "y_type_", None), min(len(classes), 3)) not in (("multiclass", 3), ("binary", 2))
                 or type(y) is not np.ndarray or y.ndim != 1 or y.dtype.kind not in kinds.get(classes.dtype.kind, "")):
             return None
         mine = self.classes_  # what partial_fit checks labels against: set by hand, it decides
