@@ -951,6 +951,24 @@ def test_nan_written_into_a_kernel_is_named_as_such_when_training_fails():
     assert np.isnan(m.layers[0].kernel[0, 0])  # and nothing claims they are finite
 
 
+@pytest.mark.parametrize("where", ["optimizer state", "running statistics"])
+def test_nan_in_the_optimizer_state_or_running_statistics_is_named_when_training_fails(where):
+    """The check after each epoch reads the optimizer's state and batch norm's running statistics
+    too, not only the weights: a NaN there (written by hand) refuses fit, which restores them."""
+    X, y = blobs()
+    m = mlp()
+    m.fit(X, y)
+    if where == "optimizer state":
+        m._built.slots[3] = np.nan  # Adam's moments: no public view
+    else:
+        m.layers[1].running_mean[0] = np.nan
+    weights = [w.copy() for w in m.get_weights()]
+    with pytest.raises(fastnn.NonFiniteError, match="optimizer state or running statistics hold NaN"):
+        m.fit(X, y)
+    for a, b in zip(m.get_weights(), weights):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_set_weights_refuses_a_negative_running_variance():
     m = mlp().build(6)
     w = m.get_weights()

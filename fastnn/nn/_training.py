@@ -19,7 +19,7 @@ from .. import _engine as _backend
 from .._engine.codes import CTR_SAMPLES, CTR_STEP, N_COUNTERS, ORDERS
 from .._engine.errors import NonFiniteError
 from .._engine.records import optim_record, result_record
-from .._engine.validation import check_positive_int
+from .._engine.validation import _all_finite, check_positive_int
 from ._config import _INVALID, Integral, Interval, Real
 from .callbacks import Callback, CallbackList, History, in_use
 from .progress import Poller, for_verbose
@@ -145,8 +145,10 @@ class Built:
         self.params[...], self.slots[...], self.state[...], self.counters[...] = snap
 
     def finite(self):
-        return bool(np.isfinite(self.params).all() and np.isfinite(self.slots).all()
-                    and np.isfinite(self.state).all())
+        """No NaN or infinity in the weights, the optimizer state or the running statistics: the
+        backend's whole-array check (NumPy's isfinite made a temporary the size of each: 22 of the
+        200 us of a drop-in partial_fit of one MNIST row)."""
+        return _all_finite(self.params) and _all_finite(self.slots) and _all_finite(self.state)
 
 
 def _totals(result):
