@@ -461,6 +461,7 @@ typedef struct FN(l2_job) {
     real *g; /* NULL: the sums alone (the online step adds c W in its epilogues) */
     real c;
     int64_t n, chunk;
+    int want_most; /* the online step's bound needs max |p|; the general step checks the gradient */
     double sq[L2_TASKS], most[L2_TASKS]; /* one slot per task: no two tasks write the same word */
 } FN(l2_job);
 
@@ -487,11 +488,11 @@ static void FN(l2_task)(void *ctx, int64_t t, int worker) {
     const int64_t lo = t * j->chunk, hi = lo + j->chunk < j->n ? lo + j->chunk : j->n;
     (void)worker;
     j->sq[t] = FN(l2_chunk)(j->p + lo, j->g ? j->g + lo : NULL, j->c, hi - lo);
-    j->most[t] = FN(abs_bound)(j->p + lo, hi - lo);
+    if (j->want_most) j->most[t] = FN(abs_bound)(j->p + lo, hi - lo);
 }
 
-/* |params[0:n]|^2 and max |params[0:n]| (NaN or an infinity where one is), on the team;
- * grads (or NULL) += c params on the way. */
+/* |params[0:n]|^2 and (most, or NULL: not wanted) max |params[0:n]|, NaN or an infinity where
+ * one is, on the team; grads (or NULL) += c params on the way. */
 static void FN(l2_scan)(fnn_team *team, const real *params, real *grads, real c, int64_t n, double *sq,
                         double *most) {
     FN(l2_job) j;
@@ -499,16 +500,17 @@ static void FN(l2_scan)(fnn_team *team, const real *params, real *grads, real c,
     j.g = grads;
     j.c = c;
     j.n = n;
+    j.want_most = most != NULL;
     j.chunk = n / L2_TASKS + 1 > L2_CHUNK ? n / L2_TASKS + 1 : L2_CHUNK;
     const int64_t tasks = (n + j.chunk - 1) / j.chunk;
     fnn_team_run(team, tasks, FN(l2_task), &j);
     double s = 0, m = 0;
     for (int64_t t = 0; t < tasks; t++) {
         s += j.sq[t];
-        m = isnan(j.most[t]) || j.most[t] > m ? j.most[t] : m;
+        if (most) m = isnan(j.most[t]) || j.most[t] > m ? j.most[t] : m;
     }
     *sq = s;
-    *most = m;
+    if (most) *most = m;
 }
 
 /* The batch's sample-weight sum S (nb rows without weights). */
@@ -524,8 +526,8 @@ static void FN(l2_loss_term)(fnn_team *team, double *loss, real *grads, const re
                              const fnn_net *net, double l2, const real *sw, int64_t nb) {
     const double S = FN(weight_sum)(sw, nb);
     if (S == 0) return;
-    double sq, most;
-    FN(l2_scan)(team, params, grads, (real)(l2 / S), net->n_decay, &sq, &most);
+    double sq;
+    FN(l2_scan)(team, params, grads, (real)(l2 / S), net->n_decay, &sq, NULL);
     *loss += 0.5 * l2 * sq / S;
 }
 
