@@ -515,8 +515,7 @@ class _BaseMLP(BaseEstimator):
         model without feature names, and y a plain ndarray of as many rows, 1-D or 2-D, of a kind
         in y_kinds, finite where float. None for anything else: validate_data decides, with its
         errors (it took 90 of the 300 us of a partial_fit of one MNIST row, 2-core Zen 5 VM)."""
-        if (reset or not _plain_float(X) or X.ndim != 2 or X.shape[0] < 1
-                or X.shape[1] != _fitted_width(self) or hasattr(self, "feature_names_in_")
+        if (reset or not (_fitted_plain(self, X) and _passes_as_is(self, X))
                 or type(y) is not np.ndarray or y.ndim not in (1, 2) or len(y) != X.shape[0] or 0 in y.shape
                 or y.dtype.kind not in y_kinds or (y.dtype.kind == "f" and not np.isfinite(y).all())):
             return None
@@ -795,9 +794,9 @@ class _BaseMLP(BaseEstimator):
         # itself is left out for such an X of at least one row where the model has no feature
         # names: it would return X as it is, warning of nothing (40 of the 90 us of a predict of one
         # row, 2-core Zen 5 VM).
-        lean = check_input and _plain_float(X) and X.ndim == 2 and X.shape[1] == _fitted_width(self)
+        lean = check_input and _fitted_plain(self, X)
         if lean:
-            if X.shape[0] < 1 or hasattr(self, "feature_names_in_"):
+            if not _passes_as_is(self, X):
                 X = validate_data(self, X, accept_sparse=_SPARSE, dtype=(np.float64, np.float32), reset=False,
                                   ensure_all_finite=False)
         elif check_input:
@@ -1067,6 +1066,27 @@ def _fitted_width(est):
     return n if isinstance(n, Integral) and not isinstance(n, bool) and n >= 1 else None
 
 
+def _fitted_plain(est, X):
+    """X is a plain float ndarray (_plain_float), 2-D, of est's fitted width (_fitted_width)."""
+    return _plain_float(X) and X.ndim == 2 and X.shape[1] == _fitted_width(est)
+
+
+def _passes_as_is(est, X):
+    """validate_data(est, X, reset=False) would return such an X (_fitted_plain) as it is and warn
+    of nothing: X has a row at least, and est no feature names."""
+    return X.shape[0] >= 1 and not hasattr(est, "feature_names_in_")
+
+
+def _plain_classes(lb):
+    """lb.classes_ where lb is a fitted LabelBinarizer as a fit leaves it (classes_ a 1-D ndarray),
+    else None: the shortcuts past its transform and inverse_transform leave a binarizer edited by
+    hand (classes_ a list, unfitted, None) to it, and to its errors."""
+    classes = getattr(lb, "classes_", None)
+    if type(lb) is LabelBinarizer and hasattr(lb, "y_type_") and type(classes) is np.ndarray and classes.ndim == 1:
+        return classes
+    return None
+
+
 def _plain_float(X):
     """X is a plain ndarray (not a masked array or np.matrix) of float32 or float64: what
     validate_data keeps as it is, and the compiled check reads."""
@@ -1241,13 +1261,11 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         y's kind took 1.1 of the 1.5 ms of a partial_fit of 200 MNIST rows (the step itself: 0.37;
         2-core Zen 5 VM)."""
         lb = self._label_binarizer
-        classes = getattr(lb, "classes_", None)
+        classes = _plain_classes(lb)
         kinds = {"i": "iu", "u": "iu", "U": "U"}
-        # a fitted binarizer as a fit leaves it (edited by hand, it answers itself), and the
-        # encoding its transform picks from the number of classes: 3 or more one column each, 2
-        # one column (a y_type_ that says otherwise is left to it)
-        if (type(lb) is not LabelBinarizer or type(classes) is not np.ndarray or classes.ndim != 1
-                or (getattr(lb, "y_type_", None), min(len(classes), 3)) not in (("multiclass", 3), ("binary", 2))
+        # the encoding its transform picks from the number of classes: 3 or more one column each,
+        # 2 one column (a y_type_ that says otherwise is left to it)
+        if (classes is None or (lb.y_type_, min(len(classes), 3)) not in (("multiclass", 3), ("binary", 2))
                 or type(y) is not np.ndarray or y.ndim != 1 or y.dtype.kind not in kinds.get(classes.dtype.kind, "")):
             return None
         mine = self.classes_  # what partial_fit checks labels against: set by hand, it decides
@@ -1316,13 +1334,11 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         if self.n_outputs_ == 1:
             y_pred = y_pred.ravel()
         lb = self._label_binarizer
-        classes = getattr(lb, "classes_", None)
-        if (type(lb) is LabelBinarizer and getattr(lb, "y_type_", None) == "multiclass" and not lb.sparse_input_
-                and type(classes) is np.ndarray and classes.ndim == 1 and len(classes) > 0
+        classes = _plain_classes(lb)
+        if (classes is not None and lb.y_type_ == "multiclass" and not lb.sparse_input_ and len(classes) > 0
                 and type(y_pred) is np.ndarray and y_pred.ndim == 2):
             # LabelBinarizer.inverse_transform's own result (the class of each row's first largest
-            # probability), without its namespace and clip wrappers: 30 us of a predict of one row.
-            # A binarizer edited by hand (classes_ a list, unfitted) is left to it, and its errors
+            # probability), without its namespace and clip wrappers: 30 us of a predict of one row
             return classes.take(y_pred.argmax(axis=1), mode="clip")
         return lb.inverse_transform(y_pred)
 
