@@ -490,15 +490,18 @@ FNN_CLONES static void FN(epi_l2)(const FN(fnn_gemm_epi) *e, real *C, int64_t ld
 static void FN(epi_apply)(const FN(fnn_gemm_epi) *e, real *C, int64_t ldc, int64_t i0, int64_t i1,
                           int64_t j0, int64_t j1) {
     const int64_t w = j1 - j0;
+    int pre_bad = 0;
     for (int64_t i = i0; i < i1; i++) {
         real *c = C + i * ldc + j0;
         if (e->y) {
             FN(fnn_activation_backward)(e->act, c, c, e->y + i * e->ldy + j0, 1, w, e->alpha);
         } else {
             if (e->bias) FN(fnn_bias_forward)(c, e->bias + j0, 1, w, w);
+            if (e->x_nonfinite && !pre_bad) pre_bad = !FN(fnn_all_finite)(c, w); /* the row is in L1 */
             if (e->act != FNN_ACT_IDENTITY) FN(fnn_activation_forward)(e->act, c, c, 1, w, e->alpha);
         }
     }
+    if (pre_bad) atomic_store_explicit(e->x_nonfinite, 1, memory_order_relaxed);
     if (e->nonfinite) {
         /* whole rows of C lie one after another: one call for the block (a layer of one output,
          * or ten, made as many calls as the block's rows, each of a few values: +14-21 % a step) */

@@ -40,6 +40,12 @@ typedef struct FN(fnn_gemm_epi) {
      * before the update, as the general step adds it to the whole gradient (network.c) */
     int l2;
     real l2c;
+    /* x_nonfinite (forward only, or NULL): set to 1 (relaxed) when a block holds a NaN or an
+     * infinity after the bias, before the activation (which may map a NaN to 0). A NaN or an
+     * infinity in a row of A makes that whole row of A B nonfinite (NaN * w and inf * 0 are NaN,
+     * inf * w is infinite, and no sum with either is finite), so predict checks X through the
+     * first layer's output, in cache, instead of reading X from memory once more */
+    _Atomic int *x_nonfinite;
 } FN(fnn_gemm_epi);
 /* 1 when no element of x[0:n] is NaN or infinite (network.c). */
 int FN(fnn_all_finite)(const real *x, int64_t n);

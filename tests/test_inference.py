@@ -373,6 +373,64 @@ def test_engine_check_x_reports_nonfinite_without_raising(backend, dtype):
     assert np.isnan(out[3]).all() and np.isfinite(out[:3]).all()
 
 
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # the NumPy backend's overflow
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("rows", [3, 1030])
+def test_check_x_answers_for_x_alone(backend, dtype, rows):
+    """The compiled engine checks X through the first layer's output (csrc/network.c,
+    predict_body): a nonfinite output with a finite X (the layer overflowing, a weight or bias
+    set to NaN or infinity by hand) is not X's fault, so check_x answers 'ok' and the outputs are
+    those of the same call without the check; an infinity in X met only by zero weights (inf * 0
+    is NaN), is still X's."""
+    model = lean_model(dtype)
+    b = model._built
+    engine, _ = b.pool.get(rows, "infer")
+    X = np.random.default_rng(4).standard_normal((rows, 23)).astype(dtype)
+    out, out2 = np.empty((rows, N_OUT), dtype), np.empty((rows, N_OUT), dtype)
+    w0 = model.get_weights()
+    big = np.finfo(dtype).max / 4
+    for name, change in (("overflow", lambda p: p[0].__setitem__(slice(None), p[0] * big)),
+                         ("NaN weight", lambda p: p[0].__setitem__((5, 3), np.nan)),
+                         ("infinite bias", lambda p: p[1].__setitem__(7, -np.inf))):
+        weights = [w.copy() for w in w0]
+        change(weights)
+        b.params[:] = np.concatenate([w.ravel() for w in weights])  # as set by hand, unchecked
+        assert engine.predict(out, b.params, b.state, X, False, True) == "ok", name
+        assert engine.predict(out2, b.params, b.state, X, False, False) == "ok", name
+        with np.errstate(all="ignore"):  # the first layer's output before its ReLU: nonfinite
+            assert not np.isfinite(X @ weights[0] + weights[1]).all(), name
+        np.testing.assert_array_equal(out, out2, err_msg=name)
+    weights = [w.copy() for w in w0]
+    weights[0][9] = 0  # input 9 meets only zero weights
+    b.params[:] = np.concatenate([w.ravel() for w in weights])
+    for bad in (np.inf, -np.inf, np.nan):
+        Xb = X.copy()
+        Xb[rows - 1, 9] = bad
+        assert engine.predict(out, b.params, b.state, Xb, False, True) == "nonfinite", bad
+        assert engine.predict(out, b.params, b.state, X, False, True) == "ok", bad
+
+
+@pytest.mark.parametrize("first", ["dense-softmax", "dense-identity", "dense-sigmoid", "batchnorm",
+                                   "dropout", "activation"])
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_nonfinite_x_is_refused_whatever_the_first_layer(backend, first, bad):
+    """The check of X through the first layer's output (a dense layer whose activation is done in
+    the GEMM's epilogue) and the check of X itself (any other first layer) refuse the same X:
+    a NaN or infinity in a later chunk's last value, and one in a single row."""
+    head = {"dense-softmax": [fastnn.Dense(8, activation="softmax")],
+            "dense-identity": [fastnn.Dense(8)], "dense-sigmoid": [fastnn.Dense(8, activation="sigmoid")],
+            "batchnorm": [fastnn.BatchNormalization()], "dropout": [fastnn.Dropout(0.5)],
+            "activation": [fastnn.Activation("relu")]}[first]
+    model = fastnn.Sequential(head + [fastnn.Dense(12, activation="relu"), fastnn.Dense(N_OUT)],
+                              seed=1).compile("sgd", "cross_entropy").build(23)
+    X = np.random.default_rng(5).standard_normal((1030, 23)).astype(np.float32)
+    for rows in (1030, 1):
+        Xb = X[:rows].copy()
+        Xb[rows - 1, 22] = bad
+        assert _nonfinite_message(model, Xb) == "X contains 1 NaN or infinite value(s)", rows
+    assert np.isfinite(model.predict_proba(X)).all()
+
+
 def reading_every_row(model, X):
     """The model's forward for 1 to 4 rows, each layer's product computed by fastnn.ops.gemm (the
     same compiled row kernel, given every row of W: ops.gemm never skips), the bias and ReLU
