@@ -1,7 +1,8 @@
 /* gemm.c — C = alpha * op(A) @ op(B) + beta * C, row-major, the BLIS way: pack op(B) into
  * KC x NR panels and op(A) into MR x KC panels, then sweep MR x NR tiles with the microkernel of
- * the active kernel table entry (dispatch.c). The five loops live here once for every ISA; an ISA
- * only brings a microkernel and its block sizes (gemm_kernels.h).
+ * the active kernel table entry (dispatch.c); whole panels of op(A) are read where A lies where
+ * the kernel can (a_direct). The five loops live here once for every ISA; an ISA only brings a
+ * microkernel and its block sizes (gemm_kernels.h).
  *
  * Threads (team.h): a call's product is split into tasks that own disjoint blocks of C (slabs of
  * rows or columns, a grid of blocks, or row slabs sharing one packed op(B): gemm_team chooses).
@@ -209,22 +210,22 @@ static int64_t guided_start(int64_t s, int64_t panels, int64_t nt) {
 
 const fnn_arch fnn_arch_ref = {
     "ref", NULL,
-    {REF_MR, REF_NR, 128, 256, 4096, fnn_gemm_ukr_ref_4x8_f32, fnn_gemm_rows_ref_f32, fnn_gemm_ukrb_ref_4x8_f32, fnn_gemm_list_ref_f32, NULL},
-    {REF_MR, REF_NR, 64, 256, 2048, fnn_gemm_ukr_ref_4x8_f64, fnn_gemm_rows_ref_f64, fnn_gemm_ukrb_ref_4x8_f64, fnn_gemm_list_ref_f64, NULL},
+    {REF_MR, REF_NR, 128, 256, 4096, fnn_gemm_ukr_ref_4x8_f32, fnn_gemm_rows_ref_f32, fnn_gemm_ukrb_ref_4x8_f32, fnn_gemm_list_ref_f32, NULL, fnn_gemm_ukrs_ref_4x8_f32},
+    {REF_MR, REF_NR, 64, 256, 2048, fnn_gemm_ukr_ref_4x8_f64, fnn_gemm_rows_ref_f64, fnn_gemm_ukrb_ref_4x8_f64, fnn_gemm_list_ref_f64, NULL, fnn_gemm_ukrs_ref_4x8_f64},
 };
 
 #else /* template part: real, FN */
 
 /* The portable microkernels, packed b (b[p * REF_NR + j]) and unpacked (fnn_ukrb: b[p * ldb + j]):
  * one body, the compiler vectorises the 4 x 8 accumulator with baseline flags. */
-static inline void FN(ukr_ref_body)(int64_t k, const real *restrict a, const real *restrict b,
-                                    int64_t ldb, real *restrict c, int64_t ldc, int64_t mr,
-                                    int64_t nr, real alpha, real beta) {
+static inline void FN(ukr_ref_body)(int64_t k, const real *restrict a, int64_t rsa, int64_t csa,
+                                    const real *restrict b, int64_t ldb, real *restrict c,
+                                    int64_t ldc, int64_t mr, int64_t nr, real alpha, real beta) {
     real acc[REF_MR][REF_NR];
     memset(acc, 0, sizeof acc);
     for (int64_t p = 0; p < k; p++)
         for (int i = 0; i < REF_MR; i++)
-            for (int j = 0; j < REF_NR; j++) acc[i][j] += a[p * REF_MR + i] * b[p * ldb + j];
+            for (int j = 0; j < REF_NR; j++) acc[i][j] += a[i * rsa + p * csa] * b[p * ldb + j];
     for (int64_t i = 0; i < mr; i++) {
         real *ci = c + i * ldc;
         if (beta == 0)
@@ -237,13 +238,19 @@ static inline void FN(ukr_ref_body)(int64_t k, const real *restrict a, const rea
 void FN(fnn_gemm_ukr_ref_4x8)(int64_t k, const real *restrict a, const real *restrict b,
                               real *restrict c, int64_t ldc, int64_t mr, int64_t nr, real alpha,
                               real beta) {
-    FN(ukr_ref_body)(k, a, b, REF_NR, c, ldc, mr, nr, alpha, beta);
+    FN(ukr_ref_body)(k, a, 1, REF_MR, b, REF_NR, c, ldc, mr, nr, alpha, beta);
 }
 
 void FN(fnn_gemm_ukrb_ref_4x8)(int64_t k, const real *restrict a, const real *restrict b,
                                int64_t ldb, real *restrict c, int64_t ldc, int64_t mr, int64_t nr,
                                real alpha, real beta) {
-    FN(ukr_ref_body)(k, a, b, ldb, c, ldc, mr, nr, alpha, beta);
+    FN(ukr_ref_body)(k, a, 1, REF_MR, b, ldb, c, ldc, mr, nr, alpha, beta);
+}
+
+void FN(fnn_gemm_ukrs_ref_4x8)(int64_t k, const real *restrict a, int64_t rsa, int64_t csa,
+                               const real *restrict b, int64_t ldb, real *restrict c, int64_t ldc,
+                               int64_t nr, real alpha, real beta) {
+    FN(ukr_ref_body)(k, a, rsa, csa, b, ldb, c, ldc, REF_MR, nr, alpha, beta);
 }
 
 /* The portable row kernel (gemm_kernels.h): c += a[t] * b's row idx[t], one row after the other,
@@ -561,7 +568,7 @@ static inline void FN(panel_tiles)(
 static void FN(gemm_block)(real *C, const real *A, const real *B, int64_t i0, int64_t i1, int64_t j0,
                            int64_t j1, int64_t k, int64_t ldc, int64_t lda, int64_t ldb, int trans_a,
                            int trans_b, real alpha, real beta, real *pa, real *pb,
-                           const real *pa_ready, const real *pb_ready, int unpacked_b,
+                           const real *pa_ready, const real *pb_ready, int unpacked_b, int direct_a,
                            const FN(fnn_gemm_epi) *epi,
 #if REAL_IS_FLOAT
                            const fnn_kernel_f32 *K
@@ -571,10 +578,15 @@ static void FN(gemm_block)(real *C, const real *A, const real *B, int64_t i0, in
 ) {
     /* pa_ready / pb_ready: op(A) / op(B) already packed whole (one block: i1 - i0 <= MC,
      * j1 - j0 <= NC, k <= KC). unpacked_b (no trans_b): the kernel reads B's whole NR-column
-     * panels where they are stored (ukr_b); only a last, narrower panel is packed. */
+     * panels where they are stored (ukr_b); only a last, narrower panel is packed. direct_a
+     * (K->ukr_s): op(A)'s whole row panels are read where A lies, not packed (a_direct); only a
+     * last, shorter one is, and all of them where the block's last column panel goes to the edge
+     * kernel, which reads packed panels. */
     const int64_t MR = K->mr, NR = K->nr, KCB = FN(k_depth)(k, K->kc);
+    const int64_t rsa = trans_a ? 1 : lda, csa = trans_a ? lda : 1;
     for (int64_t jc = j0; jc < j1; jc += K->nc) {
         const int64_t nc = min64(K->nc, j1 - jc), nb = (nc + NR - 1) / NR;
+        const int direct = direct_a && !pa_ready && !(K->edge && 4 * (nc - (nb - 1) * NR) <= NR);
         for (int64_t pc = 0; pc < k; pc += KCB) {
             const int64_t kc = min64(KCB, k - pc);
             const real beta_pc = pc == 0 ? beta : (real)1;
@@ -584,21 +596,32 @@ static void FN(gemm_block)(real *C, const real *A, const real *B, int64_t i0, in
                 FN(pack_b_panels)(pb, B, ldb, trans_b, pc, jc, nc, kc, NR, unpacked_b ? nc / NR : 0);
             for (int64_t ic = i0; ic < i1; ic += K->mc) {
                 const int64_t mc = min64(K->mc, i1 - ic), na = (mc + MR - 1) / MR;
+                const int64_t full = direct ? mc / MR : 0; /* row panels read where they lie */
+                const int64_t mt = mc - full * MR;         /* rows in packed panels, from pa on */
                 if (pa_ready)
                     pa = (real *)pa_ready;
                 else
-                    for (int64_t ip = 0; ip < na; ip++)
-                        FN(pack_a)(pa + ip * MR * kc, A, lda, trans_a, ic + ip * MR, pc,
+                    for (int64_t ip = full; ip < na; ip++)
+                        FN(pack_a)(pa + (ip - full) * MR * kc, A, lda, trans_a, ic + ip * MR, pc,
                                    min64(MR, mc - ip * MR), kc, MR);
                 for (int64_t jp = 0; jp < nb; jp++) {
                     real *c = C + ic * ldc + jc + jp * NR;
-                    if (unpacked_b && (jp + 1) * NR <= nc)
-                        for (int64_t ip = 0; ip < na; ip++)
-                            K->ukr_b(kc, pa + ip * MR * kc, B + pc * ldb + jc + jp * NR, ldb,
-                                     c + ip * MR * ldc, ldc, min64(MR, mc - ip * MR), NR, alpha, beta_pc);
+                    const int64_t nr = min64(NR, nc - jp * NR);
+                    const int ub = unpacked_b && (jp + 1) * NR <= nc;
+                    const real *bp = ub ? B + pc * ldb + jc + jp * NR : pb + jp * NR * kc;
+                    for (int64_t ip = 0; ip < full; ip++) {
+                        const int64_t i = ic + ip * MR;
+                        K->ukr_s(kc, A + i * rsa + pc * csa, rsa, csa, bp, ub ? ldb : NR, c + ip * MR * ldc, ldc,
+                                 nr, alpha, beta_pc);
+                    }
+                    real *ct = c + full * MR * ldc;
+                    if (mt == 0) continue;
+                    if (ub)
+                        for (int64_t ip = 0; ip * MR < mt; ip++)
+                            K->ukr_b(kc, pa + ip * MR * kc, bp, ldb, ct + ip * MR * ldc, ldc,
+                                     min64(MR, mt - ip * MR), NR, alpha, beta_pc);
                     else
-                        FN(panel_tiles)(K, kc, pa, mc, pb + jp * NR * kc, c, ldc, min64(NR, nc - jp * NR),
-                                        alpha, beta_pc);
+                        FN(panel_tiles)(K, kc, pa, mt, bp, ct, ldc, nr, alpha, beta_pc);
                 }
                 if (epi && pc + kc >= k) FN(epi_apply)(epi, C, ldc, ic, ic + mc, jc, jc + nc);
             }
@@ -756,6 +779,7 @@ typedef struct FN(gemm_job) {
     real *sb;
     int64_t kblocks, KCB, nb;
     int unpacked_b; /* gemm_block's: a few rows of op(A) meet op(B) where it is stored */
+    int direct_a;   /* gemm_block's: whole row panels of op(A) read where A lies (a_direct) */
     int64_t grid_tn, grid_r, grid_c; /* grid: tasks in a row of the grid, rows and columns a task owns */
     const FN(fnn_gemm_epi) *epi;
     size_t pa_stride; /* shared_b: a thread's area for its rows of op(A) */
@@ -788,11 +812,11 @@ static void FN(gemm_slab)(void *ctx, int64_t s, int worker) {
     if (j->by_cols)
         FN(gemm_block)(j->C, j->A, j->B, 0, j->m, lo, hi, j->k, j->ldc, j->lda, j->ldb, j->trans_a,
                        j->trans_b, j->alpha, j->beta, pa, pb, j->keep_a ? pa : NULL, NULL, j->unpacked_b,
-                       j->epi, &j->K);
+                       j->direct_a, j->epi, &j->K);
     else
         FN(gemm_block)(j->C, j->A, j->B, lo, hi, 0, j->n, j->k, j->ldc, j->lda, j->ldb, j->trans_a,
                        j->trans_b, j->alpha, j->beta, pa, pb, NULL, j->keep_b ? pb : NULL, j->unpacked_b,
-                       j->epi, &j->K);
+                       j->direct_a, j->epi, &j->K);
 }
 
 /* Grid (see gemm_team): task t owns a grid_r x grid_c block of C, packing its own rows of op(A)
@@ -804,7 +828,7 @@ static void FN(gemm_grid_task)(void *ctx, int64_t t, int worker) {
     const int64_t i0 = t / j->grid_tn * j->grid_r, j0 = t % j->grid_tn * j->grid_c;
     FN(gemm_block)(j->C, j->A, j->B, i0, min64(i0 + j->grid_r, j->m), j0, min64(j0 + j->grid_c, j->n), j->k,
                    j->ldc, j->lda, j->ldb, j->trans_a, j->trans_b, j->alpha, j->beta, pa, pb, NULL, NULL,
-                   j->unpacked_b, j->epi, &j->K);
+                   j->unpacked_b, j->direct_a, j->epi, &j->K);
 }
 
 /* The grid of at most nt blocks of C whose block costs least, as tm rows by tn columns of blocks,
@@ -828,6 +852,26 @@ static int FN(grid_shape)(int64_t rp, int64_t cp, int64_t MR, int64_t NR, int nt
         }
     }
     return *tm > 1 && *tn > 1;
+}
+
+/* Whether gemm_block reads op(A)'s whole row panels where A lies (the kernel's ukr_s) instead of
+ * packing them. The microkernel's broadcasts read op(A)'s MR values of one p from anywhere as
+ * fast as from a packed panel, and packing cost a tenth of the training's small products, more
+ * where each thread of a team packed all of op(A) (2-core Zen 5 VM, 2 threads, AVX-512, best of
+ * 400 calls: 128 x 256 x 128 21.6 -> 19.5 us, 256 x 128 x 128 with trans_a 22.3-23.4 -> 19.8,
+ * 128 x 784 x 256 118-120 -> 114; the batch-128 epoch 191-195 -> 178-184 ms, batch 16 100-110
+ * -> 91-102). Except with trans_a where a row of A is a multiple of 4 KB long: a panel's values
+ * of successive p then lie 4 KB apart, in one set of the L1 cache and each on a page of its own,
+ * which the prefetchers do not cross (AVX2, 256 x 128 x 128, lda 1024: 193 -> 135 GFLOP/s;
+ * AVX-512, 784 x 128 x 256: 429 -> 396; rows of 784, 1536 or 1040 floats ran as fast or faster
+ * direct). Profiling builds: FNN_DIRECT_A=0 packs every panel, as before. */
+#if REAL_IS_FLOAT
+static int FN(a_direct)(const fnn_kernel_f32 *K, int trans_a, int64_t lda) {
+#else
+static int FN(a_direct)(const fnn_kernel_f64 *K, int trans_a, int64_t lda) {
+#endif
+    if (trans_a && (lda * (int64_t)sizeof(real)) % 4096 == 0) return 0;
+    return K->ukr_s != NULL && fnn_prof_knob("FNN_DIRECT_A", 1) != 0;
 }
 
 /* Profiling builds only (profile.h), to compare the team's splits on one machine:
@@ -974,6 +1018,7 @@ static int FN(gemm_team)(fnn_team *team, real *C, const real *A, const real *B, 
     j.work = work;
     j.epi = epi;
     j.unpacked_b = !trans_b && m <= UNPACKED_B_M;
+    j.direct_a = FN(a_direct)(&j.K, trans_a, lda);
     /* Many threads: a grid of blocks of C, when it beats one row or column of them (grid_shape)
      * and no operand fits one block that the slabs below would pack once per thread and share
      * across two slabs per thread or more. On the 16-core Xeon, split into rows of 8, the step's
@@ -1051,7 +1096,7 @@ static int FN(gemm_team)(fnn_team *team, real *C, const real *A, const real *B, 
         slabs = 0;
         for (int64_t at = 0; at < panels; at = guided_next(at, panels, nt)) slabs++;
     }
-    j.keep_a = slabs > 1 && j.by_cols && share_a;
+    j.keep_a = slabs > 1 && j.by_cols && share_a && !j.direct_a;
     j.keep_b = slabs > 1 && !j.by_cols && share_b && !j.unpacked_b;
     memset(j.packed, 0, sizeof j.packed);
     fnn_team *tm = nt > 1 ? team : NULL;

@@ -60,7 +60,7 @@ FNN_AVX2_INLINE __m256i d256_mask(int64_t nr, int v) {
         _Pragma("GCC unroll 4") for (int v = 0; v < (NVA); v++)                                   \
             bv[v] = _mm256_loadu_##S(b + p * BS + W * v);                                         \
         _Pragma("GCC unroll 16") for (int i = 0; i < (MRA); i++) {                                \
-            const T ai = _mm256_broadcast_##BC(a + p * MR + i);                                   \
+            const T ai = _mm256_broadcast_##BC(&A_AT(p, i));                                   \
             _Pragma("GCC unroll 4") for (int v = 0; v < (NVA); v++)                               \
                 acc[i][v] = _mm256_fmadd_##S(ai, bv[v], acc[i][v]);                               \
         }                                                                                         \
@@ -109,6 +109,7 @@ FNN_AVX2_INLINE __m256i d256_mask(int64_t nr, int v) {
         }                                                                                         \
     }
 
+#define A_AT(p, i) a[(p) * MR + (i)] /* a packed panel */
 FNN_AVX2 void fnn_sgemm_ukr_avx2_6x16(int64_t k, const float *restrict a, const float *restrict b,
                                       float *restrict c, int64_t ldc, int64_t mr, int64_t nr,
                                       float alpha, float beta) {
@@ -137,6 +138,41 @@ FNN_AVX2 void fnn_dgemm_ukrb_avx2_6x8(int64_t k, const double *restrict a,
     enum { MR = D256_MR, NR = D256_NR, NV = D256_NR / 4 };
     const int64_t BS = ldb;
     UKR_BODY(__m256d, double, 4, pd, sd, d256_mask)
+}
+
+#undef A_AT
+
+/* Strided a (gemm_kernels.h, ukr_s): op(A)'s rows where they are stored, one loop per layout */
+FNN_AVX2 void fnn_sgemm_ukrs_avx2_6x16(int64_t k, const float *restrict a, int64_t rsa, int64_t csa,
+                                       const float *restrict b, int64_t ldb, float *restrict c,
+                                       int64_t ldc, int64_t nr, float alpha, float beta) {
+    enum { MR = S256_MR, NR = S256_NR, NV = S256_NR / 8 };
+    const int64_t BS = ldb, mr = MR;
+    if (rsa == 1) {
+#define A_AT(p, i) a[(p) * csa + (i)]
+        UKR_BODY(__m256, float, 8, ps, ss, s256_mask)
+#undef A_AT
+    } else {
+#define A_AT(p, i) a[(i) * rsa + (p)]
+        UKR_BODY(__m256, float, 8, ps, ss, s256_mask)
+#undef A_AT
+    }
+}
+
+FNN_AVX2 void fnn_dgemm_ukrs_avx2_6x8(int64_t k, const double *restrict a, int64_t rsa, int64_t csa,
+                                      const double *restrict b, int64_t ldb, double *restrict c,
+                                      int64_t ldc, int64_t nr, double alpha, double beta) {
+    enum { MR = D256_MR, NR = D256_NR, NV = D256_NR / 4 };
+    const int64_t BS = ldb, mr = MR;
+    if (rsa == 1) {
+#define A_AT(p, i) a[(p) * csa + (i)]
+        UKR_BODY(__m256d, double, 4, pd, sd, d256_mask)
+#undef A_AT
+    } else {
+#define A_AT(p, i) a[(i) * rsa + (p)]
+        UKR_BODY(__m256d, double, 4, pd, sd, d256_mask)
+#undef A_AT
+    }
 }
 
 #undef KLOOP
@@ -280,8 +316,8 @@ static int avx2_available(void) {
 const fnn_arch fnn_arch_avx2 = {
     "avx2",
     avx2_available,
-    {S256_MR, S256_NR, S256_MC, S256_KC, S256_NC, fnn_sgemm_ukr_avx2_6x16, fnn_srows_avx2, fnn_sgemm_ukrb_avx2_6x16, fnn_slist_avx2, NULL},
-    {D256_MR, D256_NR, D256_MC, D256_KC, D256_NC, fnn_dgemm_ukr_avx2_6x8, fnn_drows_avx2, fnn_dgemm_ukrb_avx2_6x8, fnn_dlist_avx2, NULL},
+    {S256_MR, S256_NR, S256_MC, S256_KC, S256_NC, fnn_sgemm_ukr_avx2_6x16, fnn_srows_avx2, fnn_sgemm_ukrb_avx2_6x16, fnn_slist_avx2, NULL, fnn_sgemm_ukrs_avx2_6x16},
+    {D256_MR, D256_NR, D256_MC, D256_KC, D256_NC, fnn_dgemm_ukr_avx2_6x8, fnn_drows_avx2, fnn_dgemm_ukrb_avx2_6x8, fnn_dlist_avx2, NULL, fnn_dgemm_ukrs_avx2_6x8},
 };
 
 #endif

@@ -60,7 +60,7 @@ FNN_AVX512_INLINE __mmask8 d512_mask(int64_t nr, int v) {
         _Pragma("GCC unroll 4") for (int v = 0; v < (NVA); v++)                                   \
             bv[v] = _mm512_loadu_##S(b + p * BS + W * v);                                         \
         _Pragma("GCC unroll 16") for (int i = 0; i < MR; i++) {                                   \
-            const T ai = _mm512_set1_##S(a[p * MR + i]);                                          \
+            const T ai = _mm512_set1_##S(A_AT(p, i));                                          \
             _Pragma("GCC unroll 4") for (int v = 0; v < (NVA); v++)                               \
                 acc[i][v] = _mm512_fmadd_##S(ai, bv[v], acc[i][v]);                               \
         }                                                                                         \
@@ -108,6 +108,7 @@ FNN_AVX512_INLINE __mmask8 d512_mask(int64_t nr, int v) {
         }                                                                                         \
     }
 
+#define A_AT(p, i) a[(p) * MR + (i)] /* a packed panel */
 FNN_AVX512 void fnn_sgemm_ukr_avx512_8x32(int64_t k, const float *restrict a,
                                           const float *restrict b, float *restrict c, int64_t ldc,
                                           int64_t mr, int64_t nr, float alpha, float beta) {
@@ -139,6 +140,41 @@ FNN_AVX512 void fnn_dgemm_ukrb_avx512_8x16(int64_t k, const double *restrict a,
     enum { MR = D512_MR, NR = D512_NR, NV = D512_NR / 8 };
     const int64_t BS = ldb;
     UKR_BODY(__m512d, double, 8, pd, __mmask8, d512_mask)
+}
+
+#undef A_AT
+
+/* Strided a (gemm_kernels.h, ukr_s): op(A)'s rows where they are stored, one loop per layout */
+FNN_AVX512 void fnn_sgemm_ukrs_avx512_8x32(int64_t k, const float *restrict a, int64_t rsa, int64_t csa,
+                                           const float *restrict b, int64_t ldb, float *restrict c,
+                                           int64_t ldc, int64_t nr, float alpha, float beta) {
+    enum { MR = S512_MR, NR = S512_NR, NV = S512_NR / 16 };
+    const int64_t BS = ldb, mr = MR;
+    if (rsa == 1) {
+#define A_AT(p, i) a[(p) * csa + (i)]
+        UKR_BODY(__m512, float, 16, ps, __mmask16, s512_mask)
+#undef A_AT
+    } else {
+#define A_AT(p, i) a[(i) * rsa + (p)]
+        UKR_BODY(__m512, float, 16, ps, __mmask16, s512_mask)
+#undef A_AT
+    }
+}
+
+FNN_AVX512 void fnn_dgemm_ukrs_avx512_8x16(int64_t k, const double *restrict a, int64_t rsa, int64_t csa,
+                                           const double *restrict b, int64_t ldb, double *restrict c,
+                                           int64_t ldc, int64_t nr, double alpha, double beta) {
+    enum { MR = D512_MR, NR = D512_NR, NV = D512_NR / 8 };
+    const int64_t BS = ldb, mr = MR;
+    if (rsa == 1) {
+#define A_AT(p, i) a[(p) * csa + (i)]
+        UKR_BODY(__m512d, double, 8, pd, __mmask8, d512_mask)
+#undef A_AT
+    } else {
+#define A_AT(p, i) a[(i) * rsa + (p)]
+        UKR_BODY(__m512d, double, 8, pd, __mmask8, d512_mask)
+#undef A_AT
+    }
 }
 
 #undef KLOOP
@@ -318,8 +354,8 @@ static int avx512_available(void) {
 const fnn_arch fnn_arch_avx512 = {
     "avx512",
     avx512_available,
-    {S512_MR, S512_NR, S512_MC, S512_KC, S512_NC, fnn_sgemm_ukr_avx512_8x32, fnn_srows_avx512, fnn_sgemm_ukrb_avx512_8x32, fnn_slist_avx2, fnn_sgemm_edge_avx512},
-    {D512_MR, D512_NR, D512_MC, D512_KC, D512_NC, fnn_dgemm_ukr_avx512_8x16, fnn_drows_avx512, fnn_dgemm_ukrb_avx512_8x16, fnn_dlist_avx2, fnn_dgemm_edge_avx512},
+    {S512_MR, S512_NR, S512_MC, S512_KC, S512_NC, fnn_sgemm_ukr_avx512_8x32, fnn_srows_avx512, fnn_sgemm_ukrb_avx512_8x32, fnn_slist_avx2, fnn_sgemm_edge_avx512, fnn_sgemm_ukrs_avx512_8x32},
+    {D512_MR, D512_NR, D512_MC, D512_KC, D512_NC, fnn_dgemm_ukr_avx512_8x16, fnn_drows_avx512, fnn_dgemm_ukrb_avx512_8x16, fnn_dlist_avx2, fnn_dgemm_edge_avx512, fnn_dgemm_ukrs_avx512_8x16},
 };
 
 #endif

@@ -38,6 +38,18 @@ typedef void (*fnn_ukrb_f32)(int64_t k, const float *restrict a, const float *re
 typedef void (*fnn_ukrb_f64)(int64_t k, const double *restrict a, const double *restrict b,
                              int64_t ldb, double *restrict c, int64_t ldc, int64_t mr, int64_t nr,
                              double alpha, double beta);
+/* The same microkernel reading a unpacked too (optional, NULL where a kernel has none): a whole
+ * panel of MR rows of op(A) where it is stored, element (i, p) at a[i * rsa + p * csa] (rsa == 1:
+ * op(A) = A^T, a row of A holds the panel's MR values of one p; csa == 1: rows of A), every one of
+ * the MR rows inside A: mr == MR always. b at b + p * ldb as for ukr_b (ldb == NR: a packed
+ * panel, nr <= NR; else nr == NR). The same sums, term after term in the same order, as the
+ * packed kernel's: the same bits. */
+typedef void (*fnn_ukrs_f32)(int64_t k, const float *restrict a, int64_t rsa, int64_t csa,
+                             const float *restrict b, int64_t ldb, float *restrict c, int64_t ldc,
+                             int64_t nr, float alpha, float beta);
+typedef void (*fnn_ukrs_f64)(int64_t k, const double *restrict a, int64_t rsa, int64_t csa,
+                             const double *restrict b, int64_t ldb, double *restrict c, int64_t ldc,
+                             int64_t nr, double alpha, double beta);
 /* The edge kernel (optional, NULL where a kernel has none): a last column panel at most NR / 4
  * wide (1 <= nr <= NR / 4) against up to FNN_EDGE_PANELS consecutive packed row panels of a
  * (panel q at a + q * MR * k; only the panels holding rows below mr are read,
@@ -68,6 +80,7 @@ typedef struct fnn_kernel_f32 {
     fnn_ukrb_f32 ukr_b;
     fnn_list_f32 list;
     fnn_edge_f32 edge;
+    fnn_ukrs_f32 ukr_s;
 } fnn_kernel_f32;
 typedef struct fnn_kernel_f64 {
     int64_t mr, nr, mc, kc, nc;
@@ -76,6 +89,7 @@ typedef struct fnn_kernel_f64 {
     fnn_ukrb_f64 ukr_b;
     fnn_list_f64 list;
     fnn_edge_f64 edge;
+    fnn_ukrs_f64 ukr_s;
 } fnn_kernel_f64;
 
 typedef struct fnn_arch {

@@ -328,6 +328,46 @@ def test_gemm_strided_rows_match_oracle_and_leave_the_rest_alone(kernel_arch, dt
             assert (bigC[outside] == 12345.0).all(), f"{fn.__name__} wrote outside C"
 
 
+def _rows_apart(a, lda):
+    """a (2-D) as the first columns of an array whose rows are lda elements long."""
+    big = np.zeros((a.shape[0], lda), a.dtype)
+    big[:, :a.shape[1]] = a
+    return big[:, :a.shape[1]]
+
+
+@needs_ext
+@pytest.mark.parametrize("trans_b", [False, True])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_gemm_reads_op_a_where_it_lies_with_the_bits_of_packing_it(kernel_arch, dtype, trans_b,
+                                                                    kernel_rng):
+    """The kernels read op(A)'s whole row panels where A lies (csrc/gemm.c, a_direct), and pack
+    the rest: a last panel of fewer rows, every panel of a block whose last column panel goes to
+    the edge kernel, and A^T whose rows are a multiple of 4 KB long. The same op(A) stored four
+    ways (rows of A, rows of A with a stride, A^T with rows of 4 KB, A^T with rows of another
+    length) gives the same bits, within the float64 bound: m on each side of a row panel and of
+    a cache block of rows (MC = 256), n with a part-full, a narrow (edge) and a full last panel,
+    op(B) read unpacked (32 rows or fewer, no trans_b), k across a k block (401)."""
+    page = 4096 // np.dtype(dtype).itemsize
+    for m in (5, 8, 9, 17, 31, 33, 263):
+        for n in (10, 36, 64, 100):
+            for k in (5, 401):
+                opA = kernel_rng.standard_normal((m, k)).astype(dtype)
+                B = kernel_rng.standard_normal((n, k) if trans_b else (k, n)).astype(dtype)
+                C0 = kernel_rng.standard_normal((m, n)).astype(dtype)
+                stored = {"rows": (opA, False), "rows, strided": (_rows_apart(opA, k + 13), False),
+                          "A^T, 4 KB rows": (_rows_apart(np.ascontiguousarray(opA.T), page), True),
+                          "A^T": (_rows_apart(np.ascontiguousarray(opA.T), m + 3), True)}
+                exact, bound = gemm_expected(opA, B, C0, False, trans_b, 0.7, -1.3)
+                want = None
+                for name, (A, trans_a) in stored.items():
+                    got = run_gemm(_ext.gemm, C0, A, B, trans_a, trans_b, 0.7, -1.3)
+                    what = f"{kernel_arch} {m}x{n}x{k} {name} trans_b={trans_b}"
+                    assert_gemm_close(got, exact, bound, what)
+                    if want is None:
+                        want = got
+                    np.testing.assert_array_equal(got, want, err_msg=what)
+
+
 @pytest.fixture
 def kernel_threads_restored():
     before = fastnn.get_num_threads()
