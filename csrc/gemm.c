@@ -210,8 +210,8 @@ static int64_t guided_start(int64_t s, int64_t panels, int64_t nt) {
 
 const fnn_arch fnn_arch_ref = {
     "ref", NULL,
-    {REF_MR, REF_NR, 128, 256, 4096, fnn_gemm_ukr_ref_4x8_f32, fnn_gemm_rows_ref_f32, fnn_gemm_ukrb_ref_4x8_f32, fnn_gemm_list_ref_f32, NULL, fnn_gemm_ukrs_ref_4x8_f32},
-    {REF_MR, REF_NR, 64, 256, 2048, fnn_gemm_ukr_ref_4x8_f64, fnn_gemm_rows_ref_f64, fnn_gemm_ukrb_ref_4x8_f64, fnn_gemm_list_ref_f64, NULL, fnn_gemm_ukrs_ref_4x8_f64},
+    {REF_MR, REF_NR, 128, 256, 4096, fnn_gemm_ukr_ref_4x8_f32, fnn_gemm_rows_ref_f32, fnn_gemm_ukrb_ref_4x8_f32, fnn_gemm_list_ref_f32, NULL, fnn_gemm_ukrs_ref_4x8_f32, NULL},
+    {REF_MR, REF_NR, 64, 256, 2048, fnn_gemm_ukr_ref_4x8_f64, fnn_gemm_rows_ref_f64, fnn_gemm_ukrb_ref_4x8_f64, fnn_gemm_list_ref_f64, NULL, fnn_gemm_ukrs_ref_4x8_f64, NULL},
 };
 
 #else /* template part: real, FN */
@@ -581,12 +581,15 @@ static void FN(gemm_block)(real *C, const real *A, const real *B, int64_t i0, in
      * panels where they are stored (ukr_b); only a last, narrower panel is packed. direct_a
      * (K->ukr_s): op(A)'s whole row panels are read where A lies, not packed (a_direct); only a
      * last, shorter one is, and all of them where the block's last column panel goes to the edge
-     * kernel, which reads packed panels. */
+     * kernel, which reads packed panels, unless op(A) = A^T and the kernel has an edge kernel
+     * that reads A^T where it lies (edge_s): it then takes every row of that column panel. */
     const int64_t MR = K->mr, NR = K->nr, KCB = FN(k_depth)(k, K->kc);
     const int64_t rsa = trans_a ? 1 : lda, csa = trans_a ? lda : 1;
     for (int64_t jc = j0; jc < j1; jc += K->nc) {
         const int64_t nc = min64(K->nc, j1 - jc), nb = (nc + NR - 1) / NR;
-        const int direct = direct_a && !pa_ready && !(K->edge && 4 * (nc - (nb - 1) * NR) <= NR);
+        const int edge_panel = K->edge && 4 * (nc - (nb - 1) * NR) <= NR;
+        const int edge_direct = edge_panel && trans_a && K->edge_s;
+        const int direct = direct_a && !pa_ready && (!edge_panel || edge_direct);
         for (int64_t pc = 0; pc < k; pc += KCB) {
             const int64_t kc = min64(KCB, k - pc);
             const real beta_pc = pc == 0 ? beta : (real)1;
@@ -609,6 +612,12 @@ static void FN(gemm_block)(real *C, const real *A, const real *B, int64_t i0, in
                     const int64_t nr = min64(NR, nc - jp * NR);
                     const int ub = unpacked_b && (jp + 1) * NR <= nc;
                     const real *bp = ub ? B + pc * ldb + jc + jp * NR : pb + jp * NR * kc;
+                    if (direct && edge_direct && jp == nb - 1) { /* every row, FNN_EDGE_PANELS panels at a time */
+                        for (int64_t i = 0; i < mc; i += FNN_EDGE_PANELS * MR)
+                            K->edge_s(kc, A + (ic + i) + pc * lda, lda, bp, c + i * ldc, ldc,
+                                      min64(FNN_EDGE_PANELS * MR, mc - i), nr, alpha, beta_pc);
+                        continue;
+                    }
                     for (int64_t ip = 0; ip < full; ip++) {
                         const int64_t i = ic + ip * MR;
                         K->ukr_s(kc, A + i * rsa + pc * csa, rsa, csa, bp, ub ? ldb : NR, c + ip * MR * ldc, ldc,

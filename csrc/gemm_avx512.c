@@ -273,8 +273,56 @@ FNN_AVX512 void fnn_dgemm_edge_avx512(int64_t k, const double *restrict a, const
     }
 }
 
+/* The edge kernels reading op(A) = A^T where it lies (gemm_kernels.h, edge_s): a row of A holds
+ * one p's values for consecutive rows of c, so a vector of rows is one load, masked past mr (a
+ * masked-off lane is never read); the same FMAs, in the same order, as from packed panels. */
+#define SEDGE_AS(q0, v, p)                                                                        \
+    _mm512_maskz_loadu_ps(s512_mask(mr - ((q0) + 2 * (v)) * 8, 0), a + (p) * csa + ((q0) + 2 * (v)) * 8)
+#define DEDGE_AS(q0, v, p)                                                                        \
+    _mm512_maskz_loadu_pd(d512_mask(mr - ((q0) + (v)) * 8, 0), a + (p) * csa + ((q0) + (v)) * 8)
+#define SCHUNK_S(NV, NJ, q0, mg, cg) EDGE_CHUNK(__m512, float, 16, ps, __mmask16, s512_mask, NV, NJ, SEDGE_AS, q0, mg, cg)
+#define DCHUNK_S(NV, NJ, q0, mg, cg) EDGE_CHUNK(__m512d, double, 8, pd, __mmask8, d512_mask, NV, NJ, DEDGE_AS, q0, mg, cg)
+
+FNN_AVX512 void fnn_sgemm_edges_avx512(int64_t k, const float *restrict a, int64_t csa,
+                                       const float *restrict b, float *restrict c, int64_t ldc,
+                                       int64_t mr, int64_t nr, float alpha, float beta) {
+    enum { MR = S512_MR, NR = S512_NR, j0 = 0 };
+    float t[4 * 4 * 16];
+    const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+    if (nr > 4) {
+        for (int64_t g = 0; g < mr; g += 32) {
+            const int64_t mg = mr - g < 32 ? mr - g : 32;
+            if (mg > 16) SCHUNK_S(2, 8, g / MR, mg, c + g * ldc)
+            else SCHUNK_S(1, 8, g / MR, mg, c + g * ldc)
+        }
+    } else if (mr > 32) {
+        SCHUNK_S(4, 4, 0, mr, c)
+    } else if (mr > 16) {
+        SCHUNK_S(2, 4, 0, mr, c)
+    } else {
+        SCHUNK_S(1, 4, 0, mr, c)
+    }
+}
+
+FNN_AVX512 void fnn_dgemm_edges_avx512(int64_t k, const double *restrict a, int64_t csa,
+                                       const double *restrict b, double *restrict c, int64_t ldc,
+                                       int64_t mr, int64_t nr, double alpha, double beta) {
+    enum { MR = D512_MR, NR = D512_NR, j0 = 0 };
+    double t[4 * 4 * 8];
+    const __m512d va = _mm512_set1_pd(alpha), vb = _mm512_set1_pd(beta);
+    for (int64_t g = 0; g < mr; g += 32) {
+        const int64_t mg = mr - g < 32 ? mr - g : 32;
+        if (mg > 16) DCHUNK_S(4, 4, g / MR, mg, c + g * ldc)
+        else DCHUNK_S(2, 4, g / MR, mg, c + g * ldc)
+    }
+}
+
 #undef EDGE_CHUNK
 #undef EDGE_SETUP
+#undef SEDGE_AS
+#undef DEDGE_AS
+#undef SCHUNK_S
+#undef DCHUNK_S
 #undef SCHUNK
 #undef DCHUNK
 #undef VIDX_T_ps
@@ -354,8 +402,8 @@ static int avx512_available(void) {
 const fnn_arch fnn_arch_avx512 = {
     "avx512",
     avx512_available,
-    {S512_MR, S512_NR, S512_MC, S512_KC, S512_NC, fnn_sgemm_ukr_avx512_8x32, fnn_srows_avx512, fnn_sgemm_ukrb_avx512_8x32, fnn_slist_avx2, fnn_sgemm_edge_avx512, fnn_sgemm_ukrs_avx512_8x32},
-    {D512_MR, D512_NR, D512_MC, D512_KC, D512_NC, fnn_dgemm_ukr_avx512_8x16, fnn_drows_avx512, fnn_dgemm_ukrb_avx512_8x16, fnn_dlist_avx2, fnn_dgemm_edge_avx512, fnn_dgemm_ukrs_avx512_8x16},
+    {S512_MR, S512_NR, S512_MC, S512_KC, S512_NC, fnn_sgemm_ukr_avx512_8x32, fnn_srows_avx512, fnn_sgemm_ukrb_avx512_8x32, fnn_slist_avx2, fnn_sgemm_edge_avx512, fnn_sgemm_ukrs_avx512_8x32, fnn_sgemm_edges_avx512},
+    {D512_MR, D512_NR, D512_MC, D512_KC, D512_NC, fnn_dgemm_ukr_avx512_8x16, fnn_drows_avx512, fnn_dgemm_ukrb_avx512_8x16, fnn_dlist_avx2, fnn_dgemm_edge_avx512, fnn_dgemm_ukrs_avx512_8x16, fnn_dgemm_edges_avx512},
 };
 
 #endif

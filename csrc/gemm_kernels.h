@@ -60,6 +60,15 @@ typedef void (*fnn_ukrs_f64)(int64_t k, const double *restrict a, int64_t rsa, i
 #define FNN_EDGE_PANELS 8
 typedef fnn_ukr_f32 fnn_edge_f32;
 typedef fnn_ukr_f64 fnn_edge_f64;
+/* The edge kernel reading op(A) = A^T where it lies (optional, NULL where a kernel has none):
+ * row i of c at depth p is a[p * csa + i], 1 <= mr <= FNN_EDGE_PANELS * MR rows (no value of a
+ * row at or past mr is read), b, c and nr as for the edge kernel; the same bits. */
+typedef void (*fnn_edges_f32)(int64_t k, const float *restrict a, int64_t csa, const float *restrict b,
+                              float *restrict c, int64_t ldc, int64_t mr, int64_t nr, float alpha,
+                              float beta);
+typedef void (*fnn_edges_f64)(int64_t k, const double *restrict a, int64_t csa, const double *restrict b,
+                              double *restrict c, int64_t ldc, int64_t mr, int64_t nr, double alpha,
+                              double beta);
 typedef void (*fnn_rows_f32)(int64_t n, int64_t cnt, const int32_t *restrict idx,
                              const float *restrict a, const float *restrict b, int64_t ldb,
                              float *restrict c);
@@ -81,6 +90,7 @@ typedef struct fnn_kernel_f32 {
     fnn_list_f32 list;
     fnn_edge_f32 edge;
     fnn_ukrs_f32 ukr_s;
+    fnn_edges_f32 edge_s;
 } fnn_kernel_f32;
 typedef struct fnn_kernel_f64 {
     int64_t mr, nr, mc, kc, nc;
@@ -90,6 +100,7 @@ typedef struct fnn_kernel_f64 {
     fnn_list_f64 list;
     fnn_edge_f64 edge;
     fnn_ukrs_f64 ukr_s;
+    fnn_edges_f64 edge_s;
 } fnn_kernel_f64;
 
 typedef struct fnn_arch {

@@ -548,6 +548,61 @@ def test_gemm_shared_b_on_many_threads():
     assert _child(SHARED_B_CHILD, env={"OMP_NUM_THREADS": "8"}) >= 56
 
 
+GUARDED_CHILD = """
+import ctypes, json, mmap, numpy as np, fastnn
+from fastnn._engine import _ext
+libc = ctypes.CDLL(None)
+libc.mprotect.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
+PAGE, keep = mmap.PAGESIZE, []
+
+def guarded(values, after):
+    # a copy of `values` (2-D) in pages of its own, a page that cannot be read right after its
+    # last byte (after) or right before its first
+    nbytes, pages = values.nbytes, values.nbytes // PAGE + 3
+    buf = mmap.mmap(-1, pages * PAGE)
+    base = ctypes.addressof(ctypes.c_char.from_buffer(buf))
+    guard = (pages - 1) * PAGE if after else 0
+    assert libc.mprotect(base + guard, PAGE, 0) == 0
+    start = guard - nbytes if after else PAGE
+    out = np.frombuffer(buf, values.dtype, values.size, start).reshape(values.shape)
+    out[...] = values
+    keep.append(buf)
+    return out
+
+rng = np.random.default_rng(0)
+checked = 0
+for arch in [a for a in _ext.arch_list() if _ext.arch_available(a)]:
+    _ext.set_arch(arch)
+    for dtype in (np.float32, np.float64):
+        for m, n, k in ((5, 4, 7), (9, 36, 3), (17, 100, 401), (63, 4, 33), (65, 100, 5), (263, 36, 9),
+                        (33, 40, 1)):
+            for ta in (False, True):
+                for tb in (False, True):
+                    A0 = rng.standard_normal((k, m) if ta else (m, k)).astype(dtype)
+                    B0 = rng.standard_normal((n, k) if tb else (k, n)).astype(dtype)
+                    a, b = (A0.T if ta else A0).astype(np.float64), (B0.T if tb else B0).astype(np.float64)
+                    bound = 4 * (np.sqrt(k) + 1) * np.finfo(dtype).eps * (abs(a) @ abs(b))
+                    for after in (True, False):
+                        A, B = guarded(A0, after), guarded(B0, after)
+                        for threads in (1, 2):
+                            fastnn.set_num_threads(threads)
+                            C = np.zeros((m, n), dtype)
+                            _ext.gemm(C, A, B, ta, tb, 1.0, 0.0)
+                            assert (abs(C - a @ b) <= bound).all(), (arch, dtype, m, n, k, ta, tb)
+                    checked += 1
+print(json.dumps(checked))
+"""
+
+
+def test_gemm_reads_nothing_outside_its_operands():
+    """Every kernel, dtype and transposition, with op(A)'s whole panels read where A lies (also
+    by the AVX-512 edge kernel's masked loads of A^T, csrc/gemm_avx512.c) and partial ones packed:
+    A and B each end right before a page that cannot be read, then begin right after one; a read
+    past either end would kill the child (run apart from the session), not pass unseen."""
+    from test_cpus import _child
+    assert _child(GUARDED_CHILD, env={"OMP_NUM_THREADS": "2"}) >= 56
+
+
 @needs_ext
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_gemm_k0_scales_c_by_beta_in_the_compiled_backend(dtype):
