@@ -54,32 +54,32 @@ FNN_AVX2_INLINE __m256i d256_mask(int64_t nr, int v) {
 /* The body of both kernels. T: vector type, R: scalar type, W: lanes, S: intrinsic suffix.
  * acc += a[p, i] * b[p, 0:NR] over p, for the first MRA rows, with NVA of the NV vectors of a row
  * (the rest stay 0). */
-#define KLOOP(T, W, S, BC, NVA, MRA)                                                              \
+#define KLOOP(T, W, S, BC, NVA, MRA, AT)                                                           \
     for (int64_t p = 0; p < k; p++) {                                                             \
         T bv[NV];                                                                                 \
         _Pragma("GCC unroll 4") for (int v = 0; v < (NVA); v++)                                   \
             bv[v] = _mm256_loadu_##S(b + p * BS + W * v);                                         \
         _Pragma("GCC unroll 16") for (int i = 0; i < (MRA); i++) {                                \
-            const T ai = _mm256_broadcast_##BC(&A_AT(p, i));                                   \
+            const T ai = _mm256_broadcast_##BC(&AT(p, i));                                   \
             _Pragma("GCC unroll 4") for (int v = 0; v < (NVA); v++)                               \
                 acc[i][v] = _mm256_fmadd_##S(ai, bv[v], acc[i][v]);                               \
         }                                                                                         \
     }
 
-#define UKR_BODY(T, R, W, S, BC, MASK_FN)                                                         \
+#define UKR_BODY(T, R, W, S, BC, MASK_FN, AT)                                                      \
     T acc[MR][NV];                                                                                \
     _Pragma("GCC unroll 16") for (int i = 0; i < MR; i++)                                         \
         _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++) acc[i][v] = _mm256_setzero_##S();    \
     _Pragma("GCC unroll 16") for (int i = 0; i < MR; i++) if (i < mr)                             \
         _mm_prefetch((const char *)(c + i * ldc), _MM_HINT_T0);                                   \
     if (NV == 2 && nr <= NR / 2) {                                                                \
-        _Pragma("GCC unroll 4") KLOOP(T, W, S, BC, 1, MR)                                         \
+        _Pragma("GCC unroll 4") KLOOP(T, W, S, BC, 1, MR, AT)                                      \
     } else if (mr <= MR / 2) { /* a last panel of a few rows (m = 128: 2 of 6) */                \
-        _Pragma("GCC unroll 4") KLOOP(T, W, S, BC, NV, MR / 2)                                    \
+        _Pragma("GCC unroll 4") KLOOP(T, W, S, BC, NV, MR / 2, AT)                                 \
     } else if (mr <= MR - 2) { /* (m = 16, a batch of 16: 4 of 6) */                              \
-        _Pragma("GCC unroll 4") KLOOP(T, W, S, BC, NV, MR - 2)                                    \
+        _Pragma("GCC unroll 4") KLOOP(T, W, S, BC, NV, MR - 2, AT)                                 \
     } else {                                                                                      \
-        _Pragma("GCC unroll 4") KLOOP(T, W, S, BC, NV, MR)                                        \
+        _Pragma("GCC unroll 4") KLOOP(T, W, S, BC, NV, MR, AT)                                     \
     }                                                                                             \
     const T va = _mm256_set1_##S(alpha), vb = _mm256_set1_##S(beta);                              \
     if (mr == MR && nr == NR) {                                                                   \
@@ -109,12 +109,21 @@ FNN_AVX2_INLINE __m256i d256_mask(int64_t nr, int v) {
         }                                                                                         \
     }
 
-#define A_AT(p, i) a[(p) * MR + (i)] /* a packed panel */
+/* Where a tile's value of op(A) at row i, depth p lies: a packed panel, or A itself (ukr_s) */
+#define A_PACKED(p, i) a[(p) * MR + (i)]
+#define A_COLS(p, i) a[(p) * csa + (i)] /* rsa == 1: op(A) = A^T */
+#define A_ROWS(p, i) a[(i) * rsa + (p)] /* csa == 1: rows of A */
+#define UKRS_BODY(T, R, W, S, BC, MASK_FN)                                                        \
+    if (rsa == 1) {                                                                               \
+        UKR_BODY(T, R, W, S, BC, MASK_FN, A_COLS)                                                 \
+    } else {                                                                                      \
+        UKR_BODY(T, R, W, S, BC, MASK_FN, A_ROWS)                                                 \
+    }
 FNN_AVX2 void fnn_sgemm_ukr_avx2_6x16(int64_t k, const float *restrict a, const float *restrict b,
                                       float *restrict c, int64_t ldc, int64_t mr, int64_t nr,
                                       float alpha, float beta) {
     enum { MR = S256_MR, NR = S256_NR, NV = S256_NR / 8, BS = NR };
-    UKR_BODY(__m256, float, 8, ps, ss, s256_mask)
+    UKR_BODY(__m256, float, 8, ps, ss, s256_mask, A_PACKED)
 }
 
 FNN_AVX2 void fnn_sgemm_ukrb_avx2_6x16(int64_t k, const float *restrict a, const float *restrict b,
@@ -122,14 +131,14 @@ FNN_AVX2 void fnn_sgemm_ukrb_avx2_6x16(int64_t k, const float *restrict a, const
                                        int64_t nr, float alpha, float beta) {
     enum { MR = S256_MR, NR = S256_NR, NV = S256_NR / 8 };
     const int64_t BS = ldb;
-    UKR_BODY(__m256, float, 8, ps, ss, s256_mask)
+    UKR_BODY(__m256, float, 8, ps, ss, s256_mask, A_PACKED)
 }
 
 FNN_AVX2 void fnn_dgemm_ukr_avx2_6x8(int64_t k, const double *restrict a,
                                      const double *restrict b, double *restrict c, int64_t ldc,
                                      int64_t mr, int64_t nr, double alpha, double beta) {
     enum { MR = D256_MR, NR = D256_NR, NV = D256_NR / 4, BS = NR };
-    UKR_BODY(__m256d, double, 4, pd, sd, d256_mask)
+    UKR_BODY(__m256d, double, 4, pd, sd, d256_mask, A_PACKED)
 }
 
 FNN_AVX2 void fnn_dgemm_ukrb_avx2_6x8(int64_t k, const double *restrict a,
@@ -137,10 +146,8 @@ FNN_AVX2 void fnn_dgemm_ukrb_avx2_6x8(int64_t k, const double *restrict a,
                                       int64_t ldc, int64_t mr, int64_t nr, double alpha, double beta) {
     enum { MR = D256_MR, NR = D256_NR, NV = D256_NR / 4 };
     const int64_t BS = ldb;
-    UKR_BODY(__m256d, double, 4, pd, sd, d256_mask)
+    UKR_BODY(__m256d, double, 4, pd, sd, d256_mask, A_PACKED)
 }
-
-#undef A_AT
 
 /* Strided a (gemm_kernels.h, ukr_s): op(A)'s rows where they are stored, one loop per layout */
 FNN_AVX2 void fnn_sgemm_ukrs_avx2_6x16(int64_t k, const float *restrict a, int64_t rsa, int64_t csa,
@@ -148,15 +155,7 @@ FNN_AVX2 void fnn_sgemm_ukrs_avx2_6x16(int64_t k, const float *restrict a, int64
                                        int64_t ldc, int64_t nr, float alpha, float beta) {
     enum { MR = S256_MR, NR = S256_NR, NV = S256_NR / 8 };
     const int64_t BS = ldb, mr = MR;
-    if (rsa == 1) {
-#define A_AT(p, i) a[(p) * csa + (i)]
-        UKR_BODY(__m256, float, 8, ps, ss, s256_mask)
-#undef A_AT
-    } else {
-#define A_AT(p, i) a[(i) * rsa + (p)]
-        UKR_BODY(__m256, float, 8, ps, ss, s256_mask)
-#undef A_AT
-    }
+    UKRS_BODY(__m256, float, 8, ps, ss, s256_mask)
 }
 
 FNN_AVX2 void fnn_dgemm_ukrs_avx2_6x8(int64_t k, const double *restrict a, int64_t rsa, int64_t csa,
@@ -164,19 +163,15 @@ FNN_AVX2 void fnn_dgemm_ukrs_avx2_6x8(int64_t k, const double *restrict a, int64
                                       int64_t ldc, int64_t nr, double alpha, double beta) {
     enum { MR = D256_MR, NR = D256_NR, NV = D256_NR / 4 };
     const int64_t BS = ldb, mr = MR;
-    if (rsa == 1) {
-#define A_AT(p, i) a[(p) * csa + (i)]
-        UKR_BODY(__m256d, double, 4, pd, sd, d256_mask)
-#undef A_AT
-    } else {
-#define A_AT(p, i) a[(i) * rsa + (p)]
-        UKR_BODY(__m256d, double, 4, pd, sd, d256_mask)
-#undef A_AT
-    }
+    UKRS_BODY(__m256d, double, 4, pd, sd, d256_mask)
 }
 
 #undef KLOOP
 #undef UKR_BODY
+#undef UKRS_BODY
+#undef A_PACKED
+#undef A_COLS
+#undef A_ROWS
 
 /* Row kernels (gemm_kernels.h): blocks of 8 vectors of c in registers over every listed row of
  * b, then of 4, then one vector at a time, the last one masked. The listed rows are scattered
@@ -235,7 +230,7 @@ FNN_AVX2 void fnn_drows_avx2(int64_t n, int64_t cnt, const int32_t *restrict idx
 #define POS1(m, b) ((uint64_t)(((m) >> (b)) & 1) * (uint64_t)(b) << (8 * POP8((m) & ((1u << (b)) - 1))))
 #define POP8(m) (((m) & 1) + (((m) >> 1) & 1) + (((m) >> 2) & 1) + (((m) >> 3) & 1) +              \
                  (((m) >> 4) & 1) + (((m) >> 5) & 1) + (((m) >> 6) & 1) + (((m) >> 7) & 1))
-#define POS(m) (POS1(m, 0) | POS1(m, 1) | POS1(m, 2) | POS1(m, 3) | POS1(m, 4) | POS1(m, 5) |       \
+#define POS(m) (POS1(m, 0) | POS1(m, 1) | POS1(m, 2) | POS1(m, 3) | POS1(m, 4) | POS1(m, 5) |      \
                 POS1(m, 6) | POS1(m, 7))
 #define X4(F, m) F(m), F(m + 1), F(m + 2), F(m + 3)
 #define X16(F, m) X4(F, m), X4(F, m + 4), X4(F, m + 8), X4(F, m + 12)

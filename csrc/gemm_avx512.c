@@ -54,19 +54,19 @@ FNN_AVX512_INLINE __mmask8 d512_mask(int64_t nr, int v) {
 
 /* The body of both kernels. T: vector type, W: lanes, S: intrinsic suffix (ps / pd).
  * acc += a[p, i] * b[p, 0:NR] over p, with NVA of the NV vectors of a row (the rest stay 0). */
-#define KLOOP(T, W, S, NVA)                                                                       \
+#define KLOOP(T, W, S, NVA, AT)                                                                    \
     for (int64_t p = 0; p < k; p++) {                                                             \
         T bv[NV];                                                                                 \
         _Pragma("GCC unroll 4") for (int v = 0; v < (NVA); v++)                                   \
             bv[v] = _mm512_loadu_##S(b + p * BS + W * v);                                         \
         _Pragma("GCC unroll 16") for (int i = 0; i < MR; i++) {                                   \
-            const T ai = _mm512_set1_##S(A_AT(p, i));                                          \
+            const T ai = _mm512_set1_##S(AT(p, i));                                          \
             _Pragma("GCC unroll 4") for (int v = 0; v < (NVA); v++)                               \
                 acc[i][v] = _mm512_fmadd_##S(ai, bv[v], acc[i][v]);                               \
         }                                                                                         \
     }
 
-#define UKR_BODY(T, R, W, S, MASK_T, MASK_FN)                                                     \
+#define UKR_BODY(T, R, W, S, MASK_T, MASK_FN, AT)                                                  \
     T acc[MR][NV];                                                                                \
     _Pragma("GCC unroll 16") for (int i = 0; i < MR; i++)                                         \
         _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++) acc[i][v] = _mm512_setzero_##S();    \
@@ -76,9 +76,9 @@ FNN_AVX512_INLINE __mmask8 d512_mask(int64_t nr, int v) {
             _mm_prefetch((const char *)((uintptr_t)(c + i * ldc) + 64), _MM_HINT_T0);             \
     }                                                                                             \
     if (NV == 2 && nr <= NR / 2) {                                                                \
-        _Pragma("GCC unroll 4") KLOOP(T, W, S, 1)                                                 \
+        _Pragma("GCC unroll 4") KLOOP(T, W, S, 1, AT)                                              \
     } else {                                                                                      \
-        _Pragma("GCC unroll 4") KLOOP(T, W, S, NV)                                                \
+        _Pragma("GCC unroll 4") KLOOP(T, W, S, NV, AT)                                             \
     }                                                                                             \
     const T va = _mm512_set1_##S(alpha), vb = _mm512_set1_##S(beta);                             \
     if (mr == MR && nr == NR) {                                                                   \
@@ -108,12 +108,21 @@ FNN_AVX512_INLINE __mmask8 d512_mask(int64_t nr, int v) {
         }                                                                                         \
     }
 
-#define A_AT(p, i) a[(p) * MR + (i)] /* a packed panel */
+/* Where a tile's value of op(A) at row i, depth p lies: a packed panel, or A itself (ukr_s) */
+#define A_PACKED(p, i) a[(p) * MR + (i)]
+#define A_COLS(p, i) a[(p) * csa + (i)] /* rsa == 1: op(A) = A^T */
+#define A_ROWS(p, i) a[(i) * rsa + (p)] /* csa == 1: rows of A */
+#define UKRS_BODY(T, R, W, S, MASK_T, MASK_FN)                                                    \
+    if (rsa == 1) {                                                                               \
+        UKR_BODY(T, R, W, S, MASK_T, MASK_FN, A_COLS)                                             \
+    } else {                                                                                      \
+        UKR_BODY(T, R, W, S, MASK_T, MASK_FN, A_ROWS)                                             \
+    }
 FNN_AVX512 void fnn_sgemm_ukr_avx512_8x32(int64_t k, const float *restrict a,
                                           const float *restrict b, float *restrict c, int64_t ldc,
                                           int64_t mr, int64_t nr, float alpha, float beta) {
     enum { MR = S512_MR, NR = S512_NR, NV = S512_NR / 16, BS = NR };
-    UKR_BODY(__m512, float, 16, ps, __mmask16, s512_mask)
+    UKR_BODY(__m512, float, 16, ps, __mmask16, s512_mask, A_PACKED)
 }
 
 FNN_AVX512 void fnn_sgemm_ukrb_avx512_8x32(int64_t k, const float *restrict a,
@@ -122,7 +131,7 @@ FNN_AVX512 void fnn_sgemm_ukrb_avx512_8x32(int64_t k, const float *restrict a,
                                            float beta) {
     enum { MR = S512_MR, NR = S512_NR, NV = S512_NR / 16 };
     const int64_t BS = ldb;
-    UKR_BODY(__m512, float, 16, ps, __mmask16, s512_mask)
+    UKR_BODY(__m512, float, 16, ps, __mmask16, s512_mask, A_PACKED)
 }
 
 FNN_AVX512 void fnn_dgemm_ukr_avx512_8x16(int64_t k, const double *restrict a,
@@ -130,7 +139,7 @@ FNN_AVX512 void fnn_dgemm_ukr_avx512_8x16(int64_t k, const double *restrict a,
                                           int64_t ldc, int64_t mr, int64_t nr, double alpha,
                                           double beta) {
     enum { MR = D512_MR, NR = D512_NR, NV = D512_NR / 8, BS = NR };
-    UKR_BODY(__m512d, double, 8, pd, __mmask8, d512_mask)
+    UKR_BODY(__m512d, double, 8, pd, __mmask8, d512_mask, A_PACKED)
 }
 
 FNN_AVX512 void fnn_dgemm_ukrb_avx512_8x16(int64_t k, const double *restrict a,
@@ -139,10 +148,8 @@ FNN_AVX512 void fnn_dgemm_ukrb_avx512_8x16(int64_t k, const double *restrict a,
                                            double beta) {
     enum { MR = D512_MR, NR = D512_NR, NV = D512_NR / 8 };
     const int64_t BS = ldb;
-    UKR_BODY(__m512d, double, 8, pd, __mmask8, d512_mask)
+    UKR_BODY(__m512d, double, 8, pd, __mmask8, d512_mask, A_PACKED)
 }
-
-#undef A_AT
 
 /* Strided a (gemm_kernels.h, ukr_s): op(A)'s rows where they are stored, one loop per layout */
 FNN_AVX512 void fnn_sgemm_ukrs_avx512_8x32(int64_t k, const float *restrict a, int64_t rsa, int64_t csa,
@@ -150,15 +157,7 @@ FNN_AVX512 void fnn_sgemm_ukrs_avx512_8x32(int64_t k, const float *restrict a, i
                                            int64_t ldc, int64_t nr, float alpha, float beta) {
     enum { MR = S512_MR, NR = S512_NR, NV = S512_NR / 16 };
     const int64_t BS = ldb, mr = MR;
-    if (rsa == 1) {
-#define A_AT(p, i) a[(p) * csa + (i)]
-        UKR_BODY(__m512, float, 16, ps, __mmask16, s512_mask)
-#undef A_AT
-    } else {
-#define A_AT(p, i) a[(i) * rsa + (p)]
-        UKR_BODY(__m512, float, 16, ps, __mmask16, s512_mask)
-#undef A_AT
-    }
+    UKRS_BODY(__m512, float, 16, ps, __mmask16, s512_mask)
 }
 
 FNN_AVX512 void fnn_dgemm_ukrs_avx512_8x16(int64_t k, const double *restrict a, int64_t rsa, int64_t csa,
@@ -166,19 +165,15 @@ FNN_AVX512 void fnn_dgemm_ukrs_avx512_8x16(int64_t k, const double *restrict a, 
                                            int64_t ldc, int64_t nr, double alpha, double beta) {
     enum { MR = D512_MR, NR = D512_NR, NV = D512_NR / 8 };
     const int64_t BS = ldb, mr = MR;
-    if (rsa == 1) {
-#define A_AT(p, i) a[(p) * csa + (i)]
-        UKR_BODY(__m512d, double, 8, pd, __mmask8, d512_mask)
-#undef A_AT
-    } else {
-#define A_AT(p, i) a[(i) * rsa + (p)]
-        UKR_BODY(__m512d, double, 8, pd, __mmask8, d512_mask)
-#undef A_AT
-    }
+    UKRS_BODY(__m512d, double, 8, pd, __mmask8, d512_mask)
 }
 
 #undef KLOOP
 #undef UKR_BODY
+#undef UKRS_BODY
+#undef A_PACKED
+#undef A_COLS
+#undef A_ROWS
 
 /* Edge kernels (gemm_kernels.h): the rows of c along the vector and its columns in broadcasts,
  * so that a narrow last panel (the 4 columns left of 100, a layer of 10 outputs) fills every
@@ -241,24 +236,34 @@ FNN_AVX512 void fnn_dgemm_ukrs_avx512_8x16(int64_t k, const double *restrict a, 
     R t[BUF];                                                                                     \
     const T va = _mm512_set1_##S(alpha), vb = _mm512_set1_##S(beta);
 
+/* The edge kernels' bodies, CHUNK: the chunk of rows with its loads of op(A) */
+#define SEDGE_BODY(CHUNK)                                                                         \
+    if (nr > 4) {                                                                                 \
+        for (int64_t g = 0; g < mr; g += 32) {                                                    \
+            const int64_t mg = mr - g < 32 ? mr - g : 32;                                         \
+            if (mg > 16) CHUNK(2, 8, g / MR, mg, c + g * ldc)                                     \
+            else CHUNK(1, 8, g / MR, mg, c + g * ldc)                                             \
+        }                                                                                         \
+    } else if (mr > 32) {                                                                         \
+        CHUNK(4, 4, 0, mr, c)                                                                     \
+    } else if (mr > 16) {                                                                         \
+        CHUNK(2, 4, 0, mr, c)                                                                     \
+    } else {                                                                                      \
+        CHUNK(1, 4, 0, mr, c)                                                                     \
+    }
+#define DEDGE_BODY(CHUNK)                                                                         \
+    for (int64_t g = 0; g < mr; g += 32) {                                                        \
+        const int64_t mg = mr - g < 32 ? mr - g : 32;                                             \
+        if (mg > 16) CHUNK(4, 4, g / MR, mg, c + g * ldc)                                         \
+        else CHUNK(2, 4, g / MR, mg, c + g * ldc)                                                 \
+    }
+
 /* float: up to 8 columns against 32 rows (2 x 8 accumulators), up to 4 against 64 (4 x 4) */
 FNN_AVX512 void fnn_sgemm_edge_avx512(int64_t k, const float *restrict a, const float *restrict b,
                                       float *restrict c, int64_t ldc, int64_t mr, int64_t nr,
                                       float alpha, float beta) {
     EDGE_SETUP(__m512, float, ps, S512_MR, S512_NR, 4 * 4 * 16)
-    if (nr > 4) {
-        for (int64_t g = 0; g < mr; g += 32) {
-            const int64_t mg = mr - g < 32 ? mr - g : 32;
-            if (mg > 16) SCHUNK(2, 8, g / MR, mg, c + g * ldc)
-            else SCHUNK(1, 8, g / MR, mg, c + g * ldc)
-        }
-    } else if (mr > 32) {
-        SCHUNK(4, 4, 0, mr, c)
-    } else if (mr > 16) {
-        SCHUNK(2, 4, 0, mr, c)
-    } else {
-        SCHUNK(1, 4, 0, mr, c)
-    }
+    SEDGE_BODY(SCHUNK)
 }
 
 /* double: up to 4 columns against 32 rows (4 x 4 accumulators) */
@@ -266,11 +271,7 @@ FNN_AVX512 void fnn_dgemm_edge_avx512(int64_t k, const double *restrict a, const
                                       double *restrict c, int64_t ldc, int64_t mr, int64_t nr,
                                       double alpha, double beta) {
     EDGE_SETUP(__m512d, double, pd, D512_MR, D512_NR, 4 * 4 * 8)
-    for (int64_t g = 0; g < mr; g += 32) {
-        const int64_t mg = mr - g < 32 ? mr - g : 32;
-        if (mg > 16) DCHUNK(4, 4, g / MR, mg, c + g * ldc)
-        else DCHUNK(2, 4, g / MR, mg, c + g * ldc)
-    }
+    DEDGE_BODY(DCHUNK)
 }
 
 /* The edge kernels reading op(A) = A^T where it lies (gemm_kernels.h, edge_s): a row of A holds
@@ -289,19 +290,7 @@ FNN_AVX512 void fnn_sgemm_edges_avx512(int64_t k, const float *restrict a, int64
     enum { MR = S512_MR, NR = S512_NR, j0 = 0 };
     float t[4 * 4 * 16];
     const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
-    if (nr > 4) {
-        for (int64_t g = 0; g < mr; g += 32) {
-            const int64_t mg = mr - g < 32 ? mr - g : 32;
-            if (mg > 16) SCHUNK_S(2, 8, g / MR, mg, c + g * ldc)
-            else SCHUNK_S(1, 8, g / MR, mg, c + g * ldc)
-        }
-    } else if (mr > 32) {
-        SCHUNK_S(4, 4, 0, mr, c)
-    } else if (mr > 16) {
-        SCHUNK_S(2, 4, 0, mr, c)
-    } else {
-        SCHUNK_S(1, 4, 0, mr, c)
-    }
+    SEDGE_BODY(SCHUNK_S)
 }
 
 FNN_AVX512 void fnn_dgemm_edges_avx512(int64_t k, const double *restrict a, int64_t csa,
@@ -310,16 +299,14 @@ FNN_AVX512 void fnn_dgemm_edges_avx512(int64_t k, const double *restrict a, int6
     enum { MR = D512_MR, NR = D512_NR, j0 = 0 };
     double t[4 * 4 * 8];
     const __m512d va = _mm512_set1_pd(alpha), vb = _mm512_set1_pd(beta);
-    for (int64_t g = 0; g < mr; g += 32) {
-        const int64_t mg = mr - g < 32 ? mr - g : 32;
-        if (mg > 16) DCHUNK_S(4, 4, g / MR, mg, c + g * ldc)
-        else DCHUNK_S(2, 4, g / MR, mg, c + g * ldc)
-    }
+    DEDGE_BODY(DCHUNK_S)
 }
 
 #undef EDGE_CHUNK
 #undef EDGE_SETUP
 #undef SEDGE_AS
+#undef SEDGE_BODY
+#undef DEDGE_BODY
 #undef DEDGE_AS
 #undef SCHUNK_S
 #undef DCHUNK_S
