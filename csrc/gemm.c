@@ -581,14 +581,14 @@ static void FN(gemm_block)(real *C, const real *A, const real *B, int64_t i0, in
      * panels where they are stored (ukr_b); only a last, narrower panel is packed. direct_a
      * (K->ukr_s): op(A)'s whole row panels are read where A lies, not packed (a_direct); only a
      * last, shorter one is, and all of them where the block's last column panel goes to the edge
-     * kernel, which reads packed panels, unless op(A) = A^T and the kernel has an edge kernel
-     * that reads A^T where it lies (edge_s): it then takes every row of that column panel. */
+     * kernel, which reads packed panels, unless the kernel has an edge kernel that reads A where
+     * it lies (edge_s): it then takes every row of that column panel. */
     const int64_t MR = K->mr, NR = K->nr, KCB = FN(k_depth)(k, K->kc);
     const int64_t rsa = trans_a ? 1 : lda, csa = trans_a ? lda : 1;
     for (int64_t jc = j0; jc < j1; jc += K->nc) {
         const int64_t nc = min64(K->nc, j1 - jc), nb = (nc + NR - 1) / NR;
         const int edge_panel = K->edge && 4 * (nc - (nb - 1) * NR) <= NR;
-        const int edge_direct = edge_panel && trans_a && K->edge_s;
+        const int edge_direct = edge_panel && K->edge_s;
         const int direct = direct_a && !pa_ready && (!edge_panel || edge_direct);
         for (int64_t pc = 0; pc < k; pc += KCB) {
             const int64_t kc = min64(KCB, k - pc);
@@ -614,7 +614,7 @@ static void FN(gemm_block)(real *C, const real *A, const real *B, int64_t i0, in
                     const real *bp = ub ? B + pc * ldb + jc + jp * NR : pb + jp * NR * kc;
                     if (direct && edge_direct && jp == nb - 1) { /* every row, FNN_EDGE_PANELS panels at a time */
                         for (int64_t i = 0; i < mc; i += FNN_EDGE_PANELS * MR)
-                            K->edge_s(kc, A + (ic + i) + pc * lda, lda, bp, c + i * ldc, ldc,
+                            K->edge_s(kc, A + (ic + i) * rsa + pc * csa, rsa, csa, bp, c + i * ldc, ldc,
                                       min64(FNN_EDGE_PANELS * MR, mc - i), nr, alpha, beta_pc);
                         continue;
                     }

@@ -186,12 +186,13 @@ FNN_AVX512 void fnn_dgemm_ukrs_avx512_8x16(int64_t k, const double *restrict a, 
  * each, as in the microkernel; the tile goes through a buffer to be stored by rows (a gather
  * each), alpha and beta applied as the microkernel does. A panel past mr is never read: its
  * pointer is the first panel's, and its rows are not stored. */
-#define EDGE_CHUNK(T, R, W, S, MASK_T, MASK_FN, NV, NJ, LOAD_A, q0, mg, cg)                       \
+#define EDGE_CHUNK(T, R, W, S, MASK_T, MASK_FN, NV, NJ, LOAD_A, PREP, q0, mg, cg)                 \
     {                                                                                             \
         T acc[NV][NJ];                                                                            \
         _Pragma("GCC unroll 4") for (int v = 0; v < (NV); v++)                                    \
             _Pragma("GCC unroll 8") for (int j = 0; j < (NJ); j++) acc[v][j] = _mm512_setzero_##S(); \
         for (int64_t p = 0; p < k; p++) {                                                         \
+            PREP(q0, NV, p)                                                                       \
             T av[NV];                                                                             \
             _Pragma("GCC unroll 4") for (int v = 0; v < (NV); v++) av[v] = LOAD_A(q0, v, p);      \
             _Pragma("GCC unroll 8") for (int j = 0; j < (NJ); j++) {                              \
@@ -226,8 +227,9 @@ FNN_AVX512 void fnn_dgemm_ukrs_avx512_8x16(int64_t k, const double *restrict a, 
         _mm512_castps_pd(_mm512_castps256_ps512(_mm256_loadu_ps(ap[(q0) + 2 * (v)] + (p) * 8))),  \
         _mm256_castps_pd(_mm256_loadu_ps(ap[(q0) + 2 * (v) + 1] + (p) * 8)), 1))
 #define DEDGE_A(q0, v, p) _mm512_loadu_pd(ap[(q0) + (v)] + (p) * 8)
-#define SCHUNK(NV, NJ, q0, mg, cg) EDGE_CHUNK(__m512, float, 16, ps, __mmask16, s512_mask, NV, NJ, SEDGE_A, q0, mg, cg)
-#define DCHUNK(NV, NJ, q0, mg, cg) EDGE_CHUNK(__m512d, double, 8, pd, __mmask8, d512_mask, NV, NJ, DEDGE_A, q0, mg, cg)
+#define NO_PREP(q0, NV, p)
+#define SCHUNK(NV, NJ, q0, mg, cg) EDGE_CHUNK(__m512, float, 16, ps, __mmask16, s512_mask, NV, NJ, SEDGE_A, NO_PREP, q0, mg, cg)
+#define DCHUNK(NV, NJ, q0, mg, cg) EDGE_CHUNK(__m512d, double, 8, pd, __mmask8, d512_mask, NV, NJ, DEDGE_A, NO_PREP, q0, mg, cg)
 /* What both edge kernels start with: the tile, the row panels' pointers, the buffer, alpha, beta */
 #define EDGE_SETUP(T, R, S, TILE_MR, TILE_NR, BUF)                                                \
     enum { MR = TILE_MR, NR = TILE_NR, j0 = 0 };                                                  \
@@ -274,32 +276,108 @@ FNN_AVX512 void fnn_dgemm_edge_avx512(int64_t k, const double *restrict a, const
     DEDGE_BODY(DCHUNK)
 }
 
-/* The edge kernels reading op(A) = A^T where it lies (gemm_kernels.h, edge_s): a row of A holds
- * one p's values for consecutive rows of c, so a vector of rows is one load, masked past mr (a
- * masked-off lane is never read); the same FMAs, in the same order, as from packed panels. */
+/* The edge kernels reading op(A) where A lies (gemm_kernels.h, edge_s). op(A) = A^T (rsa == 1): a
+ * row of A holds one p's values for consecutive rows of c, so a vector of rows is one load, masked
+ * past mr. Rows of A (csa == 1): 16 rows x 16 depths (double: 8 x 8) are loaded, masked past mr
+ * and k, and transposed in registers into a buffer (at each p a multiple of 16), from which each
+ * p's vector of rows is loaded: the packing of those rows, done where the edge needs them. A
+ * masked-off lane is never read. The same FMAs, in the same order, as from packed panels. */
 #define SEDGE_AS(q0, v, p)                                                                        \
     _mm512_maskz_loadu_ps(s512_mask(mr - ((q0) + 2 * (v)) * 8, 0), a + (p) * csa + ((q0) + 2 * (v)) * 8)
 #define DEDGE_AS(q0, v, p)                                                                        \
     _mm512_maskz_loadu_pd(d512_mask(mr - ((q0) + (v)) * 8, 0), a + (p) * csa + ((q0) + (v)) * 8)
-#define SCHUNK_S(NV, NJ, q0, mg, cg) EDGE_CHUNK(__m512, float, 16, ps, __mmask16, s512_mask, NV, NJ, SEDGE_AS, q0, mg, cg)
-#define DCHUNK_S(NV, NJ, q0, mg, cg) EDGE_CHUNK(__m512d, double, 8, pd, __mmask8, d512_mask, NV, NJ, DEDGE_AS, q0, mg, cg)
+#define SEDGE_AT(q0, v, p) _mm512_loadu_ps(tb + ((v) * 16 + ((p) & 15)) * 16)
+#define DEDGE_AT(q0, v, p) _mm512_loadu_pd(tb + ((v) * 8 + ((p) & 7)) * 8)
+#define SEDGE_TPREP(q0, NV, p)                                                                    \
+    if (((p) & 15) == 0) s512_rows_t(tb, a + (q0) * 8 * rsa + (p), rsa, NV, mr - (q0) * 8, k - (p));
+#define DEDGE_TPREP(q0, NV, p)                                                                    \
+    if (((p) & 7) == 0) d512_rows_t(tb, a + (q0) * 8 * rsa + (p), rsa, NV, mr - (q0) * 8, k - (p));
+#define SCHUNK_S(NV, NJ, q0, mg, cg) EDGE_CHUNK(__m512, float, 16, ps, __mmask16, s512_mask, NV, NJ, SEDGE_AS, NO_PREP, q0, mg, cg)
+#define DCHUNK_S(NV, NJ, q0, mg, cg) EDGE_CHUNK(__m512d, double, 8, pd, __mmask8, d512_mask, NV, NJ, DEDGE_AS, NO_PREP, q0, mg, cg)
+#define SCHUNK_T(NV, NJ, q0, mg, cg) EDGE_CHUNK(__m512, float, 16, ps, __mmask16, s512_mask, NV, NJ, SEDGE_AT, SEDGE_TPREP, q0, mg, cg)
+#define DCHUNK_T(NV, NJ, q0, mg, cg) EDGE_CHUNK(__m512d, double, 8, pd, __mmask8, d512_mask, NV, NJ, DEDGE_AT, DEDGE_TPREP, q0, mg, cg)
 
-FNN_AVX512 void fnn_sgemm_edges_avx512(int64_t k, const float *restrict a, int64_t csa,
+/* nv groups of 16 rows of a (row r at a + r * lda), their first `depths` values (at most 16 read),
+ * rows from `rows` on as zeros: tb[(v * 16 + q) * 16 + i] = row 16 v + i at depth q */
+FNN_AVX512_INLINE void s512_rows_t(float *restrict tb, const float *restrict a, int64_t lda, int nv,
+                                   int64_t rows, int64_t depths) {
+    const __mmask16 dm = s512_mask(depths, 0);
+    for (int v = 0; v < nv; v++) {
+        __m512 r[16], t[16], u[16];
+        for (int i = 0; i < 16; i++)
+            r[i] = 16 * v + i < rows ? _mm512_maskz_loadu_ps(dm, a + (16 * v + i) * lda) : _mm512_setzero_ps();
+        for (int i = 0; i < 16; i += 2) {
+            t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+            t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+        }
+        for (int g = 0; g < 16; g += 4) { /* rows g..g+3: depths 4l + e in 128-bit lane l of u[g + e] */
+            u[g] = _mm512_shuffle_ps(t[g], t[g + 2], 0x44);
+            u[g + 1] = _mm512_shuffle_ps(t[g], t[g + 2], 0xEE);
+            u[g + 2] = _mm512_shuffle_ps(t[g + 1], t[g + 3], 0x44);
+            u[g + 3] = _mm512_shuffle_ps(t[g + 1], t[g + 3], 0xEE);
+        }
+        float *d = tb + v * 256;
+        for (int e = 0; e < 4; e++) { /* depths 4 l + e, l = 0..3 */
+            const __m512 x0 = _mm512_shuffle_f32x4(u[e], u[4 + e], 0x88), x1 = _mm512_shuffle_f32x4(u[e], u[4 + e], 0xDD);
+            const __m512 y0 = _mm512_shuffle_f32x4(u[8 + e], u[12 + e], 0x88), y1 = _mm512_shuffle_f32x4(u[8 + e], u[12 + e], 0xDD);
+            _mm512_storeu_ps(d + e * 16, _mm512_shuffle_f32x4(x0, y0, 0x88));
+            _mm512_storeu_ps(d + (8 + e) * 16, _mm512_shuffle_f32x4(x0, y0, 0xDD));
+            _mm512_storeu_ps(d + (4 + e) * 16, _mm512_shuffle_f32x4(x1, y1, 0x88));
+            _mm512_storeu_ps(d + (12 + e) * 16, _mm512_shuffle_f32x4(x1, y1, 0xDD));
+        }
+    }
+}
+
+/* The same for double: nv groups of 8 rows, 8 depths: tb[(v * 8 + q) * 8 + i] */
+FNN_AVX512_INLINE void d512_rows_t(double *restrict tb, const double *restrict a, int64_t lda, int nv,
+                                   int64_t rows, int64_t depths) {
+    const __mmask8 dm = d512_mask(depths, 0);
+    for (int v = 0; v < nv; v++) {
+        __m512d r[8], t[8];
+        for (int i = 0; i < 8; i++)
+            r[i] = 8 * v + i < rows ? _mm512_maskz_loadu_pd(dm, a + (8 * v + i) * lda) : _mm512_setzero_pd();
+        for (int i = 0; i < 8; i += 2) {
+            t[i] = _mm512_unpacklo_pd(r[i], r[i + 1]);   /* lane l: depth 2 l */
+            t[i + 1] = _mm512_unpackhi_pd(r[i], r[i + 1]); /* lane l: depth 2 l + 1 */
+        }
+        double *d = tb + v * 64;
+        for (int e = 0; e < 2; e++) { /* depths 2 l + e */
+            const __m512d u0 = _mm512_shuffle_f64x2(t[e], t[2 + e], 0x88), u1 = _mm512_shuffle_f64x2(t[e], t[2 + e], 0xDD);
+            const __m512d u2 = _mm512_shuffle_f64x2(t[4 + e], t[6 + e], 0x88), u3 = _mm512_shuffle_f64x2(t[4 + e], t[6 + e], 0xDD);
+            _mm512_storeu_pd(d + e * 8, _mm512_shuffle_f64x2(u0, u2, 0x88));
+            _mm512_storeu_pd(d + (4 + e) * 8, _mm512_shuffle_f64x2(u0, u2, 0xDD));
+            _mm512_storeu_pd(d + (2 + e) * 8, _mm512_shuffle_f64x2(u1, u3, 0x88));
+            _mm512_storeu_pd(d + (6 + e) * 8, _mm512_shuffle_f64x2(u1, u3, 0xDD));
+        }
+    }
+}
+
+FNN_AVX512 void fnn_sgemm_edges_avx512(int64_t k, const float *restrict a, int64_t rsa, int64_t csa,
                                        const float *restrict b, float *restrict c, int64_t ldc,
                                        int64_t mr, int64_t nr, float alpha, float beta) {
     enum { MR = S512_MR, NR = S512_NR, j0 = 0 };
     float t[4 * 4 * 16];
     const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
-    SEDGE_BODY(SCHUNK_S)
+    if (rsa == 1) {
+        SEDGE_BODY(SCHUNK_S)
+    } else {
+        float tb[4 * 16 * 16];
+        SEDGE_BODY(SCHUNK_T)
+    }
 }
 
-FNN_AVX512 void fnn_dgemm_edges_avx512(int64_t k, const double *restrict a, int64_t csa,
+FNN_AVX512 void fnn_dgemm_edges_avx512(int64_t k, const double *restrict a, int64_t rsa, int64_t csa,
                                        const double *restrict b, double *restrict c, int64_t ldc,
                                        int64_t mr, int64_t nr, double alpha, double beta) {
     enum { MR = D512_MR, NR = D512_NR, j0 = 0 };
     double t[4 * 4 * 8];
     const __m512d va = _mm512_set1_pd(alpha), vb = _mm512_set1_pd(beta);
-    DEDGE_BODY(DCHUNK_S)
+    if (rsa == 1) {
+        DEDGE_BODY(DCHUNK_S)
+    } else {
+        double tb[4 * 8 * 8];
+        DEDGE_BODY(DCHUNK_T)
+    }
 }
 
 #undef EDGE_CHUNK
@@ -310,6 +388,13 @@ FNN_AVX512 void fnn_dgemm_edges_avx512(int64_t k, const double *restrict a, int6
 #undef DEDGE_AS
 #undef SCHUNK_S
 #undef DCHUNK_S
+#undef SCHUNK_T
+#undef DCHUNK_T
+#undef SEDGE_AT
+#undef DEDGE_AT
+#undef SEDGE_TPREP
+#undef DEDGE_TPREP
+#undef NO_PREP
 #undef SCHUNK
 #undef DCHUNK
 #undef VIDX_T_ps

@@ -60,15 +60,16 @@ typedef void (*fnn_ukrs_f64)(int64_t k, const double *restrict a, int64_t rsa, i
 #define FNN_EDGE_PANELS 8
 typedef fnn_ukr_f32 fnn_edge_f32;
 typedef fnn_ukr_f64 fnn_edge_f64;
-/* The edge kernel reading op(A) = A^T where it lies (optional, NULL where a kernel has none):
- * row i of c at depth p is a[p * csa + i], 1 <= mr <= FNN_EDGE_PANELS * MR rows (no value of a
- * row at or past mr is read), b, c and nr as for the edge kernel; the same bits. */
-typedef void (*fnn_edges_f32)(int64_t k, const float *restrict a, int64_t csa, const float *restrict b,
-                              float *restrict c, int64_t ldc, int64_t mr, int64_t nr, float alpha,
-                              float beta);
-typedef void (*fnn_edges_f64)(int64_t k, const double *restrict a, int64_t csa, const double *restrict b,
-                              double *restrict c, int64_t ldc, int64_t mr, int64_t nr, double alpha,
-                              double beta);
+/* The edge kernel reading op(A) where A lies (optional, NULL where a kernel has none): row i of c
+ * at depth p is a[i * rsa + p * csa] (rsa == 1 or csa == 1, as for ukr_s), 1 <= mr <=
+ * FNN_EDGE_PANELS * MR rows (no value of a row at or past mr, nor at a depth at or past k, is
+ * read), b, c and nr as for the edge kernel; the same bits. */
+typedef void (*fnn_edges_f32)(int64_t k, const float *restrict a, int64_t rsa, int64_t csa,
+                              const float *restrict b, float *restrict c, int64_t ldc, int64_t mr,
+                              int64_t nr, float alpha, float beta);
+typedef void (*fnn_edges_f64)(int64_t k, const double *restrict a, int64_t rsa, int64_t csa,
+                              const double *restrict b, double *restrict c, int64_t ldc, int64_t mr,
+                              int64_t nr, double alpha, double beta);
 typedef void (*fnn_rows_f32)(int64_t n, int64_t cnt, const int32_t *restrict idx,
                              const float *restrict a, const float *restrict b, int64_t ldb,
                              float *restrict c);
