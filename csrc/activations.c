@@ -79,14 +79,17 @@ FNN_CLONES void FN(fnn_tanh_backward)(real *dx, const real *dy, const real *y, i
     for (int64_t i = 0; i < n; i++) dx[i] = dy[i] * (1 - y[i] * y[i]);
 }
 
-void FN(fnn_softmax_forward)(real *Y, const real *X, int64_t m, int64_t n) {
+/* Row by row; the exponentials in a loop that vectorises, then their sum in order (the same sum:
+ * a loop that adds as it goes stays scalar) */
+ELEMENTWISE_CLONES void FN(fnn_softmax_forward)(real *Y, const real *X, int64_t m, int64_t n) {
     for (int64_t r = 0; r < m; r++) {
         const real *x = X + r * n;
         real *y = Y + r * n;
         real mx = x[0];
         for (int64_t j = 1; j < n; j++) mx = x[j] > mx ? x[j] : mx;
+        for (int64_t j = 0; j < n; j++) y[j] = EXP(x[j] - mx);
         real s = 0;
-        for (int64_t j = 0; j < n; j++) s += (y[j] = EXP(x[j] - mx));
+        for (int64_t j = 0; j < n; j++) s += y[j];
         const real inv = 1 / s;
         for (int64_t j = 0; j < n; j++) y[j] *= inv;
     }
