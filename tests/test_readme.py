@@ -91,6 +91,7 @@ def example_files(tmp_path):
 
 
 def test_every_fastnn_command_of_the_readme_runs(example_files):
+    pytest.importorskip("matplotlib")  # --plot; the README's test command installs it
     import fastnn  # the commands run the fastnn these tests import (the installed one in CI)
     package_root = os.path.dirname(os.path.dirname(os.path.abspath(fastnn.__file__)))
     env = dict(os.environ, PYTHONPATH=package_root + os.pathsep + os.environ.get("PYTHONPATH", ""))
@@ -107,6 +108,8 @@ def test_every_fastnn_command_of_the_readme_runs(example_files):
 
 
 def test_the_python_blocks_run_in_order(tmp_path, monkeypatch):
+    for extra in ("sklearn", "onnx"):  # fastnn.MLPClassifier, fastnn.to_onnx: no import line names them
+        pytest.importorskip(extra)
     import fastnn.datasets
     full = fastnn.datasets.load_mnist
 
