@@ -80,7 +80,8 @@ FNN_CLONES void FN(fnn_tanh_backward)(real *dx, const real *dy, const real *y, i
 }
 
 /* Row by row; the exponentials in a loop that vectorises, then their sum in order (the same sum:
- * a loop that adds as it goes stays scalar) */
+ * a loop that adds as it goes stays scalar). A row holding a NaN gives NaNs whose sign and payload
+ * follow the compiler's operand order, as for any NaN met by two operations */
 ELEMENTWISE_CLONES void FN(fnn_softmax_forward)(real *Y, const real *X, int64_t m, int64_t n) {
     for (int64_t r = 0; r < m; r++) {
         const real *x = X + r * n;

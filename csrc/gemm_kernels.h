@@ -43,7 +43,8 @@ typedef void (*fnn_ukrb_f64)(int64_t k, const double *restrict a, const double *
  * op(A) = A^T, a row of A holds the panel's MR values of one p; csa == 1: rows of A), every one of
  * the MR rows inside A: mr == MR always. b at b + p * ldb as for ukr_b (ldb == NR: a packed
  * panel, nr <= NR; else nr == NR). The same sums, term after term in the same order, as the
- * packed kernel's: the same bits. */
+ * packed kernel's: the same bits (but for which of two NaN factors of one term gives its sign and
+ * payload, as for the edge kernel below). */
 typedef void (*fnn_ukrs_f32)(int64_t k, const float *restrict a, int64_t rsa, int64_t csa,
                              const float *restrict b, int64_t ldb, float *restrict c, int64_t ldc,
                              int64_t nr, float alpha, float beta);
@@ -63,7 +64,7 @@ typedef fnn_ukr_f64 fnn_edge_f64;
 /* The edge kernel reading op(A) where A lies (optional, NULL where a kernel has none): row i of c
  * at depth p is a[i * rsa + p * csa] (rsa == 1 or csa == 1, as for ukr_s), 1 <= mr <=
  * FNN_EDGE_PANELS * MR rows (no value of a row at or past mr, nor at a depth at or past k, is
- * read), b, c and nr as for the edge kernel; the same bits. */
+ * read), b, c and nr as for the edge kernel; the same bits, NaNs as for the edge kernel. */
 typedef void (*fnn_edges_f32)(int64_t k, const float *restrict a, int64_t rsa, int64_t csa,
                               const float *restrict b, float *restrict c, int64_t ldc, int64_t mr,
                               int64_t nr, float alpha, float beta);
