@@ -230,13 +230,16 @@ FNN_AVX512 void fnn_dgemm_ukrs_avx512_8x16(int64_t k, const double *restrict a, 
 #define NO_PREP(q0, NV, p)
 #define SCHUNK(NV, NJ, q0, mg, cg) EDGE_CHUNK(__m512, float, 16, ps, __mmask16, s512_mask, NV, NJ, SEDGE_A, NO_PREP, q0, mg, cg)
 #define DCHUNK(NV, NJ, q0, mg, cg) EDGE_CHUNK(__m512d, double, 8, pd, __mmask8, d512_mask, NV, NJ, DEDGE_A, NO_PREP, q0, mg, cg)
-/* What both edge kernels start with: the tile, the row panels' pointers, the buffer, alpha, beta */
-#define EDGE_SETUP(T, R, S, TILE_MR, TILE_NR, BUF)                                                \
+/* What every edge kernel starts with: the tile, the buffer, alpha, beta; those reading packed
+ * panels also the row panels' pointers */
+#define EDGE_TILE(T, R, S, TILE_MR, TILE_NR, BUF)                                                 \
     enum { MR = TILE_MR, NR = TILE_NR, j0 = 0 };                                                  \
-    const R *ap[FNN_EDGE_PANELS];                                                                 \
-    for (int q = 0; q < FNN_EDGE_PANELS; q++) ap[q] = q * MR < mr ? a + q * MR * k : a;           \
     R t[BUF];                                                                                     \
     const T va = _mm512_set1_##S(alpha), vb = _mm512_set1_##S(beta);
+#define EDGE_SETUP(T, R, S, TILE_MR, TILE_NR, BUF)                                                \
+    EDGE_TILE(T, R, S, TILE_MR, TILE_NR, BUF)                                                     \
+    const R *ap[FNN_EDGE_PANELS];                                                                 \
+    for (int q = 0; q < FNN_EDGE_PANELS; q++) ap[q] = q * MR < mr ? a + q * MR * k : a;
 
 /* The edge kernels' bodies, CHUNK: the chunk of rows with its loads of op(A) */
 #define SEDGE_BODY(CHUNK)                                                                         \
@@ -355,9 +358,7 @@ FNN_AVX512_INLINE void d512_rows_t(double *restrict tb, const double *restrict a
 FNN_AVX512 void fnn_sgemm_edges_avx512(int64_t k, const float *restrict a, int64_t rsa, int64_t csa,
                                        const float *restrict b, float *restrict c, int64_t ldc,
                                        int64_t mr, int64_t nr, float alpha, float beta) {
-    enum { MR = S512_MR, NR = S512_NR, j0 = 0 };
-    float t[4 * 4 * 16];
-    const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+    EDGE_TILE(__m512, float, ps, S512_MR, S512_NR, 4 * 4 * 16)
     if (rsa == 1) {
         SEDGE_BODY(SCHUNK_S)
     } else {
@@ -369,9 +370,7 @@ FNN_AVX512 void fnn_sgemm_edges_avx512(int64_t k, const float *restrict a, int64
 FNN_AVX512 void fnn_dgemm_edges_avx512(int64_t k, const double *restrict a, int64_t rsa, int64_t csa,
                                        const double *restrict b, double *restrict c, int64_t ldc,
                                        int64_t mr, int64_t nr, double alpha, double beta) {
-    enum { MR = D512_MR, NR = D512_NR, j0 = 0 };
-    double t[4 * 4 * 8];
-    const __m512d va = _mm512_set1_pd(alpha), vb = _mm512_set1_pd(beta);
+    EDGE_TILE(__m512d, double, pd, D512_MR, D512_NR, 4 * 4 * 8)
     if (rsa == 1) {
         DEDGE_BODY(DCHUNK_S)
     } else {
@@ -382,6 +381,7 @@ FNN_AVX512 void fnn_dgemm_edges_avx512(int64_t k, const double *restrict a, int6
 
 #undef EDGE_CHUNK
 #undef EDGE_SETUP
+#undef EDGE_TILE
 #undef SEDGE_AS
 #undef SEDGE_BODY
 #undef DEDGE_BODY
