@@ -13,15 +13,15 @@
 #include "instantiate.h"
 #else
 
-#if REAL_IS_FLOAT /* vmath.h: vectorised (libm's float calls were scalar) */
+/* vmath.h: vectorised (libm's calls were scalar); double's tanh is still libm's */
+#if REAL_IS_FLOAT
 #define EXP fnn_expf
 #define TANH fnn_tanhf
-#define ELEMENTWISE_CLONES FNN_CLONES
 #else
-#define EXP exp
+#define EXP fnn_exp
 #define TANH tanh
-#define ELEMENTWISE_CLONES
 #endif
+#define ELEMENTWISE_CLONES FNN_CLONES
 
 void FN(fnn_identity_forward)(real *y, const real *x, int64_t n) {
     if (y != x)
@@ -79,22 +79,37 @@ FNN_CLONES void FN(fnn_tanh_backward)(real *dx, const real *dy, const real *y, i
     for (int64_t i = 0; i < n; i++) dx[i] = dy[i] * (1 - y[i] * y[i]);
 }
 
-/* Row by row; the exponentials in a loop that vectorises, then their sum in order (the same sum:
- * a loop that adds as it goes stays scalar). A row holding a NaN gives NaNs whose sign and payload
- * follow the compiler's operand order, as for any NaN met by two operations */
+/* Blocks of rows, about SOFTMAX_BLOCK values each: each row less its maximum, then the block's
+ * exponentials in one loop that vectorises (row by row, 10 outputs left a vector and a scalar
+ * tail a row), then each row's sum in order (a loop that adds as it goes stays scalar) and its
+ * scaling. The same operations on each value as row by row, so the same bits. A row holding a NaN gives NaNs whose
+ * sign and payload follow the compiler's operand order, as for any NaN met by two operations.
+ * 10,000 x 10 through ops.activation on one thread (its output's allocation included), 2-core
+ * Zen 5 VM: float32 205 -> 102 us; float64 460 -> 242 with vmath.h's exp, -> 135 in blocks */
+#define SOFTMAX_BLOCK 2048
 ELEMENTWISE_CLONES void FN(fnn_softmax_forward)(real *Y, const real *X, int64_t m, int64_t n) {
-    for (int64_t r = 0; r < m; r++) {
-        const real *x = X + r * n;
-        real *y = Y + r * n;
-        real mx = x[0];
-        for (int64_t j = 1; j < n; j++) mx = x[j] > mx ? x[j] : mx;
-        for (int64_t j = 0; j < n; j++) y[j] = EXP(x[j] - mx);
-        real s = 0;
-        for (int64_t j = 0; j < n; j++) s += y[j];
-        const real inv = 1 / s;
-        for (int64_t j = 0; j < n; j++) y[j] *= inv;
+    const int64_t rows = n >= SOFTMAX_BLOCK || n < 1 ? 1 : SOFTMAX_BLOCK / n;
+    for (int64_t r0 = 0; r0 < m; r0 += rows) {
+        const int64_t nr = m - r0 < rows ? m - r0 : rows;
+        real *yb = Y + r0 * n;
+        for (int64_t r = 0; r < nr; r++) {
+            const real *x = X + (r0 + r) * n;
+            real *y = yb + r * n;
+            real mx = x[0];
+            for (int64_t j = 1; j < n; j++) mx = x[j] > mx ? x[j] : mx;
+            for (int64_t j = 0; j < n; j++) y[j] = x[j] - mx;
+        }
+        for (int64_t i = 0; i < nr * n; i++) yb[i] = EXP(yb[i]);
+        for (int64_t r = 0; r < nr; r++) {
+            real *y = yb + r * n;
+            real s = 0;
+            for (int64_t j = 0; j < n; j++) s += y[j];
+            const real inv = 1 / s;
+            for (int64_t j = 0; j < n; j++) y[j] *= inv;
+        }
     }
 }
+#undef SOFTMAX_BLOCK
 void FN(fnn_softmax_backward)(real *dX, const real *dY, const real *Y, int64_t m, int64_t n) {
     for (int64_t r = 0; r < m; r++) {
         const real *dy = dY + r * n, *y = Y + r * n;
