@@ -13,13 +13,13 @@
 #include "instantiate.h"
 #else
 
-/* vmath.h: vectorised (libm's calls were scalar); double's tanh is still libm's */
+/* vmath.h: vectorised (libm's calls were scalar) */
 #if REAL_IS_FLOAT
 #define EXP fnn_expf
 #define TANH fnn_tanhf
 #else
 #define EXP fnn_exp
-#define TANH tanh
+#define TANH fnn_tanh
 #endif
 #define ELEMENTWISE_CLONES FNN_CLONES
 

@@ -821,6 +821,39 @@ def test_float64_exp_within_2_ulp_of_long_double():
 
 
 @needs_ext
+@pytest.mark.skipif(np.finfo(np.longdouble).nmant <= 52, reason="long double is double here")
+@pytest.mark.parametrize("act", ["tanh", "sigmoid"])
+def test_float64_tanh_and_sigmoid_within_2_ulp_of_long_double(act):
+    """The compiled float64 tanh and sigmoid (vmath.h's double tanh and exp; libm's before): a
+    sweep of magnitudes 1e-300 to 800, both signs, and each side of tanh's switch at 0.625 and
+    of exp's limits, within 2 ulp (sigmoid 3: e / (1 + e) below 0) of long double's result
+    rounded to double; 0, infinities and NaN exact."""
+    mags = np.concatenate([np.geomspace(1e-300, 800, 1 << 17), np.linspace(0.3, 40, 1 << 17)])
+    edges = np.array([0.625, 354.8913560325, 354.9, 709.782712893383973096 / 2, 36.7, 37.5, 1e-8])
+    near = np.concatenate([np.nextafter(edges, s * np.inf) for s in (-1, 1)])
+    x = np.concatenate([mags, -mags, edges, -edges, near, -near])
+    X = x.reshape(1, -1)
+    Y = np.empty_like(X)
+    _ext.activation_forward(ACTIVATIONS[act], Y, X, 0.0)
+    xl = x.astype(np.longdouble)
+    with np.errstate(over="ignore", under="ignore"):
+        want = (np.tanh(xl) if act == "tanh" else 1 / (1 + np.exp(-xl))).astype(np.float64)
+    tiny = np.abs(want) < np.finfo(np.float64).tiny  # below the normal range the engine flushes to 0
+    far = np.abs(Y[0].view(np.int64) - want.view(np.int64))  # same sign: ulps apart
+    most = 2 if act == "tanh" else 3
+    assert far[~tiny].max() <= most, (act, x[~tiny][np.argmax(far[~tiny])], far[~tiny].max())
+    assert (np.abs(Y[0][tiny]) <= np.finfo(np.float64).tiny).all()
+    special = np.array([[0.0, -0.0, np.inf, -np.inf, np.nan]])
+    out = np.empty_like(special)
+    _ext.activation_forward(ACTIVATIONS[act], out, special, 0.0)
+    expect = [0.0, -0.0, 1.0, -1.0] if act == "tanh" else [0.5, 0.5, 1.0, 0.0]
+    np.testing.assert_array_equal(out[0, :4], expect)
+    if act == "tanh":
+        assert list(np.signbit(out[0, :2])) == [False, True]
+    assert np.isnan(out[0, 4])
+
+
+@needs_ext
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("n", [1, 3, 10, 100, 2047, 2048, 2049, 3000])
 @pytest.mark.parametrize("in_place", [False, True])
