@@ -729,10 +729,38 @@ def test_activation_forward_and_backward_match_oracle(dtype, act, kernel_rng):
 
 
 def _ulps_apart(a, b):
-    """Distance of float32 arrays a and b in units in the last place (floats in order as integers)."""
-    ia, ib = (np.asarray(v, np.float32).view(np.int32).astype(np.int64) for v in (a, b))
-    ia, ib = (np.where(i < 0, -(2 ** 31) - i, i) for i in (ia, ib))
-    return np.abs(ia - ib)
+    """Distance of float32 or float64 arrays a and b (b cast to a's dtype) in units in the last
+    place: the floats in order as integers, -0 and +0 the same; values of opposite signs count as
+    far apart as can be."""
+    a = np.asarray(a)
+    it = np.int32 if a.dtype == np.float32 else np.int64
+    lo = np.iinfo(it).min
+    ia, ib = (np.asarray(v, a.dtype).view(it) for v in (a, b))
+    ia, ib = (np.where(i < 0, lo - i, i) for i in (ia, ib))  # no overflow: lo - i >= lo + 1
+    apart = (ia < 0) & (ib > 0) | (ia > 0) & (ib < 0)
+    return np.where(apart, np.iinfo(it).max, np.abs(np.where(apart, 0, ia - ib)))
+
+
+def _check_tanh_sigmoid(act, x, want):
+    """The compiled tanh or sigmoid of x (1-D, float32 or float64) within 2 ulp (sigmoid 3: e / (1 +
+    e) below 0, e within 2 ulp) of `want`, the result in a wider type rounded to x's; 0,
+    infinities and NaN exact."""
+    X = x.reshape(1, -1)
+    Y = np.empty_like(X)
+    _ext.activation_forward(ACTIVATIONS[act], Y, X, 0.0)
+    tiny = np.abs(want) < np.finfo(x.dtype).tiny  # below the normal range the engine flushes to 0
+    far = _ulps_apart(Y[0], want)
+    most = 2 if act == "tanh" else 3
+    assert far[~tiny].max() <= most, (act, x[~tiny][np.argmax(far[~tiny])], far[~tiny].max())
+    assert (np.abs(Y[0][tiny]) <= np.finfo(x.dtype).tiny).all()
+    special = np.array([[0.0, -0.0, np.inf, -np.inf, np.nan]], x.dtype)
+    out = np.empty_like(special)
+    _ext.activation_forward(ACTIVATIONS[act], out, special, 0.0)
+    expect = [0.0, -0.0, 1.0, -1.0] if act == "tanh" else [0.5, 0.5, 1.0, 0.0]
+    np.testing.assert_array_equal(out[0, :4], expect)
+    if act == "tanh":
+        assert list(np.signbit(out[0, :2])) == [False, True]
+    assert np.isnan(out[0, 4])
 
 
 @needs_ext
@@ -746,26 +774,11 @@ def test_float32_tanh_and_sigmoid_within_2_ulp_of_float64(act):
     edges = np.array([0.625, 44.0, 87.3365478515625 / 2, 87.3365478515625, 88.3762626647949, 9.0, 1e-4])
     near = np.concatenate([np.nextafter(edges.astype(np.float32), np.float32(s * np.inf)) for s in (-1, 1)])
     x = np.concatenate([mags, -mags, edges, -edges, near, -near]).astype(np.float32)
-    X = x.reshape(1, -1)
-    Y = np.empty_like(X)
-    _ext.activation_forward(ACTIVATIONS[act], Y, X, 0.0)
     x64 = x.astype(np.float64)
     want = np.tanh(x64) if act == "tanh" else 1 / (1 + np.exp(-x64))
     with np.errstate(under="ignore"):
         want32 = want.astype(np.float32)
-    tiny = np.abs(want32) < np.finfo(np.float32).tiny  # below the normal range the engine flushes to 0
-    far = _ulps_apart(Y[0], want32)
-    most = 2 if act == "tanh" else 3  # sigmoid: e / (1 + e) below 0, e within 2 ulp
-    assert far[~tiny].max() <= most, (act, x[~tiny][np.argmax(far[~tiny])], far[~tiny].max())
-    assert (np.abs(Y[0][tiny]) <= np.finfo(np.float32).tiny).all()
-    special = np.array([[0.0, -0.0, np.inf, -np.inf, np.nan]], np.float32)
-    out = np.empty_like(special)
-    _ext.activation_forward(ACTIVATIONS[act], out, special, 0.0)
-    expect = [0.0, -0.0, 1.0, -1.0] if act == "tanh" else [0.5, 0.5, 1.0, 0.0]
-    np.testing.assert_array_equal(out[0, :4], expect)
-    if act == "tanh":
-        assert list(np.signbit(out[0, :2])) == [False, True]
-    assert np.isnan(out[0, 4])
+    _check_tanh_sigmoid(act, x, want32)
 
 
 @needs_ext
@@ -807,7 +820,7 @@ def test_float64_exp_within_2_ulp_of_long_double():
                         rng.uniform(-40, 40, 1 << 15), [0.0, -0.0, 1.0, 0.5 * math.log(2), 1e-300, -1e-300]])
     got = _compiled_exp(z)
     want = np.exp(z.astype(np.longdouble)).astype(np.float64)
-    far = np.abs(got.view(np.int64) - want.view(np.int64))  # same sign (positive): ulps apart
+    far = _ulps_apart(got, want)
     assert far.max() <= 2, (z[np.argmax(far)], far.max())
     assert np.mean(far == 0) > 0.7
     edges = np.array([hi, np.nextafter(hi, np.inf), 710.0, np.inf, lo, np.nextafter(lo, -np.inf), -745.2,
@@ -832,25 +845,10 @@ def test_float64_tanh_and_sigmoid_within_2_ulp_of_long_double(act):
     edges = np.array([0.625, 354.8913560325, 354.9, 709.782712893383973096 / 2, 36.7, 37.5, 1e-8])
     near = np.concatenate([np.nextafter(edges, s * np.inf) for s in (-1, 1)])
     x = np.concatenate([mags, -mags, edges, -edges, near, -near])
-    X = x.reshape(1, -1)
-    Y = np.empty_like(X)
-    _ext.activation_forward(ACTIVATIONS[act], Y, X, 0.0)
     xl = x.astype(np.longdouble)
     with np.errstate(over="ignore", under="ignore"):
         want = (np.tanh(xl) if act == "tanh" else 1 / (1 + np.exp(-xl))).astype(np.float64)
-    tiny = np.abs(want) < np.finfo(np.float64).tiny  # below the normal range the engine flushes to 0
-    far = np.abs(Y[0].view(np.int64) - want.view(np.int64))  # same sign: ulps apart
-    most = 2 if act == "tanh" else 3
-    assert far[~tiny].max() <= most, (act, x[~tiny][np.argmax(far[~tiny])], far[~tiny].max())
-    assert (np.abs(Y[0][tiny]) <= np.finfo(np.float64).tiny).all()
-    special = np.array([[0.0, -0.0, np.inf, -np.inf, np.nan]])
-    out = np.empty_like(special)
-    _ext.activation_forward(ACTIVATIONS[act], out, special, 0.0)
-    expect = [0.0, -0.0, 1.0, -1.0] if act == "tanh" else [0.5, 0.5, 1.0, 0.0]
-    np.testing.assert_array_equal(out[0, :4], expect)
-    if act == "tanh":
-        assert list(np.signbit(out[0, :2])) == [False, True]
-    assert np.isnan(out[0, 4])
+    _check_tanh_sigmoid(act, x, want)
 
 
 @needs_ext
