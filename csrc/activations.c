@@ -82,10 +82,11 @@ FNN_CLONES void FN(fnn_tanh_backward)(real *dx, const real *dy, const real *y, i
 /* Blocks of rows, about SOFTMAX_BLOCK values each: each row less its maximum, then the block's
  * exponentials in one loop that vectorises (row by row, 10 outputs left a vector and a scalar
  * tail a row), then each row's sum in order (a loop that adds as it goes stays scalar) and its
- * scaling. The same operations on each value as row by row, so the same bits. A row holding a NaN gives NaNs whose
- * sign and payload follow the compiler's operand order, as for any NaN met by two operations.
- * 10,000 x 10 through ops.activation on one thread (its output's allocation included), 2-core
- * Zen 5 VM: float32 205 -> 102 us; float64 460 -> 242 with vmath.h's exp, -> 135 in blocks */
+ * scaling. The same operations on each value as row by row, so the same bits. A row holding a
+ * NaN gives NaNs whose sign and payload follow the compiler's operand order, as for any NaN met
+ * by two operations. 10,000 x 10 through ops.activation on one thread (its output's allocation
+ * included), 2-core Zen 5 VM: float32 205 -> 102 us; float64 460 -> 242 with vmath.h's exp, ->
+ * 135 in blocks. Y and X are the same array or do not overlap. */
 #define SOFTMAX_BLOCK 2048
 ELEMENTWISE_CLONES void FN(fnn_softmax_forward)(real *Y, const real *X, int64_t m, int64_t n) {
     const int64_t rows = n >= SOFTMAX_BLOCK || n < 1 ? 1 : SOFTMAX_BLOCK / n;

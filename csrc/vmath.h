@@ -6,9 +6,10 @@
  * call), so every clone gives the same bits. Measured (tests/test_kernels.py): float tanh within
  * 2 ulp of float64, float exp within 2 ulp up to float32's overflow, sigmoid (e / (1 + e) below 0)
  * within 3; double exp and tanh within 2 ulp of long double (exp over [-708.4, 709.78]; measured
- * at most 1.2 eps relative). Special values:
- * exp(NaN) and tanh(NaN) are NaN, exp(-inf) = 0, exp(+inf) = +inf, tanh(+-inf) = +-1,
- * tanh(+-0) = +-0; an exp below the normal range is 0, as the kernels' flush to zero makes it. */
+ * at most 1.2 eps relative). Special values: exp(NaN) and tanh(NaN) are NaN (a signalling NaN
+ * comes back as it went in), exp(-inf) = 0, exp(+inf) = +inf, tanh(+-inf) = +-1, tanh(+-0) =
+ * +-0; an exp whose result would be subnormal is 0, as the kernels' flush to zero makes it
+ * inside the engine (libm, through ops.activation, gave the subnormal). */
 #ifndef FASTNN_VMATH_H
 #define FASTNN_VMATH_H
 #include <math.h>
@@ -69,7 +70,7 @@ static inline float fnn_tanhf(float x) {
  * low bits as an integer: 64-bit integer adds and shifts, which AVX2 has (a double-to-int64
  * conversion, which it lacks, kept the loops scalar). */
 #define FNN_EXP_HI 709.782712893383973096 /* ln(DBL_MAX) rounded down: above, +inf */
-#define FNN_EXP_LO -708.396418532264106224 /* ln(DBL_MIN): below, 0 (the result would be subnormal) */
+#define FNN_EXP_LO -708.396418532264106224 /* ln(DBL_MIN): below, 0 (a subnormal result) */
 
 static inline double fnn_exp(double x) {
     const int nan = x != x;
