@@ -266,6 +266,7 @@ HOSTILE_EDITS = {
     "slots-transposed": (None, lambda t: t.update(slots=np.ascontiguousarray(t["slots"].T)), "slot(s)"),
     "negative-counters": (None, lambda t: t.update(counters=np.array([-1, 5], np.int64)), "non-negative"),
     "float-counters": (None, lambda t: t.update(counters=np.array([1.0, 5.0])), "non-negative int64"),
+    "huge-counters": (None, lambda t: t.update(counters=np.array([2 ** 63 - 3, 5], np.int64)), "at most 2**53"),
     "negative-variance": (None, lambda t: t.update(state=-np.ones_like(t["state"])), "running_var must be >= 0"),
 }
 

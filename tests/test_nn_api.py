@@ -1014,6 +1014,18 @@ def test_what_a_built_model_was_made_from_cannot_change_under_it():
         m.layers[0].kernel = np.zeros((6, 16), np.float32)
     with pytest.raises(AttributeError):
         m.dtype = np.float64
+    # nor deleted: a file saved after `del layer.activation` rebuilt the layer as identity
+    for obj, name in ((m.layers[0], "activation"), (m.layers[0], "units"), (m.layers[0], "kernel"),
+                      (m.layers[0], "n_in"), (m.optimizer, "lr")):
+        with pytest.raises(AttributeError, match="cannot .*deleted|cannot be deleted"):
+            delattr(obj, name)
+        assert hasattr(obj, name)
+    fresh = fastnn.Dense(3, activation="tanh")
+    with pytest.raises(AttributeError, match="Dense.activation cannot be deleted: set a new value"):
+        del fresh.activation
+    fresh.note = 1  # an attribute of the user's own comes and goes
+    del fresh.note
+    assert fresh.get_config()["activation"] == "tanh"
     m.layers.append(fastnn.Dense(5))  # a copy of the list: the model is unchanged
     assert len(m.layers) == 2
     m.compile("adam", "cross_entropy")
@@ -1067,15 +1079,57 @@ def test_an_exception_in_on_epoch_progress_ends_fit_once_its_epoch_is_over(backe
     calls = []
 
     class Boom(fastnn.Callback):
+        def __init__(self, error):
+            self.error = error
+
         def on_epoch_progress(self, epoch, logs):
             calls.append(epoch)
-            raise RuntimeError("display broke")
+            raise self.error
 
     m = mlp(bn=False)
     with pytest.raises(RuntimeError, match="display broke"):
-        m.fit(X, y, epochs=3, callbacks=[Boom()])
+        m.fit(X, y, epochs=3, callbacks=[Boom(RuntimeError("display broke"))])
     assert calls == [0] and m.epochs_trained == 1
     m.fit(X, y, epochs=1)  # the model is not left locked
+    # a KeyboardInterrupt there (not an Exception) was printed by the thread and fit went on
+    calls.clear()
+    with pytest.raises(KeyboardInterrupt):
+        m.fit(X, y, epochs=3, callbacks=[Boom(KeyboardInterrupt())])
+    assert calls == [2] and m.epochs_trained == 3  # epochs count on from the two before
+    m.fit(X, y, epochs=1)
+
+
+def test_the_arrays_a_fit_or_predict_reads_cannot_be_resized_under_it():
+    """The engine reads the caller's arrays in place without the GIL: another thread's
+    X.resize(..., refcheck=False) freed them under a running fit (a segfault, the hostile
+    tester's finding). While fit runs (here: from its callbacks), NumPy refuses to resize X, y,
+    the sample weights, validation data and the array a view of X lies in; afterwards it can."""
+    rng = np.random.default_rng(0)
+    base = rng.standard_normal((300, 6)).astype(np.float32)
+    X, Xv = base[:200], np.ascontiguousarray(base[200:])
+    y = (X[:, 0] > 0).astype(np.int64)
+    yv = (Xv[:, 0] > 0).astype(np.int64)
+    sw = np.ones(200, np.float32)
+    tried = []
+
+    class Resize(fastnn.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            for name, a in (("base", base), ("y", y), ("sw", sw), ("Xv", Xv), ("yv", yv)):
+                try:
+                    a.resize((1,) + a.shape[1:], refcheck=False)
+                    tried.append((name, "resized"))
+                except ValueError:
+                    tried.append((name, "refused"))
+
+    m = mlp(bn=False)
+    m.fit(X, y, epochs=2, sample_weight=sw, validation_data=(Xv, yv), callbacks=[Resize()])
+    assert set(tried) == {(k, "refused") for k in ("base", "y", "sw", "Xv", "yv")}
+    big = rng.standard_normal((20000, 6)).astype(np.float32)
+    m.predict_proba(big)
+    big.resize((1, 6), refcheck=False)  # nothing holds it once the calls are over
+    del X
+    base.resize((1, 6), refcheck=False)
+    assert base.shape == (1, 6) and big.shape == (1, 6)
 
 
 def test_a_shallow_copy_of_a_model_is_a_full_copy():

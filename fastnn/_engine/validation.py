@@ -1,9 +1,24 @@
 """Input validation, done once at the boundary: everything below trusts its arguments."""
 import numbers
+import weakref
 
 import numpy as np
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def pins(*arrays):
+    """Weak references to each array given and to the ndarrays whose memory it views (its .base
+    chain): while the caller holds the list, NumPy refuses to resize any of them in place, even
+    with refcheck=False (another thread's X.resize((1, 50), refcheck=False) freed the memory that
+    a running fit read without the GIL: a segfault). Non-arrays and None are skipped. A file
+    behind a memory map truncated meanwhile is the operating system's SIGBUS, as for any reader."""
+    held = []
+    for a in arrays:
+        while isinstance(a, np.ndarray):
+            held.append(weakref.ref(a))
+            a = a.base
+    return held
 
 
 def as_dtype(dtype):

@@ -182,6 +182,12 @@ class Frozen:
                 f"{type(self).__name__}.from_config({{**obj.get_config(), {name!r}: ...}})")
         object.__setattr__(self, name, value)
 
+    def __delattr__(self, name):
+        if self.__dict__.get("_frozen"):
+            raise AttributeError(f"{type(self).__name__} cannot change once made: its {name!r} cannot "
+                                 f"be deleted")
+        object.__delattr__(self, name)
+
     def __setstate__(self, state):  # a pickle cannot smuggle in values the constructor refuses
         if self.__dict__.get("_frozen"):  # pickle calls it on a new, empty object only
             raise AttributeError(f"{type(self).__name__} cannot change once made: __setstate__ restores "

@@ -5,9 +5,10 @@ import numpy as np
 
 from .. import _engine as _backend
 from .._engine.codes import CTR_STEP
-from .._engine.validation import check_matrix
+from .._engine.validation import check_matrix, pins
 
 PREDICT_CHUNK = 1024  # rows per inference chunk on up to 4 threads (predict_rows)
+PIN_VALUES = 1 << 16  # inputs of more values are pinned for the call (pins)
 PREDICT_ROWS_PER_THREAD = 256  # ... or this many per thread, when that is more
 
 
@@ -31,6 +32,8 @@ def outputs(built, X, link):
     the output and checks X for NaN and infinity. Anything else goes through check_matrix first.
     Both refuse the same inputs with the same errors."""
     plan, module = built.plan, _backend.current()
+    # see pins; not for a few rows, whose call is over in microseconds (the lean path's cost)
+    held = pins(X) if isinstance(X, np.ndarray) and X.size > PIN_VALUES else None
     n = module.lean_rows(X, built.params, plan.n_inputs)  # only a candidate takes an engine
     if n:  # an engine serves one call at a time itself
         engine = built.pool.get(n if n <= PREDICT_CHUNK else predict_rows(n), "infer", module)[0]
@@ -86,6 +89,7 @@ def whole_gradient(built, grads, X, T, labels, sw, chunk=GRADIENT_CHUNK):
     Non-finite: NaN, and grads all NaN."""
     n = X.shape[0]
     step = int(built.counters[CTR_STEP])
+    held = pins(X, T, labels, sw)  # see pins
     engine, lock = built.pool.get(min(chunk, n), "gradient")
     with lock:
         if n <= chunk:

@@ -19,7 +19,7 @@ from .. import _engine as _backend
 from .._engine.codes import CTR_SAMPLES, CTR_STEP, N_COUNTERS, ORDERS
 from .._engine.errors import NonFiniteError
 from .._engine.records import optim_record, result_record
-from .._engine.validation import _all_finite, check_positive_int
+from .._engine.validation import _all_finite, check_positive_int, pins
 from ._config import _INVALID, Integral, Interval, Real
 from .callbacks import Callback, CallbackList, History, in_use
 from .progress import Poller, for_verbose
@@ -307,6 +307,7 @@ def fit(model, X, y, epochs, batch_size, validation_data, validation_split, shuf
             raise ValueError("validation_data must be (X_val, y_val) or (X_val, y_val, sample_weight)")
         val = model._check_xy(*validation_data[:2],
                               validation_data[2] if len(validation_data) == 3 else None, name="X_val")
+    held = pins(X, T, labels, sw, *(val or ()))  # for the whole fit: see pins
     built = model._built
     loss = built.plan.loss
     n = X.shape[0]
@@ -427,6 +428,7 @@ def partial_fit(model, X, y, sample_weight, batch_size, call="partial_fit"):
     # the rate of this call's first step, its largest (the schedules never rise)
     lr = _next_rate(model, built, optim, model.epochs_trained)
     _check_update_scalars(model, built, lr, call)
+    held = pins(X, T, labels, sw)  # see pins
     with engine_lock:
         if batch == n:  # one step on the rows as they are: no gather, threads only when worth it
             status, raised = engine.train_step(result, built.params, built.slots, built.state,

@@ -88,6 +88,16 @@ class Layer(Configurable):
             value = checked(type(self), {name: value})[name]
         object.__setattr__(self, name, value)
 
+    def __delattr__(self, name):
+        # a parameter, a size or a built layer's array deleted would leave get_config, files and
+        # the engine disagreeing (a saved file rebuilt the layer without its activation)
+        built = self.__dict__.get("n_in") is not None
+        if (name in type(self)._parameter_constraints or name in ("n_in", "n_out")
+                or (built and name in self.array_names())):
+            hint = "its model is built" if built else "set a new value instead"
+            raise AttributeError(f"{type(self).__name__}.{name} cannot be deleted: {hint}")
+        object.__delattr__(self, name)
+
     def __getstate__(self):
         # the views and the owner belong to the model; Sequential.__setstate__ binds them again
         state = dict(self.__dict__)

@@ -45,6 +45,7 @@ from .progress import progress_model
 
 
 _LIVE_MODELS = weakref.WeakSet()
+MAX_COUNTER = 2 ** 53  # a model's counters (optimizer steps, samples seen) as files and pickles give them
 
 
 def _check_metrics(metrics):
@@ -597,8 +598,12 @@ class Sequential(Configurable):
         n_inputs = check_positive_int(n_inputs, "n_inputs")
         if not isinstance(params, np.ndarray) or n_inputs > params.size:  # a Dense layer reads them all
             raise ValueError(f"{n_inputs} inputs cannot fit the model's parameter buffer")
-        if not isinstance(counters, np.ndarray) or counters.dtype != np.int64 or (counters < 0).any():
-            raise ValueError("the model's counters must be non-negative int64 values")
+        # at most 2^53 (steps, samples: no training reaches it), so that training on cannot carry
+        # them past int64's range (a file's 2^63 - 3 wrapped negative in an epoch, and the file
+        # saved then did not load)
+        if (not isinstance(counters, np.ndarray) or counters.dtype != np.int64 or (counters < 0).any()
+                or (counters > MAX_COUNTER).any()):
+            raise ValueError("the model's counters must be non-negative int64 values of at most 2**53")
         plan = make_plan(self._layers, n_inputs, self._loss, self._seed)
         built = _training.Built(plan, self._dtype, params, slots, state, counters, self._optimizer.n_slots)
         views = plan.views(built.params, built.state)

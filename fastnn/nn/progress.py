@@ -151,7 +151,9 @@ class Poller:
         while True:
             try:
                 self.callbacks.on_epoch_progress(self.epoch, self.logs())
-            except Exception as exc:  # kept for fit to raise; no more calls this epoch
+            # kept for fit to raise, KeyboardInterrupt too (a thread's own would be printed and
+            # lost, and fit would go on); no more calls this epoch
+            except BaseException as exc:
                 self.error = exc
                 return
             if self._stop.wait(self.interval):
