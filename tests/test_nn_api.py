@@ -1124,6 +1124,19 @@ def test_the_arrays_a_fit_or_predict_reads_cannot_be_resized_under_it():
     m = mlp(bn=False)
     m.fit(X, y, epochs=2, sample_weight=sw, validation_data=(Xv, yv), callbacks=[Resize()])
     assert set(tried) == {(k, "refused") for k in ("base", "y", "sw", "Xv", "yv")}
+    # an array seen through a memoryview: the pin follows it to its owner (helper-60's segfault)
+    owner = rng.standard_normal((200, 6)).astype(np.float32)
+    Xm = np.frombuffer(memoryview(owner), np.float32).reshape(200, 6)
+    tried.clear()
+
+    class ResizeOwner(fastnn.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            with pytest.raises(ValueError, match="cannot resize"):
+                owner.resize((1, 6), refcheck=False)
+            tried.append(epoch)
+
+    m.fit(Xm, y, epochs=2, callbacks=[ResizeOwner()])
+    assert len(tried) == 2
     big = rng.standard_normal((20000, 6)).astype(np.float32)
     m.predict_proba(big)
     big.resize((1, 6), refcheck=False)  # nothing holds it once the calls are over

@@ -12,12 +12,19 @@ def pins(*arrays):
     chain): while the caller holds the list, NumPy refuses to resize any of them in place, even
     with refcheck=False (another thread's X.resize((1, 50), refcheck=False) freed the memory that
     a running fit read without the GIL: a segfault). Non-arrays and None are skipped. A file
-    behind a memory map truncated meanwhile is the operating system's SIGBUS, as for any reader."""
+    behind a memory map truncated meanwhile is the operating system's SIGBUS, as for any reader.
+    A memoryview in the chain is followed to the object it exports (np.frombuffer(memoryview(A))
+    left A resizable: helper-60's segfault); another kind of owner ends the chain."""
     held = []
     for a in arrays:
-        while isinstance(a, np.ndarray):
-            held.append(weakref.ref(a))
-            a = a.base
+        while a is not None:
+            if isinstance(a, np.ndarray):
+                held.append(weakref.ref(a))
+                a = a.base
+            elif isinstance(a, memoryview):
+                a = a.obj
+            else:
+                break
     return held
 
 

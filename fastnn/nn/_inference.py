@@ -8,7 +8,7 @@ from .._engine.codes import CTR_STEP
 from .._engine.validation import check_matrix, pins
 
 PREDICT_CHUNK = 1024  # rows per inference chunk on up to 4 threads (predict_rows)
-PIN_VALUES = 1 << 16  # inputs of more values are pinned for the call (pins)
+PIN_WORK = 1 << 20  # a predict of rows x parameters above this pins its input (pins)
 PREDICT_ROWS_PER_THREAD = 256  # ... or this many per thread, when that is more
 
 
@@ -32,8 +32,10 @@ def outputs(built, X, link):
     the output and checks X for NaN and infinity. Anything else goes through check_matrix first.
     Both refuse the same inputs with the same errors."""
     plan, module = built.plan, _backend.current()
-    # see pins; not for a few rows, whose call is over in microseconds (the lean path's cost)
-    held = pins(X) if isinstance(X, np.ndarray) and X.size > PIN_VALUES else None
+    # see pins; not for a call over in microseconds (a few rows through a small model: the cost
+    # of the pins would show in the lean path), judged by values times parameters a row
+    held = (pins(X) if isinstance(X, np.ndarray) and X.size * built.params.size > PIN_WORK * plan.n_inputs
+            else None)
     n = module.lean_rows(X, built.params, plan.n_inputs)  # only a candidate takes an engine
     if n:  # an engine serves one call at a time itself
         engine = built.pool.get(n if n <= PREDICT_CHUNK else predict_rows(n), "infer", module)[0]
@@ -50,6 +52,7 @@ def outputs(built, X, link):
 
 def evaluate(built, X, T, labels, sw):
     """{'loss'} and, for classification losses, {'accuracy'} by the loss record's rule."""
+    held = pins(X, T, labels, sw)  # see pins
     z = outputs(built, X, False)
     loss = built.plan.loss
     out = {"loss": _backend.current().loss_forward(loss.code, z, T, labels, sw)}
@@ -70,6 +73,7 @@ def gradient(built, X, T, labels, sw, step=None):
     """(loss, flat gradient) of one batch in training mode; nothing is updated."""
     grads = np.empty(built.plan.n_params, built.params.dtype)
     step = int(built.counters[CTR_STEP]) if step is None else step
+    held = pins(X, T, labels, sw)  # see pins
     engine, lock = built.pool.get(X.shape[0], "gradient")  # never the engine a running fit holds
     with lock:
         loss = engine.gradient(grads, built.params, X, T, labels, sw, step)

@@ -296,6 +296,9 @@ def fit(model, X, y, epochs, batch_size, validation_data, validation_split, shuf
             raise TypeError(f"callbacks must be fastnn Callback instances, not {cb!r}")
     if validation_data is not None and split:
         raise ValueError("give validation_data or validation_split, not both")
+    # the caller's arrays, from their checks on (one reads X without the GIL), then what the engine
+    # reads: see pins
+    held = pins(X, y, sample_weight, *(validation_data if isinstance(validation_data, (tuple, list)) else ()))
     X, T, labels, sw = model._check_xy(X, y, sample_weight, build=True, x_finite=x_finite)
     val = None
     if split:
@@ -307,7 +310,7 @@ def fit(model, X, y, epochs, batch_size, validation_data, validation_split, shuf
             raise ValueError("validation_data must be (X_val, y_val) or (X_val, y_val, sample_weight)")
         val = model._check_xy(*validation_data[:2],
                               validation_data[2] if len(validation_data) == 3 else None, name="X_val")
-    held = pins(X, T, labels, sw, *(val or ()))  # for the whole fit: see pins
+    held += pins(X, T, labels, sw, *(val or ()))  # for the whole fit
     built = model._built
     loss = built.plan.loss
     n = X.shape[0]
