@@ -109,16 +109,6 @@ FNN_AVX2_INLINE __m256i d256_mask(int64_t nr, int v) {
         }                                                                                         \
     }
 
-/* Where a tile's value of op(A) at row i, depth p lies: a packed panel, or A itself (ukr_s) */
-#define A_PACKED(p, i) a[(p) * MR + (i)]
-#define A_COLS(p, i) a[(p) * csa + (i)] /* rsa == 1: op(A) = A^T */
-#define A_ROWS(p, i) a[(i) * rsa + (p)] /* csa == 1: rows of A */
-#define UKRS_BODY(T, R, W, S, BC, MASK_FN)                                                        \
-    if (rsa == 1) {                                                                               \
-        UKR_BODY(T, R, W, S, BC, MASK_FN, A_COLS)                                                 \
-    } else {                                                                                      \
-        UKR_BODY(T, R, W, S, BC, MASK_FN, A_ROWS)                                                 \
-    }
 FNN_AVX2 void fnn_sgemm_ukr_avx2_6x16(int64_t k, const float *restrict a, const float *restrict b,
                                       float *restrict c, int64_t ldc, int64_t mr, int64_t nr,
                                       float alpha, float beta) {
@@ -168,10 +158,6 @@ FNN_AVX2 void fnn_dgemm_ukrs_avx2_6x8(int64_t k, const double *restrict a, int64
 
 #undef KLOOP
 #undef UKR_BODY
-#undef UKRS_BODY
-#undef A_PACKED
-#undef A_COLS
-#undef A_ROWS
 
 /* Row kernels (gemm_kernels.h): blocks of 8 vectors of c in registers over every listed row of
  * b, then of 4, then one vector at a time, the last one masked. The listed rows are scattered

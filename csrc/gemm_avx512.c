@@ -108,16 +108,6 @@ FNN_AVX512_INLINE __mmask8 d512_mask(int64_t nr, int v) {
         }                                                                                         \
     }
 
-/* Where a tile's value of op(A) at row i, depth p lies: a packed panel, or A itself (ukr_s) */
-#define A_PACKED(p, i) a[(p) * MR + (i)]
-#define A_COLS(p, i) a[(p) * csa + (i)] /* rsa == 1: op(A) = A^T */
-#define A_ROWS(p, i) a[(i) * rsa + (p)] /* csa == 1: rows of A */
-#define UKRS_BODY(T, R, W, S, MASK_T, MASK_FN)                                                    \
-    if (rsa == 1) {                                                                               \
-        UKR_BODY(T, R, W, S, MASK_T, MASK_FN, A_COLS)                                             \
-    } else {                                                                                      \
-        UKR_BODY(T, R, W, S, MASK_T, MASK_FN, A_ROWS)                                             \
-    }
 FNN_AVX512 void fnn_sgemm_ukr_avx512_8x32(int64_t k, const float *restrict a,
                                           const float *restrict b, float *restrict c, int64_t ldc,
                                           int64_t mr, int64_t nr, float alpha, float beta) {
@@ -170,10 +160,6 @@ FNN_AVX512 void fnn_dgemm_ukrs_avx512_8x16(int64_t k, const double *restrict a, 
 
 #undef KLOOP
 #undef UKR_BODY
-#undef UKRS_BODY
-#undef A_PACKED
-#undef A_COLS
-#undef A_ROWS
 
 /* Edge kernels (gemm_kernels.h): the rows of c along the vector and its columns in broadcasts,
  * so that a narrow last panel (the 4 columns left of 100, a layer of 10 outputs) fills every

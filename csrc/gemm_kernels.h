@@ -123,6 +123,18 @@ int64_t fnn_slist_avx2(int64_t k, const float *restrict a, float alpha, float *r
                        int32_t *restrict idx);
 int64_t fnn_dlist_avx2(int64_t k, const double *restrict a, double alpha, double *restrict vals,
                        int32_t *restrict idx);
+
+/* For the ISA files' microkernel bodies (each defines its own UKR_BODY(..., AT), AT(p, i) naming
+ * where a tile's value of op(A) at row i, depth p lies): a packed panel, or A itself (ukr_s). */
+#define A_PACKED(p, i) a[(p) * MR + (i)]
+#define A_COLS(p, i) a[(p) * csa + (i)] /* rsa == 1: op(A) = A^T */
+#define A_ROWS(p, i) a[(i) * rsa + (p)] /* csa == 1: rows of A */
+#define UKRS_BODY(T, R, W, S, M, MASK_FN)                                                         \
+    if (rsa == 1) {                                                                               \
+        UKR_BODY(T, R, W, S, M, MASK_FN, A_COLS)                                                  \
+    } else {                                                                                      \
+        UKR_BODY(T, R, W, S, M, MASK_FN, A_ROWS)                                                  \
+    }
 #endif
 
 /* dispatch.c: the entry in use (chosen once: FASTNN_ARCH, else newest ISA first). */
